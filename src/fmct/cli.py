@@ -1,0 +1,54 @@
+"""The ``fmct`` command line: a thin typer app.
+
+Each subcommand lives in ``fmct/commands/<name>.py`` as one function that parses its options and
+calls the library; heavy imports (torch, pydicom …) happen inside those functions so that
+``fmct --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from fmct.commands import (
+    demo,
+    embed,
+    evaluate,
+    export,
+    finetune,
+    ingest,
+    labels,
+    predict,
+    pretrain,
+    probe,
+    retrieve,
+    synth,
+)
+
+app = typer.Typer(
+    name="fmct",
+    help="3D self-supervised foundation models for head CT: ingest, synth, pretrain, evaluate, predict.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+app.command("ingest")(ingest.ingest)
+app.command("synth")(synth.synth)
+app.command("pretrain")(pretrain.pretrain)
+app.command("embed")(embed.embed)
+app.command("probe")(probe.probe)
+app.command("finetune")(finetune.finetune)
+app.command("evaluate")(evaluate.evaluate)
+app.add_typer(labels.app, name="labels", help="Import labels from public head-CT datasets (RSNA, CQ500).")
+app.command("predict")(predict.predict)
+app.command("retrieve")(retrieve.retrieve)
+app.command("export")(export.export)
+app.command("demo")(demo.demo)
+
+
+def main() -> None:  # pragma: no cover - entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,1 @@
+"""One module per ``fmct`` subcommand (see :mod:`fmct.cli`)."""

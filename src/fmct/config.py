@@ -1,0 +1,78 @@
+"""Configs: YAML files plus ``key.sub=value`` dot-list overrides, as plain nested dicts."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def parse_value(text: str) -> Any:
+    """Parse an override value with YAML rules (``3`` → int, ``1e-3`` → float, ``[1,2]`` → list)."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, str):  # YAML 1.1 reads "5e-4" as a string; users mean a number
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def apply_overrides(cfg: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Return a copy of ``cfg`` with ``a.b.c=value`` overrides applied.
+
+    Raises:
+        ValueError: on an override without ``=``, or on a key that the config does not have
+            (a typo should fail loudly, not be silently ignored).
+    """
+    out = copy.deepcopy(dict(cfg))
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} is not of the form key=value")
+        key, value = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = out
+        for p in parts[:-1]:
+            if not isinstance(node.get(p), dict):
+                raise ValueError(f"unknown config key {key!r} (no section {p!r})")
+            node = node[p]
+        if parts[-1] not in node:
+            raise ValueError(f"unknown config key {key!r}; known here: {sorted(node)}")
+        node[parts[-1]] = parse_value(value)
+    return out
+
+
+def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge: values of ``update`` win; nested dicts merge."""
+    out = copy.deepcopy(dict(base))
+    for k, v in update.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def load_config(
+    path: str | Path | None, overrides: Iterable[str] = (), defaults: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Load ``defaults`` ← YAML file ← overrides."""
+    cfg: dict[str, Any] = copy.deepcopy(dict(defaults or {}))
+    if path is not None:
+        with open(path) as f:
+            loaded = yaml.safe_load(f) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: a config file must hold a mapping at the top level")
+        cfg = merge(cfg, loaded)
+    return apply_overrides(cfg, overrides)
+
+
+def save_config(cfg: Mapping[str, Any], path: str | Path) -> None:
+    """Write the resolved config as YAML."""
+    Path(path).write_text(yaml.safe_dump(dict(cfg), sort_keys=False))

@@ -1,0 +1,1 @@
+"""fmct.evaluate"""

@@ -1,0 +1,1 @@
+"""Preprocessing: the one ``preprocess()`` every entry point uses, windows, model input."""
