@@ -1,0 +1,185 @@
+"""Find DICOM series in any mix of folders and files, reading headers only.
+
+``discover`` walks folders of any depth, with any file names, holding any number of patients, studies
+and series, and groups the DICOM files by SeriesInstanceUID. Files that are not DICOM (or that are too
+broken to read a header from) come back as :class:`Rejected`; NIfTI files and DICOMDIR indexes are
+skipped quietly (the caller handles NIfTI).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fmct.io.ids import patient_id_from_dicom, scan_id_from_series_uid, study_id_from_uid
+
+#: Tags read by ``discover`` (headers only, pixel data never touched).
+_DISCOVER_TAGS = [
+    "SeriesInstanceUID",
+    "StudyInstanceUID",
+    "PatientID",
+    "Modality",
+    "SOPClassUID",
+]
+_DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
+_NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A file that is not a readable DICOM image header (``reason`` names why; no PHI)."""
+
+    path: Path
+    reason: str
+
+
+@dataclass
+class SeriesRef:
+    """One DICOM series found by :func:`discover`.
+
+    ``series_uid`` is the raw SeriesInstanceUID: it must stay inside ``fmct.io`` (never print or store it);
+    use the pseudonymous ``scan_id`` / ``patient_id`` / ``study_id`` everywhere else.
+    """
+
+    series_uid: str
+    scan_id: str
+    patient_id: str
+    study_id: str
+    files: list[Path]
+    modality: str
+    n_files: int = 0
+
+    def __post_init__(self) -> None:
+        self.n_files = len(self.files)
+
+    def __repr__(self) -> str:  # never show the raw UID
+        return f"SeriesRef(scan_id={self.scan_id!r}, modality={self.modality!r}, n_files={self.n_files})"
+
+
+@dataclass
+class DiscoveryResult:
+    """``series`` sorted by ``scan_id``; ``rejected`` sorted by path."""
+
+    series: list[SeriesRef] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+def _is_nifti(path: Path) -> bool:
+    return path.name.lower().endswith(_NIFTI_SUFFIXES)
+
+
+def iter_files(paths: Iterable[str | os.PathLike]) -> Iterator[Path]:
+    """Every regular file under ``paths`` (files are yielded as given; folders are walked recursively,
+    hidden entries skipped), each at most once, in sorted order per folder."""
+    seen: set[Path] = set()
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            for root, dirs, files in os.walk(p):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for name in sorted(files):
+                    if name.startswith("."):
+                        continue
+                    f = Path(root) / name
+                    if f not in seen:
+                        seen.add(f)
+                        yield f
+        elif p not in seen:
+            seen.add(p)
+            yield p
+
+
+def _header(path: Path):
+    """Read the few tags ``discover`` needs; raises on non-DICOM / unreadable files."""
+    import pydicom
+
+    return pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_DISCOVER_TAGS, force=False)
+
+
+def _text(ds, keyword: str) -> str:
+    value = ds.get(keyword, None)
+    return "" if value is None else str(value).strip()
+
+
+def _reject_reason(exc: Exception) -> str:
+    from pydicom.errors import InvalidDicomError
+
+    if isinstance(exc, InvalidDicomError):
+        return "not a DICOM file (no DICM preamble/header)"
+    if isinstance(exc, (EOFError, OSError)) and not isinstance(exc, FileNotFoundError):
+        return f"unreadable DICOM header (truncated file?): {type(exc).__name__}"
+    if isinstance(exc, FileNotFoundError):
+        return "no such file"
+    return f"unreadable DICOM header: {type(exc).__name__}"
+
+
+def discover(paths: Sequence[str | os.PathLike]) -> DiscoveryResult:
+    """Group the DICOM files under ``paths`` (folders and/or files) into series.
+
+    Args:
+        paths: folders (walked recursively) and/or files, in any mix (a single path is accepted too).
+
+    Returns:
+        :class:`DiscoveryResult` with one :class:`SeriesRef` per SeriesInstanceUID (files sorted by path)
+        and one :class:`Rejected` per file that is not a readable DICOM header. Never raises for a bad file.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    groups: dict[str, list[tuple[Path, object]]] = {}
+    rejected: list[Rejected] = []
+    for path in iter_files(paths):
+        if _is_nifti(path):
+            continue
+        if not path.exists():
+            rejected.append(Rejected(path, "no such file"))
+            continue
+        try:
+            ds = _header(path)
+        except Exception as exc:  # every failure becomes a Rejected
+            rejected.append(Rejected(path, _reject_reason(exc)))
+            continue
+        try:
+            meta = getattr(ds, "file_meta", None)
+            sop = _text(ds, "SOPClassUID") or (_text(meta, "MediaStorageSOPClassUID") if meta else "")
+            if sop == _DICOMDIR_SOP_CLASS or path.name.upper() == "DICOMDIR":
+                continue
+            uid = _text(ds, "SeriesInstanceUID")
+        except Exception as exc:  # a value that cannot be decoded
+            rejected.append(Rejected(path, f"unreadable DICOM header: {type(exc).__name__}"))
+            continue
+        if not uid:
+            rejected.append(
+                Rejected(path, "DICOM file without SeriesInstanceUID (truncated or not an image?)")
+            )
+            continue
+        groups.setdefault(uid, []).append((path, ds))
+
+    series = []
+    for uid, members in groups.items():
+        members.sort(key=lambda m: str(m[0]))
+        first = members[0][1]
+        modalities = Counter(_safe_text(ds, "Modality") for _, ds in members)
+        scan_id = scan_id_from_series_uid(uid)
+        series.append(
+            SeriesRef(
+                series_uid=uid,
+                scan_id=scan_id,
+                patient_id=patient_id_from_dicom(_safe_text(first, "PatientID"), fallback=scan_id),
+                study_id=study_id_from_uid(_safe_text(first, "StudyInstanceUID") or None),
+                files=[p for p, _ in members],
+                modality=modalities.most_common(1)[0][0],
+            )
+        )
+    series.sort(key=lambda s: s.scan_id)
+    rejected.sort(key=lambda r: str(r.path))
+    return DiscoveryResult(series=series, rejected=rejected)
+
+
+def _safe_text(ds, keyword: str) -> str:
+    try:
+        return _text(ds, keyword)
+    except Exception:  # undecodable value counts as missing
+        return ""

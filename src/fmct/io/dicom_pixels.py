@@ -1,0 +1,96 @@
+"""Decode one DICOM frame's stored pixel values and rescale it to HU into a preallocated slot.
+
+Uncompressed 16-bit grayscale (the common CT case, either byte order) is read straight from the
+PixelData bytes with ``numpy.frombuffer``; anything else (JPEG lossless, JPEG-LS, JPEG 2000, RLE via the
+pylibjpeg plugins, 8/32-bit, multi-frame) goes through pydicom's ``pixel_array``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fmct.io.dicom_frames import uid_name
+from fmct.io.errors import InvalidScan
+
+
+def _transfer_syntax(ds):
+    from pydicom.uid import ImplicitVRLittleEndian
+
+    meta = getattr(ds, "file_meta", None)
+    uid = meta.get("TransferSyntaxUID", None) if meta is not None else None
+    return uid if uid is not None else ImplicitVRLittleEndian
+
+
+def _fast_native16(ds, rows: int, cols: int) -> np.ndarray | None:
+    """Stored values ``(rows, cols)`` of an uncompressed 16-bit single-sample frame, else None."""
+    ts = _transfer_syntax(ds)
+    if ts.is_encapsulated:
+        return None
+    if int(ds.get("BitsAllocated", 0) or 0) != 16 or int(ds.get("SamplesPerPixel", 1) or 1) != 1:
+        return None
+    data = ds.PixelData
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        return None
+    need = rows * cols * 2
+    if len(data) < need:
+        raise InvalidScan(f"pixel data truncated ({len(data)} of {need} bytes)")
+    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+    dtype = np.dtype(("<" if ts.is_little_endian else ">") + ("i2" if signed else "u2"))
+    arr = np.frombuffer(data, dtype=dtype, count=rows * cols).reshape(rows, cols)
+    stored = int(ds.get("BitsStored", 16) or 16)
+    if 0 < stored < 16:
+        shift = 16 - stored
+        if signed:  # sign-extend from BitsStored
+            arr = (arr.astype(np.int16) << shift) >> shift
+        else:  # clear the unused high bits
+            arr = arr & np.uint16((1 << stored) - 1)
+    return arr
+
+
+def stored_pixels(ds, frame: int | None, rows: int, cols: int, cache: dict) -> np.ndarray:
+    """Stored (pre-rescale) values ``(rows, cols)`` of ``frame`` (``None`` = single-frame file).
+
+    ``cache`` holds decoded multi-frame arrays keyed by ``id(ds)`` so each file is decoded once (the
+    caller clears it when done).
+    Raises :class:`InvalidScan` for truncated or undecodable pixel data.
+    """
+    if frame is None:
+        fast = _fast_native16(ds, rows, cols)
+        if fast is not None:
+            return fast
+    key = id(ds)
+    arr = cache.get(key) if frame is not None else None
+    if arr is None:
+        ts = _transfer_syntax(ds)
+        try:
+            arr = ds.pixel_array
+        except Exception as exc:  # decoder failures of any kind (truncated stream, missing plugin, ...)
+            raise InvalidScan(f"cannot decode pixel data ({uid_name(ts)}): {type(exc).__name__}") from exc
+        if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
+            raise InvalidScan("colour pixel data (SamplesPerPixel != 1), not a grayscale CT image")
+        if frame is not None:  # multi-frame files are decoded once, all frames at a time
+            cache[key] = arr
+    if frame is None:
+        if arr.ndim != 2:
+            raise InvalidScan(f"pixel array has shape {arr.shape}, expected one {rows}x{cols} frame")
+        out = arr
+    else:
+        if arr.ndim == 2 and frame == 0:
+            out = arr
+        elif arr.ndim == 3 and frame < arr.shape[0]:
+            out = arr[frame]
+        else:
+            raise InvalidScan(f"pixel array has shape {arr.shape}, frame {frame} missing")
+    if out.shape != (rows, cols):
+        raise InvalidScan(f"decoded frame is {out.shape[0]}x{out.shape[1]}, header says {rows}x{cols}")
+    return out
+
+
+def rescale_into(dst: np.ndarray, raw: np.ndarray, slope: float, intercept: float) -> None:
+    """``dst[...] = raw * slope + intercept`` in float32, without temporaries beyond ``dst``."""
+    if slope == 1.0:
+        np.copyto(dst, raw, casting="unsafe")
+    else:
+        np.multiply(raw, np.float32(slope), out=dst, casting="unsafe")
+    if intercept != 0.0:
+        np.add(dst, np.float32(intercept), out=dst)

@@ -1,0 +1,124 @@
+"""Model card (README.md with YAML front matter) for a saved fmct model directory."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import yaml
+
+INTENDED_USE = "research only, not for clinical use"
+
+DEFAULT_LIMITATIONS = [
+    "Research only, not for clinical use: not a medical device, not validated prospectively, and it must not "
+    "guide diagnosis or treatment.",
+    "Performance measured on the evaluation data below may not transfer to other scanners, sites, protocols, "
+    "populations or reconstruction kernels; check calibration and accuracy on local data first.",
+    "Head CT volumes (and models that memorise or reconstruct them) contain the face: 3D renderings of the "
+    "skin surface can re-identify patients. Deface inputs where sharing is involved and treat embeddings, "
+    "saliency maps and reconstructions (e.g. MAE outputs) as potentially identifying.",
+    "Inputs must be preprocessed exactly as listed under Preprocessing (fmct.preprocess does this); other "
+    "windows, spacing or orientation silently degrade outputs.",
+]
+
+
+def _md_table(rows: list[dict[str, Any]]) -> str:
+    cols: list[str] = []
+    for r in rows:
+        cols += [k for k in r if k not in cols]
+
+    def fmt(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.3f}"
+        return str(v).replace("|", "\\|") if v is not None else ""
+
+    lines = ["| " + " | ".join(cols) + " |", "| " + " | ".join("---" for _ in cols) + " |"]
+    lines += ["| " + " | ".join(fmt(r.get(c)) for c in cols) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def evaluation_table(evaluation: Any) -> str:
+    """Markdown for an evaluation given as rows (list of dicts), ``{row_name: {metric: value}}`` or text."""
+    if evaluation is None:
+        return ""
+    if isinstance(evaluation, str):
+        return evaluation
+    if isinstance(evaluation, dict):
+        rows = [{"": k, **(v if isinstance(v, dict) else {"value": v})} for k, v in evaluation.items()]
+        return _md_table(rows)
+    return _md_table(list(evaluation))
+
+
+def render_model_card(config: dict[str, Any], card: dict[str, Any] | None = None, n_params: int | None = None) -> str:
+    """README.md text for a model directory.
+
+    Args:
+        config: the config.json dict (kind, name, architecture, preprocessing, labels, head, training).
+        card: optional extra fields: ``description``, ``training_data``, ``evaluation`` (see
+            :func:`evaluation_table`), ``limitations`` (list, appended to the defaults), ``license``,
+            ``tags``, ``citation``.
+        n_params: parameter count to report.
+    """
+    card = dict(card or {})
+    arch = config.get("architecture", {})
+    front: dict[str, Any] = {
+        "library_name": "fmct",
+        "license": card.get("license", "apache-2.0"),
+        "tags": ["medical-imaging", "ct", "head-ct", "3d", "self-supervised", "research-only",
+                 *card.get("tags", [])],
+        "intended_use": INTENDED_USE,
+        "model_name": config.get("name"),
+        "fmct_kind": config.get("kind"),
+        "architecture": arch.get("type", "vit3d"),
+        "fmct_version": config.get("fmct_version"),
+    }
+    if config.get("labels"):
+        front["labels"] = list(config["labels"])
+    parts = ["---", yaml.safe_dump(front, sort_keys=False).rstrip(), "---", ""]
+    parts += [f"# {config.get('name', 'fmct model')}", ""]
+    if card.get("description"):
+        parts += [str(card["description"]), ""]
+    parts += ["## Intended use", "", f"**{INTENDED_USE.capitalize()}.** "
+              "A 3D self-supervised foundation model component for head CT research (FM-CT style). "
+              + ("It outputs a probability per finding." if config.get("kind") == "classifier"
+                 else "It outputs embeddings for probing, retrieval and fine-tuning."), ""]
+    parts += ["## Model", "", f"- kind: `{config.get('kind')}`", f"- architecture: `{json.dumps(arch)}`"]
+    if n_params is not None:
+        parts.append(f"- parameters: {n_params:,}")
+    if config.get("head"):
+        parts.append(f"- head: `{json.dumps(config['head'])}`")
+    if config.get("labels"):
+        parts.append(f"- labels (output order): {', '.join(config['labels'])}")
+    parts.append("")
+    parts += ["## Training data", ""]
+    if card.get("training_data"):
+        parts.append(str(card["training_data"]))
+    else:
+        parts.append("Not documented by the trainer.")
+    if config.get("training"):
+        parts += ["", "```json", json.dumps(config["training"], indent=2, default=str), "```"]
+    parts += ["", "## Preprocessing", "", "Apply exactly this (`fmct.preprocess` reads it from config.json):", "",
+              "```json", json.dumps(config.get("preprocessing", {}), indent=2, default=str), "```", ""]
+    table = evaluation_table(card.get("evaluation"))
+    if table:
+        parts += ["## Evaluation", "", table, ""]
+    parts += ["## Limitations", ""]
+    parts += [f"- {s}" for s in [*DEFAULT_LIMITATIONS, *card.get("limitations", [])]]
+    parts += ["", "## How to use", "", "```python", "import fmct", "", 'model = fmct.load_model("path/to/model")']
+    if config.get("kind") == "classifier":
+        parts.append('probs = model.predict("scan.nii.gz")  # {finding: probability}')
+    else:
+        parts.append("out = model.embed(x)  # x: (B, C, S, S, S) windowed input; out['cls'], out['patch']")
+    parts += ["```", "", "## Citation", "",
+              card.get("citation", "FM-CT: 3D foundation model for head CT, arXiv:2502.02779."), ""]
+    return "\n".join(parts)
+
+
+def parse_front_matter(text: str) -> dict[str, Any]:
+    """The YAML front matter of a model card as a dict (empty if there is none)."""
+    if not text.startswith("---\n"):
+        return {}
+    end = text.find("\n---", 4)
+    if end < 0:
+        return {}
+    return yaml.safe_load(text[4:end]) or {}
