@@ -1,11 +1,62 @@
-"""`fmct ingest` (placeholder until implemented)."""
+"""`fmct ingest`: DICOM folders / NIfTI files -> a store of preprocessed scans + manifest.parquet."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 
-def ingest() -> None:
-    """Not implemented yet."""
-    typer.echo("fmct ingest: not implemented yet", err=True)
-    raise typer.Exit(2)
+def ingest(
+    inputs: list[Path] = typer.Argument(
+        ..., help="Folders (searched recursively) and/or NIfTI files, in any mix."
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Store folder (created; re-runs resume)."),
+    workers: int = typer.Option(
+        1, "--workers", "-j", min=1, help="Parallel processes (1 = in this process)."
+    ),
+    shard: str | None = typer.Option(
+        None, "--shard", help="Process only shard K of N (e.g. 1/4), by scan id."
+    ),
+    spacing: float = typer.Option(1.0, "--spacing", min=0.1, help="Isotropic output voxel size in mm."),
+    deface: bool = typer.Option(False, "--deface", help="Set the face (in front of/below the brain) to air."),
+    strict: bool = typer.Option(False, "--strict", help="Exit non-zero when any input failed."),
+    min_slices: int = typer.Option(10, "--min-slices", min=1, help="Skip volumes with fewer slices."),
+) -> None:
+    """Ingest head CT scans into a store: find every DICOM series and NIfTI file under INPUT...,
+    reorient to RAS, resample to isotropic spacing, crop to the head (optionally deface), and write
+    STORE/scans/<scan_id>.npy (int16 HU) + .json and STORE/manifest.parquet (one row per input with
+    status ok/skipped/failed and the reason).
+
+    Safe to interrupt and re-run: stored scans are kept, leftovers of a killed run are removed. One bad
+    scan never stops the batch. Exits 0 when something was ingested (or everything was already present),
+    1 when nothing was, or with --strict when any input failed.
+    """
+    from fmct.preprocess import PreprocessConfig
+    from fmct.store import ingest as run_ingest
+    from fmct.store import parse_shard
+
+    for p in inputs:
+        if not p.exists():
+            typer.echo(f"fmct ingest: {p}: no such file or folder", err=True)
+            raise typer.Exit(2)
+    try:
+        shard_kn = parse_shard(shard)
+        cfg = PreprocessConfig(spacing=spacing, deface=deface)
+    except ValueError as exc:
+        typer.echo(f"fmct ingest: {exc}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        summary = run_ingest(
+            inputs, out, cfg, workers=workers, shard=shard_kn, min_slices=min_slices, progress=True
+        )
+    except ValueError as exc:  # e.g. the store was built with other preprocessing
+        typer.echo(f"fmct ingest: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if summary.cleaned:
+        typer.echo(f"removed {summary.cleaned} leftover file(s) of an interrupted run")
+    typer.echo(summary.line())
+    code = summary.exit_code(strict)
+    if code and not (summary.ok + summary.present):
+        typer.echo("fmct ingest: nothing was ingested (see the manifest for the reasons)", err=True)
+    raise typer.Exit(code)

@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+
+from fmct.io.errors import InvalidScan
+from fmct.io.volume import Volume
+from fmct.preprocess import PreprocessConfig, preprocess
+
+
+def _ellipsoid(world, centre, radii):
+    return ((((world - np.asarray(centre)) / np.asarray(radii)) ** 2).sum(-1)) <= 1.0
+
+
+def _synthetic_head():
+    """RAS 1 mm head: brain (35 HU) in a 6 mm skull (1000 HU) under 4 mm scalp (40 HU), a neck, and a
+    'face' (soft tissue with a bony jaw) in front of and below the brain."""
+    aff = np.eye(4)
+    aff[:3, 3] = [-50.0, -60.0, -75.0]
+    shape = (101, 141, 126)
+    idx = np.stack(np.meshgrid(*[np.arange(s, dtype=np.float64) for s in shape], indexing="ij"), -1)
+    world = idx + aff[:3, 3]
+    r = np.array([38.0, 46.0, 36.0])
+    hu = np.full(shape, -1000.0, np.float32)
+    neck = (np.hypot(world[..., 0], world[..., 1] + 5.0) <= 22.0) & (world[..., 2] < -20.0)
+    face = _ellipsoid(world, (0, 52, -40), (30, 18, 28))
+    jaw = _ellipsoid(world, (0, 55, -50), (20, 8, 8))
+    hu[neck | face] = 40.0
+    hu[jaw] = 800.0
+    hu[_ellipsoid(world, (0, 0, 0), r + 10)] = 40.0
+    hu[_ellipsoid(world, (0, 0, 0), r + 6)] = 1000.0
+    brain = _ellipsoid(world, (0, 0, 0), r)
+    hu[brain] = 35.0
+    hu[_ellipsoid(world, (0, -5, 5), (6, 12, 6))] = 5.0  # a ventricle
+    return Volume(hu, aff), world, brain, face | jaw
+
+
+def test_deface_removes_the_face_and_keeps_brain_and_vault():
+    vol, world, brain, face = _synthetic_head()
+    out = preprocess(vol, PreprocessConfig(crop_head=False, deface=True))
+    assert out.shape == vol.shape and np.allclose(out.affine, vol.affine)
+    a = out.array
+    kept = (a[brain] == vol.array[brain]).mean()
+    assert kept >= 0.999, kept
+    from scipy import ndimage
+
+    dist = ndimage.distance_transform_edt(~brain)
+    far_face = face & (dist > 18.0)  # beyond the protected margin (15 mm) plus the 2 mm working grid
+    assert far_face.sum() > 5000
+    assert (a[far_face] == -1000).mean() >= 0.99
+    vault = (vol.array > 300) & (world[..., 2] > 0)  # upper skull
+    assert (a[vault] == vol.array[vault]).all()
+    back_of_neck = (world[..., 2] < -50) & (world[..., 1] < -12) & (vol.array > -500)
+    assert (a[back_of_neck] == vol.array[back_of_neck]).all()
+    info = out.meta["preprocess"]["deface"]
+    assert info["removed_ml"] > 5 and info["brain_ml"] == pytest.approx(brain.sum() / 1000, rel=0.1)
+
+
+def test_deface_refuses_a_scan_without_brain():
+    hu = np.full((40, 40, 40), -1000.0, np.float32)
+    hu[5:35, 5:35, 5:35] = 40.0  # a block of soft tissue, no skull
+    with pytest.raises(InvalidScan, match="deface"):
+        preprocess(Volume(hu, np.eye(4)), PreprocessConfig(deface=True))

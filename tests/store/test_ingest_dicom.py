@@ -1,0 +1,74 @@
+"""Ingest real DICOM files (written with pydicom): geometry end to end, ids, a scout that is skipped."""
+
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+from fmct.store import ScanStore, ingest
+
+MARKER_LPS = np.array([6.0, -8.0, 4.0])  # patient (LPS) mm
+
+
+def _series(folder: Path, n: int, size=48, px=0.9, dz=2.0, image_type="AXIAL", patient="SECRET-PID-123"):
+    folder.mkdir(parents=True, exist_ok=True)
+    study, series = generate_uid(), generate_uid()
+    c = (np.arange(size) - size / 2.0) * px
+    yy, xx = np.meshgrid(c, c, indexing="ij")
+    order = np.random.default_rng(0).permutation(n)  # instance numbers unrelated to positions
+    for k in range(n):
+        z = (k - n / 2.0) * dz
+        hu = np.where(xx**2 + yy**2 + z**2 < 18.0**2, 40.0, -1000.0)
+        d2 = (xx - MARKER_LPS[0]) ** 2 + (yy - MARKER_LPS[1]) ** 2 + (z - MARKER_LPS[2]) ** 2
+        hu = hu + 1500.0 * np.exp(-d2 / (2 * 3.0**2))
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = CTImageStorage
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = FileDataset(str(folder / f"im{order[k]:03d}"), {}, file_meta=meta, preamble=b"\0" * 128)
+        ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = CTImageStorage, meta.MediaStorageSOPInstanceUID, "CT"
+        ds.PatientID, ds.PatientName = patient, "Doe^Jane"
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+        ds.ImageType = ["ORIGINAL", "PRIMARY", image_type]
+        ds.InstanceNumber = int(order[k]) + 1
+        ds.ImagePositionPatient = [float(c[0]), float(c[0]), float(z)]
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.PixelSpacing, ds.SliceThickness = [px, px], dz
+        ds.Rows = ds.Columns = size
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+        ds.RescaleIntercept, ds.RescaleSlope = 0.0, 1.0
+        ds.PixelData = np.rint(hu).astype(np.int16).tobytes()
+        pydicom.dcmwrite(ds.filename, ds, enforce_file_format=True)
+    return study, series
+
+
+def test_dicom_series_end_to_end(tmp_path):
+    uids = _series(tmp_path / "in" / "patient1" / "axial", 24)
+    _series(tmp_path / "in" / "patient1" / "scout", 2, image_type="LOCALIZER")
+    out = tmp_path / "store"
+    summary = ingest([tmp_path / "in"], out)
+    assert (summary.ok, summary.skipped, summary.failed) == (1, 1, 0)
+    store = ScanStore(out)
+    df = store.manifest
+    ok = df[df.status == "ok"].iloc[0]
+    assert ok.kind == "dicom" and ok.n_files == 24 and ok.source.endswith("axial")
+    assert ok.scan_id.startswith("s-") and ok.patient_id.startswith("p-") and ok.study_id.startswith("t-")
+    assert list(ok.source_spacing_mm) == [0.9, 0.9, 2.0]
+    skipped = df[df.status == "skipped"].iloc[0]
+    assert "localizer" in skipped.reason.lower()
+    vol = store.load(ok.scan_id)
+    a = vol.array.astype(np.float64)
+    w = np.clip(a - 500.0, 0.0, None)
+    idx = np.stack(np.meshgrid(*[np.arange(s) for s in a.shape], indexing="ij"), -1)
+    centroid = (vol.affine @ np.r_[(idx * w[..., None]).reshape(-1, 3).sum(0) / w.sum(), 1.0])[:3]
+    ras = MARKER_LPS * [-1.0, -1.0, 1.0]
+    assert np.linalg.norm(centroid - ras) < 1.0, (centroid, ras)
+    # no PHI in the store
+    for p in out.rglob("*"):
+        if p.is_file() and p.suffix in (".json", ".parquet"):
+            text = p.read_bytes()
+            assert b"SECRET-PID-123" not in text and b"Doe^Jane" not in text
+            assert not any(uid.encode() in text for uid in uids)
