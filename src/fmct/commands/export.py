@@ -1,11 +1,50 @@
-"""`fmct export` (placeholder until implemented)."""
+"""`fmct export`: a classifier as TorchScript (or ONNX)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 
-def export() -> None:
-    """Not implemented yet."""
-    typer.echo("fmct export: not implemented yet", err=True)
-    raise typer.Exit(2)
+def export(
+    model: Path = typer.Option(..., "--model", "-m", help="Classifier model directory."),
+    fmt: str = typer.Option("torchscript", "--format", "-f", help="torchscript | onnx"),
+    out: Path = typer.Option(..., "--out", "-o", help="Output file (e.g. model.pt / model.onnx)."),
+) -> None:
+    """Export backbone + classifier head as one graph: (B, C, S, S, S) model input -> (B, L) probabilities.
+
+    TorchScript uses torch.jit.trace and is checked against the eager model before it is written; label
+    names and preprocessing are stored inside the file (extra/fmct.json). ONNX needs the 'onnx' package.
+    Preprocessing (reading, resampling, head crop, windows, cube resize) stays outside the exported graph.
+    """
+    from fmct.infer.export import FORMATS, export_model, onnx_available
+    from fmct.infer.predict import resolve_model
+
+    if fmt not in FORMATS:
+        typer.echo(f"fmct export: unknown format {fmt!r}; choose one of {list(FORMATS)}", err=True)
+        raise typer.Exit(2)
+    if fmt == "onnx" and not onnx_available():
+        typer.echo(
+            "fmct export: ONNX export needs the 'onnx' package, which is not installed; "
+            "use --format torchscript",
+            err=True,
+        )
+        raise typer.Exit(2)
+    try:
+        clf = resolve_model(model)
+    except (FileNotFoundError, ValueError) as exc:
+        typer.echo(f"fmct export: cannot load model {model}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if not hasattr(clf, "labels"):
+        typer.echo(
+            f"fmct export: {model} is a backbone without a classifier head; export needs a classifier",
+            err=True,
+        )
+        raise typer.Exit(2)
+    try:
+        path = export_model(clf, out, fmt)
+    except RuntimeError as exc:
+        typer.echo(f"fmct export: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"wrote {path} ({fmt}, {len(clf.labels)} outputs, input (B, C, {clf.input_size}^3))")

@@ -1,11 +1,118 @@
-"""`fmct predict` (placeholder until implemented)."""
+"""`fmct predict`: finding probabilities (and optional saliency maps) for scans."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 
-def predict() -> None:
-    """Not implemented yet."""
-    typer.echo("fmct predict: not implemented yet", err=True)
-    raise typer.Exit(2)
+def predict(
+    inputs: list[str] = typer.Argument(
+        ...,
+        metavar="INPUT...",
+        help="DICOM folders, NIfTI files, or STORE::scan_id (a scan of an ingest store).",
+    ),
+    model: Path = typer.Option(
+        ..., "--model", "-m", help="Classifier model directory (config.json + safetensors)."
+    ),
+    out: Path = typer.Option(Path("result.json"), "--out", "-o", help="Result JSON file."),
+    saliency: Path | None = typer.Option(
+        None,
+        "--saliency",
+        help="Write saliency maps here: PNG montages + NIfTI heat maps on the source grid.",
+    ),
+    findings: str | None = typer.Option(
+        None, "--findings", help="Comma-separated findings to explain with --saliency (default: all)."
+    ),
+    methods: str = typer.Option(
+        "attention,grad_rollout,grad_x_input", "--methods", help="Comma-separated saliency methods."
+    ),
+) -> None:
+    """Predict findings for each INPUT with a classifier model directory.
+
+    Each scan is read (DICOM series selection as in ingest), preprocessed in memory with the parameters
+    recorded in the model directory and classified. result.json holds, per input, the probability of each
+    finding, model name/version, the preprocessing used, timings (read / preprocess / model seconds) and
+    warnings when the scan is outside what the model saw (thick slices, small field of view, coarse
+    spacing). A scan that cannot be used gets an "error" entry; the others still run. Exit code 1 only when
+    every input failed.
+    """
+    import json
+    import os
+    import tempfile
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from fmct.infer.predict import model_info, model_preprocessing, predict_paths, resolve_model
+    from fmct.infer.saliency import METHODS
+
+    console = Console(stderr=True)
+    try:
+        clf = resolve_model(model)
+    except (FileNotFoundError, ValueError) as exc:
+        typer.echo(f"fmct predict: cannot load model {model}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if not hasattr(clf, "labels"):
+        typer.echo(
+            f"fmct predict: {model} is a backbone without a classifier head; fine-tune or probe it first",
+            err=True,
+        )
+        raise typer.Exit(2)
+    method_list = [m.strip() for m in methods.split(",") if m.strip()]
+    bad = sorted(set(method_list) - set(METHODS))
+    if bad:
+        typer.echo(f"fmct predict: unknown saliency methods {bad}; choose from {list(METHODS)}", err=True)
+        raise typer.Exit(2)
+    finding_list = [f.strip() for f in findings.split(",") if f.strip()] if findings else None
+    bad = sorted(set(finding_list or []) - set(clf.labels))
+    if bad:
+        typer.echo(f"fmct predict: unknown findings {bad}; the model predicts {list(clf.labels)}", err=True)
+        raise typer.Exit(2)
+
+    with Progress(
+        TextColumn("predict"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("predict", total=len(inputs))
+        results = predict_paths(
+            clf,
+            inputs,
+            saliency_dir=saliency,
+            saliency_findings=finding_list,
+            methods=method_list,
+            on_done=lambda _e: progress.advance(task),
+        )
+
+    doc = {
+        "model": {**model_info(clf), "dir": str(model)},
+        "preprocessing": model_preprocessing(clf),
+        "labels": list(clf.labels),
+        "results": results,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(doc, f, indent=2)
+    os.replace(tmp, out)
+
+    table = Table(title=f"fmct predict -> {out}")
+    for col in ("input", "status", "top findings", "warnings"):
+        table.add_column(col)
+    for r in results:
+        if r.get("status") == "ok":
+            top = sorted(r["probabilities"].items(), key=lambda kv: -kv[1])[:3]
+            table.add_row(
+                r["input"], "ok", ", ".join(f"{k} {v:.2f}" for k, v in top), str(len(r["warnings"]))
+            )
+        else:
+            table.add_row(r["input"], r.get("status", "failed"), r.get("error", ""), "")
+    Console().print(table)
+    if all(r.get("status") != "ok" for r in results):
+        raise typer.Exit(1)

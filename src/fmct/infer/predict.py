@@ -1,0 +1,291 @@
+"""Predict findings for scans given as DICOM folders, NIfTI files or ``STORE::scan_id`` references.
+
+Every input goes through the same path as training data: ``fmct.io.load_volume`` (the series selection
+ingest makes) -> ``fmct.preprocess.preprocess`` with the preprocessing recorded in the model directory
+-> ``fmct.preprocess.model_input.to_model_input`` -> the classifier. One entry per input::
+
+    {"input", "scan_id", "status": "ok"|"failed"|"skipped", "probabilities": {finding: p},
+     "model": {"name", "version"}, "preprocessing": {...}, "timings": {"read_s", "preprocess_s",
+     "model_s", "saliency_s"}, "warnings": [...], "source": {"shape", "spacing_mm", "extent_mm"},
+     "saliency": {...}}     # or {"input", "status", "error"} when the scan cannot be used
+
+Saliency heat maps (NIfTI) are written on the grid of the scan as read: the original DICOM/NIfTI
+geometry, or the stored (already preprocessed) grid for ``STORE::scan_id`` inputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fmct.io.volume import Volume
+from fmct.preprocess.windows import DEFAULT_WINDOWS
+
+STORE_SEP = "::"
+
+#: Thresholds for "outside what the model saw" warnings.
+MAX_SLICE_MM = 5.0
+MIN_FOV_MM = 140.0
+MIN_COVERAGE_MM = 60.0
+MIN_HEAD_MM = 100.0
+MAX_INPLANE_RATIO = 3.0
+
+
+# ---------------------------------------------------------------------------------------------- model
+
+
+def resolve_model(model: Any) -> Any:
+    """A loaded model, or a model directory loaded with ``fmct.models.hub.load_model``."""
+    if isinstance(model, (str, Path)):
+        from fmct.models.hub import load_model
+
+        return load_model(Path(model))
+    return model
+
+
+def model_info(model: Any) -> dict[str, Any]:
+    """``{"name", "version"}`` of a loaded model (from attributes or its ``config`` dict)."""
+    cfg = getattr(model, "config", None)
+    cfg = cfg if isinstance(cfg, dict) else {}
+    name = getattr(model, "name", None) or cfg.get("name") or type(model).__name__
+    version = getattr(model, "version", None) or cfg.get("version") or cfg.get("fmct_version")
+    return {"name": str(name), "version": None if version is None else str(version)}
+
+
+def model_preprocessing(model: Any) -> dict[str, Any]:
+    """The model's preprocessing dict with ``input_size`` and ``windows`` filled in."""
+    pre = dict(getattr(model, "preprocessing", None) or {})
+    if "input_size" not in pre:
+        img = model.backbone.config.img_size
+        pre["input_size"] = int(img if isinstance(img, int) else img[0])
+    pre.setdefault("windows", [list(w) for w in DEFAULT_WINDOWS])
+    pre.setdefault("spacing", 1.0)
+    return pre
+
+
+def preprocess_config(pre: dict[str, Any]) -> Any:
+    """``fmct.preprocess.PreprocessConfig`` from a model's preprocessing dict (extra keys ignored)."""
+    from fmct.preprocess import PreprocessConfig
+
+    names = {f.name for f in dataclasses.fields(PreprocessConfig)}
+    return PreprocessConfig.from_dict({k: v for k, v in pre.items() if k in names})
+
+
+def probabilities(model: Any, x: torch.Tensor) -> np.ndarray:
+    """``(B, C, S, S, S) -> (B, L)`` probabilities (``predict_proba`` if present, else sigmoid(logits))."""
+    with torch.inference_mode():
+        fn = getattr(model, "predict_proba", None)
+        p = fn(x) if callable(fn) else torch.sigmoid(model(x))
+    if isinstance(p, torch.Tensor):
+        p = p.detach().float().cpu().numpy()
+    return np.asarray(p, dtype=np.float64).reshape(x.shape[0], -1)
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+
+
+def read_input(spec: str) -> tuple[Volume, bool]:
+    """Load one input. Returns ``(volume, already_preprocessed)``.
+
+    ``spec``: a NIfTI file, a DICOM folder, or ``STORE::scan_id`` (a scan from an ``fmct ingest`` store).
+    Raises ``fmct.io.errors.ScanProblem`` (skipped/failed series) or ``FileNotFoundError``.
+    """
+    if STORE_SEP in spec and not Path(spec).exists():
+        root, scan_id = spec.rsplit(STORE_SEP, 1)
+        from fmct.store import ScanStore
+
+        store = ScanStore(Path(root))
+        if scan_id not in set(store.scan_ids):
+            raise FileNotFoundError(f"scan {scan_id!r} is not an ok scan of store {root}")
+        vol = store.load(scan_id)
+        vol.meta.setdefault("scan_id", scan_id)
+        return vol, True
+    path = Path(spec)
+    if not path.exists():
+        raise FileNotFoundError(f"{spec}: no such file or folder")
+    from fmct.io import load_volume
+
+    return load_volume(path), False
+
+
+def world_extent(vol: Volume) -> np.ndarray:
+    """Extent in mm of the volume's bounding box along world R, A, S (voxel corners included)."""
+    shape = np.asarray(vol.shape, dtype=np.float64)
+    corners = np.array(
+        [
+            [a, b, c]
+            for a in (-0.5, shape[0] - 0.5)
+            for b in (-0.5, shape[1] - 0.5)
+            for c in (-0.5, shape[2] - 0.5)
+        ]
+    )
+    world = corners @ vol.affine[:3, :3].T + vol.affine[:3, 3]
+    return world.max(0) - world.min(0)
+
+
+def scan_warnings(
+    source: Volume, processed: Volume | None, pre: dict[str, Any], from_store: bool
+) -> list[str]:
+    """Reasons the scan may be outside what the model saw (slice thickness, field of view, spacing)."""
+    warns = [str(w) for w in source.meta.get("warnings", []) or []]
+    spacing = sorted(source.spacing)
+    if from_store:  # the stored grid is already resampled: judge the original acquisition when recorded
+        recorded = (source.meta.get("preprocess") or {}).get("source_spacing_mm")
+        if recorded and len(recorded) == 3:
+            spacing = sorted(float(s) for s in recorded)
+    thickness = float(source.meta.get("slice_thickness") or spacing[-1])
+    if thickness > MAX_SLICE_MM:
+        warns.append(
+            f"slice thickness {thickness:.1f} mm > {MAX_SLICE_MM:g} mm: the model saw thin-slice scans"
+        )
+    model_mm = float(pre.get("spacing", 1.0) or 1.0)
+    inplane = spacing[1]
+    if inplane > MAX_INPLANE_RATIO * model_mm:
+        warns.append(
+            f"in-plane spacing {inplane:.2f} mm is much coarser than the model's {model_mm:g} mm grid"
+        )
+    if not from_store:
+        ext = world_extent(source)
+        if min(ext[0], ext[1]) < MIN_FOV_MM:
+            warns.append(
+                f"field of view {ext[0]:.0f} x {ext[1]:.0f} mm (R-L x A-P) is too small to hold a whole head"
+            )
+        if ext[2] < MIN_COVERAGE_MM:
+            warns.append(f"scan covers only {ext[2]:.0f} mm craniocaudally: partial head coverage")
+    if processed is not None:
+        head = np.asarray(processed.shape) * np.asarray(processed.spacing)
+        if head.max() < MIN_HEAD_MM:
+            warns.append(f"head region after cropping is only {head.max():.0f} mm: not a whole head?")
+    return warns
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "scan"
+
+
+# ---------------------------------------------------------------------------------------------- predict
+
+
+def predict_one(
+    model: Any,
+    spec: str,
+    saliency_dir: str | Path | None = None,
+    saliency_findings: Sequence[str] | None = None,
+    methods: Sequence[str] | None = None,
+    name: str | None = None,
+) -> dict[str, Any]:
+    """Predict one input; never raises for a bad scan (the entry gets ``"error"``)."""
+    from fmct.io.errors import ScanProblem
+    from fmct.preprocess import preprocess
+    from fmct.preprocess.model_input import to_model_input
+
+    labels = list(model.labels)
+    pre = model_preprocessing(model)
+    entry: dict[str, Any] = {"input": str(spec), "model": model_info(model)}
+    timings: dict[str, float] = {}
+    try:
+        t0 = time.perf_counter()
+        source, from_store = read_input(str(spec))
+        timings["read_s"] = time.perf_counter() - t0
+        entry["scan_id"] = source.meta.get("scan_id")
+        t0 = time.perf_counter()
+        cfg = preprocess_config(pre)
+        processed = preprocess(source, cfg) if not _already_matches(source, cfg, from_store) else source
+        x, grid_affine = to_model_input(processed, int(pre["input_size"]), pre["windows"])
+        timings["preprocess_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        probs = probabilities(model, x[None])[0]
+        timings["model_s"] = time.perf_counter() - t0
+    except ScanProblem as exc:
+        entry.update(status=getattr(exc, "status", "failed"), error=exc.reason, timings=timings)
+        return entry
+    except Exception as exc:  # one bad input must not stop the others
+        entry.update(status="failed", error=f"{type(exc).__name__}: {exc}", timings=timings)
+        return entry
+    entry.update(
+        status="ok",
+        probabilities={f: float(p) for f, p in zip(labels, probs, strict=True)},
+        preprocessing=pre,
+        warnings=scan_warnings(source, processed, pre, from_store),
+        source={
+            "shape": list(source.shape),
+            "spacing_mm": [round(s, 4) for s in source.spacing],
+            "extent_mm": [round(float(e), 1) for e in world_extent(source)],
+        },
+    )
+    if saliency_dir is not None:
+        t0 = time.perf_counter()
+        try:
+            from fmct.infer.saliency_io import write_saliency
+
+            # the pseudonymous scan id names the folder (input folder names may carry patient names)
+            sub = Path(saliency_dir) / _safe_name(str(entry.get("scan_id") or name or Path(spec).stem))
+            entry["saliency"] = write_saliency(
+                model,
+                x,
+                grid_affine,
+                source,
+                processed,
+                labels,
+                sub,
+                findings=saliency_findings,
+                methods=methods,
+                probs=entry["probabilities"],
+            )
+        except Exception as exc:
+            entry["warnings"].append(f"saliency failed: {type(exc).__name__}: {exc}")
+        timings["saliency_s"] = time.perf_counter() - t0
+    entry["timings"] = {k: round(v, 4) for k, v in timings.items()}
+    return entry
+
+
+def _already_matches(vol: Volume, cfg: Any, from_store: bool) -> bool:
+    """A store scan is reused as is when its grid already has the model's spacing."""
+    if not from_store:
+        return False
+    target = float(getattr(cfg, "spacing", 1.0))
+    return bool(np.allclose(vol.spacing, target, atol=1e-3))
+
+
+def predict_paths(
+    model: Any,
+    inputs: Sequence[str | Path],
+    saliency_dir: str | Path | None = None,
+    saliency_findings: Sequence[str] | None = None,
+    methods: Sequence[str] | None = None,
+    on_done: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Predict every input (see module docstring for the entry format).
+
+    Args:
+        model: a loaded ``ClassifierModel`` (or its directory).
+        inputs: NIfTI files, DICOM folders or ``STORE::scan_id``.
+        saliency_dir: write saliency maps (PNG montages + NIfTI heat maps on the source grid) here.
+        saliency_findings: findings to explain (default: all outputs).
+        methods: saliency methods (default :data:`fmct.infer.saliency.METHODS`).
+        on_done: called with each entry as it finishes (progress bars).
+    """
+    model = resolve_model(model)
+    if hasattr(model, "eval"):
+        model.eval()
+    results = []
+    used: set[str] = set()
+    for i, spec in enumerate(inputs):
+        text = str(spec)
+        base = text.rsplit(STORE_SEP, 1)[1] if STORE_SEP in text else Path(text).name
+        name = _safe_name(base.removesuffix(".gz").removesuffix(".nii"))
+        if name in used:
+            name = f"{name}_{i}"
+        used.add(name)
+        entry = predict_one(model, str(spec), saliency_dir, saliency_findings, methods, name=name)
+        results.append(entry)
+        if on_done is not None:
+            on_done(entry)
+    return results

@@ -1,0 +1,138 @@
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from fmct.cli import app
+from fmct.infer.predict import predict_paths, scan_warnings, world_extent
+from fmct.io.volume import Volume
+from fmct.labels import FINDINGS
+
+
+def test_predict_paths_mixed_inputs(model_dir, classifier, nifti_scan, tmp_path):
+    broken = tmp_path / "broken.nii.gz"
+    broken.write_bytes(b"not a nifti at all")
+    res = predict_paths(model_dir, [str(nifti_scan), str(tmp_path / "missing.nii.gz"), str(broken)])
+    assert len(res) == 3
+    ok, missing, bad = res
+    assert ok["status"] == "ok" and list(ok["probabilities"]) == list(FINDINGS)
+    assert all(0.0 <= p <= 1.0 for p in ok["probabilities"].values())
+    assert ok["model"]["name"] == "tiny-test" and ok["model"]["version"]
+    assert ok["preprocessing"]["input_size"] == 32 and ok["preprocessing"]["spacing"] == 1.0
+    assert {"read_s", "preprocess_s", "model_s"} <= set(ok["timings"])
+    # 168 x 196 mm field of view, 5 mm slices: fine; the 3.5 mm in-plane grid (kept coarse for speed) is not
+    assert len(ok["warnings"]) == 1 and "in-plane spacing 3.50 mm" in ok["warnings"][0]
+    # same probabilities as the model's own predict() on the same file
+    direct = classifier.predict(nifti_scan)
+    assert ok["probabilities"] == pytest.approx(direct, abs=1e-5)
+    assert missing["status"] == "failed" and "no such file" in missing["error"]
+    assert bad["status"] == "failed" and bad["error"]
+    json.dumps(res)  # JSON-able
+
+
+def test_warnings_for_thick_slices_and_small_field_of_view(make_head_volume):
+    pre = {"spacing": 1.0, "input_size": 32}
+    thick = make_head_volume(shape=(48, 56, 20), spacing=(3.5, 3.5, 7.5))
+    w = scan_warnings(thick, None, pre, from_store=False)
+    assert any("slice thickness 7.5 mm" in s for s in w)
+    small = make_head_volume(shape=(30, 30, 30), spacing=(3.0, 3.0, 3.0))
+    w = scan_warnings(small, None, pre, from_store=False)
+    assert any("field of view" in s for s in w)
+    coarse = make_head_volume(shape=(20, 24, 40), spacing=(8.0, 8.0, 4.0))
+    assert any("in-plane spacing 8.00 mm" in s for s in scan_warnings(coarse, None, pre, from_store=False))
+    # a stored scan is judged by its recorded source spacing
+    stored = Volume(
+        np.zeros((8, 8, 8), np.int16), np.eye(4), {"preprocess": {"source_spacing_mm": [0.5, 0.5, 6]}}
+    )
+    assert any("slice thickness 6.0" in s for s in scan_warnings(stored, None, pre, from_store=True))
+
+
+def test_world_extent_is_orientation_independent():
+    a = np.diag([-2.0, 3.0, 4.0, 1.0])
+    b = np.array([[0, 3.0, 0, 0], [0, 0, 4.0, 0], [2.0, 0, 0, 0], [0, 0, 0, 1]])
+    arr = np.zeros((10, 20, 5), np.float32)
+    np.testing.assert_allclose(world_extent(Volume(arr, a)), [20, 60, 20])
+    np.testing.assert_allclose(world_extent(Volume(arr, b)), [60, 20, 20])
+
+
+def test_predict_with_saliency_heatmap_on_source_grid(model_dir, nifti_scan, tmp_path):
+    out = tmp_path / "sal"
+    (entry,) = predict_paths(model_dir, [str(nifti_scan)], saliency_dir=out, saliency_findings=["ich", "sdh"])
+    sal = entry["saliency"]
+    assert set(sal["findings"]) == {"ich", "sdh"}
+    src = nib.load(str(nifti_scan))
+    for method, path in sal["findings"]["sdh"]["nifti"].items():
+        img = nib.load(path)
+        assert img.shape == src.shape, method
+        np.testing.assert_allclose(img.affine, src.affine, atol=1e-4)
+        data = np.asarray(img.dataobj, dtype=np.float32)
+        assert 0.95 <= data.max() <= 1.0 + 1e-3
+        # the source voxel nearest to the cube map's maximum (in world mm) carries (nearly) the maximum
+        peak = np.array([*sal["findings"]["sdh"]["peak_mm"][method], 1.0])
+        vox = np.rint(np.linalg.inv(img.affine) @ peak)[:3].astype(int)
+        assert data[tuple(vox)] >= 0.9 * data.max(), method
+    png = sal["findings"]["ich"]["png"]
+    import matplotlib.image as mpimg
+
+    img = mpimg.imread(png)
+    assert img.ndim == 3 and img.shape[0] > 100
+    assert nib.load(sal["attention"]["nifti"]).shape == src.shape
+    assert "saliency_s" in entry["timings"]
+
+
+def test_predict_cli(model_dir, nifti_scan, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "result.json"
+    res = runner.invoke(
+        app,
+        ["predict", "--model", str(model_dir), str(nifti_scan), str(tmp_path / "nope"), "--out", str(out)],
+    )
+    assert res.exit_code == 0, res.output
+    doc = json.loads(out.read_text())
+    assert doc["model"]["name"] == "tiny-test" and doc["labels"] == list(FINDINGS)
+    assert [r["status"] for r in doc["results"]] == ["ok", "failed"]
+    res = runner.invoke(
+        app, ["predict", "--model", str(model_dir), str(tmp_path / "nope"), "--out", str(out)]
+    )
+    assert res.exit_code == 1
+    assert json.loads(out.read_text())["results"][0]["error"]
+    res = runner.invoke(app, ["predict", "--model", str(tmp_path / "nomodel"), str(nifti_scan)])
+    assert res.exit_code == 2 and "cannot load model" in res.output
+    res = runner.invoke(app, ["predict", "--model", str(model_dir), str(nifti_scan), "--findings", "xyz"])
+    assert res.exit_code == 2 and "unknown findings" in res.output
+
+
+def test_predict_store_scan_matches_file(model_dir, nifti_scan, tmp_path):
+    """STORE::scan_id gives the probabilities of the same scan read from its file (already preprocessed)."""
+    from fmct.store import ScanStore, ingest
+
+    ingest([str(nifti_scan)], tmp_path / "store")
+    (scan_id,) = ScanStore(tmp_path / "store").scan_ids
+    from_store, from_file, missing = predict_paths(
+        model_dir, [f"{tmp_path / 'store'}::{scan_id}", str(nifti_scan), f"{tmp_path / 'store'}::nope"]
+    )
+    assert from_store["status"] == "ok" and from_store["scan_id"] == scan_id
+    assert from_store["probabilities"] == pytest.approx(from_file["probabilities"], abs=1e-4)
+    # judged on the recorded source grid, not on the stored 1 mm grid
+    assert "in-plane spacing 3.50 mm" in " ".join(from_store["warnings"])
+    assert missing["status"] == "failed" and "nope" in missing["error"]
+
+
+def test_predict_dicom_folder_and_skipped_series(model_dir, tmp_path):
+    """A DICOM series folder is read like ingest reads it; a series ingest would skip gets an error entry."""
+    import shutil
+
+    from fmct.synth import generate_cohort
+
+    generate_cohort(tmp_path / "c", n=1, site="a", seed=0, fmt="dicom", size=32, progress=False)
+    (series,) = sorted((tmp_path / "c" / "dicom").iterdir())
+    few = tmp_path / "few"
+    few.mkdir()
+    for f in sorted(series.iterdir())[:3]:
+        shutil.copy(f, few / f.name)
+    ok, skipped = predict_paths(model_dir, [str(series), str(few)])
+    assert ok["status"] == "ok" and ok["scan_id"] == series.name, ok.get("error")
+    assert any("slice thickness" in w for w in ok["warnings"])  # 7.2 mm slices at this tiny matrix size
+    assert skipped["status"] in ("skipped", "failed") and skipped["error"] and "probabilities" not in skipped
