@@ -1,11 +1,40 @@
-"""`fmct embed` (placeholder until implemented)."""
+"""`fmct embed`: frozen embeddings of every scan of a store."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 
-def embed() -> None:
-    """Not implemented yet."""
-    typer.echo("fmct embed: not implemented yet", err=True)
-    raise typer.Exit(2)
+def embed(
+    model: Path = typer.Option(
+        ..., "--model", help="Model directory (backbone or classifier, ViT or ResNet)."
+    ),
+    data: Path = typer.Option(..., "--data", help="Store directory written by `fmct ingest`."),
+    out: Path = typer.Option(..., "--out", help="Output embeddings file (.parquet)."),
+    batch_size: int = typer.Option(4, "--batch-size", min=1, help="Scans per forward pass."),
+    workers: int = typer.Option(0, "--workers", min=0, help="Parallel loading processes (0 = main process)."),
+    no_patch: bool = typer.Option(
+        False, "--no-patch", help="Do not keep patch tokens (attentive probe needs them)."
+    ),
+) -> None:
+    """Embed every usable scan of a store with a model: one row per scan (scan_id, cls, mean_patch).
+
+    Patch tokens are saved beside the output as <name>.patch.npy (float16). The run is resumable:
+    scans already in the output (or in its part files from an interrupted run) are skipped.
+    """
+    from fmct.commands._common import fail, run_or_fail
+    from fmct.evaluate.embed import embed_store, load_embeddings
+
+    if not model.exists():
+        fail(f"{model}: no such model directory")
+    if not (data / "manifest.parquet").exists():
+        fail(f"{data}: not an fmct store (no manifest.parquet)")
+    if out.suffix != ".parquet":
+        fail(f"{out}: the output must be a .parquet file")
+    run_or_fail(
+        embed_store, model, data, out, batch_size=batch_size, workers=workers, keep_patch=not no_patch
+    )
+    emb = load_embeddings(out, with_patch=False)
+    typer.echo(f"wrote {out}: {len(emb.scan_ids)} scans, dim {emb.cls.shape[1] if emb.cls.size else 0}")

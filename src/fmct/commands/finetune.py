@@ -1,11 +1,103 @@
-"""`fmct finetune` (placeholder until implemented)."""
+"""`fmct finetune`: supervised fine-tuning (full / LoRA / linear) or training from scratch."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 
-def finetune() -> None:
-    """Not implemented yet."""
-    typer.echo("fmct finetune: not implemented yet", err=True)
-    raise typer.Exit(2)
+def finetune(
+    data: Path = typer.Option(..., "--data", help="Store directory written by `fmct ingest`."),
+    labels: Path = typer.Option(..., "--labels", help="labels.csv (scan_id, patient_id, site, findings)."),
+    out: Path = typer.Option(
+        ..., "--out", help="Output classifier model directory (usable by `fmct predict`)."
+    ),
+    model: Path | None = typer.Option(None, "--model", help="Pretrained model directory to start from."),
+    splits: Path | None = typer.Option(None, "--splits", help="splits.csv; default: patient-level splits."),
+    mode: str = typer.Option("full", "--mode", help="full, lora (ViT only) or linear (frozen backbone)."),
+    epochs: int = typer.Option(10, "--epochs", min=1),
+    lr: float = typer.Option(3e-4, "--lr", help="Peak learning rate of the last backbone layer."),
+    layer_decay: float = typer.Option(0.75, "--layer-decay", help="Layer-wise lr decay (1 = none)."),
+    batch_size: int = typer.Option(4, "--batch-size", min=1),
+    fraction: float = typer.Option(1.0, "--fraction", help="Fraction of the training labels to use."),
+    seed: int = typer.Option(0, "--seed"),
+    scratch: bool = typer.Option(
+        False, "--scratch", help="Random init of --model's architecture (baseline)."
+    ),
+    arch: str | None = typer.Option(None, "--arch", help="Without --model: vit3d, resnet3d or a ViT preset."),
+    input_size: int = typer.Option(64, "--input-size", help="Input cube size without --model (voxels)."),
+    train_site: str | None = typer.Option(
+        None, "--train-site", help="In-distribution site (default: largest)."
+    ),
+) -> None:
+    """Fine-tune on the training split with early stopping on the validation split's macro AUROC.
+
+    Multi-label BCE with pos_weight; findings with a single class in the training labels are masked.
+    LoRA adapters (ViT qkv/proj/fc layers) are merged into the weights before saving.
+    """
+    from fmct.commands._common import fail, run_or_fail
+    from fmct.evaluate.finetune import FinetuneConfig, build_model
+    from fmct.evaluate.finetune import finetune as run_finetune
+    from fmct.evaluate.label_table import label_columns, label_matrix, read_labels
+    from fmct.evaluate.splits import load_splits, make_splits, subsample_fraction
+    from fmct.store import ScanStore
+
+    if model is None and arch is None:
+        fail("give --model (pretrained) or --arch (train from scratch)")
+    if not (data / "manifest.parquet").exists():
+        fail(f"{data}: not an fmct store (no manifest.parquet)")
+    cfg = run_or_fail(
+        FinetuneConfig,
+        mode=mode,
+        epochs=epochs,
+        lr=lr,
+        layer_decay=layer_decay,
+        batch_size=batch_size,
+        fraction=fraction,
+        seed=seed,
+    )
+    df = run_or_fail(read_labels, labels)
+    store = ScanStore(data)
+    sp = run_or_fail(load_splits, splits) if splits else run_or_fail(make_splits, df, train_site)
+    have = set(store.scan_ids)
+    findings = label_columns(df)
+    tr = [s for s in sp.loc[sp["split"] == "train", "scan_id"] if s in have]
+    va = [s for s in sp.loc[sp["split"] == "val", "scan_id"] if s in have]
+    if not tr:
+        fail(f"{labels}: no training scan of the labels is in the store {data}")
+    y_tr = label_matrix(df, tr, findings)
+    rows = run_or_fail(subsample_fraction, y_tr, fraction, seed)
+    tr, y_tr = [tr[i] for i in rows], y_tr[rows]
+    clf = run_or_fail(
+        build_model,
+        model,
+        findings,
+        scratch=scratch,
+        arch=arch,
+        input_size=input_size,
+        preprocessing=store.preprocess_config,
+    )
+    typer.echo(f"fine-tuning ({mode}) on {len(tr)} scans, validating on {len(va)}", err=True)
+    _, info = run_or_fail(
+        run_finetune,
+        clf,
+        store,
+        tr,
+        y_tr,
+        va,
+        label_matrix(df, va, findings),
+        findings,
+        cfg,
+        out_dir=out,
+        progress=True,
+    )
+    best = info["best_val_macro_auroc"]
+    typer.echo(
+        f"best epoch {info['best_epoch']}: val macro AUROC {best:.3f}"
+        if best is not None
+        else "no usable validation AUROC (kept the first epoch)"
+    )
+    if info["na_findings"]:
+        typer.echo(f"not trained (one class in train): {', '.join(info['na_findings'])}")
+    typer.echo(f"wrote {out}")

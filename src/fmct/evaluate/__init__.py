@@ -1,1 +1,10 @@
-"""fmct.evaluate"""
+"""Evaluation: embeddings, probes, fine-tuning, metrics with bootstrap CIs, and reports.
+
+- :mod:`~fmct.evaluate.embed` — ``embed_store`` (resumable, batched) / ``load_embeddings``.
+- :mod:`~fmct.evaluate.splits` — patient-level splits, ``assert_patient_disjoint``, label fractions.
+- :mod:`~fmct.evaluate.probe` / ``knn`` / ``attentive`` — probes fitted on train, selected on val.
+- :mod:`~fmct.evaluate.finetune` — full / LoRA / linear fine-tuning and scratch baselines.
+- :mod:`~fmct.evaluate.metrics`, ``bootstrap``, ``calibration`` — AUROC/AP, CIs, paired differences, ECE.
+- :mod:`~fmct.evaluate.protocol` — ``run_protocol`` (the whole protocol) and ``report`` / ``plots``.
+- :mod:`~fmct.evaluate.label_import` — RSNA ICH and CQ500 labels.
+"""

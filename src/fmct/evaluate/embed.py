@@ -1,0 +1,458 @@
+"""Frozen embeddings of every scan of a store: batched, parallel loading, resumable, atomic output.
+
+File format (``emb.parquet``): one row per scan with ``scan_id`` (str), ``cls`` and ``mean_patch``
+(list<float32>, length D). Patch tokens, when kept, go to ``emb.patch.npy`` beside it: float16
+``(n_scans, N, D)`` in the row order of the parquet file (used by the attentive probe).
+
+While running, batches are written as parts in ``.<name>.parts/``; a rerun skips the scan ids already
+in the output or in the parts, and the final merge replaces the output atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fmct.preprocess.windows import DEFAULT_WINDOWS
+
+
+@dataclass
+class Embeddings:
+    """Embeddings of ``n`` scans.
+
+    Attributes:
+        scan_ids: n ids.  cls / mean_patch: ``(n, D)`` float32.
+        patch: optional ``(n, N, D)`` (float16 memmap when loaded from disk).
+        meta: free-form provenance (model directory, input size ...).
+    """
+
+    scan_ids: list[str]
+    cls: np.ndarray
+    mean_patch: np.ndarray
+    patch: np.ndarray | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def feature(self, kind: str = "cls+mean") -> np.ndarray:
+        """Probe features: ``"cls"``, ``"mean_patch"`` or ``"cls+mean"`` (concatenation, ``(n, 2D)``)."""
+        if kind == "cls":
+            return self.cls
+        if kind in ("mean", "mean_patch"):
+            return self.mean_patch
+        if kind == "cls+mean":
+            return np.concatenate([self.cls, self.mean_patch], axis=1)
+        raise ValueError(f"unknown feature kind {kind!r}; use cls, mean_patch or cls+mean")
+
+    def select(self, scan_ids: Sequence[str]) -> Embeddings:
+        """Rows for ``scan_ids`` in that order (KeyError naming the first missing id)."""
+        pos = {s: i for i, s in enumerate(self.scan_ids)}
+        missing = [s for s in scan_ids if s not in pos]
+        if missing:
+            raise KeyError(f"{len(missing)} scan(s) have no embedding, e.g. {missing[0]}")
+        idx = np.asarray([pos[s] for s in scan_ids], dtype=np.int64)
+        patch = None if self.patch is None else np.asarray(self.patch[idx])
+        return Embeddings(list(scan_ids), self.cls[idx], self.mean_patch[idx], patch, dict(self.meta))
+
+
+def patch_path(path: str | Path) -> Path:
+    """The patch-token file that goes with an embeddings parquet file."""
+    path = Path(path)
+    return path.with_name(path.name.removesuffix(".parquet") + ".patch.npy")
+
+
+def _parts_dir(path: Path) -> Path:
+    return path.with_name(f".{path.name}.parts")
+
+
+def _write_table(path: Path, ids: Sequence[str], cls: np.ndarray, mean: np.ndarray, meta: dict) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    d = cls.shape[1] if cls.ndim == 2 else 0
+    table = pa.table(
+        {
+            "scan_id": pa.array(list(ids), pa.string()),
+            "cls": pa.FixedSizeListArray.from_arrays(pa.array(cls.astype(np.float32).ravel()), d),
+            "mean_patch": pa.FixedSizeListArray.from_arrays(
+                pa.array(mean.astype(np.float32).ravel()), mean.shape[1] if mean.ndim == 2 else 0
+            ),
+        }
+    ).replace_schema_metadata({"fmct": json.dumps(meta)})
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def _save_npy(path: Path, arr: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.tmp.npy")
+    np.save(tmp, arr)
+    os.replace(tmp, path)
+
+
+def save_embeddings(emb: Embeddings, path: str | Path) -> Path:
+    """Write ``emb`` to ``path`` (parquet) and its patch tokens to :func:`patch_path` (atomically)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if emb.patch is not None:
+        _save_npy(patch_path(path), np.asarray(emb.patch, dtype=np.float16))
+    elif patch_path(path).exists():
+        patch_path(path).unlink()
+    _write_table(path, emb.scan_ids, np.asarray(emb.cls), np.asarray(emb.mean_patch), emb.meta)
+    return path
+
+
+def load_embeddings(path: str | Path, with_patch: bool = True) -> Embeddings:
+    """Read an embeddings file written by :func:`save_embeddings` / :func:`embed_store`.
+
+    Raises:
+        FileNotFoundError / ValueError: missing file or missing columns (message names the file).
+    """
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such embeddings file")
+    table = pq.read_table(path)
+    missing = {"scan_id", "cls", "mean_patch"} - set(table.column_names)
+    if missing:
+        raise ValueError(f"{path}: not an fmct embeddings file (missing column(s) {sorted(missing)})")
+    ids = [str(s) for s in table.column("scan_id").to_pylist()]
+
+    def mat(name: str) -> np.ndarray:
+        col = table.column(name).combine_chunks()
+        flat = np.asarray(col.flatten() if hasattr(col, "flatten") else col.values, dtype=np.float32)
+        return flat.reshape(len(ids), -1)
+
+    meta_raw = (table.schema.metadata or {}).get(b"fmct")
+    meta = json.loads(meta_raw) if meta_raw else {}
+    patch = None
+    pp = patch_path(path)
+    if with_patch and pp.exists():
+        patch = np.load(pp, mmap_mode="r")
+        if patch.shape[0] != len(ids):
+            raise ValueError(f"{pp}: {patch.shape[0]} rows but {path} has {len(ids)}")
+    return Embeddings(ids, mat("cls"), mat("mean_patch"), patch, meta)
+
+
+# ---------------------------------------------------------------------------------------------------- compute
+def open_store(store: Any) -> Any:
+    """A store root path -> :class:`fmct.store.ScanStore`; an object with ``.load(scan_id)`` is returned as is."""
+    if hasattr(store, "load"):
+        return store
+    from fmct.store import ScanStore
+
+    return ScanStore(store)
+
+
+class StoreInputs:
+    """``torch`` map-style dataset: index -> ``(scan_id, x (C, S, S, S) float32)`` from a store.
+
+    ``store_root`` is a store directory (each DataLoader worker opens its own
+    :class:`fmct.store.ScanStore`) or any object with ``.load(scan_id) -> Volume``.
+    """
+
+    def __init__(
+        self,
+        store_root: Any,
+        scan_ids: Sequence[str],
+        size: int,
+        windows: Sequence[Sequence[float]] = DEFAULT_WINDOWS,
+    ) -> None:
+        self.store_root = store_root if hasattr(store_root, "load") else str(store_root)
+        self.scan_ids = list(scan_ids)
+        self.size = int(size)
+        self.windows = [tuple(w) for w in windows]
+        self._store: Any = None
+
+    def __len__(self) -> int:
+        return len(self.scan_ids)
+
+    def __getitem__(self, i: int) -> tuple[str, Any]:
+        from fmct.preprocess.model_input import to_model_input
+
+        if self._store is None:
+            self._store = open_store(self.store_root)
+        sid = self.scan_ids[i]
+        x, _ = to_model_input(self._store.load(sid), self.size, self.windows)
+        return sid, x
+
+
+class CubeCache:
+    """HU cubes ``(S, S, S)`` int16 of some scans, loaded once; windowed on the fly for training."""
+
+    def __init__(self, store: Any, scan_ids: Sequence[str], size: int, progress: Any = False) -> None:
+        import torch
+
+        from fmct.preprocess.model_input import cube_hu
+
+        st = open_store(store)
+        self.scan_ids = list(scan_ids)
+        cubes = []
+        with _progress(progress, len(self.scan_ids), "loading scans") as advance:
+            for sid in self.scan_ids:
+                hu, _ = cube_hu(st.load(sid), size)
+                cubes.append(hu.round().clamp(-32768, 32767).to(torch.int16))
+                advance(1)
+        self.cubes = torch.stack(cubes) if cubes else torch.zeros((0, size, size, size), dtype=torch.int16)
+        self.size = size
+
+    def batch(self, idx: Any, windows: Sequence[Sequence[float]]) -> Any:
+        """``(B, C, S, S, S)`` float32 model inputs (torch) of rows ``idx``."""
+        from fmct.preprocess.windows import apply_windows
+
+        return apply_windows(self.cubes[idx].float(), windows).transpose(0, 1).contiguous()
+
+    def subset(self, scan_ids: Sequence[str]) -> CubeCache:
+        """A cache over some of these scans (shares no memory with this one)."""
+        pos = {s: i for i, s in enumerate(self.scan_ids)}
+        out = CubeCache.__new__(CubeCache)
+        out.scan_ids = list(scan_ids)
+        out.cubes = self.cubes[[pos[s] for s in scan_ids]]
+        return out
+
+
+def model_input_spec(model: Any) -> tuple[int, list[tuple[float, float]]]:
+    """``(input_size, windows)`` of a loaded model (``.input_size``, ``.preprocessing['windows']``)."""
+    size = getattr(model, "input_size", None)
+    if size is None:
+        raise ValueError(f"{type(model).__name__} has no input_size")
+    if isinstance(size, list | tuple):
+        size = int(size[0])
+    prep = getattr(model, "preprocessing", None) or {}
+    if not isinstance(prep, dict):
+        prep = prep.to_dict() if hasattr(prep, "to_dict") else vars(prep)
+    windows = prep.get("windows") or DEFAULT_WINDOWS
+    return int(size), [tuple(float(v) for v in w) for w in windows]
+
+
+def _to_numpy(t: Any) -> np.ndarray:
+    if hasattr(t, "detach"):
+        t = t.detach().float().cpu().numpy()
+    return np.asarray(t, dtype=np.float32)
+
+
+def embed_batch(model: Any, x: Any) -> dict[str, np.ndarray]:
+    """Run ``model.embed`` on a batch ``(B, C, S, S, S)`` under no_grad -> numpy ``cls``, ``mean_patch``,
+    ``patch`` (``mean_patch`` computed from ``patch`` when the model does not return it)."""
+    import torch
+
+    with torch.inference_mode():
+        out = model.embed(x)
+    res = {k: _to_numpy(v) for k, v in out.items() if k in ("cls", "mean_patch", "patch") and v is not None}
+    if "mean_patch" not in res and "patch" in res:
+        res["mean_patch"] = res["patch"].mean(axis=1)
+    if "cls" not in res:
+        res["cls"] = res["mean_patch"]
+    return res
+
+
+def embed_store(
+    model: Any,
+    store_root: Any,
+    out: str | Path,
+    batch_size: int = 4,
+    workers: int = 0,
+    keep_patch: bool = True,
+    scan_ids: Sequence[str] | None = None,
+    part_size: int = 32,
+    progress: bool | Callable[[int, int], None] = True,
+    meta: dict[str, Any] | None = None,
+) -> Path:
+    """Embed the scans of a store into ``out`` (see the module docstring for the format).
+
+    Args:
+        model: a directory (loaded with ``fmct.models.hub.load_model``) or a loaded model with
+            ``.embed``, ``.input_size``, ``.preprocessing``.
+        store_root: a store directory (``fmct.store.ScanStore``) or an object with ``.load``/``.scan_ids``.
+        scan_ids: subset to embed (default: every usable scan of the store).
+        workers: DataLoader worker processes (0 = load in the main process).
+        part_size: scans per resumable part file.
+        progress: show a rich progress bar (True), or a callback ``(done, total)``.
+
+    Returns:
+        ``out`` as a Path. Scans already embedded in ``out`` or its parts are skipped.
+    """
+    import torch
+    from torch.utils.data import DataLoader
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = dict(meta or {})
+    if isinstance(model, str | Path):
+        from fmct.models.hub import load_model
+
+        meta.setdefault("model", str(model))
+        model = load_model(model)
+    if not hasattr(model, "embed") and hasattr(model, "as_backbone"):
+        model = model.as_backbone()  # a classifier directory: embed with its backbone
+    if hasattr(model, "eval"):
+        model.eval()
+    size, windows = model_input_spec(model)
+    meta.update({"input_size": size, "windows": windows})
+    if scan_ids is None:
+        scan_ids = list(open_store(store_root).scan_ids)
+    scan_ids = list(scan_ids)
+    parts = _parts_dir(out)
+    parts.mkdir(exist_ok=True)
+    done: set[str] = set()
+    if out.exists():
+        done.update(load_embeddings(out, with_patch=False).scan_ids)
+    for p in sorted(parts.glob("part-*.parquet")):
+        done.update(load_embeddings(p, with_patch=False).scan_ids)
+    todo = [s for s in scan_ids if s not in done]
+    next_part = len(list(parts.glob("part-*.parquet")))
+
+    loader = DataLoader(
+        StoreInputs(store_root, todo, size, windows),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=lambda items: ([s for s, _ in items], torch.stack([x for _, x in items])),
+    )
+    buf: dict[str, list] = {"ids": [], "cls": [], "mean_patch": [], "patch": []}
+
+    def flush() -> None:
+        nonlocal next_part
+        if not buf["ids"]:
+            return
+        name = parts / f"part-{next_part:05d}.parquet"
+        patch = np.concatenate(buf["patch"]) if keep_patch and buf["patch"] else None
+        if patch is not None:
+            _save_npy(patch_path(name), patch.astype(np.float16))
+        _write_table(name, buf["ids"], np.concatenate(buf["cls"]), np.concatenate(buf["mean_patch"]), meta)
+        next_part += 1
+        for v in buf.values():
+            v.clear()
+
+    with _progress(progress, len(todo), "embedding") as advance:
+        for ids, x in loader:
+            res = embed_batch(model, x)
+            buf["ids"].extend(ids)
+            buf["cls"].append(res["cls"])
+            buf["mean_patch"].append(res["mean_patch"])
+            if keep_patch and "patch" in res:
+                buf["patch"].append(res["patch"].astype(np.float16))
+            if len(buf["ids"]) >= part_size:
+                flush()
+            advance(len(ids))
+        flush()
+    _merge(out, parts, scan_ids, keep_patch, meta)
+    return out
+
+
+def _merge(out: Path, parts: Path, order: Sequence[str], keep_patch: bool, meta: dict) -> None:
+    """Merge the existing output and the parts into ``out`` (store order), then drop the parts."""
+    pieces = ([out] if out.exists() else []) + sorted(parts.glob("part-*.parquet"))
+    embs = [load_embeddings(p, with_patch=keep_patch) for p in pieces]
+    embs = [e for e in embs if e.scan_ids]
+    if not embs:
+        merged = Embeddings([], np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32), None, meta)
+    else:
+        ids = [s for e in embs for s in e.scan_ids]
+        pos = {s: i for i, s in enumerate(ids)}
+        rank = {s: i for i, s in enumerate(order)}
+        final = sorted(pos, key=lambda s: (rank.get(s, len(rank)), s))
+        idx = np.asarray([pos[s] for s in final])
+        patch = None
+        if keep_patch and all(e.patch is not None for e in embs):
+            patch = np.concatenate([np.asarray(e.patch) for e in embs])[idx]
+        merged = Embeddings(
+            final,
+            np.concatenate([e.cls for e in embs])[idx],
+            np.concatenate([e.mean_patch for e in embs])[idx],
+            patch,
+            {**embs[0].meta, **meta},
+        )
+    save_embeddings(merged, out)
+    shutil.rmtree(parts, ignore_errors=True)
+
+
+class _progress:
+    """Context manager yielding ``advance(n)``: a rich progress bar, a callback, or nothing."""
+
+    def __init__(self, how: bool | Callable[[int, int], None], total: int, label: str) -> None:
+        self.how, self.total, self.label, self.done = how, total, label, 0
+        self._bar: Any = None
+
+    def __enter__(self) -> Callable[[int], None]:
+        if self.how is True:
+            from rich.progress import Progress
+
+            self._bar = Progress(transient=False)
+            self._bar.__enter__()
+            self._task = self._bar.add_task(self.label, total=self.total)
+
+        def advance(n: int) -> None:
+            self.done += n
+            if self._bar is not None:
+                self._bar.advance(self._task, n)
+            elif callable(self.how):
+                self.how(self.done, self.total)
+
+        return advance
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+
+
+def embed_cache(
+    model: Any,
+    cache: CubeCache,
+    batch_size: int = 4,
+    keep_patch: bool = True,
+    meta: dict[str, Any] | None = None,
+) -> Embeddings:
+    """Embed the scans of a :class:`CubeCache` (HU cubes already at the model's input size)."""
+    import torch
+
+    size, windows = model_input_spec(model)
+    if cache.cubes.shape[-1] != size:
+        raise ValueError(f"cache holds {cache.cubes.shape[-1]}³ cubes but the model expects {size}³")
+    if hasattr(model, "eval"):
+        model.eval()
+    acc: dict[str, list[np.ndarray]] = {"cls": [], "mean_patch": [], "patch": []}
+    for i in range(0, len(cache.scan_ids), batch_size):
+        res = embed_batch(
+            model, cache.batch(torch.arange(i, min(i + batch_size, len(cache.scan_ids))), windows)
+        )
+        for k in acc:
+            if k in res and (k != "patch" or keep_patch):
+                acc[k].append(res[k].astype(np.float16) if k == "patch" else res[k])
+    cat = {k: np.concatenate(v) for k, v in acc.items() if v}
+    return Embeddings(
+        list(cache.scan_ids),
+        cat["cls"],
+        cat["mean_patch"],
+        cat.get("patch"),
+        {**(meta or {}), "input_size": size, "windows": windows},
+    )
+
+
+def embed_volumes(model: Any, volumes: Iterable[Any], batch_size: int = 4) -> dict[str, np.ndarray]:
+    """Embed in-memory :class:`~fmct.io.volume.Volume` objects -> ``{"cls", "mean_patch", "patch"}``."""
+    import torch
+
+    from fmct.preprocess.model_input import to_model_input
+
+    size, windows = model_input_spec(model)
+    acc: dict[str, list[np.ndarray]] = {}
+    batch: list[Any] = []
+
+    def run() -> None:
+        if batch:
+            for k, v in embed_batch(model, torch.stack(batch)).items():
+                acc.setdefault(k, []).append(v)
+            batch.clear()
+
+    for vol in volumes:
+        batch.append(to_model_input(vol, size, windows)[0])
+        if len(batch) >= batch_size:
+            run()
+    run()
+    return {k: np.concatenate(v) for k, v in acc.items()}

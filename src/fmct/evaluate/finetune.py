@@ -1,0 +1,310 @@
+"""Supervised fine-tuning (full, LoRA, frozen-backbone linear) and training from scratch.
+
+Multi-label BCE with ``pos_weight`` (unlabelled entries and findings with one class in the training
+subset are masked), AdamW with layer-wise lr decay, early stopping on the validation split's macro
+AUROC. The result is a :class:`fmct.models.hub.ClassifierModel` (LoRA merged into the weights), saved
+with ``hub.save_pretrained(kind="classifier")`` and usable by ``fmct predict``.
+
+Only train and val scan ids reach :func:`finetune`; test/OOD scans are scored afterwards with
+:func:`predict_scans`.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fmct.evaluate.attentive import macro_auroc, masked_bce, pos_weight
+from fmct.evaluate.embed import CubeCache, _progress, model_input_spec
+from fmct.preprocess.windows import DEFAULT_WINDOWS
+
+#: LoRA targets: the ViT's attention and MLP linear layers (never the patch-embedding conv or heads)
+LORA_TARGETS = r".*blocks\.\d+\.(attn\.(qkv|proj)|mlp\.(fc1|fc2))"
+
+
+@dataclass
+class FinetuneConfig:
+    """Fine-tuning hyper-parameters (JSON-able; stored in the model's ``training`` record)."""
+
+    mode: str = "full"  # full | lora | linear
+    epochs: int = 10
+    lr: float = 3e-4
+    head_lr_scale: float = 10.0
+    layer_decay: float = 0.75
+    weight_decay: float = 0.05
+    batch_size: int = 4
+    patience: int = 4
+    fraction: float = 1.0
+    seed: int = 0
+    pooling: str = "cls"
+    lora_r: int = 8
+    lora_alpha: int = 16
+    flip_prob: float = 0.5
+    max_minutes: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("full", "lora", "linear"):
+            raise ValueError(f"mode must be full, lora or linear, got {self.mode!r}")
+
+
+def build_model(
+    model: Any = None,
+    findings: Sequence[str] = (),
+    *,
+    scratch: bool = False,
+    arch: str | dict[str, Any] | None = None,
+    input_size: int = 64,
+    preprocessing: dict[str, Any] | None = None,
+    pooling: str = "cls",
+) -> Any:
+    """A :class:`ClassifierModel` with a fresh linear head on the given or a new backbone.
+
+    Args:
+        model: a model directory or a loaded Backbone/ClassifierModel; None to build ``arch``.
+        scratch: re-initialise the backbone randomly (same architecture) — the scratch baseline.
+        arch: ``"vit3d"``, ``"resnet3d"``, a preset name (``"tiny"``…) or an architecture dict, used
+            when ``model`` is None.
+        preprocessing: the preprocessing dict (store's config); ``input_size`` is added.
+    """
+    from fmct.models.factory import build_backbone
+    from fmct.models.hub import BackboneModel, ClassifierModel, load_model
+
+    if model is not None:
+        if isinstance(model, str | Path):
+            model = load_model(model)
+        bb = model.as_backbone() if isinstance(model, ClassifierModel) else model
+        if scratch:
+            bb = BackboneModel(
+                build_backbone(bb.architecture), bb.preprocessing, architecture=bb.architecture
+            )
+    else:
+        if isinstance(arch, dict):
+            arch_d = dict(arch)
+        elif arch in (None, "vit3d", "vit"):
+            arch_d = {"type": "vit3d", "img_size": input_size, "embed_dim": 192, "depth": 6, "num_heads": 3}
+        elif arch in ("resnet3d", "resnet"):
+            arch_d = {"type": "resnet3d"}
+        else:
+            from fmct.models.vit3d import vit3d_config_from_preset
+
+            arch_d = vit3d_config_from_preset(str(arch), img_size=input_size).to_dict()
+        prep = dict(preprocessing or {"windows": [list(w) for w in DEFAULT_WINDOWS]})
+        prep["input_size"] = int(input_size)
+        bb = BackboneModel(build_backbone(arch_d), prep, architecture=arch_d)
+    return ClassifierModel.from_backbone(bb, list(findings), head_type="linear", pooling=pooling)
+
+
+def _param_groups(model: Any, cfg: FinetuneConfig) -> list[dict[str, Any]]:
+    """AdamW groups: backbone params with lr * decay^(L - layer_id), head at lr * head_lr_scale."""
+    bb = model.backbone
+    n_layers = int(getattr(bb, "num_layers", 1))
+    no_wd = set(getattr(bb, "no_weight_decay", set)())
+    groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if name.startswith("head."):
+            lr = cfg.lr * cfg.head_lr_scale
+        else:
+            local = name.removeprefix("backbone.")
+            lid = bb.layer_id(local) if hasattr(bb, "layer_id") else n_layers
+            lr = cfg.lr * cfg.layer_decay ** (n_layers - lid)
+        wd = 0.0 if (p.ndim <= 1 or name.removeprefix("backbone.") in no_wd) else cfg.weight_decay
+        groups.setdefault((lr, wd), []).append(p)
+    return [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
+
+
+def _apply_lora(model: Any, cfg: FinetuneConfig) -> Any:
+    from peft import LoraConfig, inject_adapter_in_model
+
+    if getattr(model.backbone, "config", None) is None or model.architecture.get("type", "vit3d") != "vit3d":
+        raise ValueError("LoRA fine-tuning needs a ViT backbone (use --mode full for ResNet baselines)")
+    lcfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules=LORA_TARGETS, lora_dropout=0.0)
+    model.backbone = inject_adapter_in_model(lcfg, model.backbone)
+    for name, p in model.named_parameters():
+        p.requires_grad = "lora_" in name or name.startswith("head.")
+    return model
+
+
+def merge_lora(module: torch.nn.Module) -> torch.nn.Module:
+    """Merge injected LoRA adapters into the base weights and remove them (in place)."""
+    from peft.tuners.lora import LoraLayer
+
+    for name, sub in list(module.named_modules()):
+        if isinstance(sub, LoraLayer):
+            sub.merge()
+            parent = module.get_submodule(name.rsplit(".", 1)[0]) if "." in name else module
+            setattr(parent, name.rsplit(".", 1)[-1], sub.get_base_layer())
+    return module
+
+
+def finetune(
+    model: Any,
+    store: Any,
+    train_ids: Sequence[str],
+    y_train: np.ndarray,
+    val_ids: Sequence[str],
+    y_val: np.ndarray,
+    findings: Sequence[str],
+    cfg: FinetuneConfig | None = None,
+    out_dir: str | Path | None = None,
+    progress: bool | Callable[[int, int], None] = False,
+    cache: dict[str, CubeCache] | None = None,
+) -> tuple[Any, dict[str, Any]]:
+    """Fine-tune ``model`` (a ClassifierModel from :func:`build_model`) on train, select on val.
+
+    Args:
+        store: store root or object with ``.load(scan_id)``.
+        y_train / y_val: ``(n, F)`` labels (NaN = unlabelled).
+        out_dir: when given, the best model is saved there (classifier directory) after training,
+            and ``checkpoint/`` holds the best weights so far during training.
+        cache: optional ``{"train": CubeCache, "val": CubeCache}`` to reuse loaded scans.
+
+    Returns:
+        ``(model, info)`` — the best-on-val model (eval mode, LoRA merged) and a dict with ``history``
+        (per-epoch loss and val macro AUROC), ``best_epoch``, ``best_val_macro_auroc``, ``na_findings``.
+    """
+    cfg = cfg or FinetuneConfig()
+    torch.manual_seed(cfg.seed)
+    g = torch.Generator().manual_seed(cfg.seed)
+    size, windows = model_input_spec(model)
+    y_train = np.asarray(y_train, dtype=np.float64)
+    y_val = np.asarray(y_val, dtype=np.float64)
+    ok = np.asarray(
+        [np.unique(y_train[np.isfinite(y_train[:, j]), j]).size == 2 for j in range(len(findings))]
+    )
+    cache = cache or {}
+    tr = cache.get("train") or CubeCache(store, train_ids, size, progress)
+    va = cache.get("val") or CubeCache(store, val_ids, size, progress)
+
+    if cfg.mode == "lora":
+        model = _apply_lora(model, cfg)
+    elif cfg.mode == "linear":
+        for name, p in model.named_parameters():
+            p.requires_grad = name.startswith("head.")
+    opt = torch.optim.AdamW(_param_groups(model, cfg))
+    target = torch.as_tensor(np.where(ok[None, :], y_train, np.nan), dtype=torch.float32)
+    pw = torch.as_tensor(pos_weight(y_train), dtype=torch.float32)
+    steps_per_epoch = max(1, int(np.ceil(len(tr.scan_ids) / cfg.batch_size)))
+    total = cfg.epochs * steps_per_epoch
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=[grp["lr"] for grp in opt.param_groups], total_steps=total, pct_start=0.1
+    )
+    history: list[dict[str, float]] = []
+    best, best_state, best_epoch, bad = -np.inf, None, -1, 0
+    t0 = time.time()
+    with _progress(progress, total, f"fine-tuning ({cfg.mode})") as advance:
+        for epoch in range(cfg.epochs):
+            model.train()
+            if cfg.mode == "linear":
+                model.backbone.eval()
+            perm = torch.randperm(len(tr.scan_ids), generator=g)
+            losses = []
+            for i in range(0, len(perm), cfg.batch_size):
+                idx = perm[i : i + cfg.batch_size]
+                x = tr.batch(idx, windows)
+                if cfg.flip_prob > 0 and torch.rand((), generator=g) < cfg.flip_prob:
+                    x = x.flip(2)  # left-right (X = R in RAS)
+                loss = masked_bce(model(x), target[idx], pw)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 3.0)
+                opt.step()
+                sched.step()
+                losses.append(float(loss.detach()))
+                advance(1)
+            val_scores = _predict_cache(model, va, windows, cfg.batch_size)
+            val_scores[:, ~ok] = np.nan
+            score = macro_auroc(y_val, val_scores) if len(va.scan_ids) else float("nan")
+            history.append({"epoch": epoch, "loss": float(np.mean(losses)), "val_macro_auroc": score})
+            if best_state is None or (np.isfinite(score) and score > best + 1e-6):
+                best, best_epoch, bad = (score if np.isfinite(score) else -np.inf), epoch, 0
+                best_state = copy.deepcopy({k: v.detach().clone() for k, v in model.state_dict().items()})
+                if out_dir is not None and cfg.mode != "lora":
+                    _save(model, Path(out_dir) / "checkpoint", findings, cfg, history, ok)
+            else:
+                bad += 1
+                if bad >= cfg.patience:
+                    break
+            if cfg.max_minutes is not None and time.time() - t0 > 60 * cfg.max_minutes:
+                break
+    assert best_state is not None
+    model.load_state_dict(best_state)
+    if cfg.mode == "lora":
+        merge_lora(model.backbone)
+    for p in model.parameters():
+        p.requires_grad = True
+    model.eval()
+    info = {
+        "history": history,
+        "best_epoch": best_epoch,
+        "best_val_macro_auroc": None if not np.isfinite(best) else float(best),
+        "na_findings": [f for f, o in zip(findings, ok, strict=True) if not o],
+        "n_train": len(tr.scan_ids),
+        "n_val": len(va.scan_ids),
+        "seconds": time.time() - t0,
+    }
+    if out_dir is not None:
+        _save(model, Path(out_dir), findings, cfg, history, ok, info)
+        import shutil
+
+        shutil.rmtree(Path(out_dir) / "checkpoint", ignore_errors=True)
+    return model, info
+
+
+def _save(
+    model: Any,
+    out: Path,
+    findings: Sequence[str],
+    cfg: FinetuneConfig,
+    history: list[dict[str, float]],
+    ok: np.ndarray,
+    info: dict[str, Any] | None = None,
+) -> None:
+    model.training_info = {
+        "task": "finetune",
+        "config": asdict(cfg),
+        "history": history,
+        "na_findings": [f for f, o in zip(findings, ok, strict=True) if not o],
+        **({k: v for k, v in info.items() if k not in ("history",)} if info else {}),
+    }
+    model.save_pretrained(out)
+
+
+@torch.no_grad()
+def _predict_cache(model: Any, cache: CubeCache, windows: Sequence[Sequence[float]], bs: int) -> np.ndarray:
+    model.eval()
+    outs = [
+        torch.sigmoid(model(cache.batch(torch.arange(i, min(i + bs, len(cache.scan_ids))), windows))).numpy()
+        for i in range(0, len(cache.scan_ids), bs)
+    ]
+    n_out = len(model.labels)
+    return np.concatenate(outs).astype(np.float64) if outs else np.zeros((0, n_out))
+
+
+@torch.no_grad()
+def predict_scans(
+    model: Any, store: Any, scan_ids: Sequence[str], batch_size: int = 4, workers: int = 0
+) -> np.ndarray:
+    """``(n, L)`` sigmoid probabilities of a classifier for scans of a store (store order kept)."""
+    from torch.utils.data import DataLoader
+
+    from fmct.evaluate.embed import StoreInputs
+
+    size, windows = model_input_spec(model)
+    model.eval()
+    loader = DataLoader(
+        StoreInputs(store, scan_ids, size, windows),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=lambda items: torch.stack([x for _, x in items]),
+    )
+    outs = [torch.sigmoid(model(x)).numpy() for x in loader]
+    return np.concatenate(outs).astype(np.float64) if outs else np.zeros((0, len(model.labels)))

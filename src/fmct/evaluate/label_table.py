@@ -1,0 +1,47 @@
+"""Reading ``labels.csv`` and turning it into label matrices aligned with scan ids."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fmct.labels import FINDINGS
+
+
+def read_labels(path: str | Path) -> pd.DataFrame:
+    """Read a labels CSV (``scan_id`` required; ``patient_id``, ``site`` and finding columns optional).
+
+    Raises:
+        FileNotFoundError / ValueError with the file name and the reason.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such labels file")
+    df = pd.read_csv(path, dtype={"scan_id": str, "patient_id": str, "site": str})
+    if "scan_id" not in df:
+        raise ValueError(f"{path}: no scan_id column")
+    if df["scan_id"].duplicated().any():
+        raise ValueError(
+            f"{path}: duplicated scan_id {df.loc[df['scan_id'].duplicated(), 'scan_id'].iloc[0]}"
+        )
+    if not label_columns(df):
+        raise ValueError(f"{path}: no finding column (expected some of {', '.join(FINDINGS)})")
+    return df
+
+
+def label_columns(df: pd.DataFrame, findings: Sequence[str] | None = None) -> list[str]:
+    """Finding columns present in ``df``, in the fixed :data:`fmct.labels.FINDINGS` order."""
+    return [f for f in (findings or FINDINGS) if f in df.columns]
+
+
+def label_matrix(df: pd.DataFrame, scan_ids: Sequence[str], findings: Sequence[str]) -> np.ndarray:
+    """``(len(scan_ids), F)`` float64 labels in {0, 1}, NaN where unlabelled or the scan is missing."""
+    table = df.set_index("scan_id").reindex(list(scan_ids))
+    out = np.full((len(scan_ids), len(findings)), np.nan)
+    for j, f in enumerate(findings):
+        if f in table:
+            out[:, j] = pd.to_numeric(table[f], errors="coerce").to_numpy(dtype=np.float64)
+    return out

@@ -1,0 +1,670 @@
+"""The evaluation protocol: probes / fine-tuning × label fractions × seeds, ID vs OOD, bootstrap CIs.
+
+:func:`run_protocol` is THE entry point (used by ``fmct evaluate``, the demo and the benchmark):
+
+1. patient-level splits (given, or made from ``labels.csv``: train/val/test of the training site,
+   ``ood`` = other sites), checked with :func:`~fmct.evaluate.splits.assert_patient_disjoint`;
+2. per model, per method, per label fraction (or few-shot N), per seed: fit on the training subset,
+   select on val (only train/val arrays reach the fit functions), score the ID test and OOD scans;
+3. metrics with bootstrap CIs (the same replicate weights for every model and seed, resampling
+   patients when patients repeat) → per-seed values, mean ± sd over seeds, CI of the seed-averaged
+   metric, paired differences between models, ROC/PR curves, calibration;
+4. ``report.json``, ``report.md``, ``report.html`` in ``out_dir``.
+
+Model specs (values of ``models``): an :class:`~fmct.evaluate.embed.Embeddings` object, an embeddings
+``.parquet`` path, a model directory (embedded here, cached in ``out_dir/embeddings``), or a dict:
+``{"embeddings": path}``, ``{"model": dir, "random_init": true}`` (same architecture, random weights,
+frozen), or ``{"finetune": {"model": dir | null, "scratch": bool, "arch": "vit3d" | "resnet3d" | preset,
+"input_size": 64, "mode": "full" | "lora" | "linear", "epochs": ..., ...}}`` (fine-tuned per fraction and seed).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fmct.evaluate import bootstrap as bs
+from fmct.evaluate.calibration import expected_calibration_error
+from fmct.evaluate.embed import (
+    CubeCache,
+    Embeddings,
+    embed_cache,
+    embed_store,
+    load_embeddings,
+    open_store,
+    save_embeddings,
+)
+from fmct.evaluate.label_table import label_columns, label_matrix, read_labels
+from fmct.evaluate.splits import (
+    assert_patient_disjoint,
+    few_shot,
+    load_splits,
+    make_splits,
+    save_splits,
+    subsample_fraction,
+)
+
+METHODS = ("linear", "knn", "attentive")
+TEST_SETS = {"id": "test", "ood": "ood"}
+
+
+@dataclass
+class ProtocolConfig:
+    """Settings of :func:`run_protocol` (every field can come from ``eval.yaml``)."""
+
+    fractions: list[float] = field(default_factory=lambda: [0.01, 0.1, 1.0])
+    shots: list[int] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    methods: list[str] = field(default_factory=lambda: ["linear"])
+    feature: str = "cls+mean"
+    findings: list[str] | None = None
+    n_boot: int = 1000
+    boot_seed: int = 0
+    train_site: str | None = None
+    val_frac: float = 0.15
+    test_frac: float = 0.25
+    split_seed: int = 0
+    plots: bool = True
+    batch_size: int = 4
+    workers: int = 0
+    cache_inputs: bool = True  # keep int16 HU cubes of the evaluated scans in memory (shared by all models)
+    finetune: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ProtocolConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown protocol setting(s) {unknown}; known: {sorted(names)}")
+        cfg = cls(**dict(d))
+        bad = sorted(set(cfg.methods) - set(METHODS))
+        if bad:
+            raise ValueError(f"unknown probe method(s) {bad}; choose from {METHODS}")
+        return cfg
+
+
+class MultiStore:
+    """Several stores seen as one: ``scan_ids`` is the union, ``load`` dispatches by scan id."""
+
+    def __init__(self, stores: Sequence[Any]) -> None:
+        self.stores = [open_store(s) for s in stores]
+        self._where: dict[str, Any] = {}
+        for st in self.stores:
+            for sid in st.scan_ids:
+                self._where.setdefault(sid, st)
+        self.scan_ids = list(self._where)
+
+    def load(self, scan_id: str) -> Any:
+        if scan_id not in self._where:
+            raise KeyError(f"scan {scan_id} is in no store")
+        return self._where[scan_id].load(scan_id)
+
+
+@dataclass
+class Context:
+    """What hooks (e.g. retrieval) receive: splits, labels, findings, per-model embeddings, out dir."""
+
+    splits: pd.DataFrame
+    labels: pd.DataFrame
+    findings: list[str]
+    embeddings: dict[str, Embeddings]
+    out_dir: Path
+    config: ProtocolConfig
+
+
+# ------------------------------------------------------------------------------------------------ fitting
+def _fit_predict_probe(
+    method: str,
+    emb: Embeddings,
+    feature: str,
+    tr: Sequence[str],
+    y_tr: np.ndarray,
+    va: Sequence[str],
+    y_va: np.ndarray,
+    tests: Mapping[str, Sequence[str]],
+    findings: Sequence[str],
+    seed: int,
+) -> dict[str, np.ndarray]:
+    """Fit a probe on train (select on val) and score each test set. Test ids never reach the fit."""
+    if method == "linear":
+        from fmct.evaluate.probe import fit_linear_probe
+
+        p = fit_linear_probe(
+            emb.select(tr).feature(feature), y_tr, emb.select(va).feature(feature), y_va, findings, seed=seed
+        )
+        return {k: p.predict_proba(emb.select(ids).feature(feature)) for k, ids in tests.items()}
+    if method == "knn":
+        from fmct.evaluate.knn import fit_knn_probe
+
+        p = fit_knn_probe(
+            emb.select(tr).feature(feature), y_tr, emb.select(va).feature(feature), y_va, findings
+        )
+        return {k: p.predict_proba(emb.select(ids).feature(feature)) for k, ids in tests.items()}
+    if method == "attentive":
+        from fmct.evaluate.attentive import fit_attentive_probe
+
+        if emb.patch is None:
+            raise ValueError("the attentive probe needs patch tokens (embed with patch tokens kept)")
+        p = fit_attentive_probe(emb.select(tr).patch, y_tr, emb.select(va).patch, y_va, findings, seed=seed)
+        return {k: p.predict_proba(emb.select(ids).patch) for k, ids in tests.items()}
+    raise ValueError(f"unknown method {method!r}")
+
+
+def _train_subsets(cfg: ProtocolConfig, y_train: np.ndarray) -> list[tuple[str, dict[str, Any], Callable]]:
+    """(setting name, fields, seed -> train row indices) for each fraction and few-shot N."""
+    out: list[tuple[str, dict[str, Any], Callable]] = []
+    for f in cfg.fractions:
+        out.append(
+            (
+                f"{float(f):g}",
+                {"fraction": float(f), "shots": None},
+                lambda s, f=f: subsample_fraction(y_train, float(f), s),
+            )
+        )
+    for k in cfg.shots:
+        out.append(
+            (
+                f"{int(k)}-shot",
+                {"fraction": None, "shots": int(k)},
+                lambda s, k=k: few_shot(y_train, int(k), s),
+            )
+        )
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ scoring
+def _replicates(y: np.ndarray, s: np.ndarray, w: np.ndarray, findings: Sequence[str]) -> dict[str, dict]:
+    """metric -> finding -> (point, (B,) replicates) | None."""
+    return {
+        m: {f: bs.finding_replicates(y[:, j], s[:, j], w, m) for j, f in enumerate(findings)}
+        for m in ("auroc", "ap")
+    }
+
+
+def _aggregate(per_seed: list[dict[str, dict]], findings: Sequence[str]) -> dict[str, Any]:
+    """mean ± sd over seeds and the CI of the seed-averaged metric, per finding and macro."""
+    out: dict[str, Any] = {}
+    for m in ("auroc", "ap"):
+        res: dict[str, Any] = {}
+        macro_pts, macro_reps = [], []
+        usable = [f for f in findings if all(r[m][f] is not None for r in per_seed)]
+        for f in findings:
+            if f not in usable:
+                res[f] = None
+                continue
+            pts = np.asarray([r[m][f][0] for r in per_seed])
+            reps = np.mean([r[m][f][1] for r in per_seed], axis=0)
+            res[f] = {
+                "mean": float(pts.mean()),
+                "sd": float(pts.std(ddof=1)) if len(pts) > 1 else 0.0,
+                "ci": bs._ci(reps),
+                "seeds": [float(v) for v in pts],
+            }
+            macro_pts.append(pts)
+            macro_reps.append(reps)
+        if usable:
+            pts = np.mean(macro_pts, axis=0)
+            with bs._quiet():
+                reps = np.nanmean(np.stack(macro_reps), axis=0)
+            res["macro"] = {
+                "mean": float(pts.mean()),
+                "sd": float(pts.std(ddof=1)) if len(pts) > 1 else 0.0,
+                "ci": bs._ci(reps),
+                "seeds": [float(v) for v in pts],
+                "findings": usable,
+            }
+        else:
+            res["macro"] = None
+        out[m] = res
+    return out
+
+
+def _macro_reps(
+    per_seed: list[dict[str, dict]], findings: Sequence[str], metric: str
+) -> tuple[float, np.ndarray]:
+    pts, reps = [], []
+    for f in findings:
+        pts.append(np.mean([r[metric][f][0] for r in per_seed]))
+        reps.append(np.mean([r[metric][f][1] for r in per_seed], axis=0))
+    with bs._quiet():
+        return float(np.mean(pts)), np.nanmean(np.stack(reps), axis=0)
+
+
+def _compare(
+    a: list[dict], b: list[dict], findings: Sequence[str], metric: str = "auroc"
+) -> dict[str, Any] | None:
+    """Paired difference a − b of the seed-averaged metric (same bootstrap replicates)."""
+    common = [f for f in findings if all(r[metric][f] is not None for r in a + b)]
+    if not common:
+        return None
+    pa, ra = _macro_reps(a, common, metric)
+    pb, rb = _macro_reps(b, common, metric)
+    d = ra - rb
+    fin = d[np.isfinite(d)]
+    per = {}
+    for f in common:
+        da = np.mean([r[metric][f][1] for r in a], axis=0) - np.mean([r[metric][f][1] for r in b], axis=0)
+        pf = np.mean([r[metric][f][0] for r in a]) - np.mean([r[metric][f][0] for r in b])
+        per[f] = {"value": float(pf), "ci": bs._ci(da)}
+    return {
+        "value": pa - pb,
+        "ci": bs._ci(d),
+        "p_le_0": float(np.mean(fin <= 0)) if len(fin) else None,
+        "findings": common,
+        "per_finding": per,
+    }
+
+
+# ------------------------------------------------------------------------------------------------ models
+def _resolve_embeddings(
+    name: str,
+    spec: Any,
+    store: Any,
+    out_dir: Path,
+    cfg: ProtocolConfig,
+    scan_ids: Sequence[str],
+    log: Callable[[str], None],
+    cubes: Callable[[int], CubeCache] | None = None,
+) -> Embeddings | None:
+    """Embeddings for a probe-type spec; None for fine-tuning specs."""
+    if isinstance(spec, Embeddings):
+        return spec
+    if isinstance(spec, Mapping):
+        if "finetune" in spec:
+            return None
+        if "embeddings" in spec:
+            return load_embeddings(spec["embeddings"])
+        if "model" not in spec:
+            raise ValueError(f"model {name!r}: spec needs 'embeddings', 'model' or 'finetune'")
+        model_src, random_init = spec["model"], bool(spec.get("random_init", False))
+    else:
+        model_src, random_init = spec, False
+    if not hasattr(model_src, "embed"):
+        p = Path(model_src)
+        if p.suffix == ".parquet":
+            return load_embeddings(p)
+    if store is None:
+        raise ValueError(f"model {name!r} must be embedded but no store was given")
+    model = model_src
+    if random_init or isinstance(model_src, str | Path):
+        import torch
+
+        from fmct.evaluate.finetune import build_model
+
+        with torch.random.fork_rng():  # reproducible random init, global RNG untouched
+            torch.manual_seed(cfg.split_seed)
+            model = build_model(model_src, ["x"], scratch=random_init).as_backbone()
+    out = out_dir / "embeddings" / f"{name}.parquet"
+    log(f"embedding {len(scan_ids)} scans with {name}")
+    if cubes is not None:
+        from fmct.evaluate.embed import model_input_spec
+
+        emb = embed_cache(
+            model,
+            cubes(model_input_spec(model)[0]),
+            cfg.batch_size,
+            keep_patch="attentive" in cfg.methods,
+            meta={"model_name": name},
+        )
+        save_embeddings(emb, out)
+        return emb
+    embed_store(
+        model,
+        store,
+        out,
+        batch_size=cfg.batch_size,
+        workers=cfg.workers,
+        scan_ids=scan_ids,
+        keep_patch="attentive" in cfg.methods,
+        progress=False,
+        meta={"model_name": name},
+    )
+    return load_embeddings(out)
+
+
+def run_protocol(
+    models: Mapping[str, Any],
+    labels: str | Path | pd.DataFrame,
+    out_dir: str | Path,
+    store: Any = None,
+    splits: str | Path | pd.DataFrame | None = None,
+    config: ProtocolConfig | Mapping[str, Any] | None = None,
+    hooks: Mapping[str, Callable[[Context], dict[str, Any]]] | None = None,
+    log: Callable[[str], None] | None = None,
+    write: bool = True,
+) -> dict[str, Any]:
+    """Run the evaluation protocol and write ``report.{json,md,html}`` (+ plots) into ``out_dir``.
+
+    Args:
+        models: name -> spec (see the module docstring), e.g. ``{"ssl": "runs/x/model",
+            "random": {"model": "runs/x/model", "random_init": True},
+            "scratch": {"finetune": {"arch": "resnet3d", "epochs": 5}}}``.
+        labels: labels CSV (or DataFrame) with ``scan_id``, ``patient_id``, ``site`` and finding columns.
+        store: a store directory, a list of them, or an object with ``.load`` (needed to embed model
+            directories and to fine-tune).
+        splits: splits CSV/DataFrame; default: :func:`make_splits` on the labels.
+        config: :class:`ProtocolConfig` or a dict of its fields.
+        hooks: name -> function(Context) -> JSON-able dict, stored under ``report[name]`` (e.g. retrieval).
+
+    Returns:
+        The report dict (also written as report.json).
+    """
+    t0 = time.time()
+    cfg = config if isinstance(config, ProtocolConfig) else ProtocolConfig.from_dict(config or {})
+    log = log or (lambda _m: None)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    df = labels.copy() if isinstance(labels, pd.DataFrame) else read_labels(labels)
+    findings = label_columns(df, cfg.findings)
+    if not findings:
+        raise ValueError("no finding columns to evaluate")
+    if splits is None:
+        sp = make_splits(df, cfg.train_site, cfg.val_frac, cfg.test_frac, seed=cfg.split_seed)
+    else:
+        sp = splits.copy() if isinstance(splits, pd.DataFrame) else load_splits(splits)
+    assert_patient_disjoint(sp)
+    sp = sp[sp["scan_id"].isin(set(df["scan_id"]))]
+    if isinstance(store, list | tuple):
+        store = MultiStore(store)
+    elif store is not None:
+        store = open_store(store)
+    if store is not None:
+        have = set(store.scan_ids)
+        sp = sp[sp["scan_id"].isin(have) | ~sp["split"].isin(["train", "val", "test", "ood"])]
+    ids = {k: list(sp.loc[sp["split"] == k, "scan_id"]) for k in ("train", "val", "test", "ood")}
+    needed = ids["train"] + ids["val"] + ids["test"] + ids["ood"]
+    cube_caches: dict[int, CubeCache] = {}
+
+    def cubes(size: int) -> CubeCache:
+        """HU cubes of every evaluated scan at ``size``³, loaded once and shared by all models."""
+        if size not in cube_caches:
+            log(f"loading {len(needed)} scans at {size}³")
+            cube_caches[size] = CubeCache(store, needed, size)
+        return cube_caches[size]
+
+    cube_fn = cubes if (cfg.cache_inputs and store is not None) else None
+    embs: dict[str, Embeddings] = {}
+    for name, spec in models.items():
+        e = _resolve_embeddings(name, spec, store, out_dir, cfg, needed, log, cube_fn)
+        if e is not None:
+            embs[name] = e
+    for name, e in embs.items():  # evaluate every model on the same scans
+        have_e = set(e.scan_ids)
+        lost = [s for s in needed if s not in have_e]
+        if lost:
+            log(f"{name}: {len(lost)} scan(s) have no embedding and are left out of every model's evaluation")
+            ids = {k: [s for s in v if s in have_e] for k, v in ids.items()}
+    if not ids["train"]:
+        raise ValueError("the training split is empty")
+    tests = {name: ids[s] for name, s in TEST_SETS.items() if ids[s]}
+    if not tests:
+        raise ValueError("no test scans (neither an ID test split nor OOD scans)")
+    y = {k: label_matrix(df, v, findings) for k, v in ids.items()}
+    pid = df.set_index("scan_id")["patient_id"] if "patient_id" in df else None
+    weights = {
+        name: bs.bootstrap_weights(
+            len(t),
+            cfg.n_boot,
+            cfg.boot_seed,
+            None if pid is None else pid.reindex(t).fillna("").astype(str).to_numpy(),
+        )
+        for name, t in tests.items()
+    }
+    subsets = _train_subsets(cfg, y["train"])
+
+    per_seed: dict[tuple[str, str, str, str], list[dict]] = {}
+    scores_keep: dict[tuple[str, str, str], np.ndarray] = {}
+    runs: list[dict[str, Any]] = []
+    headline = subsets[0][0] if not cfg.fractions else f"{float(max(cfg.fractions)):g}"
+    for name, spec in models.items():
+        is_ft = isinstance(spec, Mapping) and "finetune" in spec
+        methods = [f"finetune-{(spec['finetune'] or {}).get('mode', 'full')}"] if is_ft else cfg.methods
+        ft_spec = dict(cfg.finetune, **(spec["finetune"] or {})) if is_ft else {}
+        seeds = ft_spec.pop("seeds", cfg.seeds) if is_ft else cfg.seeds
+        only = ft_spec.pop("fractions", None) if is_ft else None
+        for method, (setting, sfields, pick), seed in itertools.product(methods, subsets, seeds):
+            if only is not None and sfields["fraction"] not in [float(f) for f in only]:
+                continue
+            tsec = time.time()
+            rows = pick(seed)
+            tr = [ids["train"][i] for i in rows]
+            y_tr = y["train"][rows]
+            if is_ft:
+                preds = _finetune_predict(
+                    name,
+                    ft_spec,
+                    store,
+                    tr,
+                    y_tr,
+                    ids["val"],
+                    y["val"],
+                    tests,
+                    findings,
+                    seed,
+                    out_dir,
+                    cube_fn,
+                )
+            else:
+                preds = _fit_predict_probe(
+                    method, embs[name], cfg.feature, tr, y_tr, ids["val"], y["val"], tests, findings, seed
+                )
+            for tname, s in preds.items():
+                yt = label_matrix(df, tests[tname], findings)
+                per_seed.setdefault((name, method, setting, tname), []).append(
+                    _replicates(yt, s, weights[tname], findings)
+                )
+                if setting == headline and seed == seeds[0]:
+                    scores_keep[(name, method, tname)] = s
+            runs.append(
+                {
+                    "model": name,
+                    "method": method,
+                    "setting": setting,
+                    "seed": int(seed),
+                    "n_train": len(tr),
+                    "seconds": round(time.time() - tsec, 3),
+                }
+            )
+            log(f"{name} {method} {setting} seed {seed}: {len(tr)} training scans")
+
+    results = []
+    for (name, method, setting, tname), reps in per_seed.items():
+        sfields = next(f for s, f, _ in subsets if s == setting)
+        results.append(
+            {
+                "model": name,
+                "method": method,
+                "setting": setting,
+                **sfields,
+                "test_set": tname,
+                "n_test": len(tests[tname]),
+                "n_seeds": len(reps),
+                **_aggregate(reps, findings),
+            }
+        )
+    comparisons = []
+    keys = sorted({(m, s, t) for (_, m, s, t) in per_seed})
+    names = list(models)
+    for (method, setting, tname), (a, b) in itertools.product(keys, itertools.combinations(names, 2)):
+        ra, rb = per_seed.get((a, method, setting, tname)), per_seed.get((b, method, setting, tname))
+        if ra is None or rb is None or len(ra) != len(rb):
+            continue
+        for metric in ("auroc", "ap"):
+            c = _compare(ra, rb, findings, metric)
+            if c is not None:
+                comparisons.append(
+                    {
+                        "a": a,
+                        "b": b,
+                        "method": method,
+                        "setting": setting,
+                        "test_set": tname,
+                        "metric": metric,
+                        **c,
+                    }
+                )
+    # cross-method comparisons with fine-tuned models (same setting) are paired too
+    for (ka, ra), (kb, rb) in itertools.combinations(per_seed.items(), 2):
+        if ka[0] == kb[0] or ka[1] == kb[1] or ka[2:] != kb[2:] or len(ra) != len(rb):
+            continue
+        if not (ka[1].startswith("finetune") or kb[1].startswith("finetune")):
+            continue
+        c = _compare(ra, rb, findings, "auroc")
+        if c is not None:
+            comparisons.append(
+                {
+                    "a": ka[0],
+                    "b": kb[0],
+                    "method": f"{ka[1]} vs {kb[1]}",
+                    "setting": ka[2],
+                    "test_set": ka[3],
+                    "metric": "auroc",
+                    **c,
+                }
+            )
+
+    calibration, plots = {}, {}
+    for (name, method, tname), s in scores_keep.items():
+        yt = label_matrix(df, tests[tname], findings)
+        key = f"{name}/{method}/{tname}"
+        calibration[key] = {
+            "setting": headline,
+            "ece": {f: _ece(yt[:, j], s[:, j]) for j, f in enumerate(findings)},
+            "ece_pooled": _ece(yt.ravel(), s.ravel()),
+        }
+        if cfg.plots and write:
+            from fmct.evaluate.plots import plot_curves, plot_reliability
+
+            stem = f"{name}_{method}_{tname}".replace("/", "_")
+            title = f"{name} {method} {tname} (labels {headline}, seed {cfg.seeds[0]})"
+            plots[key] = {
+                "curves": str(
+                    plot_curves(yt, s, findings, title, out_dir / "plots" / f"{stem}_curves.png").relative_to(
+                        out_dir
+                    )
+                ),
+                "reliability": str(
+                    plot_reliability(yt, s, title, out_dir / "plots" / f"{stem}_reliability.png").relative_to(
+                        out_dir
+                    )
+                ),
+            }
+
+    report: dict[str, Any] = {
+        "meta": {
+            "findings": findings,
+            "test_sets": {k: len(v) for k, v in tests.items()},
+            "n_train": len(ids["train"]),
+            "n_val": len(ids["val"]),
+            "headline_setting": headline,
+            "train_site": cfg.train_site or _train_site(sp),
+            "config": _jsonable(vars(cfg)),
+            "models": {k: _describe(v) for k, v in models.items()},
+            "patients_resampled": bool(
+                pid is not None and any(len(set(pid.reindex(t))) < len(t) for t in tests.values())
+            ),
+        },
+        "results": results,
+        "comparisons": comparisons,
+        "calibration": calibration,
+        "plots": plots,
+        "runs": runs,
+    }
+    if hooks:
+        ctx = Context(sp, df, findings, embs, out_dir, cfg)
+        for hname, fn in hooks.items():
+            report[hname] = fn(ctx)
+    report["meta"]["seconds"] = round(time.time() - t0, 2)
+    if write:
+        from fmct.evaluate.report import write_report
+
+        save_splits(sp, out_dir / "splits.csv")
+        write_report(report, out_dir)
+    return report
+
+
+def _finetune_predict(
+    name: str,
+    spec: dict[str, Any],
+    store: Any,
+    tr: list[str],
+    y_tr: np.ndarray,
+    va: list[str],
+    y_va: np.ndarray,
+    tests: Mapping[str, Sequence[str]],
+    findings: Sequence[str],
+    seed: int,
+    out_dir: Path,
+    cubes: Callable[[int], CubeCache] | None = None,
+) -> dict[str, np.ndarray]:
+    from fmct.evaluate.embed import model_input_spec
+    from fmct.evaluate.finetune import FinetuneConfig, _predict_cache, build_model, finetune, predict_scans
+
+    if store is None:
+        raise ValueError(f"model {name!r}: fine-tuning needs a store")
+    spec = dict(spec)
+    build_kw = {k: spec.pop(k) for k in ("model", "scratch", "arch", "input_size", "pooling") if k in spec}
+    save = bool(spec.pop("save", False))
+    model = build_model(build_kw.pop("model", None), findings, preprocessing=_store_prep(store), **build_kw)
+    ftc = FinetuneConfig(**{**spec, "seed": int(seed)})
+    size, windows = model_input_spec(model)
+    cache = None if cubes is None else cubes(size)
+    model, _info = finetune(
+        model,
+        store,
+        tr,
+        y_tr,
+        va,
+        y_va,
+        findings,
+        ftc,
+        out_dir=(out_dir / "models" / f"{name}_seed{seed}_n{len(tr)}") if save else None,
+        cache=None if cache is None else {"train": cache.subset(tr), "val": cache.subset(va)},
+    )
+    if cache is not None:
+        return {
+            k: _predict_cache(model, cache.subset(list(ids)), windows, ftc.batch_size)
+            for k, ids in tests.items()
+        }
+    return {k: predict_scans(model, store, list(ids)) for k, ids in tests.items()}
+
+
+def _store_prep(store: Any) -> dict[str, Any] | None:
+    st = store.stores[0] if isinstance(store, MultiStore) else store
+    prep = getattr(st, "preprocess_config", None)
+    return dict(prep) if isinstance(prep, Mapping) else None
+
+
+def _ece(y: np.ndarray, s: np.ndarray) -> float | None:
+    v = expected_calibration_error(y, s)
+    return None if not np.isfinite(v) else v
+
+
+def _train_site(sp: pd.DataFrame) -> str | None:
+    s = sp.loc[sp["split"] == "train", "site"] if "site" in sp else pd.Series([], dtype=str)
+    return str(s.mode().iloc[0]) if len(s) else None
+
+
+def _describe(spec: Any) -> Any:
+    if isinstance(spec, Embeddings):
+        return {"embeddings": spec.meta or "in memory"}
+    if isinstance(spec, Mapping):
+        return _jsonable(dict(spec))
+    return str(spec) if isinstance(spec, str | Path) else type(spec).__name__
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, Mapping):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, str | int | float | bool) or x is None:
+        return x
+    return str(x)

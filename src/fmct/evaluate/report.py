@@ -1,0 +1,201 @@
+"""Writing the evaluation report: ``report.json`` (machine), ``report.md`` and ``report.html`` (people)."""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _clean(x: Any) -> Any:
+    """JSON-safe copy: NaN/inf -> None, numpy scalars -> Python."""
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_clean(v) for v in x]
+    if hasattr(x, "item") and not isinstance(x, str):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def fmt_ci(entry: dict[str, Any] | None, key: str = "mean", sd: bool = True) -> str:
+    """``0.812 ± 0.010 [0.770, 0.850]`` (or ``n/a``) from a result entry."""
+    if not entry:
+        return "n/a"
+    v = entry.get(key, entry.get("value"))
+    if v is None:
+        return "n/a"
+    s = f"{v:.3f}"
+    if sd and entry.get("sd") is not None and entry.get("seeds") and len(entry["seeds"]) > 1:
+        s += f" ± {entry['sd']:.3f}"
+    lo, hi = (entry.get("ci") or [None, None])[:2]
+    if lo is not None and hi is not None:
+        s += f" [{lo:.3f}, {hi:.3f}]"
+    return s
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return out
+
+
+def _settings(report: dict[str, Any]) -> list[str]:
+    seen: list[str] = []
+    for r in report["results"]:
+        if r["setting"] not in seen:
+            seen.append(r["setting"])
+    return seen
+
+
+def markdown_sections(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(title, header, rows) of every table in the report (shared by Markdown and HTML)."""
+    res = report["results"]
+    meta = report["meta"]
+    test_sets = list(meta["test_sets"])
+    settings = _settings(report)
+    sections = []
+    for metric, label in (("auroc", "macro AUROC"), ("ap", "macro AP")):
+        header = ["model", "method"] + [f"{t} @ {s}" for s in settings for t in test_sets]
+        rows = []
+        for model, method in dict.fromkeys((r["model"], r["method"]) for r in res):
+            row = [model, method]
+            for s in settings:
+                for t in test_sets:
+                    e = next(
+                        (
+                            r
+                            for r in res
+                            if (r["model"], r["method"], r["setting"], r["test_set"]) == (model, method, s, t)
+                        ),
+                        None,
+                    )
+                    row.append(fmt_ci(e[metric]["macro"]) if e else "—")
+            rows.append(row)
+        sections.append(
+            (f"{label} (mean ± sd over seeds [95% bootstrap CI]) by label fraction", header, rows)
+        )
+    head = meta["headline_setting"]
+    for t in test_sets:
+        entries = [r for r in res if r["setting"] == head and r["test_set"] == t]
+        if not entries:
+            continue
+        header = ["finding"] + [f"{r['model']} ({r['method']})" for r in entries]
+        rows = [[f] + [fmt_ci(r["auroc"][f]) for r in entries] for f in meta["findings"]]
+        rows.append(["**macro**"] + [fmt_ci(r["auroc"]["macro"]) for r in entries])
+        sections.append((f"Per-finding AUROC, {t} test, labels {head}", header, rows))
+    comps = [c for c in report.get("comparisons", []) if c["metric"] == "auroc"]
+    if comps:
+        rows = [
+            [
+                f"{c['a']} − {c['b']}",
+                c["method"],
+                c["setting"],
+                c["test_set"],
+                fmt_ci(c, key="value", sd=False),
+                f"{c['p_le_0']:.3f}" if c.get("p_le_0") is not None else "n/a",
+            ]
+            for c in comps
+        ]
+        sections.append(
+            (
+                "Paired differences of macro AUROC (same bootstrap resamples)",
+                ["comparison", "method", "labels", "test set", "Δ [95% CI]", "P(Δ ≤ 0)"],
+                rows,
+            )
+        )
+    cal = report.get("calibration", {})
+    if cal:
+        rows = [
+            [k, v["setting"], f"{v['ece_pooled']:.3f}" if v["ece_pooled"] is not None else "n/a"]
+            for k, v in cal.items()
+        ]
+        sections.append(
+            (
+                "Calibration (expected calibration error, 10 bins, pooled over findings)",
+                ["model/method/test set", "labels", "ECE"],
+                rows,
+            )
+        )
+    return sections
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    """The report as Markdown (tables + links to the plots)."""
+    meta = report["meta"]
+    lines = [
+        "# fmct evaluation report",
+        "",
+        f"Findings: {', '.join(meta['findings'])}. Training site: {meta.get('train_site')}; "
+        f"train {meta['n_train']} / val {meta['n_val']} scans; test sets: "
+        + ", ".join(f"{k} {v} scans" for k, v in meta["test_sets"].items())
+        + f". Bootstrap: {meta['config']['n_boot']} resamples"
+        + (" of patients." if meta.get("patients_resampled") else " of scans.")
+        + " Model selection used the validation split only.",
+        "",
+    ]
+    for title, header, rows in markdown_sections(report):
+        lines += [f"## {title}", "", *_table(header, rows), ""]
+    if report.get("plots"):
+        lines += ["## Plots", ""]
+        for key, p in report["plots"].items():
+            lines.append(f"- {key}: [ROC/PR]({p['curves']}), [reliability]({p['reliability']})")
+        lines.append("")
+    for extra in ("retrieval",):
+        if extra in report:
+            lines += [f"## {extra}", "", "```json", json.dumps(report[extra], indent=1)[:4000], "```", ""]
+    return "\n".join(lines)
+
+
+def to_html(report: dict[str, Any]) -> str:
+    """A self-contained HTML page (tables; plots linked as images relative to the report)."""
+    e = html.escape
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>fmct evaluation report</title>",
+        "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto}table{border-collapse:collapse;"
+        "margin:1em 0;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;text-align:left}"
+        "th{background:#f3f3f3}img{max-width:100%;margin:0.5em 0}</style></head><body>",
+        "<h1>fmct evaluation report</h1>",
+        f"<p>Findings: {e(', '.join(report['meta']['findings']))}. Test sets: "
+        + e(", ".join(f"{k} ({v} scans)" for k, v in report["meta"]["test_sets"].items()))
+        + ". Model selection used the validation split only.</p>",
+    ]
+    for title, header, rows in markdown_sections(report):
+        parts.append(
+            f"<h2>{e(title)}</h2><table><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>"
+        )
+        for r in rows:
+            parts.append("<tr>" + "".join(f"<td>{e(c.replace('**', ''))}</td>" for c in r) + "</tr>")
+        parts.append("</table>")
+    if report.get("plots"):
+        parts.append("<h2>Plots</h2>")
+        for key, p in report["plots"].items():
+            parts.append(
+                f"<h3>{e(key)}</h3><img src='{e(p['curves'])}' alt='ROC and PR curves of {e(key)}'>"
+                f"<img src='{e(p['reliability'])}' alt='reliability diagram of {e(key)}'>"
+            )
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(report: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
+    """Write report.json, report.md and report.html atomically; returns their paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    clean = _clean(report)
+    paths = {"json": out / "report.json", "md": out / "report.md", "html": out / "report.html"}
+    _atomic_write(paths["json"], json.dumps(clean, indent=1))
+    _atomic_write(paths["md"], to_markdown(clean))
+    _atomic_write(paths["html"], to_html(clean))
+    return paths

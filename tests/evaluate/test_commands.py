@@ -1,0 +1,152 @@
+"""The evaluation subcommands through the real CLI (tiny store, tiny model, small files)."""
+
+import json
+
+import pandas as pd
+from evalkit import FINDINGS3, MemoryStore, make_labels, separable_embeddings, write_disk_store
+from typer.testing import CliRunner
+
+from fmct.cli import app
+from fmct.evaluate.embed import load_embeddings, save_embeddings
+
+runner = CliRunner()
+
+
+def test_embed_probe_and_save_classifier(tmp_path, tiny_model_dir) -> None:  # type: ignore[no-untyped-def]
+    df = make_labels(40, seed=5)
+    store = write_disk_store(tmp_path / "store", MemoryStore(df))
+    df.to_csv(tmp_path / "labels.csv", index=False)
+    r = runner.invoke(
+        app,
+        [
+            "embed",
+            "--model",
+            str(tiny_model_dir),
+            "--data",
+            str(store),
+            "--out",
+            str(tmp_path / "emb.parquet"),
+            "--batch-size",
+            "4",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert len(load_embeddings(tmp_path / "emb.parquet").scan_ids) == 40
+    r = runner.invoke(
+        app,
+        [
+            "probe",
+            "--embeddings",
+            str(tmp_path / "emb.parquet"),
+            "--labels",
+            str(tmp_path / "labels.csv"),
+            "--out",
+            str(tmp_path / "probe"),
+            "--fractions",
+            "0.5,1",
+            "--seeds",
+            "2",
+            "--n-boot",
+            "50",
+            "--no-plots",
+            "--model",
+            str(tiny_model_dir),
+            "--save-classifier",
+            str(tmp_path / "clf"),
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    rep = json.loads((tmp_path / "probe" / "report.json").read_text())
+    assert {x["setting"] for x in rep["results"]} == {"0.5", "1"}
+    cfg = json.loads((tmp_path / "clf" / "config.json").read_text())
+    assert cfg["kind"] == "classifier" and cfg["labels"] == FINDINGS3
+
+
+def test_finetune_and_evaluate_commands(tmp_path, tiny_model_dir) -> None:  # type: ignore[no-untyped-def]
+    df = make_labels(32, seed=6)
+    store = write_disk_store(tmp_path / "store", MemoryStore(df))
+    df.to_csv(tmp_path / "labels.csv", index=False)
+    r = runner.invoke(
+        app,
+        [
+            "finetune",
+            "--model",
+            str(tiny_model_dir),
+            "--data",
+            str(store),
+            "--labels",
+            str(tmp_path / "labels.csv"),
+            "--out",
+            str(tmp_path / "ft"),
+            "--epochs",
+            "1",
+            "--mode",
+            "lora",
+            "--batch-size",
+            "8",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "ft" / "config.json").read_text())["kind"] == "classifier"
+    save_embeddings(separable_embeddings(df, FINDINGS3), tmp_path / "e.parquet")
+    (tmp_path / "eval.yaml").write_text(
+        f"models:\n  emb: {tmp_path / 'e.parquet'}\nlabels: {tmp_path / 'labels.csv'}\n"
+        f"data: {store}\nout: {tmp_path / 'ev'}\nprotocol:\n  fractions: [1.0]\n  seeds: [0]\n  n_boot: 30\n  plots: false\n"
+    )
+    r = runner.invoke(
+        app, ["evaluate", "--config", str(tmp_path / "eval.yaml"), "--model", f"m2={tiny_model_dir}"]
+    )
+    assert r.exit_code == 0, r.output
+    rep = json.loads((tmp_path / "ev" / "report.json").read_text())
+    assert {x["model"] for x in rep["results"]} == {"emb", "m2"}
+    assert (tmp_path / "ev" / "report.html").is_file()
+
+
+def test_labels_import_command(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    pd.DataFrame({"name": ["CQ500-CT-0"], "R1:ICH": [1], "R2:ICH": [1], "R3:ICH": [0]}).to_csv(
+        tmp_path / "reads.csv", index=False
+    )
+    r = runner.invoke(
+        app,
+        [
+            "labels",
+            "import",
+            "--format",
+            "cq500",
+            str(tmp_path / "reads.csv"),
+            "--out",
+            str(tmp_path / "labels.csv"),
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    out = pd.read_csv(tmp_path / "labels.csv")
+    assert out.loc[0, "ich"] == 1 and out.loc[0, "site"] == "cq500"
+
+
+def test_clear_errors(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    r = runner.invoke(
+        app,
+        [
+            "probe",
+            "--embeddings",
+            str(tmp_path / "nope.parquet"),
+            "--labels",
+            "x.csv",
+            "--out",
+            str(tmp_path),
+        ],
+    )
+    assert r.exit_code == 1 and "nope.parquet" in r.output and "Traceback" not in r.output
+    r = runner.invoke(
+        app, ["labels", "import", "--format", "rsna", str(tmp_path / "a.csv"), "--out", "o.csv"]
+    )
+    assert r.exit_code == 1 and "a.csv" in r.output
+    (tmp_path / "a.csv").write_text("ID,Label\n")
+    r = runner.invoke(
+        app, ["labels", "import", "--format", "rsna", str(tmp_path / "a.csv"), "--out", "o.csv"]
+    )
+    assert r.exit_code == 1 and "--dicom" in r.output
+    r = runner.invoke(app, ["finetune", "--data", str(tmp_path), "--labels", "l.csv", "--out", "o"])
+    assert r.exit_code == 1 and ("--model" in r.output or "--arch" in r.output)
+    r = runner.invoke(app, ["evaluate", "--labels", "l.csv"])
+    assert r.exit_code == 1 and "no model" in r.output

@@ -1,0 +1,117 @@
+"""Embedding a store: file format, resumability, real store on disk, model directories."""
+
+import numpy as np
+import pytest
+import torch
+from evalkit import MemoryStore, make_labels, tiny_backbone, write_disk_store
+
+from fmct.evaluate.embed import Embeddings, embed_store, load_embeddings, patch_path, save_embeddings
+
+
+class CountingModel(torch.nn.Module):
+    """Wraps a BackboneModel and counts embedded scans."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = tiny_backbone()
+        self.input_size = self.inner.input_size
+        self.preprocessing = self.inner.preprocessing
+        self.seen: list[int] = []
+
+    def embed(self, x):  # type: ignore[no-untyped-def]
+        self.seen.append(x.shape[0])
+        return self.inner.embed(x)
+
+
+def test_roundtrip(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    e = Embeddings(
+        ["a", "b"],
+        np.ones((2, 3), np.float32),
+        np.zeros((2, 3), np.float32),
+        np.full((2, 4, 3), 0.5, np.float32),
+        {"model": "m"},
+    )
+    save_embeddings(e, tmp_path / "e.parquet")
+    back = load_embeddings(tmp_path / "e.parquet")
+    assert back.scan_ids == ["a", "b"] and back.meta == {"model": "m"}
+    np.testing.assert_array_equal(back.cls, e.cls)
+    assert back.patch.shape == (2, 4, 3) and back.patch.dtype == np.float16
+    assert back.feature("cls+mean").shape == (2, 6)
+    assert back.select(["b"]).cls.shape == (1, 3)
+    with pytest.raises(KeyError):
+        back.select(["zz"])
+
+
+def test_embed_store_is_resumable(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    df = make_labels(10)
+    store = MemoryStore(df)
+    torch.manual_seed(0)
+    m = CountingModel()
+    out = tmp_path / "emb.parquet"
+    embed_store(m, store, out, batch_size=3, scan_ids=store.scan_ids[:4], progress=False, part_size=2)
+    assert sum(m.seen) == 4
+    embed_store(m, store, out, batch_size=3, progress=False)
+    assert sum(m.seen) == 10  # only the 6 new scans were embedded
+    e = load_embeddings(out)
+    assert e.scan_ids == store.scan_ids  # store order
+    assert e.cls.shape == (10, 16) and e.patch.shape == (10, 8, 16)
+    assert not (tmp_path / ".emb.parquet.parts").exists()
+    # same result as embedding in one go
+    full = embed_store(m, store, tmp_path / "b.parquet", progress=False)
+    np.testing.assert_allclose(load_embeddings(full).cls, e.cls, atol=1e-5)
+
+
+def test_interrupted_parts_are_merged(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    df = make_labels(6)
+    store = MemoryStore(df)
+    m = CountingModel()
+    out = tmp_path / "emb.parquet"
+    calls = {"n": 0}
+
+    def boom(done: int, total: int) -> None:
+        calls["n"] += 1
+        if done >= 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        embed_store(m, store, out, batch_size=2, part_size=2, progress=boom)
+    assert not out.exists() and (tmp_path / ".emb.parquet.parts").exists()
+    before = sum(m.seen)
+    embed_store(m, store, out, batch_size=2, progress=False)
+    assert sum(m.seen) - before == 2  # the 4 scans saved in parts are not embedded again
+    assert load_embeddings(out).scan_ids == store.scan_ids
+
+
+def test_embed_model_dir_on_disk_store_with_workers(tmp_path, tiny_model_dir) -> None:  # type: ignore[no-untyped-def]
+    df = make_labels(6)
+    root = write_disk_store(tmp_path / "store", MemoryStore(df))
+    out = embed_store(
+        tiny_model_dir,
+        root,
+        tmp_path / "e.parquet",
+        batch_size=2,
+        workers=1,
+        progress=False,
+        keep_patch=False,
+    )
+    e = load_embeddings(out)
+    assert sorted(e.scan_ids) == sorted(df["scan_id"]) and e.patch is None
+    assert e.meta["model"] == str(tiny_model_dir) and e.meta["input_size"] == 16
+    assert not patch_path(out).exists()
+
+
+def test_classifier_and_resnet_directories_embed(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from fmct.evaluate.finetune import build_model
+
+    df = make_labels(4)
+    store = MemoryStore(df)
+    clf_dir = build_model(tiny_backbone(), ["ich"]).save_pretrained(tmp_path / "clf")
+    e = load_embeddings(embed_store(clf_dir, store, tmp_path / "c.parquet", progress=False))
+    assert e.cls.shape == (4, 16)
+    res = (
+        build_model(None, ["ich"], arch="resnet3d", input_size=16)
+        .as_backbone()
+        .save_pretrained(tmp_path / "r")
+    )
+    e = load_embeddings(embed_store(res, store, tmp_path / "r.parquet", progress=False))
+    assert e.cls.shape == (4, 128) and e.patch.shape[0] == 4

@@ -1,0 +1,76 @@
+"""Fine-tuning: full / LoRA / linear / scratch ResNet on a tiny store; saved dirs reload identically."""
+
+import numpy as np
+import pytest
+import torch
+from evalkit import FINDINGS3, MemoryStore, make_labels, tiny_backbone
+
+from fmct.evaluate.finetune import FinetuneConfig, build_model, finetune, predict_scans
+from fmct.models.hub import load_model
+
+
+@pytest.fixture(scope="module")
+def setup():  # type: ignore[no-untyped-def]
+    df = make_labels(40)
+    st = MemoryStore(df)
+    y = df[FINDINGS3].to_numpy(dtype=float)
+    ids = list(df["scan_id"])
+    return st, ids[:24], y[:24], ids[24:32], y[24:32], ids[32:]
+
+
+@pytest.mark.parametrize("mode", ["full", "lora", "linear"])
+def test_finetune_modes_save_and_reload(setup, tmp_path, mode) -> None:  # type: ignore[no-untyped-def]
+    st, tr, ytr, va, yva, te = setup
+    torch.manual_seed(0)
+    bb = tiny_backbone()
+    before = {k: v.clone() for k, v in bb.backbone.state_dict().items()}
+    model = build_model(bb, FINDINGS3)
+    model, info = finetune(
+        model,
+        st,
+        tr,
+        ytr,
+        va,
+        yva,
+        FINDINGS3,
+        FinetuneConfig(mode=mode, epochs=2, lr=1e-3, batch_size=8),
+        out_dir=tmp_path / "clf",
+    )
+    assert len(info["history"]) >= 1 and 0 <= info["best_epoch"] < 2
+    p = predict_scans(model, st, te)
+    assert p.shape == (len(te), 3) and np.all((p >= 0) & (p <= 1))
+    reloaded = load_model(tmp_path / "clf")
+    assert reloaded.kind == "classifier" and reloaded.labels == FINDINGS3
+    np.testing.assert_allclose(predict_scans(reloaded, st, te), p, atol=1e-5)
+    assert reloaded.training_info["config"]["mode"] == mode
+    after = model.backbone.state_dict()
+    assert not any("lora" in k for k in after)  # LoRA merged away
+    changed = any(not torch.equal(before[k], after[k]) for k in before)
+    assert changed == (mode != "linear")
+    assert not (tmp_path / "clf" / "checkpoint").exists()
+
+
+def test_scratch_resnet_and_masked_single_class(setup) -> None:  # type: ignore[no-untyped-def]
+    st, tr, ytr, va, yva, te = setup
+    ytr = ytr.copy()
+    ytr[:, 2] = 0  # one class only -> masked, reported
+    model = build_model(None, FINDINGS3, arch="resnet3d", input_size=16)
+    assert model.architecture["type"] == "resnet3d"
+    model, info = finetune(model, st, tr, ytr, va, yva, FINDINGS3, FinetuneConfig(epochs=1, batch_size=8))
+    assert info["na_findings"] == ["fracture"]
+    assert predict_scans(model, st, te[:3]).shape == (3, 3)
+
+
+def test_scratch_reinitialises_same_architecture() -> None:
+    bb = tiny_backbone()
+    fresh = build_model(bb, FINDINGS3, scratch=True)
+    assert fresh.architecture == bb.architecture
+    a = bb.backbone.state_dict()["blocks.0.attn.qkv.weight"]
+    assert not torch.equal(a, fresh.backbone.state_dict()["blocks.0.attn.qkv.weight"])
+
+
+def test_lora_refuses_resnet(setup) -> None:  # type: ignore[no-untyped-def]
+    st, tr, ytr, va, yva, _ = setup
+    model = build_model(None, FINDINGS3, arch="resnet3d", input_size=16)
+    with pytest.raises(ValueError, match="LoRA"):
+        finetune(model, st, tr, ytr, va, yva, FINDINGS3, FinetuneConfig(mode="lora", epochs=1))

@@ -1,0 +1,181 @@
+"""The protocol end to end: splits, fractions × seeds, ID vs OOD, comparisons, report files."""
+
+import json
+
+import numpy as np
+import pytest
+from evalkit import FINDINGS3, MemoryStore, make_labels, separable_embeddings
+
+import fmct.evaluate.protocol as protocol
+from fmct.evaluate.protocol import run_protocol
+
+
+@pytest.fixture
+def labels():  # type: ignore[no-untyped-def]
+    return make_labels(160, seed=2)
+
+
+def test_report_structure_and_files(labels, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    good = separable_embeddings(labels, FINDINGS3, signal=3.0, seed=0)
+    weak = separable_embeddings(labels, FINDINGS3, signal=0.3, seed=1)
+    rep = run_protocol(
+        {"good": good, "weak": weak},
+        labels,
+        tmp_path,
+        config={"fractions": [0.1, 1.0], "seeds": [0, 1, 2], "n_boot": 200},
+    )
+    for name in ("report.json", "report.md", "report.html", "splits.csv"):
+        assert (tmp_path / name).is_file()
+    on_disk = json.loads((tmp_path / "report.json").read_text())
+    assert on_disk["meta"]["findings"] == FINDINGS3
+    assert set(on_disk["meta"]["test_sets"]) == {"id", "ood"}
+    assert on_disk["meta"]["patients_resampled"] is True  # 2 scans per patient
+    res = {(r["model"], r["method"], r["setting"], r["test_set"]): r for r in rep["results"]}
+    assert len(res) == 2 * 2 * 2  # models x fractions x test sets
+    g = res[("good", "linear", "1", "id")]["auroc"]["macro"]
+    w = res[("weak", "linear", "1", "id")]["auroc"]["macro"]
+    assert len(g["seeds"]) == 3 and g["ci"][0] <= g["mean"] <= g["ci"][1] + 1e-9
+    assert g["mean"] > 0.9 > w["mean"]
+    comp = next(
+        c
+        for c in rep["comparisons"]
+        if (c["a"], c["b"], c["method"], c["setting"], c["test_set"], c["metric"])
+        == ("good", "weak", "linear", "1", "id", "auroc")
+    )
+    assert comp["value"] == pytest.approx(g["mean"] - w["mean"])
+    assert comp["ci"][0] > 0
+    # plots exist and are referenced in the HTML
+    html = (tmp_path / "report.html").read_text()
+    for p in rep["plots"].values():
+        assert (tmp_path / p["curves"]).is_file() and p["curves"] in html
+    assert "good/linear/id" in rep["calibration"]
+    assert "Paired differences" in (tmp_path / "report.md").read_text()
+
+
+def test_test_scans_never_reach_fitting(labels, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Every fit/selection call gets train and val scans only."""
+    emb = separable_embeddings(labels, FINDINGS3)
+    seen: list[set] = []
+    real = protocol._fit_predict_probe
+
+    def spy(method, emb, feature, tr, y_tr, va, y_va, tests, findings, seed):  # type: ignore[no-untyped-def]
+        seen.append(set(tr) | set(va))
+        for ids in tests.values():
+            assert not (set(ids) & (set(tr) | set(va)))
+        return real(method, emb, feature, tr, y_tr, va, y_va, tests, findings, seed)
+
+    monkeypatch.setattr(protocol, "_fit_predict_probe", spy)
+    rep = run_protocol(
+        {"m": emb}, labels, tmp_path, config={"fractions": [1.0], "seeds": [0], "n_boot": 50, "plots": False}
+    )
+    import pandas as pd
+
+    sp = pd.read_csv(tmp_path / "splits.csv")
+    fit_ok = set(sp.loc[sp["split"].isin(["train", "val"]), "scan_id"])
+    assert seen and all(s <= fit_ok for s in seen)
+    assert rep["meta"]["n_train"] + rep["meta"]["n_val"] + sum(rep["meta"]["test_sets"].values()) == len(sp)
+
+
+def test_identical_models_compare_to_zero_and_fewshot(labels, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    emb = separable_embeddings(labels, FINDINGS3)
+    rep = run_protocol(
+        {"a": emb, "b": emb},
+        labels,
+        tmp_path,
+        config={
+            "fractions": [],
+            "shots": [3],
+            "seeds": [0, 1],
+            "n_boot": 100,
+            "plots": False,
+            "methods": ["linear", "knn", "attentive"],
+        },
+    )
+    c = next(c for c in rep["comparisons"] if c["metric"] == "auroc")
+    assert {r["method"] for r in rep["results"]} == {"linear", "knn", "attentive"}
+    assert c["setting"] == "3-shot" and c["value"] == 0 and c["ci"] == [0.0, 0.0]
+    assert rep["results"][0]["shots"] == 3
+
+
+def test_model_dir_random_init_and_finetune_specs(tmp_path, tiny_model_dir) -> None:  # type: ignore[no-untyped-def]
+    labels = make_labels(48, seed=4)
+    store = MemoryStore(labels)
+    arch = {"type": "vit3d", "img_size": 16, "patch_size": 8, "embed_dim": 16, "depth": 1, "num_heads": 2}
+    rep = run_protocol(
+        {
+            "ssl": str(tiny_model_dir),
+            "random": {"model": str(tiny_model_dir), "random_init": True},
+            "scratch": {
+                "finetune": {
+                    "arch": arch,
+                    "input_size": 16,
+                    "epochs": 1,
+                    "batch_size": 8,
+                    "fractions": [1.0],
+                    "seeds": [0],
+                }
+            },
+        },
+        labels,
+        tmp_path,
+        store=store,
+        config={"fractions": [0.5, 1.0], "seeds": [0], "n_boot": 50, "plots": False, "methods": ["linear"]},
+    )
+    assert (tmp_path / "embeddings" / "ssl.parquet").is_file()
+    assert (tmp_path / "embeddings" / "random.parquet").is_file()
+    models = {(r["model"], r["method"], r["setting"]) for r in rep["results"]}
+    assert ("scratch", "finetune-full", "1") in models and ("scratch", "finetune-full", "0.5") not in models
+    assert ("random", "linear", "0.5") in models
+    assert any(
+        c["method"].startswith("linear vs finetune") or "finetune" in c["method"] for c in rep["comparisons"]
+    )
+
+
+def test_hooks_and_bad_config(labels, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    emb = separable_embeddings(labels, FINDINGS3)
+    rep = run_protocol(
+        {"m": emb},
+        labels,
+        tmp_path,
+        config={"fractions": [1.0], "seeds": [0], "n_boot": 20, "plots": False},
+        hooks={"retrieval": lambda ctx: {"n_models": len(ctx.embeddings)}},
+    )
+    assert rep["retrieval"] == {"n_models": 1}
+    with pytest.raises(ValueError, match="unknown protocol setting"):
+        run_protocol({"m": emb}, labels, tmp_path, config={"fractionz": [1.0]})
+    with pytest.raises(ValueError, match="unknown probe method"):
+        run_protocol({"m": emb}, labels, tmp_path, config={"methods": ["svm"]})
+
+
+def test_missing_embeddings_are_dropped_for_all_models(labels, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    full = separable_embeddings(labels, FINDINGS3)
+    part = full.select(full.scan_ids[:-10])
+    msgs: list[str] = []
+    rep = run_protocol(
+        {"a": full, "b": part},
+        labels,
+        tmp_path,
+        log=msgs.append,
+        config={"fractions": [1.0], "seeds": [0], "n_boot": 20, "plots": False},
+    )
+    assert any("no embedding" in m for m in msgs)
+    n = {r["model"]: r["n_test"] for r in rep["results"] if r["test_set"] == "ood"}
+    assert n["a"] == n["b"]
+    assert np.isfinite(rep["meta"]["seconds"])
+
+
+def test_uncached_path_matches_cached(tmp_path, tiny_model_dir) -> None:  # type: ignore[no-untyped-def]
+    """Embedding through the store loader (embed_store) or the shared HU-cube cache gives the same result."""
+    labels = make_labels(24, seed=7)
+    store = MemoryStore(labels)
+    kw = {"fractions": [1.0], "seeds": [0], "n_boot": 20, "plots": False}
+    a = run_protocol({"m": str(tiny_model_dir)}, labels, tmp_path / "a", store=store, config=kw)
+    b = run_protocol(
+        {"m": str(tiny_model_dir)}, labels, tmp_path / "b", store=store, config={**kw, "cache_inputs": False}
+    )
+    from fmct.evaluate.embed import load_embeddings
+
+    ea, eb = (load_embeddings(p / "embeddings" / "m.parquet") for p in (tmp_path / "a", tmp_path / "b"))
+    eb = eb.select(ea.scan_ids)
+    np.testing.assert_allclose(ea.cls, eb.cls, atol=2e-2)  # int16 rounding of the cached HU cubes
+    assert a["results"][0]["n_test"] == b["results"][0]["n_test"]
