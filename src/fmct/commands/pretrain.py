@@ -1,11 +1,96 @@
-"""`fmct pretrain` (placeholder until implemented)."""
+"""`fmct pretrain`: self-supervised pretraining (DINO + iBOT + KoLeo, or MAE) on a store."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 
-def pretrain() -> None:
-    """Not implemented yet."""
-    typer.echo("fmct pretrain: not implemented yet", err=True)
-    raise typer.Exit(2)
+def pretrain(
+    overrides: list[str] = typer.Argument(
+        None, help="config overrides key=value, e.g. max_steps=30 optim.lr=1e-4"
+    ),
+    config: Path = typer.Option(None, "--config", "-c", help="YAML config (e.g. configs/demo-cpu.yaml)"),
+    data: Path = typer.Option(None, "--data", "-d", help="store folder written by `fmct ingest`"),
+    out: Path = typer.Option(None, "--out", "-o", help="run folder to create (checkpoints, logs, model/)"),
+    resume: Path = typer.Option(None, "--resume", help="continue the run in this folder from its checkpoint"),
+    export_only: bool = typer.Option(False, "--export-only", help="with --resume: only export RUN/model"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
+) -> None:
+    """Pretrain a 3D ViT on the scans of a store and export the teacher backbone to RUN/model.
+
+    New run:  fmct pretrain --config configs/demo-cpu.yaml --data STORE --out RUN key=value ...
+
+    Resume:   fmct pretrain --resume RUN max_steps=2000 ...  (continues exactly where it stopped)
+
+    Export:   fmct pretrain --resume RUN --export-only
+
+    Multi-GPU / multi-process: torchrun --nproc_per_node K -m fmct.cli pretrain ... (DDP; FSDP2 with
+    distributed.strategy=fsdp). Writes RUN/config.yaml, RUN/checkpoint.pt, RUN/metrics.jsonl, RUN/tb/.
+    """
+    import json
+
+    from fmct.train.config import check_keys, override, resolve_config
+
+    overrides = list(overrides or [])
+
+    def fail(msg: str) -> None:
+        typer.echo(f"fmct pretrain: {msg}", err=True)
+        raise typer.Exit(2)
+
+    if resume is not None:
+        import yaml
+
+        cfg_path = resume / "config.yaml"
+        if not cfg_path.exists():
+            fail(f"{cfg_path}: not found; --resume needs a run folder written by fmct pretrain")
+        try:
+            cfg = yaml.safe_load(cfg_path.read_text())
+            check_keys(cfg)
+            cfg = override(cfg, overrides)
+        except ValueError as e:
+            fail(f"{cfg_path}: {e}")
+        if data is None:
+            try:
+                data = Path(json.loads((resume / "run.json").read_text())["data"])
+            except (OSError, KeyError, ValueError):
+                fail(f"{resume / 'run.json'}: unreadable; pass --data STORE")
+        if not (resume / "checkpoint.pt").exists() and not (resume / "checkpoint-prev.pt").exists():
+            fail(f"{resume / 'checkpoint.pt'}: not found; nothing to resume")
+        run = resume
+    else:
+        if export_only:
+            fail("--export-only needs --resume RUN")
+        if data is None or out is None:
+            fail("a new run needs --data STORE and --out RUN (or --resume RUN)")
+        if config is not None and not config.exists():
+            fail(f"{config}: config file not found")
+        if (out / "checkpoint.pt").exists():
+            fail(f"{out}: already holds a run; use --resume {out} to continue it")
+        try:
+            cfg = resolve_config(config, overrides)
+        except ValueError as e:
+            fail(f"{config or 'config'}: {e}")
+        run = out
+    if not (Path(data) / "manifest.parquet").exists():
+        fail(f"{data}: not a store (no manifest.parquet); create one with `fmct ingest`")
+
+    from fmct.train.distributed import cleanup
+    from fmct.train.loop import NonFiniteLoss, export_run, train
+
+    if export_only:
+        path = export_run(run, data)
+        typer.echo(f"exported {path}")
+        return
+    try:
+        res = train(cfg, data, run, resume=resume is not None, progress=progress)
+    except NonFiniteLoss as e:
+        typer.echo(f"fmct pretrain: stopped: {e}", err=True)
+        raise typer.Exit(3) from None
+    finally:
+        cleanup()
+    last = res.get("last") or {}
+    typer.echo(
+        f"done: step {res['step']}, loss {last.get('loss', float('nan')):.4f}; model in {run / 'model'}"
+    )

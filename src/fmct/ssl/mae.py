@@ -1,0 +1,115 @@
+"""Masked autoencoder (MAE) on 3D patches: ViT3D encoder on the visible 25 %, light decoder, pixel loss.
+
+Batch: ``global`` ``(B, C, X, Y, Z)`` (one view per scan). Targets are the patches of the input, flattened
+as ``(B, N, p_x * p_y * p_z * C)``; the loss is the MSE on masked patches, per-patch normalised
+(mean/var of each target patch) when ``norm_pix_loss``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from fmct.models.layers import Block
+from fmct.models.pos_embed import resize_pos_embed, sincos_3d
+from fmct.models.vit3d import ViT3D
+from fmct.ssl.masking import random_masking
+
+MAE_DEFAULTS: dict[str, Any] = {
+    "mask_ratio": 0.75,
+    "decoder_dim": 128,
+    "decoder_depth": 2,
+    "decoder_heads": 4,
+    "norm_pix_loss": True,
+}
+
+
+def patchify(x: torch.Tensor, patch: tuple[int, int, int]) -> torch.Tensor:
+    """``(B, C, X, Y, Z) -> (B, N, px*py*pz*C)``, patches in C order over the (x, y, z) grid."""
+    b, c, X, Y, Z = x.shape
+    px, py, pz = patch
+    t = x.reshape(b, c, X // px, px, Y // py, py, Z // pz, pz)
+    t = t.permute(0, 2, 4, 6, 3, 5, 7, 1)
+    return t.reshape(b, (X // px) * (Y // py) * (Z // pz), px * py * pz * c)
+
+
+class MAEModel(nn.Module):
+    """Encoder (:class:`ViT3D`, visible tokens only) + transformer decoder predicting all patches."""
+
+    def __init__(self, backbone: ViT3D, cfg: dict[str, Any]) -> None:
+        super().__init__()
+        c = {**MAE_DEFAULTS, **cfg}
+        self.cfg = c
+        self.backbone = backbone
+        backbone.mask_token.requires_grad_(False)  # MAE drops masked tokens instead (keeps DDP happy)
+        dd = int(c["decoder_dim"])
+        self.decoder_embed = nn.Linear(backbone.embed_dim, dd)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, dd))
+        self.register_buffer("dec_pos", sincos_3d(dd, backbone.base_grid)[None], persistent=False)
+        self.decoder_blocks = nn.ModuleList(
+            Block(dd, int(c["decoder_heads"])) for _ in range(c["decoder_depth"])
+        )
+        self.decoder_norm = nn.LayerNorm(dd, eps=1e-6)
+        cin = backbone.config.in_chans
+        self.decoder_pred = nn.Linear(dd, int(torch.tensor(backbone.patch_size).prod()) * cin)
+        nn.init.normal_(self.mask_token, std=0.02)
+
+    def forward(self, x: torch.Tensor, noise_gen: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """``x (B, C, X, Y, Z)`` -> ``{"loss", "pred" (B, N, P), "mask" (B, N), "cls" (B, D)}``."""
+        bb = self.backbone
+        grid = bb.grid_size(x.shape)
+        n = grid[0] * grid[1] * grid[2]
+        keep, mask, restore = random_masking(
+            x.shape[0], n, float(self.cfg["mask_ratio"]), noise_gen, x.device
+        )
+        enc = bb.forward_features(x, keep_indices=keep)
+        t = self.decoder_embed(enc["patch"])  # (B, n_keep, dd)
+        b, k, dd = t.shape
+        t = torch.cat([t, self.mask_token.to(t.dtype).expand(b, n - k, dd)], dim=1)
+        t = torch.gather(t, 1, restore[..., None].expand(-1, -1, dd))
+        t = t + resize_pos_embed(self.dec_pos, bb.base_grid, grid).to(t.dtype)
+        t = torch.cat([self.decoder_embed(enc["cls"])[:, None], t], dim=1)
+        for blk in self.decoder_blocks:
+            t, _ = blk(t)
+        pred = self.decoder_pred(self.decoder_norm(t))[:, 1:]
+        target = patchify(x, bb.patch_size)
+        if self.cfg["norm_pix_loss"]:
+            mu = target.mean(dim=-1, keepdim=True)
+            var = target.var(dim=-1, keepdim=True)
+            target = (target - mu) / (var + 1e-6).sqrt()
+        per_patch = ((pred.float() - target.float()) ** 2).mean(dim=-1)
+        loss = (per_patch * mask).sum() / mask.sum().clamp_min(1)
+        return {"loss": loss, "pred": pred, "mask": mask, "cls": enc["cls"]}
+
+
+class MAEMetaArch(nn.Module):
+    """Same interface as :class:`fmct.ssl.meta_arch.DINOMetaArch` for the training loop."""
+
+    method = "mae"
+
+    def __init__(self, backbone: ViT3D, cfg: dict[str, Any]) -> None:
+        super().__init__()
+        self.student = MAEModel(backbone, cfg)
+        self.set_student_forward(self.student)
+
+    def set_student_forward(self, module: nn.Module) -> None:
+        """Use ``module`` (e.g. a DDP wrapper of ``self.student``) for the forward pass (not registered)."""
+        object.__setattr__(self, "student_forward", module)
+
+    def last_layer_names(self) -> set[str]:
+        return set()
+
+    def export_backbone(self) -> ViT3D:
+        return self.student.backbone
+
+    def compute_loss(
+        self, batch: dict[str, Any], values: dict[str, Any], gen: torch.Generator
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        x = batch["global"]
+        out = self.student_forward(x, gen)
+        return out["loss"], {"mae": out["loss"].detach()}, {"teacher_cls": out["cls"].detach().float()}
+
+    def update_teacher(self, momentum: float) -> None:
+        """No teacher in MAE."""

@@ -1,0 +1,117 @@
+"""Pretraining config: defaults, validation (unknown keys error) and resolution for ``fmct pretrain``."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from fmct.config import apply_overrides, load_config
+from fmct.ssl.mae import MAE_DEFAULTS
+from fmct.ssl.meta_arch import DINO_DEFAULTS
+
+#: Every key a pretraining config may hold, with its default. Sections are nested dicts.
+DEFAULTS: dict[str, Any] = {
+    "method": "dino",  # dino (DINO + iBOT + KoLeo) | mae
+    "seed": 0,
+    "max_steps": 100,
+    "schedule_steps": None,  # horizon of the cosine schedules; null = max_steps
+    "batch_size": 8,  # per process
+    "checkpoint_every": 50,
+    "monitor_every": 25,
+    "log_every": 1,
+    "labels": None,  # labels.csv for the kNN AUROC monitor
+    "knn_max_scans": 96,
+    "precision": "auto",  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
+    "device": "auto",
+    "clip_grad": 3.0,
+    "export": True,
+    "model": {
+        "embed_dim": 192,
+        "depth": 6,
+        "num_heads": 3,
+        "patch_size": 8,
+        "mlp_ratio": 4.0,
+        "qkv_bias": True,
+        "n_registers": 0,
+        "drop_path_rate": 0.0,
+        "layerscale_init": None,
+        "pos_embed": "sincos",
+        "grad_checkpointing": False,
+    },
+    "data": {
+        "cache_size": 96,
+        "num_workers": 1,
+        "augment_on": "loader",  # loader (CPU workers) | device (crops made on the GPU in the main process)
+        "global_size": 64,
+        "local_size": 32,
+        "n_global": 2,
+        "n_local": 4,
+        "global_scale": [0.4, 1.0],
+        "local_scale": [0.05, 0.3],
+        "flip_p": 0.5,
+        "rotate_deg": 10.0,
+        "window_level_jitter": 0.1,
+        "window_width_jitter": 0.2,
+        "noise_p": 0.5,
+        "noise_hu": 15.0,
+        "blur_p": 0.2,
+        "blur_sigma": [0.3, 1.0],
+        "gamma_p": 0.3,
+        "gamma": [0.75, 1.33],
+        "windows": None,  # null = the store's preprocessing windows
+    },
+    "dino": dict(DINO_DEFAULTS),
+    "mae": dict(MAE_DEFAULTS),
+    "optim": {
+        "lr": 5e-4,
+        "min_lr": 1e-6,
+        "warmup_steps": 10,
+        "weight_decay": 0.04,
+        "weight_decay_end": 0.2,
+        "layer_decay": 0.9,
+        "betas": [0.9, 0.999],
+        "freeze_last_layer_steps": 0,
+        "teacher_temp": 0.07,
+        "warmup_teacher_temp": 0.04,
+        "warmup_teacher_temp_steps": 30,
+        "momentum_teacher": 0.992,
+        "momentum_teacher_end": 1.0,
+    },
+    "distributed": {"strategy": "ddp"},  # ddp | fsdp
+}
+
+
+def check_keys(cfg: Mapping[str, Any], ref: Mapping[str, Any] = DEFAULTS, where: str = "") -> None:
+    """Raise ``ValueError`` naming the first key of ``cfg`` that ``ref`` does not have (recursively)."""
+    for k, v in cfg.items():
+        if k not in ref:
+            raise ValueError(f"unknown config key {where + k!r}; known here: {sorted(ref)}")
+        if isinstance(ref[k], dict):
+            if not isinstance(v, Mapping):
+                raise ValueError(f"config key {where + k!r} must be a section (mapping)")
+            check_keys(v, ref[k], f"{where}{k}.")
+    if cfg.get("method", "dino") not in ("dino", "mae") and not where:
+        raise ValueError(f"method must be 'dino' or 'mae', got {cfg.get('method')!r}")
+
+
+def resolve_config(path: str | Path | None, overrides: Iterable[str] = ()) -> dict[str, Any]:
+    """``DEFAULTS`` <- YAML file <- ``key=value`` overrides, validated."""
+    if path is not None:
+        import yaml
+
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: a config file must hold a mapping at the top level")
+        check_keys(loaded, where="")
+    cfg = load_config(path, overrides, defaults=copy.deepcopy(DEFAULTS))
+    check_keys(cfg)
+    return cfg
+
+
+def override(cfg: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Apply overrides to a resolved config (e.g. when resuming) and validate."""
+    out = apply_overrides(cfg, overrides)
+    check_keys(out)
+    return out

@@ -1,0 +1,392 @@
+"""The pretraining loop behind ``fmct pretrain`` (DINO+iBOT+KoLeo or MAE), single process or torchrun.
+
+Run directory: ``config.yaml`` (resolved), ``checkpoint.pt`` (+ ``checkpoint-prev.pt``), ``metrics.jsonl``
+(one JSON per step), ``tb/`` (TensorBoard), ``model/`` (exported teacher backbone), ``rank_checks.json``.
+A run resumed from its checkpoint reproduces the uninterrupted run exactly on CPU: data order and
+augmentations derive from ``(seed, sample number)``, masks from ``(seed, step, rank)``, the global RNG
+states are restored.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fmct.preprocess.windows import DEFAULT_WINDOWS
+from fmct.ssl.augment import AugmentConfig
+from fmct.ssl.data import SSLDataset, augment_batch, make_loader, open_store, sample_seed
+from fmct.ssl.mae import MAEMetaArch
+from fmct.ssl.meta_arch import DINOMetaArch, build_backbone
+from fmct.train import monitors
+from fmct.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from fmct.train.distributed import DistInfo, all_reduce_mean, cleanup, init_distributed, wrap_student
+from fmct.train.optim import apply_schedules, build_optimizer, param_groups
+from fmct.train.precision import autocast, resolve_precision
+from fmct.train.schedules import SSLSchedules
+
+
+class NonFiniteLoss(RuntimeError):
+    """Raised when the loss or gradient norm is NaN/Inf; names the step and the scans of the batch."""
+
+
+def aug_config(cfg: dict[str, Any], windows: Any) -> AugmentConfig:
+    """Augmentation settings of a run (MAE uses one global view and no local views)."""
+    d = dict(cfg["data"])
+    d["windows"] = windows
+    if cfg["method"] == "mae":
+        d["n_global"], d["n_local"] = 1, 0
+    return AugmentConfig.from_dict(d)
+
+
+def store_windows(store: Any, cfg: dict[str, Any]) -> list[list[float]]:
+    """Windows from the config, else from the store's preprocessing, else the defaults."""
+    w = cfg["data"].get("windows") or (store.preprocess_config or {}).get("windows") or DEFAULT_WINDOWS
+    return [[float(a), float(b)] for a, b in w]
+
+
+def build_arch(cfg: dict[str, Any], in_chans: int) -> DINOMetaArch | MAEMetaArch:
+    """Student/teacher (DINO) or MAE model for a resolved config."""
+    backbone = build_backbone({**cfg["model"], "in_chans": in_chans}, int(cfg["data"]["global_size"]))
+    if cfg["method"] == "mae":
+        return MAEMetaArch(backbone, cfg["mae"])
+    return DINOMetaArch(backbone, cfg["dino"])
+
+
+def make_schedules(cfg: dict[str, Any]) -> SSLSchedules:
+    o = cfg["optim"]
+    return SSLSchedules(
+        total_steps=int(cfg["schedule_steps"] or cfg["max_steps"]),
+        lr=o["lr"], min_lr=o["min_lr"], lr_warmup_steps=o["warmup_steps"],
+        weight_decay=o["weight_decay"], weight_decay_end=o["weight_decay_end"],
+        teacher_temp=o["teacher_temp"], warmup_teacher_temp=o["warmup_teacher_temp"],
+        warmup_teacher_temp_steps=o["warmup_teacher_temp_steps"],
+        momentum_teacher=o["momentum_teacher"], momentum_teacher_end=o["momentum_teacher_end"],
+        freeze_last_layer_steps=o["freeze_last_layer_steps"],
+    )  # fmt: skip
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _trim_metrics(path: Path, start_step: int) -> None:
+    """Drop lines at or after ``start_step`` (logged after the checkpoint we resume from)."""
+    if not path.exists():
+        return
+    keep = [
+        ln
+        for ln in path.read_text().splitlines()
+        if ln.strip() and json.loads(ln).get("step", 0) < start_step
+    ]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(ln + "\n" for ln in keep))
+    os.replace(tmp, path)
+
+
+def export_model(arch: Any, store: Any, cfg: dict[str, Any], windows: Any, out: Path, step: int) -> Path:
+    """Export the teacher backbone (MAE: the encoder) to ``out`` in the model-directory format."""
+    from fmct.models.hub import save_pretrained
+
+    pp = dict(store.preprocess_config or {})
+    pp["windows"] = windows
+    pp["input_size"] = int(cfg["data"]["global_size"])
+    training = {"method": cfg["method"], "steps": step, "seed": cfg["seed"], "batch_size": cfg["batch_size"]}
+    bb = arch.export_backbone()
+    return save_pretrained(
+        bb, out, kind="backbone", preprocessing=pp, name=f"fmct-{cfg['method']}", training=training
+    )
+
+
+class KnnMonitor:
+    """kNN AUROC of frozen teacher CLS features on a small labelled subset of the store."""
+
+    def __init__(self, store: Any, labels_csv: str, size: int, windows: Any, max_scans: int) -> None:
+        import pandas as pd
+
+        from fmct.labels import FINDINGS
+
+        df = pd.read_csv(labels_csv)
+        df["scan_id"] = df["scan_id"].astype(str)
+        ids = set(store.scan_ids)
+        df = df[df["scan_id"].isin(ids)].sort_values("scan_id").head(max_scans)
+        self.names = [f for f in FINDINGS if f in df.columns]
+        self.labels = df[self.names].to_numpy(dtype=np.float64)
+        self.groups = df["patient_id"].astype(str).tolist() if "patient_id" in df else df["scan_id"].tolist()
+        self.ids = df["scan_id"].tolist()
+        self.store, self.size, self.windows = store, size, windows
+        self._x: torch.Tensor | None = None
+
+    def __call__(self, backbone: torch.nn.Module, device: torch.device) -> dict[str, float]:
+        from fmct.preprocess.model_input import to_model_input
+
+        if len(self.ids) < 4:
+            return {}
+        if self._x is None:
+            self._x = torch.stack(
+                [to_model_input(self.store.load(s), self.size, self.windows)[0] for s in self.ids]
+            )
+        was = backbone.training
+        backbone.eval()
+        with torch.no_grad():
+            feats = torch.cat([backbone(xb.to(device)).float().cpu() for xb in self._x.split(8)])
+        backbone.train(was)
+        res = monitors.knn_auroc(feats.numpy(), self.labels, self.groups, self.names)
+        return {"knn_auroc_macro": res["macro"]} if "macro" in res else {}
+
+
+def _progress(enabled: bool, total: int, start: int):
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    prog = Progress(
+        TextColumn("pretrain"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+        TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[sps]:.1f} samples/s"),
+        TimeElapsedColumn(), TimeRemainingColumn(), disable=not enabled,
+    )  # fmt: skip
+    task = prog.add_task("pretrain", total=total, completed=start, loss=float("nan"), sps=0.0)
+    return prog, task
+
+
+def train(
+    cfg: dict[str, Any],
+    data_root: str | Path,
+    run_dir: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    info: DistInfo | None = None,
+) -> dict[str, Any]:
+    """Pretrain until ``cfg["max_steps"]``; returns ``{"step", "last": metrics of the last step, ...}``.
+
+    Raises:
+        NonFiniteLoss: on NaN/Inf loss or gradients (after writing nothing for that step).
+    """
+    from fmct.config import save_config
+
+    run = Path(run_dir)
+    info = info or init_distributed(cfg["device"])
+    _seed_all(int(cfg["seed"]))
+    store = open_store(data_root)
+    windows = store_windows(store, cfg)
+    aug = aug_config(cfg, windows)
+    arch = build_arch(cfg, len(windows)).to(info.device)
+    start = 0
+    ck: dict[str, Any] | None = None
+    if resume:
+        ck = load_checkpoint(run, map_location="cpu")
+        arch.load_state_dict(ck["model"])
+        start = int(ck["step"])
+    strategy = cfg["distributed"]["strategy"]
+    fsdp = strategy == "fsdp" and info.enabled
+    arch.set_student_forward(wrap_student(arch.student, info, strategy))
+    if fsdp and hasattr(arch, "teacher"):
+        wrap_student(arch.teacher, info, strategy)
+    # the optimiser is built after wrapping: FSDP2 replaces the parameters by sharded ones
+    groups = param_groups(
+        arch.student, "backbone.", float(cfg["optim"]["layer_decay"]), arch.last_layer_names()
+    )
+    opt = build_optimizer(groups, tuple(cfg["optim"]["betas"]))
+    last_params = [p for g in groups if g["is_last_layer"] for p in g["params"]]
+    if ck is not None:
+        load_optimizer_state(arch, opt, ck["optimizer"], fsdp)
+        if info.is_main:
+            set_rng_state(ck["rng"])
+        else:
+            _seed_all(sample_seed(int(cfg["seed"]), start, salt=100 + info.rank))
+        del ck
+    elif info.rank:
+        _seed_all(sample_seed(int(cfg["seed"]), 0, salt=100 + info.rank))
+    if info.is_main:
+        run.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run / "config.yaml")
+        (run / "run.json").write_text(json.dumps({"data": str(Path(data_root).resolve())}))
+    sched = make_schedules(cfg)
+    precision = resolve_precision(cfg["precision"], info.device)
+    max_steps = int(cfg["max_steps"])
+    bsz = int(cfg["batch_size"])
+    on_device = cfg["data"]["augment_on"] == "device"
+    if cfg["data"]["augment_on"] not in ("loader", "device"):
+        raise ValueError(f"data.augment_on must be 'loader' or 'device', got {cfg['data']['augment_on']!r}")
+    dataset = SSLDataset(
+        store, store.scan_ids, aug, int(cfg["data"]["cache_size"]), int(cfg["seed"]), augment=not on_device
+    )
+    loader = make_loader(
+        dataset, start, max_steps, bsz, info.rank, info.world, int(cfg["data"]["num_workers"])
+    )
+    knn = None
+    if cfg["labels"] and info.is_main and cfg["method"] == "dino":
+        knn = KnnMonitor(store, cfg["labels"], aug.global_size, windows, int(cfg["knn_max_scans"]))
+
+    metrics_path = run / "metrics.jsonl"
+    writer = None
+    if info.is_main:
+        _trim_metrics(metrics_path, start)
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(run / "tb"), purge_step=start)
+    mfile = open(metrics_path, "a") if info.is_main else None  # noqa: SIM115
+    prog, task = _progress(progress and info.is_main, max_steps, start)
+    ck_every, mon_every = int(cfg["checkpoint_every"]), int(cfg["monitor_every"])
+    params = [p for p in arch.student.parameters() if p.requires_grad]
+    last: dict[str, Any] = {}
+    step = start
+    arch.train()
+    t_prev = time.perf_counter()
+
+    def checkpoint(step_done: int) -> None:
+        model_sd, opt_sd = full_state(arch, opt, fsdp)  # collective under FSDP
+        if info.is_main:
+            save_checkpoint(run, {"step": step_done, "model": model_sd, "optimizer": opt_sd,
+                                  "rng": rng_state(), "method": cfg["method"]})  # fmt: skip
+
+    try:
+        with prog:
+            for step, batch in zip(range(start, max_steps), loader, strict=False):
+                if on_device:
+                    batch = augment_batch(batch, dataset.crop, int(cfg["seed"]), info.device)
+                v = sched.values(step)
+                apply_schedules(opt, v["lr"], v["wd"], v["freeze_last_layer"])
+                gen = torch.Generator().manual_seed(sample_seed(int(cfg["seed"]), step, salt=3 + info.rank))
+                b = {
+                    k: (t.to(info.device, non_blocking=True) if torch.is_tensor(t) else t)
+                    for k, t in batch.items()
+                }
+                b["n_global"] = aug.n_global
+                with autocast(precision, info.device):
+                    loss, parts, aux = arch.compute_loss(b, v, gen)
+                opt.zero_grad(set_to_none=True)
+                bad = torch.tensor([0.0 if torch.isfinite(loss).item() else 1.0], device=info.device)
+                if not bad.item():
+                    loss.backward()
+                    if v["freeze_last_layer"]:
+                        for p in last_params:
+                            p.grad = None
+                    gn = torch.nn.utils.clip_grad_norm_(params, float(cfg["clip_grad"]) or float("inf"))
+                    if not torch.isfinite(gn).item():
+                        bad += 1
+                all_reduce_mean(bad)
+                if bad.item() > 0:
+                    raise NonFiniteLoss(
+                        f"non-finite loss or gradient at step {step} (rank {info.rank}); "
+                        f"scans in this batch: {', '.join(batch['scan_ids'])}"
+                    )
+                opt.step()
+                arch.update_teacher(float(v["momentum"]))
+
+                pt = torch.stack([loss.detach().float()] + [t.float() for t in parts.values()])
+                all_reduce_mean(pt)
+                now = time.perf_counter()
+                rec: dict[str, Any] = {"step": step, "loss": float(pt[0])}
+                rec.update({k: float(x) for k, x in zip(parts, pt[1:].tolist(), strict=True)})
+                rec.update({"lr": v["lr"], "wd": v["wd"], "teacher_temp": v["teacher_temp"],
+                            "momentum": v["momentum"], "grad_norm": float(gn),
+                            "samples_per_s": bsz * info.world / max(now - t_prev, 1e-9)})  # fmt: skip
+                t_prev = now
+                if mon_every and (step % mon_every == 0 or step == max_steps - 1):
+                    if "teacher_probs" in aux:
+                        rec.update(monitors.teacher_entropy(aux["teacher_probs"]))
+                    rec["effective_rank"] = monitors.effective_rank(aux["teacher_cls"])
+                    if knn is not None:
+                        rec.update(knn(arch.export_backbone(), info.device))
+                last = rec
+                if info.is_main:
+                    assert mfile is not None and writer is not None
+                    mfile.write(json.dumps(rec) + "\n")
+                    mfile.flush()
+                    for k, x in rec.items():
+                        if k != "step" and isinstance(x, float) and math.isfinite(x):
+                            writer.add_scalar(f"pretrain/{k}", x, step)
+                prog.update(task, completed=step + 1, loss=rec["loss"], sps=rec["samples_per_s"])
+                done = step + 1
+                if ck_every and done % ck_every == 0 and done < max_steps:
+                    checkpoint(done)
+        final = max(step + 1, start) if max_steps > start else start
+        if max_steps > start:
+            checkpoint(final)
+        export_arch = arch
+        if fsdp:  # gather the full weights into an unsharded copy on rank 0
+            model_sd, _ = full_state(arch, None, True)
+            export_arch = build_arch(cfg, len(windows))
+            if info.is_main:
+                export_arch.load_state_dict(model_sd)
+        checks = _rank_checks(export_arch, info) if not fsdp else [_rank_checks(export_arch, DistInfo())[0]]
+        if info.is_main:
+            (run / "rank_checks.json").write_text(json.dumps(checks))
+            if cfg.get("export", True):
+                export_model(export_arch, store, cfg, windows, run / "model", final)
+    finally:
+        if mfile is not None:
+            mfile.close()
+        if writer is not None:
+            writer.close()
+    return {"step": final, "last": last, "run_dir": str(run)}
+
+
+def full_state(arch: Any, opt: Any, fsdp: bool) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Model (and optimiser) state dicts; under FSDP the full (unsharded) ones, on CPU, on rank 0."""
+    if not fsdp:
+        return arch.state_dict(), (opt.state_dict() if opt is not None else None)
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+        get_optimizer_state_dict,
+    )
+
+    o = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    model_sd = get_model_state_dict(arch, options=o)
+    opt_sd = get_optimizer_state_dict(arch.student, opt, options=o) if opt is not None else None
+    return model_sd, opt_sd
+
+
+def load_optimizer_state(arch: Any, opt: Any, state: dict[str, Any], fsdp: bool) -> None:
+    """Inverse of :func:`full_state` for the optimiser."""
+    if not fsdp:
+        opt.load_state_dict(state)
+        return
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    set_optimizer_state_dict(arch.student, opt, state, options=StateDictOptions(full_state_dict=True))
+
+
+def _rank_checks(arch: Any, info: DistInfo) -> list[list[float]]:
+    """Per-rank checksum ``[sum, sum of squares]`` (float64) of the exported model's weights."""
+    import torch.distributed as dist
+
+    ps = [p.detach().double() for p in arch.export_backbone().parameters()]
+    mine = torch.tensor(
+        [sum(float(p.sum()) for p in ps), sum(float((p * p).sum()) for p in ps)], dtype=torch.float64
+    )
+    if not info.enabled:
+        return [mine.tolist()]
+    out = [torch.zeros_like(mine) for _ in range(info.world)]
+    dist.all_gather(out, mine)
+    return [o.tolist() for o in out]
+
+
+def export_run(run_dir: str | Path, data_root: str | Path | None = None) -> Path:
+    """Export ``RUN/model`` from ``RUN/checkpoint.pt`` (uses the store recorded in ``RUN/run.json``)."""
+    import yaml
+
+    from fmct.train.config import check_keys
+
+    run = Path(run_dir)
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    check_keys(cfg)
+    root = data_root or json.loads((run / "run.json").read_text())["data"]
+    store = open_store(root)
+    windows = store_windows(store, cfg)
+    arch = build_arch(cfg, len(windows))
+    ck = load_checkpoint(run)
+    arch.load_state_dict(ck["model"])
+    return export_model(arch, store, cfg, windows, run / "model", int(ck["step"]))
+
+
+__all__ = ["NonFiniteLoss", "train", "export_run", "build_arch", "cleanup"]

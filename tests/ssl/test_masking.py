@@ -1,0 +1,50 @@
+"""3D block masks (iBOT) and random masks (MAE)."""
+
+from __future__ import annotations
+
+import torch
+
+from fmct.ssl.masking import block_mask_3d, ibot_masks, random_masking
+
+
+def test_block_mask_never_exceeds_target_and_gets_close() -> None:
+    g = torch.Generator().manual_seed(0)
+    for target in (5, 30, 100, 200):
+        m = block_mask_3d((8, 8, 8), target, g)
+        assert m.shape == (8, 8, 8) and m.dtype == torch.bool
+        assert target * 0.5 <= int(m.sum()) <= target
+
+
+def test_block_mask_is_blocky() -> None:
+    """Masked patches cluster: most masked voxels have a masked 6-neighbour (random masks would not)."""
+    g = torch.Generator().manual_seed(1)
+    m = block_mask_3d((8, 8, 8), 128, g)
+    pad = torch.nn.functional.pad(m[None, None].float(), (1, 1, 1, 1, 1, 1))[0, 0]
+    nb = sum(pad.roll(s, d)[1:-1, 1:-1, 1:-1] for d in range(3) for s in (1, -1))
+    share = float(((nb > 0) & m).sum() / m.sum())
+    assert share > 0.95
+
+
+def test_ibot_masks_share_and_ratios() -> None:
+    g = torch.Generator().manual_seed(0)
+    masks = ibot_masks(8, (4, 4, 4), (0.1, 0.5), 0.5, g)
+    assert masks.shape == (8, 64)
+    masked = masks.any(dim=1)
+    assert int(masked.sum()) == 4
+    ratios = masks.float().mean(dim=1)[masked]
+    assert float(ratios.max()) <= 0.5 and float(ratios.min()) > 0.0
+    assert not masks[~masked].any()
+    # deterministic from the generator
+    again = ibot_masks(8, (4, 4, 4), (0.1, 0.5), 0.5, torch.Generator().manual_seed(0))
+    assert torch.equal(masks, again)
+
+
+def test_random_masking_roundtrip() -> None:
+    keep, mask, restore = random_masking(3, 64, 0.75, torch.Generator().manual_seed(0))
+    assert keep.shape == (3, 16) and mask.shape == (3, 64)
+    assert int(mask.sum()) == 3 * 48
+    for b in range(3):
+        assert not mask[b, keep[b]].any()
+        masked_idx = mask[b].nonzero()[:, 0]
+        order = torch.cat([keep[b], masked_idx])
+        assert torch.equal(order[restore[b]], torch.arange(64))

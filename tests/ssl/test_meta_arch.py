@@ -1,0 +1,87 @@
+"""Student/teacher meta-architecture (DINO + iBOT + KoLeo) and MAE on a tiny ViT."""
+
+from __future__ import annotations
+
+import torch
+
+from fmct.ssl.mae import MAEMetaArch, patchify
+from fmct.ssl.meta_arch import DINOMetaArch, build_backbone
+
+TINY = {"embed_dim": 32, "depth": 2, "num_heads": 2, "patch_size": 8}
+DINO = {"out_dim": 64, "ibot_out_dim": 48, "head_hidden_dim": 32, "head_bottleneck_dim": 16}
+
+
+def _batch(b: int = 2) -> dict:
+    torch.manual_seed(0)
+    return {
+        "global": torch.rand(2 * b, 3, 32, 32, 32),
+        "local": torch.rand(2 * b, 3, 16, 16, 16),
+        "n_global": 2,
+    }
+
+
+def test_dino_step_updates_student_not_teacher_grad() -> None:
+    arch = DINOMetaArch(build_backbone(TINY, 32), DINO)
+    gen = torch.Generator().manual_seed(0)
+    loss, parts, aux = arch.compute_loss(_batch(), {"teacher_temp": 0.04}, gen)
+    assert set(parts) == {"dino", "ibot", "koleo"} and torch.isfinite(loss)
+    assert aux["teacher_probs"].shape == (4, 64) and aux["masks"].shape == (4, 64)
+    assert int(aux["masks"].any(dim=1).sum()) == 2  # half the global views masked
+    loss.backward()
+    assert all(p.grad is None for p in arch.teacher.parameters())
+    assert arch.student.backbone.blocks[0].attn.qkv.weight.grad is not None
+    assert arch.student.ibot_head.last_layer.weight.grad.abs().sum() > 0
+    # centres moved away from zero after the step
+    assert float(arch.dino_loss.center.abs().sum()) > 0 and float(arch.ibot_loss.center.abs().sum()) > 0
+    assert "student.dino_head.last_layer.weight" not in arch.last_layer_names()
+    assert "dino_head.last_layer.weight" in arch.last_layer_names()
+
+
+def test_ema_update() -> None:
+    arch = DINOMetaArch(build_backbone(TINY, 32), {**DINO, "shared_ibot_head": True})
+    assert arch.student.ibot_head is None
+    with torch.no_grad():
+        for p in arch.student.parameters():
+            p.add_(1.0)
+    before = [p.clone() for p in arch.teacher.parameters()]
+    arch.update_teacher(0.75)
+    for b, t, s in zip(before, arch.teacher.parameters(), arch.student.parameters(), strict=True):
+        torch.testing.assert_close(t, 0.75 * b + 0.25 * s)
+    arch.update_teacher(1.0)  # momentum 1 freezes the teacher
+
+
+def test_sinkhorn_mode_runs() -> None:
+    arch = DINOMetaArch(build_backbone(TINY, 32), {**DINO, "centering": "sinkhorn"})
+    loss, _, aux = arch.compute_loss(_batch(), {"teacher_temp": 0.07}, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(aux["teacher_probs"].sum(-1), torch.ones(4))
+    assert float(arch.dino_loss.center.abs().sum()) == 0  # no EMA centre with Sinkhorn-Knopp
+
+
+def test_patchify_layout_matches_patch_embed_order() -> None:
+    x = torch.arange(2 * 4 * 4 * 4, dtype=torch.float32).reshape(1, 2, 4, 4, 4)
+    p = patchify(x, (2, 2, 2))
+    assert p.shape == (1, 8, 16)
+    # patch 1 is grid (0, 0, 1): voxels z in 2..3 of the first x/y block
+    assert float(p[0, 1, 0]) == float(x[0, 0, 0, 0, 2])
+
+
+def test_mae_loss_and_grads() -> None:
+    arch = MAEMetaArch(build_backbone(TINY, 32), {"decoder_dim": 24, "decoder_depth": 1, "decoder_heads": 2})
+    x = torch.rand(2, 3, 32, 32, 32)
+    loss, parts, aux = arch.compute_loss({"global": x}, {}, torch.Generator().manual_seed(0))
+    assert torch.isfinite(loss) and "mae" in parts and aux["teacher_cls"].shape == (2, 32)
+    loss.backward()
+    assert arch.student.decoder_pred.weight.grad is not None
+    assert arch.student.backbone.patch_embed.proj.weight.grad.abs().sum() > 0
+    assert arch.export_backbone() is arch.student.backbone
+
+
+def test_state_dict_holds_student_once_and_teacher_stays_eval() -> None:
+    arch = DINOMetaArch(build_backbone({**TINY, "drop_path_rate": 0.2}, 32), DINO)
+    wrapper = torch.nn.Sequential(arch.student)
+    arch.set_student_forward(wrapper)
+    keys = list(arch.state_dict())
+    assert not any(k.startswith("student_forward") for k in keys)
+    assert any(k.startswith("student.") for k in keys) and any(k.startswith("teacher.") for k in keys)
+    arch.train()
+    assert arch.student.training and not arch.teacher.training

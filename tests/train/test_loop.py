@@ -1,0 +1,127 @@
+"""Pretraining loop: exact resume, NaN guard, CLI, MAE, export, 2-process DDP (gloo)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from fmct.cli import app
+from fmct.ssl.meta_arch import DINOMetaArch
+from fmct.train.config import resolve_config
+from fmct.train.loop import NonFiniteLoss, train
+
+
+def _losses(run: Path) -> list[float]:
+    return [json.loads(ln)["loss"] for ln in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_resume_is_exact(tiny_store, tiny_overrides, tmp_path) -> None:
+    full = resolve_config(None, tiny_overrides + ["max_steps=8", "checkpoint_every=4", "export=false"])
+    train(full, tiny_store, tmp_path / "a", progress=False)
+    half = resolve_config(None, tiny_overrides + ["max_steps=4", "schedule_steps=8", "export=false"])
+    train(half, tiny_store, tmp_path / "b", progress=False)
+    assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["step"] == 4
+    resumed = dict(half, max_steps=8)
+    train(resumed, tiny_store, tmp_path / "b", resume=True, progress=False)
+    la, lb = _losses(tmp_path / "a"), _losses(tmp_path / "b")
+    assert len(la) == len(lb) == 8
+    assert la == lb
+    ta = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)["model"]
+    tb = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["model"]
+    assert all(torch.equal(ta[k], tb[k]) for k in ta)
+    rec = json.loads((tmp_path / "a" / "metrics.jsonl").read_text().splitlines()[-1])
+    for key in ("dino", "ibot", "koleo", "lr", "wd", "teacher_temp", "momentum", "samples_per_s",
+                "teacher_entropy", "effective_rank"):  # fmt: skip
+        assert key in rec
+    assert (tmp_path / "a" / "tb").is_dir() and (tmp_path / "a" / "config.yaml").exists()
+
+
+def test_nan_guard_names_step_and_scans(tiny_store, tiny_overrides, tmp_path, monkeypatch) -> None:
+    orig = DINOMetaArch.compute_loss
+    calls = {"n": 0}
+
+    def poisoned(self, batch, values, gen):
+        loss, parts, aux = orig(self, batch, values, gen)
+        calls["n"] += 1
+        return (loss * float("nan") if calls["n"] == 3 else loss), parts, aux
+
+    monkeypatch.setattr(DINOMetaArch, "compute_loss", poisoned)
+    cfg = resolve_config(None, tiny_overrides + ["max_steps=5", "checkpoint_every=2", "export=false"])
+    with pytest.raises(NonFiniteLoss, match=r"step 2.*scan\d{3}"):
+        train(cfg, tiny_store, tmp_path / "r", progress=False)
+    assert torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=True)["step"] == 2
+
+
+def test_cli_pretrain_resume_export_and_labels(tiny_store, tiny_overrides, tmp_path) -> None:
+    labels = tmp_path / "labels.csv"
+    ids = [f"scan{i:03d}" for i in range(6)]
+    pd.DataFrame(
+        {
+            "scan_id": ids,
+            "patient_id": [f"pat{i // 2}" for i in range(6)],
+            "ich": [0, 1, 0, 1, 0, 1],
+            "mass": 0,
+        }
+    ).to_csv(labels, index=False)
+    run = tmp_path / "run"
+    r = CliRunner().invoke(
+        app,
+        ["pretrain", "--data", str(tiny_store), "--out", str(run), "--no-progress", *tiny_overrides,
+         "max_steps=3", "checkpoint_every=2", f"labels={labels}", "monitor_every=2"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    recs = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
+    assert "knn_auroc_macro" in recs[0] and 0.0 <= recs[0]["knn_auroc_macro"] <= 1.0
+    cfg = json.loads((run / "model" / "config.json").read_text())
+    assert cfg["kind"] == "backbone" and cfg["preprocessing"]["input_size"] == 32
+    r = CliRunner().invoke(app, ["pretrain", "--resume", str(run), "--no-progress", "max_steps=5"])
+    assert r.exit_code == 0, r.output
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 5
+    r = CliRunner().invoke(app, ["pretrain", "--resume", str(run), "--export-only"])
+    assert r.exit_code == 0, r.output
+    from fmct.models.hub import load_model
+
+    model = load_model(run / "model")
+    assert model.input_size == 32
+    r = CliRunner().invoke(
+        app, ["pretrain", "--data", str(tiny_store), "--out", str(tmp_path / "x"), "nope=1"]
+    )
+    assert r.exit_code == 2 and "unknown config key" in r.output
+    r = CliRunner().invoke(app, ["pretrain", "--data", str(tmp_path), "--out", str(tmp_path / "y")])
+    assert r.exit_code == 2 and "not a store" in r.output
+
+
+def test_mae_run(tiny_store, tiny_overrides, tmp_path) -> None:
+    cfg = resolve_config(None, tiny_overrides + ["method=mae", "max_steps=3", "checkpoint_every=0"])
+    res = train(cfg, tiny_store, tmp_path / "m", progress=False)
+    assert res["step"] == 3 and "mae" in res["last"]
+    assert (tmp_path / "m" / "model" / "model.safetensors").exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ddp_two_processes_gloo_keep_teachers_identical(tiny_store, tiny_overrides, tmp_path) -> None:
+    run = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(_free_port()), "-m", "fmct.cli", "pretrain", "--data", str(tiny_store),
+           "--out", str(run), "--no-progress", *tiny_overrides, "max_steps=3", "checkpoint_every=0",
+           "export=false", "device=cpu"]  # fmt: skip
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-3000:]
+    checks = json.loads((run / "rank_checks.json").read_text())
+    assert len(checks) == 2 and checks[0] == checks[1]
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 3

@@ -1,0 +1,123 @@
+"""Schedules, parameter groups, config validation, monitors, checkpoint RNG round-trip."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from fmct.models.vit3d import ViT3D, ViT3DConfig
+from fmct.train import monitors
+from fmct.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from fmct.train.config import resolve_config
+from fmct.train.optim import apply_schedules, build_optimizer, param_groups
+from fmct.train.schedules import SSLSchedules, cosine_with_warmup, linear_warmup
+
+
+def test_cosine_with_warmup_endpoints() -> None:
+    assert cosine_with_warmup(0, 100, 1.0, 0.1, warmup=10) == 0.0
+    assert math.isclose(cosine_with_warmup(5, 100, 1.0, 0.1, warmup=10), 0.5)
+    assert math.isclose(cosine_with_warmup(10, 100, 1.0, 0.1, warmup=10), 1.0)
+    assert math.isclose(cosine_with_warmup(55, 100, 1.0, 0.1, warmup=10), 0.55)
+    assert math.isclose(cosine_with_warmup(100, 100, 1.0, 0.1, warmup=10), 0.1)
+    assert linear_warmup(0, 0.04, 0.07, 30) == 0.04 and linear_warmup(30, 0.04, 0.07, 30) == 0.07
+
+
+def test_ssl_schedules_values() -> None:
+    s = SSLSchedules(total_steps=100, freeze_last_layer_steps=3)
+    v0, v99 = s.values(0), s.values(100)
+    assert v0["teacher_temp"] == 0.04 and v0["momentum"] == 0.992 and v0["freeze_last_layer"]
+    assert math.isclose(v99["momentum"], 1.0) and not s.values(3)["freeze_last_layer"]
+    assert math.isclose(v0["wd"], 0.04) and math.isclose(v99["wd"], 0.2)
+
+
+def test_param_groups_layer_decay_and_no_wd() -> None:
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.backbone = ViT3D(ViT3DConfig(img_size=16, patch_size=8, embed_dim=12, depth=2, num_heads=2))
+            self.head = torch.nn.Linear(12, 4)
+
+    net = Net()
+    groups = param_groups(net, "backbone.", 0.5, {"head.weight"})
+    by_name = {n: g for g in groups for n in g["names"]}
+    assert (
+        by_name["backbone.cls_token"]["lr_scale"] == 0.5**3 and by_name["backbone.cls_token"]["wd_mult"] == 0
+    )
+    assert by_name["backbone.blocks.1.attn.qkv.weight"]["lr_scale"] == 0.5
+    assert by_name["backbone.blocks.1.attn.qkv.weight"]["wd_mult"] == 1
+    assert by_name["backbone.blocks.0.norm1.weight"]["wd_mult"] == 0
+    assert by_name["backbone.blocks.0.attn.qkv.bias"]["wd_mult"] == 0
+    assert by_name["head.weight"]["lr_scale"] == 1.0 and by_name["head.weight"]["is_last_layer"]
+    opt = build_optimizer(groups)
+    apply_schedules(opt, 1e-3, 0.1, freeze_last_layer=True)
+    for g in opt.param_groups:
+        assert g["lr"] == (0.0 if g["is_last_layer"] else 1e-3 * g["lr_scale"])
+        assert g["weight_decay"] == 0.1 * g["wd_mult"]
+
+
+def test_config_unknown_keys_error(tmp_path) -> None:
+    with pytest.raises(ValueError, match="unknown config key"):
+        resolve_config(None, ["optim.lrr=1"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("max_steps: 3\ndata:\n  globl_size: 32\n")
+    with pytest.raises(ValueError, match="data.globl_size"):
+        resolve_config(bad)
+    cfg = resolve_config(None, ["max_steps=30", "checkpoint_every=10"])
+    assert cfg["max_steps"] == 30 and cfg["checkpoint_every"] == 10
+
+
+def test_monitors_known_values() -> None:
+    uni = torch.full((4, 8), 1 / 8)
+    e = monitors.teacher_entropy(uni)
+    assert math.isclose(e["teacher_entropy"], math.log(8), rel_tol=1e-5)
+    one = torch.zeros(4, 8)
+    one[:, 2] = 1
+    assert monitors.teacher_entropy(one)["teacher_entropy"] < 1e-6
+    torch.manual_seed(0)
+    assert monitors.effective_rank(torch.randn(64, 1) @ torch.randn(1, 16)) < 1.01
+    assert monitors.effective_rank(torch.randn(256, 8)) > 6.5
+
+
+def test_knn_auroc_separable_and_random() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 60)
+    feats = np.stack([y * 2.0 - 1 + 0.1 * rng.normal(size=60), rng.normal(size=60) * 0.1], 1)
+    labels = np.stack([y, np.zeros(60)], 1)  # second finding has one class only -> skipped
+    groups = [f"p{i // 2}" for i in range(60)]
+    res = monitors.knn_auroc(feats, labels, groups, ["ich", "mass"])
+    assert res["ich"] > 0.95 and "mass" not in res and res["macro"] == res["ich"]
+    noise = monitors.knn_auroc(rng.normal(size=(60, 4)), labels, groups, ["ich", "mass"])
+    assert 0.2 < noise["ich"] < 0.8
+
+
+def test_rng_state_roundtrip_and_atomic_checkpoint(tmp_path) -> None:
+    random.seed(1)
+    np.random.seed(2)
+    torch.manual_seed(3)
+    state = rng_state()
+    a = (random.random(), np.random.rand(), torch.rand(1))
+    save_checkpoint(tmp_path, {"step": 1, "rng": state, "w": torch.ones(2)})
+    save_checkpoint(tmp_path, {"step": 2, "rng": state, "w": torch.ones(2)})
+    assert (tmp_path / "checkpoint-prev.pt").exists()
+    ck = load_checkpoint(tmp_path)
+    assert ck["step"] == 2
+    set_rng_state(ck["rng"])
+    b = (random.random(), np.random.rand(), torch.rand(1))
+    assert a[0] == b[0] and a[1] == b[1] and torch.equal(a[2], b[2])
+    # a corrupt newest checkpoint falls back to the previous one
+    (tmp_path / "checkpoint.pt").write_bytes(b"garbage")
+    assert load_checkpoint(tmp_path)["step"] == 1
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+@pytest.mark.parametrize("name", ["demo-cpu", "vit-b-96", "mae-demo-cpu"])
+def test_shipped_configs_resolve(name: str) -> None:
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "configs" / f"{name}.yaml"
+    cfg = resolve_config(path, ["max_steps=30", "checkpoint_every=10"])
+    assert cfg["max_steps"] == 30 and cfg["method"] in ("dino", "mae")
