@@ -1,0 +1,88 @@
+"""Synthetic-scan throughput: scans per second per core, in memory and written as DICOM.
+
+Usage: python benchmarks/synth_speed.py [--sizes 256 128] [--n 4] [--site a]
+
+Prints a stage breakdown (anatomy render, findings, acquisition, mask sampling) and the cost with the
+DICOM write, per matrix size, and writes benchmarks/results/synth_speed.json. One process, one core.
+Target: >= 1 scan/s per core at 256x256x~150.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[256, 128])
+    ap.add_argument("--n", type=int, default=4)
+    ap.add_argument("--site", default="a")
+    args = ap.parse_args()
+    from fmct.synth import acquire as acq
+    from fmct.synth import anatomy, findings, scan
+    from fmct.synth.cohort import _one
+
+    stages: dict[str, float] = {}
+
+    def timed(name, fn):
+        def wrap(*a, **k):
+            t = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                stages[name] = stages.get(name, 0.0) + time.perf_counter() - t
+        return wrap
+
+    scan.render_head = timed("render_anatomy", anatomy.render_head)
+    scan.paint = timed("paint_findings", findings.paint)
+    scan.acquire = timed("acquire (sample+noise+kernel+quantise)", acq.acquire)
+    scan.sample_mask = timed("sample_mask", acq.sample_mask)
+    per_size = {}
+    for size in args.sizes:
+        scan.synth_scan(0, args.site, 0, size=size)  # warm-up
+        stages.clear()
+        t0 = time.perf_counter()
+        shapes = []
+        for i in range(args.n):
+            shapes.append(scan.synth_scan(i, args.site, 0, size=size).volume.shape)
+        mem = (time.perf_counter() - t0) / args.n
+        per_stage = {k: round(v / args.n, 3) for k, v in stages.items()}
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            for i in range(args.n):
+                _one((Path(tmp), i, args.site, 0, "dicom", False, False, size, None))
+            disk = (time.perf_counter() - t0) / args.n
+        per_size[str(size)] = {
+            "shape": [int(v) for v in np.median(np.array(shapes), axis=0)],
+            "seconds_per_scan_in_memory": round(mem, 3),
+            "seconds_per_scan_with_dicom_write": round(disk, 3),
+            "scans_per_second_per_core_in_memory": round(1 / mem, 3),
+            "scans_per_second_per_core_with_dicom_write": round(1 / disk, 3),
+            "stage_seconds_per_scan": per_stage,
+        }
+    first = per_size[str(args.sizes[0])]
+    res = {
+        "headline": {f"scans_per_s_per_core_{k}_dicom": v["scans_per_second_per_core_with_dicom_write"]
+                     for k, v in per_size.items()} | {"target_at_256": 1.0},
+        "site": args.site,
+        "n": args.n,
+        "sizes": per_size,
+        "load_average_1min": round(os.getloadavg()[0], 2),
+        "cpu_count": os.cpu_count(),
+    }
+    del first
+    print(json.dumps(res, indent=2))
+    out = Path(__file__).parent / "results" / "synth_speed.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,256 @@
+"""`fmct demo`: the whole idea of FM-CT on the built-in synthetic cohort, in minutes on a laptop.
+
+Stages (each reused when re-run; delete its folder to redo it)::
+
+    cohort/   fmct synth: site a pool (unlabelled, pretraining), site a labelled (train/val/ID test),
+              sites b and c (external, OOD test)
+    store_pool/, store_eval/   fmct ingest (the pool and the labelled scans never share a store)
+    runs/ssl/ fmct pretrain (configs/demo-cpu.yaml: DINO + iBOT + KoLeo, tiny 3D ViT)
+    report/   fmct evaluate: SSL linear probe vs the same ViT at random init (frozen) vs the same ViT
+              trained from scratch, at several label fractions; ID vs OOD; bootstrap CIs
+    models/   backbone/ (the pretrained ViT) and classifier/ (backbone + linear probe): both are model
+              directories that `fmct predict` accepts
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+#: Where the repository's configs live (the demo uses configs/demo-cpu.yaml).
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+
+
+@dataclass
+class DemoConfig:
+    """Sizes of the demo. Defaults fit ≲ 10 min on 2 CPU cores."""
+
+    seed: int = 0
+    n_pool: int = 160  # site a, unlabelled: pretraining data
+    n_labelled: int = 200  # site a, labelled: train / val / ID test (split by patient)
+    n_ood: int = 60  # per external site (b, c)
+    size: int = 128  # synthetic in-plane matrix (pixel spacing = FOV / size)
+    spacing: float = 2.0  # ingest spacing in mm (the 64³ model input sees ~3 mm voxels anyway)
+    workers: int = 2
+    deface: bool = True  # stores are defaced (face-reconstruction risk); the models record it, predict repeats it
+    pretrain_config: str = str(CONFIG_DIR / "demo-cpu.yaml")
+    pretrain_overrides: list[str] = field(default_factory=list)
+    fractions: list[float] = field(default_factory=lambda: [0.1, 1.0])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    scratch_epochs: int = 6
+    scratch_fractions: list[float] = field(default_factory=lambda: [0.1, 1.0])
+    scratch_seeds: list[int] = field(default_factory=lambda: [0])
+    n_boot: int = 1000
+
+
+class Stages:
+    """Runs named stages once: a stage is done when ``DIR/.done/<name>.json`` exists."""
+
+    def __init__(self, root: Path, log: Callable[[str], None]):
+        self.root = root
+        self.log = log
+        (root / ".done").mkdir(parents=True, exist_ok=True)
+
+    def run(self, name: str, fn: Callable[[], Any], fingerprint: dict[str, Any]) -> dict[str, Any]:
+        marker = self.root / ".done" / f"{name}.json"
+        if marker.exists():
+            info = json.loads(marker.read_text())
+            if info.get("fingerprint") == fingerprint:
+                self.log(f"[bold]{name}[/]: reused ({marker.relative_to(self.root)})")
+                return info.get("result") or {}
+        self.log(f"[bold]{name}[/] …")
+        t0 = time.perf_counter()
+        result = fn() or {}
+        seconds = round(time.perf_counter() - t0, 1)
+        tmp = marker.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"fingerprint": fingerprint, "seconds": seconds, "result": result}))
+        tmp.replace(marker)
+        self.log(f"[bold]{name}[/]: done in {seconds:.0f} s")
+        return result
+
+
+def _cohort(out: Path, cfg: DemoConfig) -> dict[str, Any]:
+    from fmct.synth import generate_cohort
+
+    parts = {
+        "a_pool": ("a", cfg.n_pool, cfg.seed * 1000 + 1),
+        "a_labelled": ("a", cfg.n_labelled, cfg.seed * 1000 + 2),
+        "b": ("b", cfg.n_ood, cfg.seed * 1000 + 3),
+        "c": ("c", cfg.n_ood, cfg.seed * 1000 + 4),
+    }
+    for name, (site, n, seed) in parts.items():
+        target = out / name
+        if target.exists():
+            shutil.rmtree(target)
+        generate_cohort(target, n=n, site=site, seed=seed, fmt="dicom", workers=cfg.workers, size=cfg.size)
+    labelled = [pd.read_csv(out / name / "labels.csv") for name in ("a_labelled", "b", "c")]
+    pd.concat(labelled, ignore_index=True).to_csv(out / "labels.csv", index=False)
+    return {"labels": str(out / "labels.csv")}
+
+
+def _ingest(inputs: list[Path], store: Path, cfg: DemoConfig) -> dict[str, Any]:
+    from fmct.preprocess import PreprocessConfig
+    from fmct.store import ingest
+
+    if store.exists():
+        shutil.rmtree(store)
+    prep = PreprocessConfig(spacing=cfg.spacing, deface=cfg.deface)
+    summary = ingest(inputs, store, prep, workers=cfg.workers, progress=True)
+    if summary.ok == 0:
+        raise RuntimeError(f"ingest into {store} produced no scans: {summary.line()}")
+    return {"line": summary.line()}
+
+
+def _pretrain(store: Path, run: Path, cfg: DemoConfig) -> dict[str, Any]:
+    from fmct.train.config import resolve_config
+    from fmct.train.distributed import cleanup
+    from fmct.train.loop import train
+
+    if run.exists():
+        shutil.rmtree(run)
+    tcfg = resolve_config(cfg.pretrain_config, [f"seed={cfg.seed}", *cfg.pretrain_overrides])
+    try:
+        res = train(tcfg, store, run, progress=True)
+    finally:
+        cleanup()
+    last = res.get("last") or {}
+    return {"step": res["step"], "loss": last.get("loss"), "model": str(run / "model")}
+
+
+def _evaluate(out: Path, labels: Path, store: Path, backbone: Path, cfg: DemoConfig, log) -> dict[str, Any]:
+    from fmct.evaluate.protocol import run_protocol
+
+    models: dict[str, Any] = {
+        "ssl": str(backbone),
+        "random-init": {"model": str(backbone), "random_init": True},
+        "scratch": {
+            "finetune": {
+                "model": str(backbone),
+                "scratch": True,
+                "mode": "full",
+                "epochs": cfg.scratch_epochs,
+                "fractions": cfg.scratch_fractions,
+                "seeds": cfg.scratch_seeds,
+            }
+        },
+    }
+    protocol = {
+        "fractions": cfg.fractions,
+        "seeds": cfg.seeds,
+        "methods": ["linear"],
+        "train_site": "a",
+        "n_boot": cfg.n_boot,
+        "split_seed": cfg.seed,
+    }
+    if out.exists():
+        shutil.rmtree(out)
+    run_protocol(models, labels, out, store=store, config=protocol, log=log)
+    return {"report": str(out / "report.html")}
+
+
+def _export_models(root: Path, backbone: Path, labels: Path, report_dir: Path) -> dict[str, Any]:
+    """DIR/models/backbone (pretrained ViT) and DIR/models/classifier (backbone + linear probe fitted on
+    the training split's labels, selected on validation)."""
+    import numpy as np
+
+    from fmct.evaluate.embed import load_embeddings
+    from fmct.evaluate.label_table import label_matrix, read_labels
+    from fmct.evaluate.probe import fit_linear_probe, save_probe_classifier
+    from fmct.evaluate.splits import load_splits
+
+    models = root / "models"
+    models.mkdir(exist_ok=True)
+    if (models / "backbone").exists():
+        shutil.rmtree(models / "backbone")
+    shutil.copytree(backbone, models / "backbone")
+    df = read_labels(labels)
+    sp = load_splits(report_dir / "splits.csv")
+    emb = load_embeddings(report_dir / "embeddings" / "ssl.parquet", with_patch=False)
+    have = set(emb.scan_ids)
+    ids = {k: [s for s in sp.loc[sp["split"] == k, "scan_id"] if s in have] for k in ("train", "val")}
+    from fmct.labels import FINDINGS
+
+    findings = [f for f in FINDINGS if f in df.columns]
+    x = {k: emb.select(v).feature("cls+mean") for k, v in ids.items()}
+    y = {k: label_matrix(df, v, findings) for k, v in ids.items()}
+    probe = fit_linear_probe(x["train"], y["train"], x["val"], y["val"], findings)
+    save_probe_classifier(
+        probe,
+        models / "backbone",
+        "cls+mean",
+        models / "classifier",
+        name="fmct-demo-classifier",
+        training={"data": "fmct synthetic cohort, site a (train split)", "n_train": int(np.sum(len(ids["train"])))},
+    )
+    return {"backbone": str(models / "backbone"), "classifier": str(models / "classifier")}
+
+
+def headline_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Macro AUROC (mean over seeds, 95 % CI) per model × label fraction × test set."""
+    rows = []
+    for r in report.get("results", []):
+        macro = (r.get("auroc") or {}).get("macro")
+        if not macro:
+            continue
+        rows.append(
+            {
+                "model": r["model"],
+                "method": r["method"],
+                "labels": r["setting"],
+                "test": r["test_set"],
+                "auroc": macro["mean"],
+                "ci": macro["ci"],
+                "n_seeds": r["n_seeds"],
+            }
+        )
+    return rows
+
+
+def run_demo(out: str | Path, cfg: DemoConfig | None = None, log: Callable[[str], None] | None = None) -> dict:
+    """Run (or resume) the demo in ``out``; returns ``{"report": path, "rows": headline rows, ...}``."""
+    cfg = cfg or DemoConfig()
+    out = Path(out)
+    log = log or print
+    stages = Stages(out, log)
+    base = asdict(cfg)
+    data_fp = {k: base[k] for k in ("seed", "n_pool", "n_labelled", "n_ood", "size")}
+    store_fp = {**data_fp, "spacing": cfg.spacing, "deface": cfg.deface}
+    pre_fp = {**store_fp, "config": Path(cfg.pretrain_config).read_text(), "overrides": cfg.pretrain_overrides}
+    t0 = time.perf_counter()
+    cohort = out / "cohort"
+    stages.run("synth", lambda: _cohort(cohort, cfg), data_fp)
+    labels = cohort / "labels.csv"
+    stages.run("ingest-pool", lambda: _ingest([cohort / "a_pool"], out / "store_pool", cfg), store_fp)
+    stages.run(
+        "ingest-eval",
+        lambda: _ingest([cohort / n for n in ("a_labelled", "b", "c")], out / "store_eval", cfg),
+        store_fp,
+    )
+    run = out / "runs" / "ssl"
+    stages.run("pretrain", lambda: _pretrain(out / "store_pool", run, cfg), pre_fp)
+    eval_fp = {**pre_fp, **{k: base[k] for k in ("fractions", "seeds", "scratch_epochs", "scratch_fractions",
+                                                  "scratch_seeds", "n_boot")}}
+    stages.run(
+        "evaluate",
+        lambda: _evaluate(out / "report", labels, out / "store_eval", run / "model", cfg, log),
+        eval_fp,
+    )
+    models = stages.run("models", lambda: _export_models(out, run / "model", labels, out / "report"), eval_fp)
+    report = json.loads((out / "report" / "report.json").read_text())
+    rows = headline_rows(report)
+    summary = {
+        "report_html": str(out / "report" / "report.html"),
+        "report_json": str(out / "report" / "report.json"),
+        "models": models,
+        "rows": rows,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    (out / "demo.json").write_text(json.dumps(summary, indent=2))
+    return summary

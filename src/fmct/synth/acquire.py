@@ -1,0 +1,285 @@
+"""The scanner: sample the rendered head on a site's acquisition grid and add the site's artefacts.
+
+Geometry (DICOM LPS for the tags, RAS for :class:`~fmct.io.volume.Volume`): an axial image of
+``size x size`` pixels (pixel spacing = FOV / size) centred on the isocentre, row direction +L, column
+direction +P rotated about the left-right axis by the gantry tilt. With ``shear=True`` (DICOM, a real
+tilted gantry) successive slices move along the table (patient z), so the volume is sheared; with
+``shear=False`` (NIfTI) slices step along the slice normal (an oblique but orthogonal grid).
+
+Signal chain: slab-averaged trilinear sampling (slice thickness) -> calibration (HU offset and
+beam-hardening cupping inside the body) -> additive noise -> in-plane kernel
+(Gaussian blur, optional unsharp-mask sharpening; the noise gets the kernel's texture) -> posterior-fossa
+streaks -> clip to [-1024, 3071] HU -> quantise to integers with the site's rescale intercept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from fmct.synth.anatomy import Grid
+from fmct.synth.sites import Site
+
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+HU_MIN, HU_MAX = -1024.0, 3071.0
+
+
+@dataclass
+class Pose:
+    """Head placement in the scanner: ``world_RAS = rotation @ head + offset`` (mm)."""
+
+    rotation: np.ndarray  # (3, 3)
+    offset: np.ndarray  # (3,)
+    angles_deg: tuple[float, float, float]  # yaw (about z), pitch (about x), roll (about y)
+
+    @property
+    def head_to_world(self) -> np.ndarray:
+        m = np.eye(4)
+        m[:3, :3] = self.rotation
+        m[:3, 3] = self.offset
+        return m
+
+
+def _rot(axis: int, deg: float) -> np.ndarray:
+    a = np.deg2rad(deg)
+    c, s = np.cos(a), np.sin(a)
+    i, j = [(1, 2), (2, 0), (0, 1)][axis]
+    r = np.eye(3)
+    r[i, i], r[i, j], r[j, i], r[j, j] = c, -s, s, c
+    return r
+
+
+def sample_pose(rng: np.random.Generator) -> Pose:
+    """Rotation (yaw ±8°, pitch -15..+10°, roll ±6°) and an offset in the FOV (head on the head rest)."""
+    yaw, pitch, roll = rng.uniform(-8, 8), rng.uniform(-15, 10), rng.uniform(-6, 6)
+    r = _rot(2, yaw) @ _rot(0, pitch) @ _rot(1, roll)
+    off = np.array([rng.uniform(-10, 10), rng.uniform(-14, 6), 0.0])
+    return Pose(rotation=r, offset=off, angles_deg=(float(yaw), float(pitch), float(roll)))
+
+
+@dataclass
+class Geometry:
+    """One scan's acquisition grid.
+
+    Attributes:
+        size: in-plane matrix (rows = columns = size).
+        n_slices: number of slices.
+        pixel_mm: pixel spacing (mm).
+        spacing_mm: distance between slice planes along their normal (mm).
+        thickness_mm: slice thickness (slab width, mm).
+        tilt_deg: gantry tilt.
+        row_lps, col_lps: DICOM ImageOrientationPatient direction cosines (LPS).
+        step_lps: vector between successive slice positions (LPS mm).
+        first_lps: ImagePositionPatient of slice 0 (LPS mm).
+    """
+
+    size: int
+    n_slices: int
+    pixel_mm: float
+    spacing_mm: float
+    thickness_mm: float
+    tilt_deg: float
+    row_lps: np.ndarray
+    col_lps: np.ndarray
+    step_lps: np.ndarray
+    first_lps: np.ndarray
+
+    @property
+    def normal_lps(self) -> np.ndarray:
+        return np.cross(self.row_lps, self.col_lps)
+
+    @property
+    def affine(self) -> np.ndarray:
+        """Voxel ``(column, row, slice)`` -> RAS mm, i.e. the :class:`Volume` affine of the scan."""
+        a = np.eye(4)
+        a[:3, 0] = self.row_lps * self.pixel_mm
+        a[:3, 1] = self.col_lps * self.pixel_mm
+        a[:3, 2] = self.step_lps
+        a[:3, 3] = self.first_lps
+        return LPS_TO_RAS @ a
+
+    def position_lps(self, k: int) -> np.ndarray:
+        """ImagePositionPatient of slice ``k``."""
+        return self.first_lps + k * self.step_lps
+
+
+def make_geometry(site: Site, size: int, rng: np.random.Generator, head_z: float, shear: bool = True) -> Geometry:
+    """The acquisition grid of one scan; ``head_z`` is the world z (mm) of the head-frame origin."""
+    fov = rng.uniform(*site.fov_mm)
+    pixel = fov / size
+    spacing = max(site.slice_thickness_mm, pixel) if size < 256 else site.slice_thickness_mm
+    thickness = spacing
+    tilt = float(rng.uniform(*site.tilt_deg)) if site.tilt_deg[1] > 0 else 0.0
+    t = np.deg2rad(tilt)
+    row = np.array([1.0, 0.0, 0.0])
+    col = np.array([0.0, np.cos(t), -np.sin(t)])
+    normal = np.cross(row, col)
+    n = int(round(site.coverage_mm / spacing))
+    step = np.array([0.0, 0.0, spacing / np.cos(t)]) if shear else normal * spacing
+    z0 = head_z - 78.0 + rng.uniform(-6.0, 4.0)
+    centre0 = np.array([0.0, 0.0, z0])
+    first = centre0 - (size - 1) / 2 * pixel * (row + col)
+    return Geometry(size=size, n_slices=n, pixel_mm=float(pixel), spacing_mm=float(spacing),
+                    thickness_mm=float(thickness), tilt_deg=tilt, row_lps=row, col_lps=col, step_lps=step,
+                    first_lps=first)
+
+
+def output_to_internal(geom: Geometry, pose: Pose, grid: Grid) -> np.ndarray:
+    """``(4, 4)`` map from output voxel index to internal-grid voxel index."""
+    return np.linalg.inv(grid.affine) @ np.linalg.inv(pose.head_to_world) @ geom.affine
+
+
+def _slab_offsets(geom: Geometry, h: float) -> np.ndarray:
+    """Sub-slice offsets (in slice-index units along the normal) that average a slab of the slice thickness."""
+    n_sub = int(min(5, max(1, np.ceil(geom.thickness_mm / (1.25 * h)))))
+    if n_sub == 1:
+        return np.zeros(1)
+    along_normal = float(np.dot(geom.step_lps, geom.normal_lps))
+    fr = ((np.arange(n_sub) + 0.5) / n_sub - 0.5) * geom.thickness_mm
+    return fr / along_normal
+
+
+def resample(volume: np.ndarray, m: np.ndarray, out_shape, offsets: np.ndarray, order: int = 1, cval: float = -1000.0,
+             start: tuple[int, int, int] = (0, 0, 0)) -> np.ndarray:
+    """Sample ``volume`` at ``m @ (index + start)`` for every output index, averaged over slab ``offsets``."""
+    out = np.zeros(out_shape, dtype=np.float32)
+    for off in offsets:
+        st = np.asarray(start, dtype=np.float64) + np.array([0.0, 0.0, off])
+        offset = m[:3, :3] @ st + m[:3, 3]
+        out += ndi.affine_transform(volume, m[:3, :3], offset=offset, output_shape=out_shape, order=order,
+                                    mode="constant", cval=cval, output=np.float32, prefilter=False)
+    if len(offsets) > 1:
+        out /= len(offsets)
+    return out
+
+
+def _streaks(geom: Geometry, pose: Pose, site: Site, rng: np.random.Generator) -> list[tuple[int, np.ndarray]]:
+    """Beam-hardening streaks in the slices through the posterior fossa: ``[(slice, (X, Y) HU), ...]``."""
+    if site.streak_hu <= 0:
+        return []
+    aff = geom.affine
+    head_z = pose.offset[2]
+    ks = [k for k in range(geom.n_slices) if -58.0 < (aff @ [0, 0, k, 1])[2] - head_z < -22.0]
+    if not ks:
+        return []
+    n = geom.size
+    jj = np.arange(n, dtype=np.float32)[:, None] * geom.pixel_mm
+    ii = np.arange(n, dtype=np.float32)[None, :] * geom.pixel_mm
+    out = []
+    amp = site.streak_hu * rng.uniform(0.6, 1.4)
+    lines = []
+    for _ in range(int(rng.integers(3, 7))):
+        c = np.array([rng.uniform(0.35, 0.65), rng.uniform(0.45, 0.7)]) * n * geom.pixel_mm
+        a = rng.uniform(0, np.pi)
+        lines.append((c, np.array([np.cos(a), np.sin(a)]), rng.choice([-1.0, 1.0]), rng.uniform(1.0, 3.0)))
+    pattern = np.zeros((n, n), dtype=np.float32)
+    for c, d, sgn, w in lines:
+        dist = (jj - c[0]) * d[1] - (ii - c[1]) * d[0]
+        pattern += sgn * np.exp(-(dist * dist) / (2 * w * w))
+    pattern *= np.float32(amp)
+    for k in ks:
+        out.append((k, pattern * np.float32(rng.uniform(0.3, 1.0))))
+    return out
+
+
+def acquire(
+    hu_internal: np.ndarray, grid: Grid, geom: Geometry, pose: Pose, site: Site, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scan the head.
+
+    Returns:
+        stored: ``(size, size, n_slices)`` integer pixel values (int16 or uint16, column/row/slice order).
+        hu: the same image in HU (float32) = ``stored + site.rescale_intercept``.
+    """
+    m = output_to_internal(geom, pose, grid)
+    shape = (geom.size, geom.size, geom.n_slices)
+    img = resample(hu_internal, m, shape, _slab_offsets(geom, grid.h))
+    _calibration(img, geom, site)
+    sigma = site.kernel_sigma_mm / geom.pixel_mm
+    noise_sd = site.noise_hu * np.sqrt(site.slice_thickness_mm / geom.thickness_mm)
+    # white noise scaled so that after the kernel its standard deviation is ``noise_sd``
+    probe = rng.standard_normal((64, 64, 1), dtype=np.float32)
+    probe_k = _kernel(probe, sigma, site.sharpen, geom.pixel_mm)
+    gain = noise_sd / max(float(probe_k[8:-8, 8:-8].std()), 1e-6)
+    img += rng.standard_normal(shape, dtype=np.float32) * np.float32(gain)
+    img = _kernel(img, sigma, site.sharpen, geom.pixel_mm)
+    for k, streak in _streaks(geom, pose, site, rng):
+        img[:, :, k] += streak
+    np.clip(img, HU_MIN, HU_MAX, out=img)
+    stored_f = np.rint(img - np.float32(site.rescale_intercept))
+    dtype = np.int16 if site.pixel_signed else np.uint16
+    info = np.iinfo(dtype)
+    stored = np.clip(stored_f, info.min, info.max).astype(dtype)
+    hu = stored.astype(np.float32) + np.float32(site.rescale_intercept)
+    return stored, hu
+
+
+def _calibration(img: np.ndarray, geom: Geometry, site: Site) -> None:
+    """Scanner calibration (in place): a HU offset and a radial beam-hardening cupping inside the body."""
+    if site.hu_offset == 0 and site.cupping_hu == 0:
+        return
+    n = geom.size
+    c = (np.arange(n, dtype=np.float32) - (n - 1) / 2) * np.float32(geom.pixel_mm)
+    rho2 = (c[:, None] ** 2 + c[None, :] ** 2) / np.float32(80.0**2)
+    bias = (np.float32(site.hu_offset) - np.float32(site.cupping_hu) * np.clip(1.0 - rho2, 0.0, 1.0)).astype(np.float32)
+    body = img > -300.0
+    img += np.where(body, bias[:, :, None], np.float32(0.0))
+
+
+def _kernel(img: np.ndarray, sigma: float, sharpen: float, pixel_mm: float) -> np.ndarray:
+    """In-plane reconstruction kernel: Gaussian blur (``sigma`` px) then unsharp masking (``sharpen``)."""
+    if sigma > 0.05:
+        img = ndi.gaussian_filter(img, (sigma, sigma, 0.0), mode="nearest", truncate=3.0)
+    if sharpen > 0:
+        s = max(0.8 / pixel_mm, 0.5)
+        img = img + np.float32(sharpen) * (img - ndi.gaussian_filter(img, (s, s, 0.0), mode="nearest", truncate=3.0))
+    return img.astype(np.float32, copy=False)
+
+
+def sample_mask(
+    mask_internal: np.ndarray, values: list[int], grid: Grid, geom: Geometry, pose: Pose
+) -> np.ndarray:
+    """Put the internal label map on the acquisition grid (partial volume >= 0.5 per label).
+
+    A label present internally is never lost: if no output voxel reaches 0.5, the voxel with the largest
+    partial volume gets it. Larger regions are painted first so small ones stay visible.
+    """
+    m = output_to_internal(geom, pose, grid)
+    minv = np.linalg.inv(m)
+    shape = (geom.size, geom.size, geom.n_slices)
+    out = np.zeros(shape, dtype=np.uint8)
+    offsets = _slab_offsets(geom, grid.h)
+    regions = []
+    best: list[tuple[int, tuple[int, int, int]]] = []
+    for v in values:
+        sel = mask_internal == v
+        if sel.any():
+            regions.append((int(sel.sum()), v, sel))
+    for _, v, sel in sorted(regions, key=lambda t: -t[0]):
+        idx = np.nonzero(sel)
+        lo = np.array([i.min() for i in idx]) - 1
+        hi = np.array([i.max() for i in idx]) + 1
+        corners = np.array([[a, b, c, 1.0] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])])
+        oc = (minv @ corners.T).T[:, :3]
+        o_lo = np.clip(np.floor(oc.min(0)).astype(int) - 2, 0, np.array(shape) - 1)
+        o_hi = np.clip(np.ceil(oc.max(0)).astype(int) + 3, 1, np.array(shape))
+        if np.any(o_hi <= o_lo):
+            continue
+        lo_c = np.maximum(lo, 0)
+        crop = sel[lo_c[0]: hi[0] + 1, lo_c[1]: hi[1] + 1, lo_c[2]: hi[2] + 1].astype(np.float32)
+        mc = m.copy()
+        mc[:3, 3] -= lo_c
+        frac = resample(crop, mc, tuple(o_hi - o_lo), offsets, cval=0.0, start=tuple(o_lo))
+        hit = frac >= 0.5
+        sub = out[o_lo[0]: o_hi[0], o_lo[1]: o_hi[1], o_lo[2]: o_hi[2]]
+        sub[hit] = v
+        if frac.max() > 0:
+            best.append((v, tuple(int(a) + int(b) for a, b in zip(np.unravel_index(int(frac.argmax()), frac.shape),
+                                                                     o_lo, strict=True))))
+    # a label covered by others or thinner than a voxel keeps its most covered voxel
+    for v, at in best:
+        if not (out == v).any():
+            out[at] = v
+    return out

@@ -1,0 +1,316 @@
+"""Procedural head anatomy in a canonical head frame (RAS mm, origin near the centre of the cranial cavity).
+
+The head is rendered as Hounsfield units on a regular internal grid (:class:`Grid`, isotropic ``h`` mm)
+with vectorised numpy on open coordinate grids; the acquisition step (:mod:`fmct.synth.acquire`) then
+samples that grid on each site's scanner geometry.
+
+Structures (HU drawn per scan): air -1000; scalp ~25-45; skull as outer table 1400-1800, diploe
+450-750, inner table 1300-1700, skull base 900-1300; subarachnoid CSF 2-10; cortex (grey) 36-40 lining
+sulci; white matter 26-30; deep grey nuclei; lateral, third and fourth ventricles; suprasellar and
+quadrigeminal cisterns; Sylvian fissures; interhemispheric fissure with a dense falx; orbits (fat, globes),
+nasal cavity and maxillary sinuses (air) and a nose, so defacing has something to remove.
+
+Variation: head size and shape (low-order shape harmonics), bone thickness, ventricle size, atrophy
+(wider sulci and subarachnoid space, larger ventricles), and a lateral displacement field for midline
+shift (applied to the brain's internal structures only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# Tissue classes of the label volume returned by :func:`render_head`.
+AIR, SOFT, FAT, BONE, CSF, GREY, WHITE, VENTRICLE, FALX, GLOBE, DEEP_GREY = range(11)
+
+#: Extent of the internal grid in the head frame (mm): x (R+), y (A+), z (S+).
+HEAD_BOX: tuple[tuple[float, float], ...] = ((-92.0, 92.0), (-108.0, 124.0), (-108.0, 100.0))
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A regular isotropic grid in the head frame: voxel ``(i, j, k)`` is at ``origin + h * (i, j, k)`` mm."""
+
+    origin: tuple[float, float, float]
+    h: float
+    shape: tuple[int, int, int]
+
+    @classmethod
+    def covering(cls, h: float, box: tuple[tuple[float, float], ...] = HEAD_BOX) -> Grid:
+        shape = tuple(int(np.ceil((hi - lo) / h)) + 1 for lo, hi in box)
+        return cls(origin=tuple(float(lo) for lo, _ in box), h=float(h), shape=shape)  # type: ignore[arg-type]
+
+    def axes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Open coordinate grids ``x (X,1,1)``, ``y (1,Y,1)``, ``z (1,1,Z)`` in mm (float32)."""
+        out = []
+        for d in range(3):
+            v = (self.origin[d] + self.h * np.arange(self.shape[d])).astype(np.float32)
+            s = [1, 1, 1]
+            s[d] = -1
+            out.append(v.reshape(s))
+        return out[0], out[1], out[2]
+
+    @property
+    def affine(self) -> np.ndarray:
+        """``(4, 4)`` voxel index -> head-frame mm."""
+        a = np.eye(4)
+        a[:3, :3] *= self.h
+        a[:3, 3] = self.origin
+        return a
+
+    def index_box(self, lo_mm: np.ndarray, hi_mm: np.ndarray) -> tuple[slice, slice, slice]:
+        """Slices of the voxels whose centres lie in the mm box ``[lo, hi]`` (clipped to the grid)."""
+        sl = []
+        for d in range(3):
+            a = int(np.floor((lo_mm[d] - self.origin[d]) / self.h))
+            b = int(np.ceil((hi_mm[d] - self.origin[d]) / self.h)) + 1
+            sl.append(slice(max(a, 0), min(max(b, 0), self.shape[d])))
+        return sl[0], sl[1], sl[2]
+
+    def sub_axes(self, box: tuple[slice, slice, slice]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        x, y, z = self.axes()
+        return x[box[0]], y[:, box[1]], z[:, :, box[2]]
+
+
+@dataclass
+class HeadParams:
+    """Per-scan anatomy. Lengths in mm, densities in HU."""
+
+    axes: tuple[float, float, float]  # inner-table semi-axes (x, y, z)
+    shape_coef: tuple[float, ...]  # low-order shape harmonics (relative radius change)
+    inner_table: float
+    diploe: float
+    outer_table: float
+    scalp: float
+    atrophy: float  # 0 (young) .. 1 (marked atrophy)
+    ventricle_scale: float  # 1 = normal; hydrocephalus ~1.7-2.6
+    csf_gap: float  # subarachnoid space over the convexity
+    sulcal_depth: float
+    waves: np.ndarray  # (3, 4): wave vectors (rad/mm) and phases of the sulcal pattern
+    skull_base_z: float
+    hu: dict[str, float] = field(default_factory=dict)
+
+    def to_meta(self) -> dict:
+        return {
+            "axes_mm": [round(a, 2) for a in self.axes],
+            "atrophy": round(self.atrophy, 3),
+            "ventricle_scale": round(self.ventricle_scale, 3),
+            "bone_mm": round(self.inner_table + self.diploe + self.outer_table, 2),
+        }
+
+
+def sample_head(rng: np.random.Generator, ventricle_scale: float | None = None) -> HeadParams:
+    """Draw a head: size, shape, bone, atrophy, ventricles and tissue densities."""
+    scale = rng.normal(1.0, 0.04)
+    axes = (
+        float(rng.uniform(64, 72) * scale),
+        float(rng.uniform(82, 91) * scale),
+        float(rng.uniform(70, 78) * scale),
+    )
+    atrophy = float(np.clip(rng.beta(1.6, 4.0), 0, 1))
+    vs = ventricle_scale if ventricle_scale is not None else float(rng.uniform(0.75, 1.15) + 0.45 * atrophy)
+    lam = rng.uniform(20.0, 27.0, size=3)
+    dirs = rng.normal(size=(3, 3))
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    waves = np.concatenate([dirs * (2 * np.pi / lam)[:, None], rng.uniform(0, 2 * np.pi, size=(3, 1))], axis=1)
+    hu = {
+        "scalp": rng.uniform(25, 45),
+        "outer": rng.uniform(1400, 1800),
+        "diploe": rng.uniform(450, 750),
+        "inner": rng.uniform(1300, 1700),
+        "base": rng.uniform(900, 1300),
+        "csf": rng.uniform(2, 10),
+        "grey": rng.uniform(36, 40),
+        "white": rng.uniform(26, 30),
+        "deep": rng.uniform(33, 37),
+        "falx": rng.uniform(60, 100),
+        "fat": rng.uniform(-105, -80),
+        "globe": rng.uniform(6, 14),
+        "muscle": rng.uniform(40, 55),
+    }
+    return HeadParams(
+        axes=axes,
+        shape_coef=tuple(float(c) for c in rng.normal(0, 0.025, size=5)),
+        inner_table=float(rng.uniform(1.5, 2.5)),
+        diploe=float(rng.uniform(2.0, 4.5)),
+        outer_table=float(rng.uniform(1.5, 2.5)),
+        scalp=float(rng.uniform(4.0, 8.0)),
+        atrophy=atrophy,
+        ventricle_scale=vs,
+        csf_gap=float(0.8 + 3.0 * atrophy + rng.uniform(0, 0.6)),
+        sulcal_depth=float(rng.uniform(12, 18)),
+        waves=waves.astype(np.float32),
+        skull_base_z=float(rng.uniform(-40, -34)),
+        hu={k: float(v) for k, v in hu.items()},
+    )
+
+
+@dataclass
+class Anatomy:
+    """A rendered head on a :class:`Grid`.
+
+    Attributes:
+        grid: the internal grid.
+        hu: ``(X, Y, Z)`` float32 HU.
+        tissue: ``(X, Y, Z)`` uint8 tissue class (``AIR`` … ``DEEP_GREY``).
+        d_in: ``(X, Y, Z)`` float32 mm inward from the inner table along the ray from the origin
+            (positive inside the skull, negative in bone/scalp/air).
+        cavity: ``(X, Y, Z)`` bool, the cranial cavity (inside the inner table, above the skull base).
+        bone_total: total skull thickness (mm) at each voxel's direction, ``(X, Y, Z)`` float32.
+    """
+
+    grid: Grid
+    hu: np.ndarray
+    tissue: np.ndarray
+    d_in: np.ndarray
+    cavity: np.ndarray
+    bone_total: np.ndarray
+
+
+def _ell(x, y, z, c, s) -> np.ndarray:
+    """Normalised ellipsoid radius squared (< 1 inside) for centre ``c`` and semi-axes ``s``."""
+    return ((x - c[0]) / s[0]) ** 2 + ((y - c[1]) / s[1]) ** 2 + ((z - c[2]) / s[2]) ** 2
+
+
+def skull_base_height(head: HeadParams, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Floor of the cranial cavity (mm): anterior fossa high, middle fossae dip laterally, posterior fossa low."""
+    mid = -9.0 * np.exp(-((np.abs(x) - 36.0) ** 2) / (2 * 14.0**2)) * np.exp(-((y - 8.0) ** 2) / (2 * 14.0**2))
+    post = -14.0 / (1.0 + np.exp((y + 28.0) / 7.0))
+    return head.skull_base_z + 0.22 * y + mid + post
+
+
+def midline_displacement(
+    x: np.ndarray, y: np.ndarray, z: np.ndarray, shift: float, centre_y: float
+) -> np.ndarray:
+    """Lateral displacement (mm, +x) of brain structures for a midline shift of ``shift`` mm at the septum."""
+    if shift == 0:
+        return np.zeros((1, 1, 1), dtype=np.float32)
+    g = np.exp(-((y - centre_y) ** 2) / (2 * 38.0**2) - ((z - 5.0) ** 2) / (2 * 30.0**2))
+    g = g * np.exp(-(x**2) / (2 * 45.0**2))
+    return (shift * g).astype(np.float32)
+
+
+def render_head(head: HeadParams, grid: Grid, shift: float = 0.0, shift_y: float = 0.0) -> Anatomy:
+    """Render ``head`` on ``grid``; ``shift`` (mm, signed along x) displaces the brain's midline structures."""
+    x, y, z = grid.axes()
+    hu_p = head.hu
+    r = np.sqrt(x * x + y * y + z * z) + 1e-3
+    ux, uy, uz = x / r, y / r, z / r
+    ax, ay, az = head.axes
+    c = head.shape_coef
+    harm = 1.0 + c[0] * uz + c[1] * uy + c[2] * ux * uy + c[3] * uy * uz + c[4] * (ux * ux - uy * uy)
+    r_in = harm / np.sqrt(np.maximum((ux / ax) ** 2 + (uy / ay) ** 2 + (uz / az) ** 2, 1e-12))
+    d_in = (r_in - r).astype(np.float32)
+    del r, harm, r_in, uy, uz
+    # skull thickness: thinner over the temporal squama
+    thin = (1.0 - 0.35 * ux * ux).astype(np.float32)
+    t_i, t_d, t_o = head.inner_table * thin, head.diploe * thin, head.outer_table * thin
+    bone_total = (t_i + t_d + t_o).astype(np.float32)
+    zb = skull_base_height(head, x, y).astype(np.float32)
+
+    shape = grid.shape
+    hu = np.full(shape, -1000.0, dtype=np.float32)
+    tissue = np.zeros(shape, dtype=np.uint8)
+
+    def put(mask: np.ndarray, value: float, cls: int) -> None:
+        mask = np.broadcast_to(mask, shape)
+        hu[mask] = value
+        tissue[mask] = cls
+
+    def put_ell(cen, semi, value: float, cls: int, within: np.ndarray | None = None, xx=None) -> None:
+        """Paint an ellipsoid, evaluated only inside its bounding box (``xx``: displaced x, full grid)."""
+        pad = 8.0 if xx is not None else 0.0
+        box = grid.index_box(np.subtract(cen, semi) - pad, np.add(cen, semi) + pad)
+        xb = x[box[0]] if xx is None else np.broadcast_to(xx, shape)[box]
+        m = _ell(xb, y[:, box[1]], z[:, :, box[2]], cen, semi) < 1.0
+        sub_shape = hu[box].shape
+        m = np.broadcast_to(m, sub_shape)
+        if within is not None:
+            m = m & within[box]
+        hu[box][m] = value
+        tissue[box][m] = cls
+
+    vault = z > zb - 14.0
+    # scalp and neck/face soft tissue
+    put(vault & (d_in > -(bone_total + head.scalp)), hu_p["scalp"], SOFT)
+    neck = (z < -30.0) & (z > -70.0 - 0.4 * (y + 40.0)) & ((x / 58.0) ** 2 + ((y + 8.0) / 72.0) ** 2 < 1.0)
+    face = (z < -15.0) & ((x / 52.0) ** 2 + ((y - 40.0) / 66.0) ** 2 < 1.0)
+    put(neck | face, hu_p["muscle"] - 5.0, SOFT)
+    put_ell((0.0, 100.0 + 0.02 * ay, -48.0), (11.0, 20.0, 24.0), hu_p["scalp"], SOFT)  # nose
+    # skull vault: outer table, diploe, inner table
+    put(vault & (d_in <= -(t_i + t_d)) & (d_in > -bone_total), hu_p["outer"], BONE)
+    put(vault & (d_in <= -t_i) & (d_in > -(t_i + t_d)), hu_p["diploe"], BONE)
+    put(vault & (d_in <= 0) & (d_in > -t_i), hu_p["inner"], BONE)
+    del t_i, t_d, t_o, thin, vault
+    # skull base plate below the cranial floor
+    put((z <= zb) & (z > zb - 5.0) & (d_in > -bone_total), hu_p["base"], BONE)
+    # orbits, nasal cavity, maxillary sinuses
+    for sx in (-1.0, 1.0):
+        put_ell((sx * 31.0, 66.0, -30.0), (17.0, 17.0, 15.0), hu_p["fat"], FAT)
+        put_ell((sx * 31.0, 72.0, -30.0), (11.5, 11.5, 11.5), hu_p["globe"], GLOBE)
+        put_ell((sx * 27.0, 58.0, -62.0), (12.0, 14.0, 15.0), -1000.0, AIR)
+    put_ell((0.0, 66.0, -56.0), (9.0, 30.0, 20.0), -1000.0, AIR)
+
+    # cranial cavity: subarachnoid CSF everywhere, then brain
+    cavity = np.broadcast_to((d_in > 0) & (z > zb), shape).copy()
+    hu[cavity] = hu_p["csf"]
+    tissue[cavity] = CSF
+
+    # brain structures are evaluated at displaced coordinates (midline shift)
+    xs = (x - midline_displacement(x, y, z, shift, shift_y)) if shift else x
+    db = d_in - head.csf_gap
+    brain = cavity & (db > 0)
+    # sulcal pattern: zero sets of a sum of three plane waves
+    w = head.waves
+    n = np.cos(w[0, 0] * xs + w[0, 1] * y + w[0, 2] * z + w[0, 3])
+    n += np.cos(w[1, 0] * xs + w[1, 1] * y + w[1, 2] * z + w[1, 3])
+    n += np.cos(w[2, 0] * xs + w[2, 1] * y + w[2, 2] * z + w[2, 3])
+    an = np.abs(n, out=n)
+    depth_frac = np.clip(1.0 - db / head.sulcal_depth, 0.0, 1.0)
+    sulcus = an < (0.16 + 0.30 * head.atrophy) * depth_frac
+    cortex = (db < 3.0) | (an < 0.6 * np.clip(1.0 - db / (head.sulcal_depth + 5.0), 0.0, 1.0))
+    del an, depth_frac, n
+    put(brain & ~cortex, hu_p["white"], WHITE)
+    put(brain & cortex, hu_p["grey"], GREY)
+    put(brain & sulcus, hu_p["csf"], CSF)
+    del sulcus, cortex
+    axs = np.abs(xs)
+    # interhemispheric fissure with falx, above the corpus callosum
+    above = z > 22.0 - 0.012 * y * y
+    put(cavity & above & (axs < 1.2 + 2.0 * head.atrophy), hu_p["csf"], CSF)
+    put(cavity & above & (axs < 0.7), hu_p["falx"], FALX)
+    # Sylvian fissures
+    syl = (np.abs(z - (-8.0 + 0.25 * (y - 10.0))) < 1.2 + 2.0 * head.atrophy) & (axs > 28.0)
+    put(brain & syl & (y > -20.0) & (y < 35.0) & (db < 28.0), hu_p["csf"], CSF)
+    del syl, above, axs, db
+    # deep grey nuclei
+    vs = head.ventricle_scale
+    xc = 3.0 + 5.0 * vs
+    xsf = xs if shift else None
+    for sx in (-1.0, 1.0):
+        put_ell((sx * (xc + 13.0), 4.0, -2.0), (8.0, 15.0, 9.0), hu_p["deep"], DEEP_GREY, brain, xsf)
+    # cisterns
+    put_ell((0.0, 12.0, zb_at(head, 12.0) + 9.0), (12.0, 8.0, 5.0), hu_p["csf"], CSF, cavity, xsf)
+    put_ell((0.0, -26.0, -16.0), (10.0, 6.0, 5.0), hu_p["csf"], CSF, cavity, xsf)
+    # ventricles (lateral bodies bent over the thalami, temporal horns, third, fourth)
+    lat_c = (-5.0, 8.0)
+    for sx in (-1.0, 1.0):
+        semi = (4.0 * vs, 38.0 * np.sqrt(vs), 6.0 * vs)
+        box = grid.index_box(np.array([sx * xc - semi[0] - 8, lat_c[0] - semi[1], -40.0]),
+                             np.array([sx * xc + semi[0] + 8, lat_c[0] + semi[1], lat_c[1] + semi[2]]))
+        xb = x[box[0]] if not shift else np.broadcast_to(xs, shape)[box]
+        yb, zb_ = y[:, box[1]], z[:, :, box[2]]
+        zz = zb_ - (lat_c[1] - 0.006 * (yb - lat_c[0]) ** 2)
+        m = np.broadcast_to(_ell(xb, yb, zz, (sx * xc, lat_c[0], 0.0), semi) < 1.0, hu[box].shape) & cavity[box]
+        hu[box][m] = hu_p["csf"]
+        tissue[box][m] = VENTRICLE
+        put_ell((sx * 27.0, 0.0, -16.0), (2.0 * vs * vs, 13.0, 2.5 * vs * vs), hu_p["csf"], VENTRICLE, cavity, xsf)
+    put_ell((0.0, -3.0, -8.0), (1.4 * vs, 13.0, 9.0), hu_p["csf"], VENTRICLE, cavity, xsf)
+    put_ell((0.0, -36.0, zb_at(head, -36.0) + 14.0), (5.0, 3.5, 5.0), hu_p["csf"], VENTRICLE, cavity, xsf)
+    return Anatomy(grid=grid, hu=hu, tissue=tissue, d_in=d_in, cavity=cavity, bone_total=bone_total)
+
+
+def zb_at(head: HeadParams, y: float, x: float = 0.0) -> float:
+    """Skull-base height (mm) at one point."""
+    return float(skull_base_height(head, np.float32(x), np.float32(y)))
