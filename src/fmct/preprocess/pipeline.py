@@ -98,7 +98,8 @@ def preprocess(path_or_volume: str | os.PathLike | Volume, cfg: PreprocessConfig
         config and what was done (source shape/spacing, resampling path, crop box, defacing).
 
     Raises:
-        SkipScan: nothing above the foreground threshold. InvalidScan: defacing asked for but no brain.
+        SkipScan: nothing above the foreground threshold. InvalidScan: NaN/Inf voxel values (a Volume
+        passed in directly; readers already refuse them), or defacing asked for but no brain.
     """
     from fmct.preprocess.crop import crop_head, crop_view, head_box
     from fmct.preprocess.deface import deface as deface_volume
@@ -106,6 +107,10 @@ def preprocess(path_or_volume: str | os.PathLike | Volume, cfg: PreprocessConfig
 
     cfg = cfg or PreprocessConfig()
     vol = path_or_volume if isinstance(path_or_volume, Volume) else _load(path_or_volume)
+    if np.asarray(vol.array).dtype.kind in "fc" and not np.isfinite(vol.array).all():
+        from fmct.io.errors import InvalidScan
+
+        raise InvalidScan("volume contains NaN/Inf voxel values")
     record: dict[str, Any] = {
         **cfg.to_dict(),
         "source_shape": list(vol.shape),

@@ -80,14 +80,18 @@ def _seed_all(seed: int) -> None:
 
 
 def _trim_metrics(path: Path, start_step: int) -> None:
-    """Drop lines at or after ``start_step`` (logged after the checkpoint we resume from)."""
+    """Drop lines at or after ``start_step`` (logged after the checkpoint we resume from), and a last
+    line cut short by a crash or a full disk (it does not parse)."""
     if not path.exists():
         return
-    keep = [
-        ln
-        for ln in path.read_text().splitlines()
-        if ln.strip() and json.loads(ln).get("step", 0) < start_step
-    ]
+    keep = []
+    for ln in path.read_text().splitlines():
+        try:
+            rec = json.loads(ln) if ln.strip() else None
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict) and rec.get("step", 0) < start_step:
+            keep.append(ln)
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(ln + "\n" for ln in keep))
     os.replace(tmp, path)
