@@ -1,9 +1,53 @@
-"""Suite-wide settings: one torch thread per test worker (pytest -n 2 uses both cores), headless plots."""
+"""Suite-wide settings (one torch thread per test worker: pytest -n 2 uses both cores; headless plots) and
+the tiny on-disk store (layout of docs/ARCHITECTURE.md) with blob "heads" shared by the ssl and train tests."""
 
+import json
 import os
+from pathlib import Path
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+
+def make_head(rng: np.random.Generator, shape=(36, 40, 34)) -> np.ndarray:
+    """Ellipsoid head: skull shell (~1000 HU), brain (~30 HU), a few blobs (bleed-like 70 HU / CSF 5 HU)."""
+    x, y, z = np.meshgrid(*(np.linspace(-1, 1, s) for s in shape), indexing="ij")
+    r = np.sqrt((x / 0.9) ** 2 + (y / 0.95) ** 2 + (z / 0.85) ** 2)
+    vol = np.full(shape, -1000.0)
+    vol[r < 1.0] = 1000.0
+    vol[r < 0.85] = 30.0
+    for _ in range(int(rng.integers(1, 4))):
+        c = rng.uniform(-0.4, 0.4, 3)
+        rad = rng.uniform(0.1, 0.3)
+        d = np.sqrt((x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2)
+        vol[d < rad] = rng.choice([70.0, 5.0])
+    vol += rng.normal(0, 5, shape)
+    return vol.astype(np.int16)
+
+
+def write_store(root: Path, n: int = 6, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    (root / "scans").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        sid = f"scan{i:03d}"
+        np.save(root / "scans" / f"{sid}.npy", make_head(rng))
+        side = {"affine": np.eye(4).tolist(), "preprocess": {"spacing": 1.0, "crop_head": True}, "meta": {}}
+        (root / "scans" / f"{sid}.json").write_text(json.dumps(side))
+        rows.append({"scan_id": sid, "patient_id": f"pat{i // 2}", "status": "ok", "reason": ""})
+    rows.append({"scan_id": "bad", "patient_id": "x", "status": "failed", "reason": "test"})
+    pd.DataFrame(rows).to_parquet(root / "manifest.parquet")
+    info = {"preprocess": {"spacing": 1.0, "crop_head": True, "windows": [[40, 80], [80, 200], [600, 2800]]}}
+    (root / "store.json").write_text(json.dumps(info))
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_store(tmp_path_factory) -> Path:
+    return write_store(tmp_path_factory.mktemp("store"))

@@ -1,52 +1,8 @@
-"""Tiny on-disk store (layout of docs/ARCHITECTURE.md) with blob 'heads', and a tiny pretraining config."""
+"""A tiny pretraining config (the tiny store fixture lives in tests/conftest.py)."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
-import numpy as np
-import pandas as pd
 import pytest
-
-
-def make_head(rng: np.random.Generator, shape=(36, 40, 34)) -> np.ndarray:
-    """Ellipsoid head: skull shell (~1000 HU), brain (~30 HU), a few blobs (bleed-like 70 HU / CSF 5 HU)."""
-    x, y, z = np.meshgrid(*(np.linspace(-1, 1, s) for s in shape), indexing="ij")
-    r = np.sqrt((x / 0.9) ** 2 + (y / 0.95) ** 2 + (z / 0.85) ** 2)
-    vol = np.full(shape, -1000.0)
-    vol[r < 1.0] = 1000.0
-    vol[r < 0.85] = 30.0
-    for _ in range(int(rng.integers(1, 4))):
-        c = rng.uniform(-0.4, 0.4, 3)
-        rad = rng.uniform(0.1, 0.3)
-        d = np.sqrt((x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2)
-        vol[d < rad] = rng.choice([70.0, 5.0])
-    vol += rng.normal(0, 5, shape)
-    return vol.astype(np.int16)
-
-
-def write_store(root: Path, n: int = 6, seed: int = 0) -> Path:
-    rng = np.random.default_rng(seed)
-    (root / "scans").mkdir(parents=True, exist_ok=True)
-    rows = []
-    for i in range(n):
-        sid = f"scan{i:03d}"
-        np.save(root / "scans" / f"{sid}.npy", make_head(rng))
-        side = {"affine": np.eye(4).tolist(), "preprocess": {"spacing": 1.0, "crop_head": True}, "meta": {}}
-        (root / "scans" / f"{sid}.json").write_text(json.dumps(side))
-        rows.append({"scan_id": sid, "patient_id": f"pat{i // 2}", "status": "ok", "reason": ""})
-    rows.append({"scan_id": "bad", "patient_id": "x", "status": "failed", "reason": "test"})
-    pd.DataFrame(rows).to_parquet(root / "manifest.parquet")
-    info = {"preprocess": {"spacing": 1.0, "crop_head": True, "windows": [[40, 80], [80, 200], [600, 2800]]}}
-    (root / "store.json").write_text(json.dumps(info))
-    return root
-
-
-@pytest.fixture(scope="session")
-def tiny_store(tmp_path_factory) -> Path:
-    return write_store(tmp_path_factory.mktemp("store"))
-
 
 TINY = [
     "model.embed_dim=32", "model.depth=2", "model.num_heads=2", "model.patch_size=8",
