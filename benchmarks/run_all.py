@@ -15,7 +15,15 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 #: Order matters little; the slow calibration/label-efficiency runs go last.
-ORDER = ["ingest", "synth_speed", "train_step", "predict", "saliency_score", "synth_difficulty", "label_efficiency"]
+ORDER = [
+    "ingest",
+    "synth_speed",
+    "train_step",
+    "predict",
+    "saliency_score",
+    "synth_difficulty",
+    "label_efficiency",
+]
 
 
 def main() -> int:

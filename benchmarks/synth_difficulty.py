@@ -42,7 +42,9 @@ def head_cube(volume) -> np.ndarray:
     # light anti-aliasing before the 4.4 mm resampling
     sig = [max(0.0, 0.4 * h / s - 0.3) for s in volume.spacing]
     src = ndi.gaussian_filter(arr, sig) if max(sig) > 0 else arr
-    out = ndi.affine_transform(src, m[:3, :3], offset=m[:3, 3], output_shape=(CUBE,) * 3, order=1, cval=-1000.0)
+    out = ndi.affine_transform(
+        src, m[:3, :3], offset=m[:3, 3], output_shape=(CUBE,) * 3, order=1, cval=-1000.0
+    )
     return np.rint(np.clip(out, -1024, 3071)).astype(np.int16)
 
 
@@ -71,8 +73,16 @@ def build_model():
             layers += [nn.Conv3d(o, o, 3, padding=1, bias=False), nn.BatchNorm3d(o), nn.ReLU()]
         return nn.Sequential(*layers)
 
-    return nn.Sequential(block(3, 12, double=False), block(12, 24), block(24, 48), block(48, 96),
-                         nn.AdaptiveMaxPool3d(1), nn.Flatten(), nn.Dropout(0.2), nn.Linear(96, 12))
+    return nn.Sequential(
+        block(3, 12, double=False),
+        block(12, 24),
+        block(24, 48),
+        block(48, 96),
+        nn.AdaptiveMaxPool3d(1),
+        nn.Flatten(),
+        nn.Dropout(0.2),
+        nn.Linear(96, 12),
+    )
 
 
 def to_input(cubes):
@@ -80,7 +90,11 @@ def to_input(cubes):
 
     from fmct.preprocess.windows import DEFAULT_WINDOWS, apply_windows
 
-    return apply_windows(torch.from_numpy(cubes.astype(np.float32)), DEFAULT_WINDOWS).permute(1, 0, 2, 3, 4).contiguous()
+    return (
+        apply_windows(torch.from_numpy(cubes.astype(np.float32)), DEFAULT_WINDOWS)
+        .permute(1, 0, 2, 3, 4)
+        .contiguous()
+    )
 
 
 def main() -> None:
@@ -109,7 +123,11 @@ def main() -> None:
     t_gen = time.time() - t0
     n_tr = args.n_a - args.n_test_a
     x_tr, y_tr = to_input(xa[:n_tr]), torch.from_numpy(ya[:n_tr])
-    tests = {"a (ID)": (to_input(xa[n_tr:]), ya[n_tr:]), "b (OOD)": (to_input(xb), yb), "c (OOD)": (to_input(xc), yc)}
+    tests = {
+        "a (ID)": (to_input(xa[n_tr:]), ya[n_tr:]),
+        "b (OOD)": (to_input(xb), yb),
+        "c (OOD)": (to_input(xc), yc),
+    }
     model = build_model()
     pos = y_tr.mean(0).clamp(0.02, 0.98)
     loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=((1 - pos) / pos).clamp(max=10.0))
@@ -123,7 +141,7 @@ def main() -> None:
         perm = torch.randperm(n_tr, generator=g)
         tot = 0.0
         for i in range(0, n_tr, 16):
-            idx = perm[i: i + 16]
+            idx = perm[i : i + 16]
             xb_ = x_tr[idx]
             shift = torch.randint(-3, 4, (3,), generator=g).tolist()
             xb_ = torch.roll(xb_, shifts=shift, dims=(2, 3, 4))
@@ -139,7 +157,7 @@ def main() -> None:
     table: dict[str, dict] = {}
     with torch.no_grad():
         for name, (x, y) in tests.items():
-            p = torch.cat([torch.sigmoid(model(x[i: i + 32])) for i in range(0, len(x), 32)]).numpy()
+            p = torch.cat([torch.sigmoid(model(x[i : i + 32])) for i in range(0, len(x), 32)]).numpy()
             row = {}
             for j, f in enumerate(FINDINGS):
                 npos = int(y[:, j].sum())
@@ -169,7 +187,10 @@ def main() -> None:
         cells = []
         for k in table:
             v = table[k][f]
-            cells.append(f"{'-' if v['auroc'] is None else v['auroc']:>7}" + (f" ({v['n_pos']:>2})" if v["n_pos"] is not None else "     "))
+            cells.append(
+                f"{'-' if v['auroc'] is None else v['auroc']:>7}"
+                + (f" ({v['n_pos']:>2})" if v["n_pos"] is not None else "     ")
+            )
         print(f"{f:15s}" + "".join(f"{c:>12s}" for c in cells))
     out = Path(__file__).parent / "results" / "synth_difficulty.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -38,6 +38,7 @@ def main() -> None:
                 return fn(*a, **k)
             finally:
                 stages[name] = stages.get(name, 0.0) + time.perf_counter() - t
+
         return wrap
 
     scan.render_head = timed("render_anatomy", anatomy.render_head)
@@ -69,8 +70,11 @@ def main() -> None:
         }
     first = per_size[str(args.sizes[0])]
     res = {
-        "headline": {f"scans_per_s_per_core_{k}_dicom": v["scans_per_second_per_core_with_dicom_write"]
-                     for k, v in per_size.items()} | {"target_at_256": 1.0},
+        "headline": {
+            f"scans_per_s_per_core_{k}_dicom": v["scans_per_second_per_core_with_dicom_write"]
+            for k, v in per_size.items()
+        }
+        | {"target_at_256": 1.0},
         "site": args.site,
         "n": args.n,
         "sizes": per_size,

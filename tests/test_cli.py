@@ -6,8 +6,18 @@ from typer.testing import CliRunner
 from fmct.cli import app
 
 SUBCOMMANDS = [
-    ["ingest"], ["synth"], ["pretrain"], ["embed"], ["probe"], ["finetune"], ["evaluate"],
-    ["labels", "import"], ["predict"], ["retrieve"], ["export"], ["demo"],
+    ["ingest"],
+    ["synth"],
+    ["pretrain"],
+    ["embed"],
+    ["probe"],
+    ["finetune"],
+    ["evaluate"],
+    ["labels", "import"],
+    ["predict"],
+    ["retrieve"],
+    ["export"],
+    ["demo"],
 ]
 
 

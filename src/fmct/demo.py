@@ -39,7 +39,9 @@ class DemoConfig:
     size: int = 128  # synthetic in-plane matrix (pixel spacing = FOV / size)
     spacing: float = 2.0  # ingest spacing in mm (the 64³ model input sees ~3 mm voxels anyway)
     workers: int = 2
-    deface: bool = True  # stores are defaced (face-reconstruction risk); the models record it, predict repeats it
+    deface: bool = (
+        True  # stores are defaced (face-reconstruction risk); the models record it, predict repeats it
+    )
     pretrain_config: str = str(CONFIG_DIR / "demo-cpu.yaml")
     pretrain_overrides: list[str] = field(default_factory=list)
     fractions: list[float] = field(default_factory=lambda: [0.1, 1.0])
@@ -187,7 +189,10 @@ def _export_models(root: Path, backbone: Path, labels: Path, report_dir: Path) -
         "cls+mean",
         models / "classifier",
         name="fmct-demo-classifier",
-        training={"data": "fmct synthetic cohort, site a (train split)", "n_train": int(np.sum(len(ids["train"])))},
+        training={
+            "data": "fmct synthetic cohort, site a (train split)",
+            "n_train": int(np.sum(len(ids["train"]))),
+        },
     )
     return {"backbone": str(models / "backbone"), "classifier": str(models / "classifier")}
 
@@ -213,7 +218,9 @@ def headline_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def run_demo(out: str | Path, cfg: DemoConfig | None = None, log: Callable[[str], None] | None = None) -> dict:
+def run_demo(
+    out: str | Path, cfg: DemoConfig | None = None, log: Callable[[str], None] | None = None
+) -> dict:
     """Run (or resume) the demo in ``out``; returns ``{"report": path, "rows": headline rows, ...}``."""
     cfg = cfg or DemoConfig()
     out = Path(out)
@@ -222,7 +229,11 @@ def run_demo(out: str | Path, cfg: DemoConfig | None = None, log: Callable[[str]
     base = asdict(cfg)
     data_fp = {k: base[k] for k in ("seed", "n_pool", "n_labelled", "n_ood", "size")}
     store_fp = {**data_fp, "spacing": cfg.spacing, "deface": cfg.deface}
-    pre_fp = {**store_fp, "config": Path(cfg.pretrain_config).read_text(), "overrides": cfg.pretrain_overrides}
+    pre_fp = {
+        **store_fp,
+        "config": Path(cfg.pretrain_config).read_text(),
+        "overrides": cfg.pretrain_overrides,
+    }
     t0 = time.perf_counter()
     cohort = out / "cohort"
     stages.run("synth", lambda: _cohort(cohort, cfg), data_fp)
@@ -235,8 +246,13 @@ def run_demo(out: str | Path, cfg: DemoConfig | None = None, log: Callable[[str]
     )
     run = out / "runs" / "ssl"
     stages.run("pretrain", lambda: _pretrain(out / "store_pool", run, cfg), pre_fp)
-    eval_fp = {**pre_fp, **{k: base[k] for k in ("fractions", "seeds", "scratch_epochs", "scratch_fractions",
-                                                  "scratch_seeds", "n_boot")}}
+    eval_fp = {
+        **pre_fp,
+        **{
+            k: base[k]
+            for k in ("fractions", "seeds", "scratch_epochs", "scratch_fractions", "scratch_seeds", "n_boot")
+        },
+    }
     stages.run(
         "evaluate",
         lambda: _evaluate(out / "report", labels, out / "store_eval", run / "model", cfg, log),

@@ -22,6 +22,14 @@ def preprocessing() -> dict:
 
 @pytest.fixture
 def tiny_vit() -> ViT3D:
-    cfg = ViT3DConfig(img_size=16, patch_size=4, embed_dim=24, depth=2, num_heads=2, n_registers=1,
-                      pos_embed="learned", layerscale_init=1e-2)
+    cfg = ViT3DConfig(
+        img_size=16,
+        patch_size=4,
+        embed_dim=24,
+        depth=2,
+        num_heads=2,
+        n_registers=1,
+        pos_embed="learned",
+        layerscale_init=1e-2,
+    )
     return ViT3D(cfg).eval()

@@ -43,11 +43,13 @@ def test_build_backbone_roundtrip() -> None:
     r2 = build_backbone(arch)
     assert isinstance(r2, ResNet3D)
     r2.load_state_dict(r.state_dict())
-    v = build_backbone({"type": "vit3d", "img_size": 16, "patch_size": 8, "embed_dim": 12, "depth": 1,
-                        "num_heads": 2})
+    v = build_backbone(
+        {"type": "vit3d", "img_size": 16, "patch_size": 8, "embed_dim": 12, "depth": 1, "num_heads": 2}
+    )
     assert isinstance(v, ViT3D)
-    assert isinstance(build_backbone({"img_size": 16, "patch_size": 8, "embed_dim": 12, "depth": 1,
-                                      "num_heads": 2}), ViT3D)
+    assert isinstance(
+        build_backbone({"img_size": 16, "patch_size": 8, "embed_dim": 12, "depth": 1, "num_heads": 2}), ViT3D
+    )
     with pytest.raises(ValueError, match="unknown backbone"):
         build_backbone({"type": "unet"})
     with pytest.raises(ValueError, match="unknown ResNet3DConfig"):

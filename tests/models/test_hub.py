@@ -21,8 +21,14 @@ LABELS = ["ich", "fracture", "mass"]
 
 
 def test_backbone_roundtrip(tmp_path: Path, tiny_vit, preprocessing) -> None:
-    out = save_pretrained(tiny_vit, tmp_path / "bb", kind="backbone", preprocessing=preprocessing,
-                          name="tiny-test", training={"method": "dino", "epochs": 1})
+    out = save_pretrained(
+        tiny_vit,
+        tmp_path / "bb",
+        kind="backbone",
+        preprocessing=preprocessing,
+        name="tiny-test",
+        training={"method": "dino", "epochs": 1},
+    )
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "model.safetensors"]
     assert not list(tmp_path.glob(".*tmp*"))  # temp dir cleaned up
     cfg = json.loads((out / "config.json").read_text())
@@ -44,11 +50,14 @@ def test_backbone_roundtrip(tmp_path: Path, tiny_vit, preprocessing) -> None:
     assert "synthetic cohort" in (out / "README.md").read_text()
 
 
-@pytest.mark.parametrize("head_type,pooling", [("linear", "cls"), ("linear", "cls+mean"), ("attentive", "cls")])
+@pytest.mark.parametrize(
+    "head_type,pooling", [("linear", "cls"), ("linear", "cls+mean"), ("attentive", "cls")]
+)
 def test_classifier_roundtrip(tmp_path: Path, tiny_vit, preprocessing, head_type: str, pooling: str) -> None:
     torch.manual_seed(0)
-    clf = ClassifierModel.from_backbone(tiny_vit, LABELS, head_type=head_type, pooling=pooling, num_heads=2,
-                                        preprocessing=preprocessing).eval()
+    clf = ClassifierModel.from_backbone(
+        tiny_vit, LABELS, head_type=head_type, pooling=pooling, num_heads=2, preprocessing=preprocessing
+    ).eval()
     x = torch.rand(2, 3, 16, 16, 16)
     logits = clf(x)
     assert logits.shape == (2, 3)
@@ -158,8 +167,14 @@ def test_save_validates_before_writing(tmp_path: Path, tiny_vit, preprocessing) 
     with pytest.raises(ValueError, match="input_size"):
         save_pretrained(tiny_vit, tmp_path / "a", kind="backbone", preprocessing={"spacing": 1.0})
     with pytest.raises(ValueError, match="do not match"):
-        save_pretrained(tiny_vit, tmp_path / "b", kind="classifier", preprocessing=preprocessing, labels=LABELS,
-                        head={"type": "linear", "in_features": 24, "pooling": "cls"})
+        save_pretrained(
+            tiny_vit,
+            tmp_path / "b",
+            kind="classifier",
+            preprocessing=preprocessing,
+            labels=LABELS,
+            head={"type": "linear", "in_features": 24, "pooling": "cls"},
+        )
     with pytest.raises(ValueError, match="kind"):
         save_pretrained(tiny_vit, tmp_path / "c", kind="detector", preprocessing=preprocessing)
     assert list(tmp_path.iterdir()) == []
@@ -167,12 +182,26 @@ def test_save_validates_before_writing(tmp_path: Path, tiny_vit, preprocessing) 
 
 def test_model_card_front_matter(tmp_path: Path, tiny_vit, preprocessing) -> None:
     clf = ClassifierModel.from_backbone(tiny_vit, LABELS, preprocessing=preprocessing, name="clf-x")
-    out = clf.save_pretrained(tmp_path / "c", card={"training_data": "1000 synthetic scans, site A",
-                                                    "evaluation": [{"finding": "ich", "auroc": 0.8}]})
+    out = clf.save_pretrained(
+        tmp_path / "c",
+        card={
+            "training_data": "1000 synthetic scans, site A",
+            "evaluation": [{"finding": "ich", "auroc": 0.8}],
+        },
+    )
     text = (out / "README.md").read_text()
     fm = parse_front_matter(text)
     assert fm["intended_use"] == "research only, not for clinical use"
     assert fm["fmct_kind"] == "classifier" and fm["labels"] == LABELS and fm["library_name"] == "fmct"
-    for needle in ("## Training data", "1000 synthetic scans", "## Preprocessing", '"input_size": 16',
-                   "## Evaluation", "| finding | auroc |", "## Limitations", "face", "not for clinical use"):
+    for needle in (
+        "## Training data",
+        "1000 synthetic scans",
+        "## Preprocessing",
+        '"input_size": 16',
+        "## Evaluation",
+        "| finding | auroc |",
+        "## Limitations",
+        "face",
+        "not for clinical use",
+    ):
         assert needle in text, needle

@@ -7,7 +7,14 @@ import pytest
 from fmct.synth import generate_cohort
 
 #: Prevalences high enough that a handful of scans carries most findings.
-RICH = {"trauma": 0.6, "spontaneous_iph": 0.3, "mass": 0.4, "infarct": 0.4, "hydrocephalus": 0.3, "edema": 0.3}
+RICH = {
+    "trauma": 0.6,
+    "spontaneous_iph": 0.3,
+    "mass": 0.4,
+    "infarct": 0.4,
+    "hydrocephalus": 0.3,
+    "edema": 0.3,
+}
 
 
 @pytest.fixture(scope="session")
@@ -19,6 +26,7 @@ def rich() -> dict[str, float]:
 def dicom_cohort(tmp_path_factory):
     """Site c (gantry tilt, signed pixels, intercept 0): 3 scans, 32x32, masks and previews."""
     out = tmp_path_factory.mktemp("cohort_c")
-    labels = generate_cohort(out, 3, "c", 5, fmt="dicom", masks=True, preview=True, size=32, progress=False,
-                             prevalence=RICH)
+    labels = generate_cohort(
+        out, 3, "c", 5, fmt="dicom", masks=True, preview=True, size=32, progress=False, prevalence=RICH
+    )
     return out, labels

@@ -29,8 +29,10 @@ def _read_series_minimal(folder: Path):
     iop = np.array(dss[0].ImageOrientationPatient, dtype=float)
     normal = np.cross(iop[:3], iop[3:])
     dss.sort(key=lambda d: float(np.dot(np.array(d.ImagePositionPatient, dtype=float), normal)))
-    arr = np.stack([d.pixel_array.T.astype(np.float32) * float(d.RescaleSlope) + float(d.RescaleIntercept)
-                    for d in dss], axis=-1)
+    arr = np.stack(
+        [d.pixel_array.T.astype(np.float32) * float(d.RescaleSlope) + float(d.RescaleIntercept) for d in dss],
+        axis=-1,
+    )
     pos = np.array([d.ImagePositionPatient for d in dss], dtype=float)
     ps = [float(v) for v in dss[0].PixelSpacing]
     aff = np.eye(4)
@@ -56,13 +58,27 @@ def test_dicom_tags_geometry_and_round_trip(dicom_cohort):
         # ids join with ingest
         assert scan_id_from_series_uid(d0.SeriesInstanceUID) == row["scan_id"]
         assert patient_id_from_dicom(d0.PatientID, fallback=row["scan_id"]) == row["patient_id"]
-        assert len({d.SeriesInstanceUID for d in dss}) == 1 and len({d.SOPInstanceUID for d in dss}) == len(dss)
+        assert len({d.SeriesInstanceUID for d in dss}) == 1 and len({d.SOPInstanceUID for d in dss}) == len(
+            dss
+        )
         # positions equally spaced along the normal; spacing = SpacingBetweenSlices
         along = pos @ normal
         np.testing.assert_allclose(np.diff(along), float(d0.SpacingBetweenSlices), atol=1e-3)
         # the generated scan, re-read from disk, is identical (HU and geometry)
-        s = synth_scan(index, "c", 5, size=32, prevalence={"trauma": 0.6, "spontaneous_iph": 0.3, "mass": 0.4,
-                                                          "infarct": 0.4, "hydrocephalus": 0.3, "edema": 0.3})
+        s = synth_scan(
+            index,
+            "c",
+            5,
+            size=32,
+            prevalence={
+                "trauma": 0.6,
+                "spontaneous_iph": 0.3,
+                "mass": 0.4,
+                "infarct": 0.4,
+                "hydrocephalus": 0.3,
+                "edema": 0.3,
+            },
+        )
         np.testing.assert_array_equal(arr, s.volume.array)
         np.testing.assert_allclose(aff, s.volume.affine, atol=1e-3)
         # masks on the same grid, labelled like labels.csv
@@ -78,6 +94,7 @@ def test_dicom_tags_geometry_and_round_trip(dicom_cohort):
 
 def test_io_reader_reads_synth_series(dicom_cohort):
     from fmct.io import dicom
+
     out, labels = dicom_cohort
     rows = {r["scan_id"]: r for r in _rows(labels)}
     res = dicom.discover([out / "dicom"])
@@ -86,15 +103,30 @@ def test_io_reader_reads_synth_series(dicom_cohort):
         assert rows[ref.scan_id]["patient_id"] == ref.patient_id
         vol = dicom.read_series(ref)
         index = list(rows).index(ref.scan_id)
-        s = synth_scan(index, "c", 5, size=32, prevalence={"trauma": 0.6, "spontaneous_iph": 0.3, "mass": 0.4,
-                                                          "infarct": 0.4, "hydrocephalus": 0.3, "edema": 0.3})
+        s = synth_scan(
+            index,
+            "c",
+            5,
+            size=32,
+            prevalence={
+                "trauma": 0.6,
+                "spontaneous_iph": 0.3,
+                "mass": 0.4,
+                "infarct": 0.4,
+                "hydrocephalus": 0.3,
+                "edema": 0.3,
+            },
+        )
         np.testing.assert_allclose(vol.affine, s.volume.affine, atol=1e-3)
         np.testing.assert_array_equal(vol.array, s.volume.array)
 
 
 def _digest_tree(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_same_arguments_same_bytes_whatever_the_workers(tmp_path):
@@ -131,7 +163,25 @@ def test_cli(tmp_path):
     assert res.exit_code == 2 and "unknown site" in res.output
     res = runner.invoke(app, ["synth", str(tmp_path / "x"), "--n", "1", "--site", "a", "--format", "png"])
     assert res.exit_code == 2 and "--format" in res.output
-    res = runner.invoke(app, ["synth", str(tmp_path / "y"), "--n", "1", "--site", "c", "--seed", "2", "--size", "24",
-                              "--format", "nifti"])
+    res = runner.invoke(
+        app,
+        [
+            "synth",
+            str(tmp_path / "y"),
+            "--n",
+            "1",
+            "--site",
+            "c",
+            "--seed",
+            "2",
+            "--size",
+            "24",
+            "--format",
+            "nifti",
+        ],
+    )
     assert res.exit_code == 0, res.output
-    assert len(_rows(tmp_path / "y" / "labels.csv")) == 1 and len(list((tmp_path / "y" / "nifti").glob("*.nii.gz"))) == 1
+    assert (
+        len(_rows(tmp_path / "y" / "labels.csv")) == 1
+        and len(list((tmp_path / "y" / "nifti").glob("*.nii.gz"))) == 1
+    )

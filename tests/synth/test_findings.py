@@ -26,8 +26,22 @@ def _draw(n: int, prevalence=None):
 
 def test_default_prevalences_are_plausible():
     rows = _draw(3000)
-    rate = {f: np.mean([f in r for r in rows]) for f in
-            ("iph", "ivh", "sdh", "edh", "sah", "mass", "hydrocephalus", "edema", "infarct", "fracture", "midline_shift")}
+    rate = {
+        f: np.mean([f in r for r in rows])
+        for f in (
+            "iph",
+            "ivh",
+            "sdh",
+            "edh",
+            "sah",
+            "mass",
+            "hydrocephalus",
+            "edema",
+            "infarct",
+            "fracture",
+            "midline_shift",
+        )
+    }
     ich = np.mean([bool(r & {"iph", "ivh", "sdh", "edh", "sah"}) for r in rows])
     assert 0.18 <= ich <= 0.34, ich
     for f, p in rate.items():
@@ -45,8 +59,23 @@ def test_correlations_as_in_life():
 
 
 def test_prevalence_is_configurable():
-    none = _draw(200, {k: 0.0 for k in ("trauma", "spontaneous_iph", "aneurysmal_sah", "primary_ivh", "chronic_sdh",
-                                          "mass", "edema", "infarct", "hydrocephalus")})
+    none = _draw(
+        200,
+        {
+            k: 0.0
+            for k in (
+                "trauma",
+                "spontaneous_iph",
+                "aneurysmal_sah",
+                "primary_ivh",
+                "chronic_sdh",
+                "mass",
+                "edema",
+                "infarct",
+                "hydrocephalus",
+            )
+        },
+    )
     assert all(not r for r in none)
     many = _draw(200, {"infarct": 1.0})
     assert all("infarct" in r for r in many)

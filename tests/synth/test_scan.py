@@ -65,8 +65,15 @@ def test_finding_hu_ranges(rich):
         plan = sample_plan(rng, head, rich)
         anat = render_head(head, Grid.covering(2.5), plan.shift, plan.shift_y)
         mask, labels, _ = paint(anat, plan, rng)
-        for f, lo, hi in [("iph", 50, 90), ("ivh", 45, 80), ("edh", 55, 90), ("sah", 42, 75), ("mass", 14, 50),
-                          ("edema", 14, 24), ("infarct", 12, 28)]:
+        for f, lo, hi in [
+            ("iph", 50, 90),
+            ("ivh", 45, 80),
+            ("edh", 55, 90),
+            ("sah", 42, 75),
+            ("mass", 14, 50),
+            ("edema", 14, 24),
+            ("infarct", 12, 28),
+        ]:
             if labels[f]:
                 v = anat.hu[mask == MASK_VALUES[f]]
                 assert lo - 0.5 <= np.median(v) <= hi + 0.5, (f, np.median(v))

@@ -13,7 +13,9 @@ def synth(
     site: str = typer.Option("a", "--site", help="Acquisition site: a (training), b or c (external)."),
     seed: int = typer.Option(0, "--seed", help="Cohort seed: same arguments give the same bytes."),
     fmt: str = typer.Option("dicom", "--format", help="dicom (one series per scan) or nifti (.nii.gz)."),
-    masks: bool = typer.Option(False, "--masks", help="Also write a label-map NIfTI of the findings per scan."),
+    masks: bool = typer.Option(
+        False, "--masks", help="Also write a label-map NIfTI of the findings per scan."
+    ),
     preview: bool = typer.Option(False, "--preview", help="Also write a PNG montage per scan."),
     workers: int = typer.Option(1, "--workers", min=1, help="Parallel processes."),
     size: int = typer.Option(256, "--size", min=16, help="In-plane matrix (pixel spacing = FOV / size)."),
@@ -37,6 +39,16 @@ def synth(
     if out.exists() and not out.is_dir():
         typer.echo(f"fmct synth: {out}: exists and is not a folder", err=True)
         raise typer.Exit(2)
-    labels = generate_cohort(out, n, site.lower(), seed, fmt=fmt, masks=masks, preview=preview, workers=workers,
-                             size=size, start=start)
+    labels = generate_cohort(
+        out,
+        n,
+        site.lower(),
+        seed,
+        fmt=fmt,
+        masks=masks,
+        preview=preview,
+        workers=workers,
+        size=size,
+        start=start,
+    )
     typer.echo(f"wrote {n} scans (site {site.lower()}, {fmt}) to {out}; labels: {labels}")

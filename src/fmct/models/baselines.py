@@ -75,7 +75,9 @@ class BasicBlock3D(nn.Module):
         self.act = nn.ReLU(inplace=True)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv3d(cin, cout, 1, stride=stride, bias=False), _norm(norm, cout))
+            self.shortcut = nn.Sequential(
+                nn.Conv3d(cin, cout, 1, stride=stride, bias=False), _norm(norm, cout)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.act(self.norm1(self.conv1(x)))

@@ -52,7 +52,9 @@ def pool_features(out: dict[str, torch.Tensor], pooling: str = "cls") -> torch.T
 
 def _check_preprocessing(preprocessing: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(preprocessing, dict) or "input_size" not in preprocessing:
-        raise ValueError("preprocessing must be a dict holding 'input_size' (PreprocessConfig.to_dict() + input_size)")
+        raise ValueError(
+            "preprocessing must be a dict holding 'input_size' (PreprocessConfig.to_dict() + input_size)"
+        )
     return json.loads(json.dumps(preprocessing))  # JSON-able copy (tuples -> lists)
 
 
@@ -121,8 +123,14 @@ class BackboneModel(nn.Module):
     def save_pretrained(self, out_dir: str | Path, *, card: dict[str, Any] | None = None) -> Path:
         """Write this model as a model directory (atomic); returns the directory."""
         return save_pretrained(
-            self, out_dir, kind="backbone", architecture=self.architecture, preprocessing=self.preprocessing,
-            name=self.name, card=card, training=self.training_info,
+            self,
+            out_dir,
+            kind="backbone",
+            architecture=self.architecture,
+            preprocessing=self.preprocessing,
+            name=self.name,
+            card=card,
+            training=self.training_info,
         )
 
     @classmethod
@@ -143,7 +151,9 @@ def build_head(head: dict[str, Any], n_labels: int) -> nn.Module:
             raise ValueError(f"unknown pooling {head.get('pooling')!r}; choose one of {POOLINGS}")
         return LinearClassifier(int(head["in_features"]), n_labels)
     if kind == "attentive":
-        return AttentiveClassifier(int(head["in_features"]), n_labels, num_heads=int(head.get("num_heads", 4)))
+        return AttentiveClassifier(
+            int(head["in_features"]), n_labels, num_heads=int(head.get("num_heads", 4))
+        )
     raise ValueError(f"unknown head type {kind!r}; choose 'linear' or 'attentive'")
 
 
@@ -204,11 +214,17 @@ class ClassifierModel(nn.Module):
             raise ValueError("preprocessing is required when passing a bare backbone")
         d = int(backbone.embed_dim)
         if head_type == "linear":
-            head_cfg = {"type": "linear", "in_features": 2 * d if pooling == "cls+mean" else d, "pooling": pooling}
+            head_cfg = {
+                "type": "linear",
+                "in_features": 2 * d if pooling == "cls+mean" else d,
+                "pooling": pooling,
+            }
         else:
             head_cfg = {"type": head_type, "in_features": d, "num_heads": num_heads, "pooling": "tokens"}
         head = build_head(head_cfg, len(labels))
-        return cls(backbone, head, labels, preprocessing, head_cfg, architecture=arch, name=name, training=training)
+        return cls(
+            backbone, head, labels, preprocessing, head_cfg, architecture=arch, name=name, training=training
+        )
 
     @property
     def input_size(self) -> int:
@@ -270,14 +286,27 @@ class ClassifierModel(nn.Module):
 
     def as_backbone(self) -> BackboneModel:
         """The backbone (shared, not copied) as a :class:`BackboneModel`."""
-        return BackboneModel(self.backbone, self.preprocessing, architecture=self.architecture,
-                             name=self.name, training=self.training_info)
+        return BackboneModel(
+            self.backbone,
+            self.preprocessing,
+            architecture=self.architecture,
+            name=self.name,
+            training=self.training_info,
+        )
 
     def save_pretrained(self, out_dir: str | Path, *, card: dict[str, Any] | None = None) -> Path:
         """Write this model as a model directory (atomic); returns the directory."""
         return save_pretrained(
-            self, out_dir, kind="classifier", architecture=self.architecture, preprocessing=self.preprocessing,
-            labels=self.labels, head=self.head_config, name=self.name, card=card, training=self.training_info,
+            self,
+            out_dir,
+            kind="classifier",
+            architecture=self.architecture,
+            preprocessing=self.preprocessing,
+            labels=self.labels,
+            head=self.head_config,
+            name=self.name,
+            card=card,
+            training=self.training_info,
         )
 
     @classmethod
@@ -367,7 +396,9 @@ def save_pretrained(
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     if architecture is None:
-        architecture = getattr(module, "architecture", None) or architecture_of(getattr(module, "backbone", module))
+        architecture = getattr(module, "architecture", None) or architecture_of(
+            getattr(module, "backbone", module)
+        )
     config: dict[str, Any] = {
         "fmct_version": _version(),
         "kind": kind,

@@ -49,7 +49,9 @@ def evaluation_table(evaluation: Any) -> str:
     return _md_table(list(evaluation))
 
 
-def render_model_card(config: dict[str, Any], card: dict[str, Any] | None = None, n_params: int | None = None) -> str:
+def render_model_card(
+    config: dict[str, Any], card: dict[str, Any] | None = None, n_params: int | None = None
+) -> str:
     """README.md text for a model directory.
 
     Args:
@@ -64,8 +66,15 @@ def render_model_card(config: dict[str, Any], card: dict[str, Any] | None = None
     front: dict[str, Any] = {
         "library_name": "fmct",
         "license": card.get("license", "apache-2.0"),
-        "tags": ["medical-imaging", "ct", "head-ct", "3d", "self-supervised", "research-only",
-                 *card.get("tags", [])],
+        "tags": [
+            "medical-imaging",
+            "ct",
+            "head-ct",
+            "3d",
+            "self-supervised",
+            "research-only",
+            *card.get("tags", []),
+        ],
         "intended_use": INTENDED_USE,
         "model_name": config.get("name"),
         "fmct_kind": config.get("kind"),
@@ -78,10 +87,18 @@ def render_model_card(config: dict[str, Any], card: dict[str, Any] | None = None
     parts += [f"# {config.get('name', 'fmct model')}", ""]
     if card.get("description"):
         parts += [str(card["description"]), ""]
-    parts += ["## Intended use", "", f"**{INTENDED_USE.capitalize()}.** "
-              "A 3D self-supervised foundation model component for head CT research (FM-CT style). "
-              + ("It outputs a probability per finding." if config.get("kind") == "classifier"
-                 else "It outputs embeddings for probing, retrieval and fine-tuning."), ""]
+    parts += [
+        "## Intended use",
+        "",
+        f"**{INTENDED_USE.capitalize()}.** "
+        "A 3D self-supervised foundation model component for head CT research (FM-CT style). "
+        + (
+            "It outputs a probability per finding."
+            if config.get("kind") == "classifier"
+            else "It outputs embeddings for probing, retrieval and fine-tuning."
+        ),
+        "",
+    ]
     parts += ["## Model", "", f"- kind: `{config.get('kind')}`", f"- architecture: `{json.dumps(arch)}`"]
     if n_params is not None:
         parts.append(f"- parameters: {n_params:,}")
@@ -97,20 +114,43 @@ def render_model_card(config: dict[str, Any], card: dict[str, Any] | None = None
         parts.append("Not documented by the trainer.")
     if config.get("training"):
         parts += ["", "```json", json.dumps(config["training"], indent=2, default=str), "```"]
-    parts += ["", "## Preprocessing", "", "Apply exactly this (`fmct.preprocess` reads it from config.json):", "",
-              "```json", json.dumps(config.get("preprocessing", {}), indent=2, default=str), "```", ""]
+    parts += [
+        "",
+        "## Preprocessing",
+        "",
+        "Apply exactly this (`fmct.preprocess` reads it from config.json):",
+        "",
+        "```json",
+        json.dumps(config.get("preprocessing", {}), indent=2, default=str),
+        "```",
+        "",
+    ]
     table = evaluation_table(card.get("evaluation"))
     if table:
         parts += ["## Evaluation", "", table, ""]
     parts += ["## Limitations", ""]
     parts += [f"- {s}" for s in [*DEFAULT_LIMITATIONS, *card.get("limitations", [])]]
-    parts += ["", "## How to use", "", "```python", "import fmct", "", 'model = fmct.load_model("path/to/model")']
+    parts += [
+        "",
+        "## How to use",
+        "",
+        "```python",
+        "import fmct",
+        "",
+        'model = fmct.load_model("path/to/model")',
+    ]
     if config.get("kind") == "classifier":
         parts.append('probs = model.predict("scan.nii.gz")  # {finding: probability}')
     else:
         parts.append("out = model.embed(x)  # x: (B, C, S, S, S) windowed input; out['cls'], out['patch']")
-    parts += ["```", "", "## Citation", "",
-              card.get("citation", "FM-CT: 3D foundation model for head CT, arXiv:2502.02779."), ""]
+    parts += [
+        "```",
+        "",
+        "## Citation",
+        "",
+        card.get("citation", "FM-CT: 3D foundation model for head CT, arXiv:2502.02779."),
+        "",
+    ]
     return "\n".join(parts)
 
 

@@ -118,7 +118,9 @@ class ViT3D(nn.Module):
         self.num_prefix = 1 + cfg.n_registers
         self.patch_size = to_3tuple(cfg.patch_size)
         img = to_3tuple(cfg.img_size)
-        self.base_grid: tuple[int, int, int] = tuple(i // p for i, p in zip(img, self.patch_size, strict=True))
+        self.base_grid: tuple[int, int, int] = tuple(
+            i // p for i, p in zip(img, self.patch_size, strict=True)
+        )
         self.grad_checkpointing = cfg.grad_checkpointing
         d = cfg.embed_dim
 
@@ -183,7 +185,9 @@ class ViT3D(nn.Module):
         """Patch grid for an input of spatial shape ``(..., X, Y, Z)``; raises if not patch-divisible."""
         spatial = tuple(int(s) for s in input_shape[-3:])
         if len(spatial) != 3 or any(s % p for s, p in zip(spatial, self.patch_size, strict=True)):
-            raise ValueError(f"input spatial shape {spatial} is not divisible by patch size {self.patch_size}")
+            raise ValueError(
+                f"input spatial shape {spatial} is not divisible by patch size {self.patch_size}"
+            )
         return tuple(s // p for s, p in zip(spatial, self.patch_size, strict=True))  # type: ignore[return-value]
 
     def num_patches(self, input_shape: tuple[int, ...] | torch.Size) -> int:

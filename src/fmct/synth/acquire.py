@@ -105,7 +105,9 @@ class Geometry:
         return self.first_lps + k * self.step_lps
 
 
-def make_geometry(site: Site, size: int, rng: np.random.Generator, head_z: float, shear: bool = True) -> Geometry:
+def make_geometry(
+    site: Site, size: int, rng: np.random.Generator, head_z: float, shear: bool = True
+) -> Geometry:
     """The acquisition grid of one scan; ``head_z`` is the world z (mm) of the head-frame origin."""
     fov = rng.uniform(*site.fov_mm)
     pixel = fov / size
@@ -121,9 +123,18 @@ def make_geometry(site: Site, size: int, rng: np.random.Generator, head_z: float
     z0 = head_z - 78.0 + rng.uniform(-6.0, 4.0)
     centre0 = np.array([0.0, 0.0, z0])
     first = centre0 - (size - 1) / 2 * pixel * (row + col)
-    return Geometry(size=size, n_slices=n, pixel_mm=float(pixel), spacing_mm=float(spacing),
-                    thickness_mm=float(thickness), tilt_deg=tilt, row_lps=row, col_lps=col, step_lps=step,
-                    first_lps=first)
+    return Geometry(
+        size=size,
+        n_slices=n,
+        pixel_mm=float(pixel),
+        spacing_mm=float(spacing),
+        thickness_mm=float(thickness),
+        tilt_deg=tilt,
+        row_lps=row,
+        col_lps=col,
+        step_lps=step,
+        first_lps=first,
+    )
 
 
 def output_to_internal(geom: Geometry, pose: Pose, grid: Grid) -> np.ndarray:
@@ -141,21 +152,39 @@ def _slab_offsets(geom: Geometry, h: float) -> np.ndarray:
     return fr / along_normal
 
 
-def resample(volume: np.ndarray, m: np.ndarray, out_shape, offsets: np.ndarray, order: int = 1, cval: float = -1000.0,
-             start: tuple[int, int, int] = (0, 0, 0)) -> np.ndarray:
+def resample(
+    volume: np.ndarray,
+    m: np.ndarray,
+    out_shape,
+    offsets: np.ndarray,
+    order: int = 1,
+    cval: float = -1000.0,
+    start: tuple[int, int, int] = (0, 0, 0),
+) -> np.ndarray:
     """Sample ``volume`` at ``m @ (index + start)`` for every output index, averaged over slab ``offsets``."""
     out = np.zeros(out_shape, dtype=np.float32)
     for off in offsets:
         st = np.asarray(start, dtype=np.float64) + np.array([0.0, 0.0, off])
         offset = m[:3, :3] @ st + m[:3, 3]
-        out += ndi.affine_transform(volume, m[:3, :3], offset=offset, output_shape=out_shape, order=order,
-                                    mode="constant", cval=cval, output=np.float32, prefilter=False)
+        out += ndi.affine_transform(
+            volume,
+            m[:3, :3],
+            offset=offset,
+            output_shape=out_shape,
+            order=order,
+            mode="constant",
+            cval=cval,
+            output=np.float32,
+            prefilter=False,
+        )
     if len(offsets) > 1:
         out /= len(offsets)
     return out
 
 
-def _streaks(geom: Geometry, pose: Pose, site: Site, rng: np.random.Generator) -> list[tuple[int, np.ndarray]]:
+def _streaks(
+    geom: Geometry, pose: Pose, site: Site, rng: np.random.Generator
+) -> list[tuple[int, np.ndarray]]:
     """Beam-hardening streaks in the slices through the posterior fossa: ``[(slice, (X, Y) HU), ...]``."""
     if site.streak_hu <= 0:
         return []
@@ -223,7 +252,9 @@ def _calibration(img: np.ndarray, geom: Geometry, site: Site) -> None:
     n = geom.size
     c = (np.arange(n, dtype=np.float32) - (n - 1) / 2) * np.float32(geom.pixel_mm)
     rho2 = (c[:, None] ** 2 + c[None, :] ** 2) / np.float32(80.0**2)
-    bias = (np.float32(site.hu_offset) - np.float32(site.cupping_hu) * np.clip(1.0 - rho2, 0.0, 1.0)).astype(np.float32)
+    bias = (np.float32(site.hu_offset) - np.float32(site.cupping_hu) * np.clip(1.0 - rho2, 0.0, 1.0)).astype(
+        np.float32
+    )
     body = img > -300.0
     img += np.where(body, bias[:, :, None], np.float32(0.0))
 
@@ -234,7 +265,9 @@ def _kernel(img: np.ndarray, sigma: float, sharpen: float, pixel_mm: float) -> n
         img = ndi.gaussian_filter(img, (sigma, sigma, 0.0), mode="nearest", truncate=3.0)
     if sharpen > 0:
         s = max(0.8 / pixel_mm, 0.5)
-        img = img + np.float32(sharpen) * (img - ndi.gaussian_filter(img, (s, s, 0.0), mode="nearest", truncate=3.0))
+        img = img + np.float32(sharpen) * (
+            img - ndi.gaussian_filter(img, (s, s, 0.0), mode="nearest", truncate=3.0)
+        )
     return img.astype(np.float32, copy=False)
 
 
@@ -261,23 +294,32 @@ def sample_mask(
         idx = np.nonzero(sel)
         lo = np.array([i.min() for i in idx]) - 1
         hi = np.array([i.max() for i in idx]) + 1
-        corners = np.array([[a, b, c, 1.0] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])])
+        corners = np.array(
+            [[a, b, c, 1.0] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])]
+        )
         oc = (minv @ corners.T).T[:, :3]
         o_lo = np.clip(np.floor(oc.min(0)).astype(int) - 2, 0, np.array(shape) - 1)
         o_hi = np.clip(np.ceil(oc.max(0)).astype(int) + 3, 1, np.array(shape))
         if np.any(o_hi <= o_lo):
             continue
         lo_c = np.maximum(lo, 0)
-        crop = sel[lo_c[0]: hi[0] + 1, lo_c[1]: hi[1] + 1, lo_c[2]: hi[2] + 1].astype(np.float32)
+        crop = sel[lo_c[0] : hi[0] + 1, lo_c[1] : hi[1] + 1, lo_c[2] : hi[2] + 1].astype(np.float32)
         mc = m.copy()
         mc[:3, 3] -= lo_c
         frac = resample(crop, mc, tuple(o_hi - o_lo), offsets, cval=0.0, start=tuple(o_lo))
         hit = frac >= 0.5
-        sub = out[o_lo[0]: o_hi[0], o_lo[1]: o_hi[1], o_lo[2]: o_hi[2]]
+        sub = out[o_lo[0] : o_hi[0], o_lo[1] : o_hi[1], o_lo[2] : o_hi[2]]
         sub[hit] = v
         if frac.max() > 0:
-            best.append((v, tuple(int(a) + int(b) for a, b in zip(np.unravel_index(int(frac.argmax()), frac.shape),
-                                                                     o_lo, strict=True))))
+            best.append(
+                (
+                    v,
+                    tuple(
+                        int(a) + int(b)
+                        for a, b in zip(np.unravel_index(int(frac.argmax()), frac.shape), o_lo, strict=True)
+                    ),
+                )
+            )
     # a label covered by others or thinner than a voxel keeps its most covered voxel
     for v, at in best:
         if not (out == v).any():

@@ -113,7 +113,9 @@ def sample_head(rng: np.random.Generator, ventricle_scale: float | None = None) 
     lam = rng.uniform(20.0, 27.0, size=3)
     dirs = rng.normal(size=(3, 3))
     dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
-    waves = np.concatenate([dirs * (2 * np.pi / lam)[:, None], rng.uniform(0, 2 * np.pi, size=(3, 1))], axis=1)
+    waves = np.concatenate(
+        [dirs * (2 * np.pi / lam)[:, None], rng.uniform(0, 2 * np.pi, size=(3, 1))], axis=1
+    )
     hu = {
         "scalp": rng.uniform(25, 45),
         "outer": rng.uniform(1400, 1800),
@@ -175,7 +177,9 @@ def _ell(x, y, z, c, s) -> np.ndarray:
 
 def skull_base_height(head: HeadParams, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Floor of the cranial cavity (mm): anterior fossa high, middle fossae dip laterally, posterior fossa low."""
-    mid = -9.0 * np.exp(-((np.abs(x) - 36.0) ** 2) / (2 * 14.0**2)) * np.exp(-((y - 8.0) ** 2) / (2 * 14.0**2))
+    mid = (
+        -9.0 * np.exp(-((np.abs(x) - 36.0) ** 2) / (2 * 14.0**2)) * np.exp(-((y - 8.0) ** 2) / (2 * 14.0**2))
+    )
     post = -14.0 / (1.0 + np.exp((y + 28.0) / 7.0))
     return head.skull_base_z + 0.22 * y + mid + post
 
@@ -297,15 +301,22 @@ def render_head(head: HeadParams, grid: Grid, shift: float = 0.0, shift_y: float
     lat_c = (-5.0, 8.0)
     for sx in (-1.0, 1.0):
         semi = (4.0 * vs, 38.0 * np.sqrt(vs), 6.0 * vs)
-        box = grid.index_box(np.array([sx * xc - semi[0] - 8, lat_c[0] - semi[1], -40.0]),
-                             np.array([sx * xc + semi[0] + 8, lat_c[0] + semi[1], lat_c[1] + semi[2]]))
+        box = grid.index_box(
+            np.array([sx * xc - semi[0] - 8, lat_c[0] - semi[1], -40.0]),
+            np.array([sx * xc + semi[0] + 8, lat_c[0] + semi[1], lat_c[1] + semi[2]]),
+        )
         xb = x[box[0]] if not shift else np.broadcast_to(xs, shape)[box]
         yb, zb_ = y[:, box[1]], z[:, :, box[2]]
         zz = zb_ - (lat_c[1] - 0.006 * (yb - lat_c[0]) ** 2)
-        m = np.broadcast_to(_ell(xb, yb, zz, (sx * xc, lat_c[0], 0.0), semi) < 1.0, hu[box].shape) & cavity[box]
+        m = (
+            np.broadcast_to(_ell(xb, yb, zz, (sx * xc, lat_c[0], 0.0), semi) < 1.0, hu[box].shape)
+            & cavity[box]
+        )
         hu[box][m] = hu_p["csf"]
         tissue[box][m] = VENTRICLE
-        put_ell((sx * 27.0, 0.0, -16.0), (2.0 * vs * vs, 13.0, 2.5 * vs * vs), hu_p["csf"], VENTRICLE, cavity, xsf)
+        put_ell(
+            (sx * 27.0, 0.0, -16.0), (2.0 * vs * vs, 13.0, 2.5 * vs * vs), hu_p["csf"], VENTRICLE, cavity, xsf
+        )
     put_ell((0.0, -3.0, -8.0), (1.4 * vs, 13.0, 9.0), hu_p["csf"], VENTRICLE, cavity, xsf)
     put_ell((0.0, -36.0, zb_at(head, -36.0) + 14.0), (5.0, 3.5, 5.0), hu_p["csf"], VENTRICLE, cavity, xsf)
     return Anatomy(grid=grid, hu=hu, tissue=tissue, d_in=d_in, cavity=cavity, bone_total=bone_total)

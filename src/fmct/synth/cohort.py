@@ -128,12 +128,21 @@ def generate_cohort(
     st = get_site(site)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [(out, i, st.name, int(seed), fmt, masks, preview, int(size), prevalence) for i in range(start, start + n)]
+    jobs = [
+        (out, i, st.name, int(seed), fmt, masks, preview, int(size), prevalence)
+        for i in range(start, start + n)
+    ]
     rows: list[dict | None] = [None] * n
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    bar = Progress(TextColumn(f"synth site {st.name}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                   disable=not progress, transient=False)
+    bar = Progress(
+        TextColumn(f"synth site {st.name}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        disable=not progress,
+        transient=False,
+    )
     with bar:
         task = bar.add_task("synth", total=n)
         if workers <= 1:

@@ -28,7 +28,11 @@ def det_uid(*parts: object) -> str:
 def synth_uids(site: str, seed: int, index: int) -> dict[str, str]:
     """Deterministic Study/Series/FrameOfReference UIDs of one synthetic scan."""
     base = (str(site), int(seed), int(index))
-    return {"study": det_uid(*base, "study"), "series": det_uid(*base, "series"), "frame": det_uid(*base, "frame")}
+    return {
+        "study": det_uid(*base, "study"),
+        "series": det_uid(*base, "series"),
+        "frame": det_uid(*base, "frame"),
+    }
 
 
 def synth_patient_id(site: str, seed: int, index: int) -> str:

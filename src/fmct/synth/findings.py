@@ -51,7 +51,14 @@ DEFAULT_PREVALENCE: dict[str, float] = {
 }
 
 #: Given trauma, the probability of each lesion (at least one is forced).
-TRAUMA_MIX: dict[str, float] = {"sdh": 0.5, "edh": 0.32, "sah": 0.45, "iph": 0.3, "ivh": 0.08, "fracture": 0.6}
+TRAUMA_MIX: dict[str, float] = {
+    "sdh": 0.5,
+    "edh": 0.32,
+    "sah": 0.45,
+    "iph": 0.3,
+    "ivh": 0.08,
+    "fracture": 0.6,
+}
 
 #: Integer of each finding in the label map (0 = background). ``ich`` has none (it is the OR).
 MASK_VALUES: dict[str, int] = {f: i + 1 for i, f in enumerate(FINDINGS) if f != "ich"}
@@ -111,7 +118,9 @@ def _parenchyma_point(rng: np.random.Generator, head: HeadParams, depth: tuple[f
     return u * (_r_in(head, u) - rng.uniform(*depth))
 
 
-def sample_plan(rng: np.random.Generator, head: HeadParams, prevalence: dict[str, float] | None = None) -> Plan:
+def sample_plan(
+    rng: np.random.Generator, head: HeadParams, prevalence: dict[str, float] | None = None
+) -> Plan:
     """Draw the scenarios and lesions of one scan (mutates ``head`` for hydrocephalus)."""
     prev = dict(DEFAULT_PREVALENCE)
     if prevalence:
@@ -185,13 +194,21 @@ def sample_plan(rng: np.random.Generator, head: HeadParams, prevalence: dict[str
             c = _parenchyma_point(rng, head, (15.0, 38.0))
             c[0] = s * abs(c[0])
             rad = 5.0 + 17.0 * u
-            p.update(centre=c, radii=rad * rng.uniform(0.8, 1.2, 3), hu=rng.uniform(32.0, 50.0),
-                     necrotic=bool(rad > 14 and rng.random() < 0.5))
+            p.update(
+                centre=c,
+                radii=rad * rng.uniform(0.8, 1.2, 3),
+                hu=rng.uniform(32.0, 50.0),
+                necrotic=bool(rad > 14 and rng.random() < 0.5),
+            )
             mass_effect += s * 4.19 * np.prod(p["radii"]) / 1000.0
         elif kind == "edema":
             if opts.get("around_mass") and lesions and lesions[-1].kind == "mass":
                 m = lesions[-1].p
-                p.update(centre=m["centre"], radii=m["radii"] + rng.uniform(6.0, 24.0) * (0.4 + u), hu=rng.uniform(14, 24))
+                p.update(
+                    centre=m["centre"],
+                    radii=m["radii"] + rng.uniform(6.0, 24.0) * (0.4 + u),
+                    hu=rng.uniform(14, 24),
+                )
             else:
                 c = _parenchyma_point(rng, head, (15.0, 35.0))
                 c[0] = s * abs(c[0])
@@ -219,7 +236,9 @@ def sample_plan(rng: np.random.Generator, head: HeadParams, prevalence: dict[str
             p.update(level=float(-40.0 + 55.0 * u), hu=rng.uniform(45, 80), cast=bool(rng.random() < 0.25))
         elif kind == "sah":
             if opts.get("basal") or (not opts.get("trauma") and rng.random() < 0.5):
-                p.update(centre=np.array([rng.normal(0, 6), 10.0 + rng.normal(0, 5), -18.0]), radius=22 + 35 * u)
+                p.update(
+                    centre=np.array([rng.normal(0, 6), 10.0 + rng.normal(0, 5), -18.0]), radius=22 + 35 * u
+                )
             else:
                 d = _unit([s * 0.8, rng.uniform(-0.6, 0.6), rng.uniform(0.1, 0.7)])
                 p.update(centre=d * (_r_in(head, d) - 8.0), radius=18.0 + 30.0 * u)
@@ -227,9 +246,13 @@ def sample_plan(rng: np.random.Generator, head: HeadParams, prevalence: dict[str
         elif kind == "infarct":
             terr = str(rng.choice(["mca", "mca", "aca", "pca"]))
             d = {"mca": [s, 0.1, 0.2], "aca": [s * 0.25, 0.55, 0.8], "pca": [s * 0.35, -0.95, 0.05]}[terr]
-            p.update(territory=terr, direction=_unit(d) + rng.normal(0, 0.12, 3),
-                     apex=np.array([s * 12.0, 0.0, 2.0]) + rng.normal(0, 3, 3),
-                     theta=float(np.deg2rad(10.0 + 22.0 * u)), hu=rng.uniform(15, 25))
+            p.update(
+                territory=terr,
+                direction=_unit(d) + rng.normal(0, 0.12, 3),
+                apex=np.array([s * 12.0, 0.0, 2.0]) + rng.normal(0, 3, 3),
+                theta=float(np.deg2rad(10.0 + 22.0 * u)),
+                hu=rng.uniform(15, 25),
+            )
         elif kind == "fracture":
             edh = [x for x in lesions if x.kind == "edh"]
             if edh:
@@ -237,9 +260,16 @@ def sample_plan(rng: np.random.Generator, head: HeadParams, prevalence: dict[str
             else:
                 d = _unit([s * rng.uniform(0.3, 1.0), rng.uniform(-0.9, 0.9), rng.uniform(0.0, 0.8)])
             t = np.cross(d, rng.normal(size=3))
-            p.update(direction=_unit(d), normal=_unit(t), length=15.0 + 45.0 * u, width=0.9 + 1.6 * u,
-                     swelling=bool(rng.random() < 0.7), hu=rng.uniform(30, 55),
-                     swell_mm=rng.uniform(9.0, 18.0), swell_hu=rng.uniform(40, 60))
+            p.update(
+                direction=_unit(d),
+                normal=_unit(t),
+                length=15.0 + 45.0 * u,
+                width=0.9 + 1.6 * u,
+                swelling=bool(rng.random() < 0.7),
+                hu=rng.uniform(30, 55),
+                swell_mm=rng.uniform(9.0, 18.0),
+                swell_hu=rng.uniform(40, 60),
+            )
         lesions.append(les)
 
     hydro = "hydrocephalus" in want
@@ -257,17 +287,26 @@ def sample_plan(rng: np.random.Generator, head: HeadParams, prevalence: dict[str
 
 def _ell_box(anat: Anatomy, centre, radii, pad: float = 0.0):
     grid = anat.grid
-    box = grid.index_box(np.asarray(centre) - np.asarray(radii) - pad, np.asarray(centre) + np.asarray(radii) + pad)
+    box = grid.index_box(
+        np.asarray(centre) - np.asarray(radii) - pad, np.asarray(centre) + np.asarray(radii) + pad
+    )
     x, y, z = grid.sub_axes(box)
     return box, x, y, z
 
 
 def _blob(rng: np.random.Generator, x, y, z, centre, radii) -> np.ndarray:
     """Normalised radius (< 1 inside) of an irregular blob (ellipsoid with a lumpy boundary)."""
-    e = np.sqrt(((x - centre[0]) / radii[0]) ** 2 + ((y - centre[1]) / radii[1]) ** 2 + ((z - centre[2]) / radii[2]) ** 2)
+    e = np.sqrt(
+        ((x - centre[0]) / radii[0]) ** 2
+        + ((y - centre[1]) / radii[1]) ** 2
+        + ((z - centre[2]) / radii[2]) ** 2
+    )
     k = rng.normal(0, 1, (2, 3)) / np.mean(radii) * 1.8
     ph = rng.uniform(0, 2 * np.pi, 2)
-    lump = 0.12 * (np.cos(k[0, 0] * x + k[0, 1] * y + k[0, 2] * z + ph[0]) + np.cos(k[1, 0] * x + k[1, 1] * y + k[1, 2] * z + ph[1]))
+    lump = 0.12 * (
+        np.cos(k[0, 0] * x + k[0, 1] * y + k[0, 2] * z + ph[0])
+        + np.cos(k[1, 0] * x + k[1, 1] * y + k[1, 2] * z + ph[1])
+    )
     return e * (1.0 + lump)
 
 
@@ -278,7 +317,9 @@ def _cap_profile(anat: Anatomy, box, x, y, z, direction, theta) -> np.ndarray:
     return np.arccos(np.clip(cosang, -1.0, 1.0)) / theta
 
 
-def paint(anat: Anatomy, plan: Plan, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, int], dict[str, float]]:
+def paint(
+    anat: Anatomy, plan: Plan, rng: np.random.Generator
+) -> tuple[np.ndarray, dict[str, int], dict[str, float]]:
     """Paint ``plan`` into ``anat.hu`` (in place).
 
     Returns:
@@ -302,7 +343,9 @@ def paint(anat: Anatomy, plan: Plan, rng: np.random.Generator) -> tuple[np.ndarr
             if k == "edema":
                 m = (e < 1.0) & ((tissue[box] == WHITE) | (tissue[box] == DEEP_GREY)) & (mask[box] == 0)
             else:
-                m = (e < 1.0) & (parench[box] | (tissue[box] == CSF) & anat.cavity[box] & (anat.d_in[box] > 4.0))
+                m = (e < 1.0) & (
+                    parench[box] | (tissue[box] == CSF) & anat.cavity[box] & (anat.d_in[box] > 4.0)
+                )
             sub = hu[box]
             if k == "mass" and p.get("necrotic"):
                 sub[m] = np.where(e[m] < 0.5, p["hu"] - 18.0, p["hu"])
@@ -315,8 +358,10 @@ def paint(anat: Anatomy, plan: Plan, rng: np.random.Generator) -> tuple[np.ndarr
             mask[box][m] = MASK_VALUES[k]
         elif k in ("sdh", "edh"):
             r = _ray_radius(anat, p["direction"])
-            box = grid.index_box(np.asarray(p["direction"]) * r - r * np.sin(min(p["theta"] * 1.2, np.pi / 2)) - 25,
-                                 np.asarray(p["direction"]) * r + r * np.sin(min(p["theta"] * 1.2, np.pi / 2)) + 25)
+            box = grid.index_box(
+                np.asarray(p["direction"]) * r - r * np.sin(min(p["theta"] * 1.2, np.pi / 2)) - 25,
+                np.asarray(p["direction"]) * r + r * np.sin(min(p["theta"] * 1.2, np.pi / 2)) + 25,
+            )
             x, y, z = grid.sub_axes(box)
             a = _cap_profile(anat, box, x, y, z, p["direction"], p["theta"])
             if k == "sdh":
@@ -347,7 +392,10 @@ def paint(anat: Anatomy, plan: Plan, rng: np.random.Generator) -> tuple[np.ndarr
         elif k == "infarct":
             apex = p["apex"]
             reach = 95.0
-            box = grid.index_box(np.minimum(apex, apex + p["direction"] * reach) - 45, np.maximum(apex, apex + p["direction"] * reach) + 45)
+            box = grid.index_box(
+                np.minimum(apex, apex + p["direction"] * reach) - 45,
+                np.maximum(apex, apex + p["direction"] * reach) + 45,
+            )
             x, y, z = grid.sub_axes(box)
             vx, vy, vz = x - apex[0], y - apex[1], z - apex[2]
             dn = np.sqrt(vx * vx + vy * vy + vz * vz) + 1e-3
@@ -367,7 +415,11 @@ def paint(anat: Anatomy, plan: Plan, rng: np.random.Generator) -> tuple[np.ndarr
             nrm = p["normal"]
             dist = np.abs(vx * nrm[0] + vy * nrm[1] + vz * nrm[2])
             along = np.sqrt(np.maximum(vx * vx + vy * vy + vz * vz - dist * dist, 0.0))
-            bone = (tissue[box] == BONE) & (anat.d_in[box] <= 0.5) & (anat.d_in[box] > -anat.bone_total[box] - 0.5)
+            bone = (
+                (tissue[box] == BONE)
+                & (anat.d_in[box] <= 0.5)
+                & (anat.d_in[box] > -anat.bone_total[box] - 0.5)
+            )
             f = np.clip(0.5 + (p["width"] / 2 - dist) / grid.h, 0.0, 1.0) * (along < p["length"] / 2)
             f = np.where(bone, f, 0.0).astype(np.float32)
             sub = hu[box]
@@ -377,7 +429,12 @@ def paint(anat: Anatomy, plan: Plan, rng: np.random.Generator) -> tuple[np.ndarr
             if p["swelling"]:
                 near = (vx * vx + vy * vy + vz * vz) < (p["length"] / 2 + 8.0) ** 2
                 outer = -anat.bone_total[box]
-                sw = near & (anat.d_in[box] < outer) & (anat.d_in[box] > outer - p["swell_mm"]) & (tissue[box] != BONE)
+                sw = (
+                    near
+                    & (anat.d_in[box] < outer)
+                    & (anat.d_in[box] > outer - p["swell_mm"])
+                    & (tissue[box] != BONE)
+                )
                 sub[sw & (mask[box] == 0)] = p["swell_hu"]
                 tissue[box][sw] = SOFT
             if m.any():
@@ -408,12 +465,22 @@ def paint(anat: Anatomy, plan: Plan, rng: np.random.Generator) -> tuple[np.ndarr
     if mag > SHIFT_THRESHOLD_MM:
         x, y, z = grid.axes()
         sgn = np.sign(plan.shift)
-        band = (x * sgn >= -grid.h / 2) & (x * sgn <= mag) & (z > -10.0) & (z < 25.0) & (np.abs(y - plan.shift_y) < 20.0)
+        band = (
+            (x * sgn >= -grid.h / 2)
+            & (x * sgn <= mag)
+            & (z > -10.0)
+            & (z < 25.0)
+            & (np.abs(y - plan.shift_y) < 20.0)
+        )
         m = np.broadcast_to(band, grid.shape) & anat.cavity & (mask == 0)
         mask[m] = MASK_VALUES["midline_shift"]
         labels["midline_shift"], sizes["midline_shift"] = 1, float(mag)
     labels["ich"] = int(any(labels[f] for f in ICH_SUBTYPES))
-    sizes["ich"] = float(sum(float((mask == MASK_VALUES[f]).sum()) for f in ICH_SUBTYPES) * vox_ml) if labels["ich"] else 0.0
+    sizes["ich"] = (
+        float(sum(float((mask == MASK_VALUES[f]).sum()) for f in ICH_SUBTYPES) * vox_ml)
+        if labels["ich"]
+        else 0.0
+    )
     return mask, labels, sizes
 
 

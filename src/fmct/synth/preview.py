@@ -46,12 +46,21 @@ def write_preview(scan, path: Path, title: str = "") -> Path:
             ax.contour(m > 0, levels=[0.5], colors="red", linewidths=0.8, origin="lower")
         ax.set_title(name, fontsize=9)
         ax.axis("off")
-    axes[3].imshow(views[0][1], cmap="gray", vmin=-200, vmax=1600, aspect=views[0][3], origin="lower",
-                   interpolation="nearest")
+    axes[3].imshow(
+        views[0][1],
+        cmap="gray",
+        vmin=-200,
+        vmax=1600,
+        aspect=views[0][3],
+        origin="lower",
+        interpolation="nearest",
+    )
     axes[3].set_title("bone window", fontsize=9)
     axes[3].axis("off")
     present = [f"{f} ({scan.sizes[f]:g})" for f in FINDINGS if scan.labels.get(f)]
-    fig.suptitle((title + ": " if title else "") + (", ".join(present) if present else "no finding"), fontsize=10)
+    fig.suptitle(
+        (title + ": " if title else "") + (", ".join(present) if present else "no finding"), fontsize=10
+    )
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -103,6 +103,13 @@ def synth_scan(
         "rescale_intercept": st.rescale_intercept,
     }
     vol = Volume(array=hu, affine=geom.affine, meta=meta)
-    scan = SynthScan(volume=vol, labels=labels, sizes={k: round(float(v), 3) for k, v in sizes.items()},
-                     mask=mask if with_mask else None, stored=stored, meta=meta, geometry=geom)
+    scan = SynthScan(
+        volume=vol,
+        labels=labels,
+        sizes={k: round(float(v), 3) for k, v in sizes.items()},
+        mask=mask if with_mask else None,
+        stored=stored,
+        meta=meta,
+        geometry=geom,
+    )
     return scan
