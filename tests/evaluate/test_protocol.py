@@ -179,3 +179,18 @@ def test_uncached_path_matches_cached(tmp_path, tiny_model_dir) -> None:  # type
     eb = eb.select(ea.scan_ids)
     np.testing.assert_allclose(ea.cls, eb.cls, atol=2e-2)  # int16 rounding of the cached HU cubes
     assert a["results"][0]["n_test"] == b["results"][0]["n_test"]
+
+
+def test_default_retrieval_map_beats_prevalence_on_separable_embeddings(labels, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    emb = separable_embeddings(labels, FINDINGS3)
+    rep = run_protocol(
+        {"m": emb}, labels, tmp_path, config={"fractions": [1.0], "seeds": [0], "n_boot": 20, "plots": False}
+    )
+    per_set = rep["retrieval"]["m"]
+    assert per_set, "retrieval computed on at least one test set"
+    for r in per_set.values():
+        for f in FINDINGS3:
+            if r["map"][f] is not None:
+                prevalence = float(labels.set_index("scan_id")[f].mean())
+                assert r["map"][f] > prevalence + 0.1
+    assert "Retrieval mAP" in (tmp_path / "report.md").read_text()

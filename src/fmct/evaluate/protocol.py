@@ -577,7 +577,11 @@ def run_protocol(
         "plots": plots,
         "runs": runs,
     }
-    if hooks:
+    if hooks is None:
+        from fmct.evaluate.retrieval_eval import retrieval_report
+
+        hooks = {"retrieval": retrieval_report}
+    if hooks and embs:
         ctx = Context(sp, df, findings, embs, out_dir, cfg)
         for hname, fn in hooks.items():
             report[hname] = fn(ctx)

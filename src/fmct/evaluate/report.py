@@ -152,9 +152,19 @@ def to_markdown(report: dict[str, Any]) -> str:
         for key, p in report["plots"].items():
             lines.append(f"- {key}: [ROC/PR]({p['curves']}), [reliability]({p['reliability']})")
         lines.append("")
-    for extra in ("retrieval",):
-        if extra in report:
-            lines += [f"## {extra}", "", "```json", json.dumps(report[extra], indent=1)[:4000], "```", ""]
+    if report.get("retrieval"):
+        from fmct.evaluate.retrieval_eval import retrieval_markdown
+
+        try:
+            table = retrieval_markdown(report["retrieval"], report["meta"]["findings"])
+        except (AttributeError, KeyError, TypeError):  # a user hook with its own structure
+            table = ["```json", json.dumps(report["retrieval"], indent=1)[:4000], "```"]
+        lines += [
+            "## Retrieval mAP (leave-one-out within each test set; chance ≈ prevalence)",
+            "",
+            *table,
+            "",
+        ]
     return "\n".join(lines)
 
 
