@@ -37,7 +37,7 @@ class DemoConfig:
     n_labelled: int = 200  # site a, labelled: train / val / ID test (split by patient)
     n_ood: int = 60  # per external site (b, c)
     size: int = 128  # synthetic in-plane matrix (pixel spacing = FOV / size)
-    spacing: float = 2.0  # ingest spacing in mm (the 64³ model input sees ~3 mm voxels anyway)
+    spacing: float = 2.0  # ingest spacing in mm (the demo model sees the head as a 48³ cube, ~4 mm voxels)
     workers: int = 2
     deface: bool = (
         True  # stores are defaced (face-reconstruction risk); the models record it, predict repeats it
