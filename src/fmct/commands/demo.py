@@ -27,7 +27,7 @@ def demo(
 
     from fmct.demo import DemoConfig, run_demo
 
-    console = Console()
+    console = Console(width=max(Console().width, 110))
     cfg = DemoConfig(seed=seed, workers=workers)
     if quick:
         cfg = DemoConfig(
@@ -41,14 +41,19 @@ def demo(
         console.print(f"[red]fmct demo: {e}[/]")
         raise typer.Exit(1) from None
     table = Table(title="Macro AUROC over findings (mean over seeds, bootstrap 95 % CI)")
-    for col in ("model", "method", "labels", "test set", "macro AUROC", "95 % CI", "seeds"):
-        table.add_column(col)
+    for col in ("model", "method", "labels", "test set", "macro AUROC [95 % CI]", "seeds"):
+        table.add_column(col, no_wrap=True)
     for r in sorted(summary["rows"], key=lambda r: (r["test"], float(r["labels"]), r["model"])):
         lo, hi = r["ci"]
+        share = f"{float(r['labels']):.0%}"
         table.add_row(
-            r["model"], r["method"], r["labels"], r["test"], f"{r['auroc']:.3f}", f"[{lo:.3f}, {hi:.3f}]",
+            r["model"],
+            r["method"],
+            share,
+            r["test"],
+            f"{r['auroc']:.3f} [{lo:.3f}, {hi:.3f}]",
             str(r["n_seeds"]),
-        )  # fmt: skip
+        )
     console.print(table)
     console.print(f"models: {summary['models']['backbone']}  {summary['models']['classifier']}")
     console.print(f"report: [bold]{summary['report_html']}[/]  (numbers: {summary['report_json']})")

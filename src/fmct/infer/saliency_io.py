@@ -30,6 +30,30 @@ def cube_peak_world(cube_map: torch.Tensor | np.ndarray, grid_affine: np.ndarray
     return [round(float(v), 2) for v in (grid_affine[:3, :3] @ idx + grid_affine[:3, 3])]
 
 
+def restrict_to_head(
+    maps: dict[str, dict[str, torch.Tensor]], x: torch.Tensor
+) -> dict[str, dict[str, torch.Tensor]]:
+    """Zero the maps outside the head and rescale each to ``[0, 1]``.
+
+    The model cube pads the head with air; attention and gradients also land there (on padding tokens),
+    which says nothing about where a finding is. ``x`` is the ``(C, S, S, S)`` windowed input: a voxel
+    belongs to the head when any window channel is above 0 (air is 0 in every default window); the
+    mask is softened over ~2 voxels.
+    """
+    head = (x.detach().amax(0) > 0).to(torch.float32)[None, None]
+    for _ in range(2):  # a soft edge, so resampling to the source grid does not cut a peak at the border
+        head = torch.nn.functional.avg_pool3d(head, 3, stride=1, padding=1, count_include_pad=False)
+    head = head[0, 0]
+    out: dict[str, dict[str, torch.Tensor]] = {}
+    for finding, per_method in maps.items():
+        out[finding] = {}
+        for method, m in per_method.items():
+            m = torch.as_tensor(m, dtype=torch.float32) * head
+            top = float(m.max())
+            out[finding][method] = m / top if top > 0 else m
+    return out
+
+
 def write_saliency(
     model: Any,
     x: torch.Tensor,
@@ -59,7 +83,7 @@ def write_saliency(
         raise ValueError(f"unknown findings {unknown}; the model predicts {list(labels)}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    maps = compute_saliency(model, x[None], labels, findings, methods)
+    maps = restrict_to_head(compute_saliency(model, x[None], labels, findings, methods), x)
     methods = list(next(iter(maps.values())))  # a non-ViT backbone only gets grad_x_input
     bw = brain_window(processed.array)
     result: dict[str, Any] = {"dir": str(out_dir), "findings": {}}
