@@ -11,7 +11,7 @@ def demo(
     out: Path = typer.Option(Path("demo_out"), "--out", "-o", help="folder for every stage's output"),
     seed: int = typer.Option(0, "--seed", help="any seed gives a fresh cohort (and pretraining seed)"),
     workers: int = typer.Option(2, "--workers", "-j", help="processes for synth and ingest"),
-    quick: bool = typer.Option(False, "--quick", help="a much smaller run (about a minute) to try the chain"),
+    quick: bool = typer.Option(False, "--quick", help="a much smaller run (a few minutes) to try the chain"),
 ) -> None:
     """Run the whole FM-CT idea on the built-in synthetic cohort and print the headline table.
 

@@ -1,0 +1,44 @@
+"""`fmct demo` end to end at a micro size: every stage runs, the outputs exist, and a re-run reuses them."""
+
+import json
+
+from fmct.demo import DemoConfig, headline_rows, run_demo
+
+MICRO = DemoConfig(
+    n_pool=4,
+    n_labelled=24,
+    n_ood=6,
+    size=48,
+    spacing=4.0,
+    workers=1,
+    pretrain_overrides=[
+        "max_steps=2", "batch_size=2", "model.embed_dim=32", "model.depth=1", "model.num_heads=2",
+        "data.global_size=32", "data.local_size=16", "data.num_workers=0", "dino.out_dim=32",
+        "dino.ibot_out_dim=32", "dino.head_hidden_dim=32", "dino.head_bottleneck_dim=16",
+        "optim.warmup_steps=1", "checkpoint_every=2", "monitor_every=2",
+    ],
+    fractions=[1.0],
+    seeds=[0],
+    scratch_epochs=1,
+    scratch_fractions=[1.0],
+    n_boot=20,
+)  # fmt: skip
+
+
+def test_demo_runs_every_stage_and_reuses_them(tmp_path):
+    logs: list[str] = []
+    summary = run_demo(tmp_path, MICRO, log=logs.append)
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert {r["model"] for r in headline_rows(report)} == {"ssl", "random-init", "scratch"}
+    assert {r["test"] for r in summary["rows"]} <= {"id", "ood"} and summary["rows"]
+    for kind in ("backbone", "classifier"):
+        assert (tmp_path / "models" / kind / "model.safetensors").exists()
+        assert (tmp_path / "models" / kind / "config.json").exists()
+    assert (tmp_path / "report" / "report.html").exists()
+    # the pretraining store is defaced and the backbone records the preprocessing predict must repeat
+    cfg = json.loads((tmp_path / "models" / "classifier" / "config.json").read_text())
+    assert cfg["preprocessing"]["deface"] is True and cfg["preprocessing"]["spacing"] == 4.0
+
+    logs.clear()
+    run_demo(tmp_path, MICRO, log=logs.append)
+    assert sum("reused" in m for m in logs) == 6, logs  # synth, 2 ingests, pretrain, evaluate, models
