@@ -41,6 +41,7 @@ def build_data(work: Path, args: argparse.Namespace) -> tuple[Path, Path, Path]:
     """Synthesise and ingest: returns (pool store, labelled store, labels.csv)."""
     import pandas as pd
 
+    from fmct.preprocess import PreprocessConfig
     from fmct.store import ingest
     from fmct.synth import generate_cohort
 
@@ -48,7 +49,14 @@ def build_data(work: Path, args: argparse.Namespace) -> tuple[Path, Path, Path]:
     if not (work / "labels.csv").exists():
         _log(f"synth: pool {args.n_pool} + labelled {args.n_labelled} (site a), {args.n_ood} each of b, c")
         generate_cohort(
-            raw / "pool", args.n_pool, "a", args.seed, fmt="nifti", workers=args.workers, progress=False
+            raw / "pool",
+            args.n_pool,
+            "a",
+            args.seed,
+            fmt="nifti",
+            workers=args.workers,
+            progress=False,
+            size=args.size,
         )
         tables = [
             generate_cohort(
@@ -60,12 +68,20 @@ def build_data(work: Path, args: argparse.Namespace) -> tuple[Path, Path, Path]:
                 workers=args.workers,
                 progress=False,
                 start=args.n_pool,
+                size=args.size,
             )
         ]
         for site in ("b", "c"):
             tables.append(
                 generate_cohort(
-                    raw / site, args.n_ood, site, args.seed, fmt="nifti", workers=args.workers, progress=False
+                    raw / site,
+                    args.n_ood,
+                    site,
+                    args.seed,
+                    fmt="nifti",
+                    workers=args.workers,
+                    progress=False,
+                    size=args.size,
                 )
             )
         labels = pd.concat([pd.read_csv(t, dtype={"scan_id": str, "patient_id": str}) for t in tables])
@@ -75,10 +91,15 @@ def build_data(work: Path, args: argparse.Namespace) -> tuple[Path, Path, Path]:
     pool_store, lab_store = work / "store_pool", work / "store_labelled"
     if not (pool_store / "manifest.parquet").exists():
         _log("ingest pool")
-        ingest([raw / "pool"], pool_store, workers=args.workers)
+        ingest([raw / "pool"], pool_store, PreprocessConfig(spacing=args.spacing), workers=args.workers)
     if not (lab_store / "manifest.parquet").exists():
         _log("ingest labelled + OOD")
-        ingest([raw / "a", raw / "b", raw / "c"], lab_store, workers=args.workers)
+        ingest(
+            [raw / "a", raw / "b", raw / "c"],
+            lab_store,
+            PreprocessConfig(spacing=args.spacing),
+            workers=args.workers,
+        )
     return pool_store, lab_store, work / "labels.csv"
 
 
@@ -91,8 +112,9 @@ def pretrain(work: Path, pool_store: Path, args: argparse.Namespace) -> Path:
     model = run / "model"
     if (model / "config.json").exists():
         return model
-    cfg = resolve_config(ROOT / "configs" / "demo-cpu.yaml", [f"max_steps={args.steps}", f"seed={args.seed}"])
-    _log(f"pretrain: {args.steps} steps on {pool_store}")
+    steps = [f"max_steps={args.steps}"] if args.steps else []
+    cfg = resolve_config(ROOT / "configs" / "demo-cpu.yaml", [*steps, f"seed={args.seed}"])
+    _log(f"pretrain: {cfg['max_steps']} steps on {pool_store}")
     shutil.rmtree(run, ignore_errors=True)
     train(cfg, pool_store, run, progress=True)
     if not (model / "config.json").exists():
@@ -107,7 +129,9 @@ def main() -> int:
     ap.add_argument("--n-pool", type=int, default=200)
     ap.add_argument("--n-labelled", type=int, default=240)
     ap.add_argument("--n-ood", type=int, default=80)
-    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--steps", type=int, default=None, help="pretraining steps (default: the demo config's)")
+    ap.add_argument("--size", type=int, default=128, help="synthetic in-plane matrix (as in the demo)")
+    ap.add_argument("--spacing", type=float, default=2.0, help="ingest spacing in mm (as in the demo)")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--scratch-epochs", type=int, default=8)
     ap.add_argument("--fractions", default="0.01,0.1,1.0")
