@@ -25,6 +25,9 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=4)
     ap.add_argument("--site", default="a")
     args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(1)  # one core (the trilinear sampler also pins itself to one thread)
     from fmct.synth import acquire as acq
     from fmct.synth import anatomy, findings, scan
     from fmct.synth.cohort import _one

@@ -161,7 +161,22 @@ def resample(
     cval: float = -1000.0,
     start: tuple[int, int, int] = (0, 0, 0),
 ) -> np.ndarray:
-    """Sample ``volume`` at ``m @ (index + start)`` for every output index, averaged over slab ``offsets``."""
+    """Sample ``volume`` at ``m @ (index + start)`` for every output index, averaged over slab ``offsets``.
+
+    Args:
+        volume: ``(X, Y, Z)`` float32 source.
+        m: ``(4, 4)`` output voxel index -> source voxel index.
+        out_shape: output shape ``(X', Y', Z')``.
+        offsets: sub-slice offsets along the output's third index (slab averaging); at least one.
+        order: 1 = trilinear (torch ``grid_sample``), other orders use ``scipy.ndimage.affine_transform``.
+        cval: value outside ``volume`` (constant padding: interpolation blends towards it at the border).
+        start: output index of the first output voxel (to sample a sub-box of a larger output grid).
+
+    Returns:
+        ``out_shape`` float32.
+    """
+    if order == 1:
+        return LinearSampler(volume, cval).sample(m, tuple(int(v) for v in out_shape), offsets, start)
     out = np.zeros(out_shape, dtype=np.float32)
     for off in offsets:
         st = np.asarray(start, dtype=np.float64) + np.array([0.0, 0.0, off])
@@ -180,6 +195,104 @@ def resample(
     if len(offsets) > 1:
         out /= len(offsets)
     return out
+
+
+class LinearSampler:
+    """Trilinear sampling of one source volume with ``torch.nn.functional.grid_sample`` on one thread.
+
+    ``volume - cval`` is sampled with zero padding and ``cval`` added back; points outside the source's
+    index range are moved far outside, so they read ``cval`` exactly as scipy's
+    ``affine_transform(mode="constant")`` does (no blending towards ``cval`` beyond the edge voxels).
+    The source is prepared once, so several output boxes can be sampled from it.
+
+    Args:
+        volume: ``(X, Y, Z)`` source (any real dtype; sampled as float32).
+        cval: value outside the source.
+    """
+
+    def __init__(self, volume: np.ndarray, cval: float) -> None:
+        import torch
+
+        src = np.asarray(volume, dtype=np.float32)
+        if min(src.shape) < 2:  # normalised coordinates need >= 2 samples per axis; pad with cval (exact)
+            src = np.pad(src, [(0, max(0, 2 - n)) for n in src.shape], constant_values=np.float32(cval))
+        src = src - np.float32(cval) if cval != 0 else np.ascontiguousarray(src)
+        self.cval = float(cval)
+        # (low, high) faces of source axes 2, 1, 0 (grid components 0, 1, 2) holding something other than cval
+        self.faces = [
+            (bool(np.any(np.take(src, 0, axis=d))), bool(np.any(np.take(src, -1, axis=d)))) for d in (2, 1, 0)
+        ]
+        self.norm = np.array([2.0 / (n - 1) for n in src.shape])
+        # tensor (N=1, C=1, D=X, H=Y, W=Z): grid component 0 addresses W (= source axis 2), 2 addresses D
+        self.src = torch.from_numpy(src)[None, None]
+
+    def sample(
+        self,
+        m: np.ndarray,
+        out_shape: tuple[int, int, int],
+        offsets: np.ndarray,
+        start: tuple[int, int, int] = (0, 0, 0),
+        rows_per_chunk: int = 8,
+    ) -> np.ndarray:
+        """Values at ``m @ (index + start + (0, 0, off))`` averaged over ``offsets``: ``out_shape`` float32.
+
+        The coordinates are built per chunk of output rows (first axis) from a precomputed ``(Y', Z')``
+        plane, in float32 normalised units (``align_corners=True``: index ``i`` of a size-``n`` axis is
+        ``2 i / (n - 1) - 1``).
+        """
+        import torch
+        import torch.nn.functional as F  # noqa: N812
+
+        nx, ny, nz = (int(v) for v in out_shape)
+        out = np.zeros((nx, ny, nz), dtype=np.float32)
+        if nx == 0 or ny == 0 or nz == 0:
+            return out
+        a = m[:3, :3] * self.norm[:, None]  # output index -> normalised source coordinate
+        b0 = m[:3, :3] @ np.asarray(start, dtype=np.float64) + m[:3, 3]
+        ii = torch.arange(nx, dtype=torch.float64)
+        jj = torch.arange(ny, dtype=torch.float64)[:, None]
+        kk = torch.arange(nz, dtype=torch.float64)[None, :]
+        step = torch.tensor([a[2, 0], a[1, 0], a[0, 0]], dtype=torch.float64)
+        prev = torch.get_num_threads()
+        torch.set_num_threads(1)  # per-core throughput, and fork-safe in cohort workers
+        try:
+            with torch.no_grad():
+                for off in offsets:
+                    b = (b0 + m[:3, 2] * float(off)) * self.norm - 1.0
+                    # (Y', Z', 3) plane part of the coordinates, component order (z, y, x) for grid_sample
+                    plane = torch.stack(
+                        [float(a[c, 1]) * jj + float(a[c, 2]) * kk + float(b[c]) for c in (2, 1, 0)], -1
+                    ).to(torch.float32)
+                    p_lo, p_hi = plane.amin(dim=(0, 1)), plane.amax(dim=(0, 1))
+                    for x0 in range(0, nx, rows_per_chunk):
+                        x1 = min(nx, x0 + rows_per_chunk)
+                        rows = (ii[x0:x1, None] * step[None, :]).to(torch.float32)  # (rows, 3)
+                        grid = plane[None] + rows[:, None, None, :]
+                        self._outside_to_far(grid, p_lo + rows.amin(0), p_hi + rows.amax(0))
+                        res = F.grid_sample(
+                            self.src, grid[None], mode="bilinear", padding_mode="zeros", align_corners=True
+                        )
+                        out[x0:x1] += res[0, 0].numpy()
+        finally:
+            torch.set_num_threads(prev)
+        if len(offsets) > 1:
+            out /= np.float32(len(offsets))
+        if self.cval != 0:
+            out += np.float32(self.cval)
+        return out
+
+    def _outside_to_far(self, grid, lo, hi) -> None:
+        """Move points outside the source (in place) where a face is not cval and the chunk crosses it."""
+        outside = None
+        for g, (f_lo, f_hi) in enumerate(self.faces):
+            if f_lo and lo[g] < -1.0:
+                o = grid[..., g] < -1.0
+                outside = o if outside is None else outside | o
+            if f_hi and hi[g] > 1.0:
+                o = grid[..., g] > 1.0
+                outside = o if outside is None else outside | o
+        if outside is not None:
+            grid.masked_fill_(outside[..., None], 4.0)
 
 
 def _streaks(
@@ -232,17 +345,25 @@ def acquire(
     probe = rng.standard_normal((64, 64, 1), dtype=np.float32)
     probe_k = _kernel(probe, sigma, site.sharpen, geom.pixel_mm)
     gain = noise_sd / max(float(probe_k[8:-8, 8:-8].std()), 1e-6)
-    img += rng.standard_normal(shape, dtype=np.float32) * np.float32(gain)
+    noise = rng.standard_normal(shape, dtype=np.float32)
+    noise *= np.float32(gain)
+    img += noise
+    del noise
     img = _kernel(img, sigma, site.sharpen, geom.pixel_mm)
     for k, streak in _streaks(geom, pose, site, rng):
         img[:, :, k] += streak
+    # quantise in place: img -> stored values (integers in float32, exact) -> back to HU
+    intercept = np.float32(site.rescale_intercept)
     np.clip(img, HU_MIN, HU_MAX, out=img)
-    stored_f = np.rint(img - np.float32(site.rescale_intercept))
+    img -= intercept
+    np.rint(img, out=img)
     dtype = np.int16 if site.pixel_signed else np.uint16
     info = np.iinfo(dtype)
-    stored = np.clip(stored_f, info.min, info.max).astype(dtype)
-    hu = stored.astype(np.float32) + np.float32(site.rescale_intercept)
-    return stored, hu
+    if HU_MIN - intercept < info.min or HU_MAX - intercept > info.max:
+        np.clip(img, info.min, info.max, out=img)
+    stored = img.astype(dtype)
+    img += intercept  # == stored.astype(float32) + intercept, bit for bit
+    return stored, img
 
 
 def _calibration(img: np.ndarray, geom: Geometry, site: Site) -> None:
@@ -255,8 +376,7 @@ def _calibration(img: np.ndarray, geom: Geometry, site: Site) -> None:
     bias = (np.float32(site.hu_offset) - np.float32(site.cupping_hu) * np.clip(1.0 - rho2, 0.0, 1.0)).astype(
         np.float32
     )
-    body = img > -300.0
-    img += np.where(body, bias[:, :, None], np.float32(0.0))
+    np.add(img, bias[:, :, None], out=img, where=img > -300.0)
 
 
 def _kernel(img: np.ndarray, sigma: float, sharpen: float, pixel_mm: float) -> np.ndarray:

@@ -195,6 +195,35 @@ def midline_displacement(
     return (shift * g).astype(np.float32)
 
 
+def _painters(
+    hu: np.ndarray, tissue: np.ndarray, grid: Grid, axes: tuple[np.ndarray, np.ndarray, np.ndarray]
+):
+    """``put(mask, value, cls)`` and ``put_ell(centre, semi, value, cls, within=None, xx=None)`` that paint
+    HU and tissue class into ``hu`` / ``tissue`` (arrays or views of ``grid``'s shape; ``axes``: its open
+    coordinates in mm). ``put_ell`` evaluates an ellipsoid only inside its bounding box (``xx``: displaced
+    x on the whole grid, then the box is padded by 8 mm)."""
+    x, y, z = axes
+    shape = hu.shape
+
+    def put(mask: np.ndarray, value: float, cls: int) -> None:
+        mask = np.broadcast_to(mask, shape)
+        hu[mask] = value
+        tissue[mask] = cls
+
+    def put_ell(cen, semi, value: float, cls: int, within: np.ndarray | None = None, xx=None) -> None:
+        pad = 8.0 if xx is not None else 0.0
+        box = grid.index_box(np.subtract(cen, semi) - pad, np.add(cen, semi) + pad)
+        xb = x[box[0]] if xx is None else np.broadcast_to(xx, shape)[box]
+        m = _ell(xb, y[:, box[1]], z[:, :, box[2]], cen, semi) < 1.0
+        m = np.broadcast_to(m, hu[box].shape)
+        if within is not None:
+            m = m & within[box]
+        hu[box][m] = value
+        tissue[box][m] = cls
+
+    return put, put_ell
+
+
 def render_head(head: HeadParams, grid: Grid, shift: float = 0.0, shift_y: float = 0.0) -> Anatomy:
     """Render ``head`` on ``grid``; ``shift`` (mm, signed along x) displaces the brain's midline structures."""
     x, y, z = grid.axes()
@@ -217,23 +246,7 @@ def render_head(head: HeadParams, grid: Grid, shift: float = 0.0, shift_y: float
     hu = np.full(shape, -1000.0, dtype=np.float32)
     tissue = np.zeros(shape, dtype=np.uint8)
 
-    def put(mask: np.ndarray, value: float, cls: int) -> None:
-        mask = np.broadcast_to(mask, shape)
-        hu[mask] = value
-        tissue[mask] = cls
-
-    def put_ell(cen, semi, value: float, cls: int, within: np.ndarray | None = None, xx=None) -> None:
-        """Paint an ellipsoid, evaluated only inside its bounding box (``xx``: displaced x, full grid)."""
-        pad = 8.0 if xx is not None else 0.0
-        box = grid.index_box(np.subtract(cen, semi) - pad, np.add(cen, semi) + pad)
-        xb = x[box[0]] if xx is None else np.broadcast_to(xx, shape)[box]
-        m = _ell(xb, y[:, box[1]], z[:, :, box[2]], cen, semi) < 1.0
-        sub_shape = hu[box].shape
-        m = np.broadcast_to(m, sub_shape)
-        if within is not None:
-            m = m & within[box]
-        hu[box][m] = value
-        tissue[box][m] = cls
+    put, put_ell = _painters(hu, tissue, grid, (x, y, z))
 
     vault = z > zb - 14.0
     # scalp and neck/face soft tissue
@@ -260,6 +273,48 @@ def render_head(head: HeadParams, grid: Grid, shift: float = 0.0, shift_y: float
     cavity = np.broadcast_to((d_in > 0) & (z > zb), shape).copy()
     hu[cavity] = hu_p["csf"]
     tissue[cavity] = CSF
+
+    # everything below lies inside the cavity: evaluate it on the cavity's bounding box only
+    box = _bounding_box(cavity)
+    if box is not None:
+        _render_brain(head, grid, box, hu, tissue, d_in, cavity, (x, y, z), shift, shift_y)
+    return Anatomy(grid=grid, hu=hu, tissue=tissue, d_in=d_in, cavity=cavity, bone_total=bone_total)
+
+
+def _bounding_box(mask: np.ndarray) -> tuple[slice, slice, slice] | None:
+    """Slices of the smallest box holding every True voxel of the 3D ``mask``; None if it is empty."""
+    proj = mask.any(axis=2)
+    if not proj.any():
+        return None
+    ix, iy = np.nonzero(proj.any(axis=1))[0], np.nonzero(proj.any(axis=0))[0]
+    iz = np.nonzero(mask[ix[0] : ix[-1] + 1, iy[0] : iy[-1] + 1].any(axis=(0, 1)))[0]
+    return slice(ix[0], ix[-1] + 1), slice(iy[0], iy[-1] + 1), slice(iz[0], iz[-1] + 1)
+
+
+def _render_brain(
+    head: HeadParams,
+    grid: Grid,
+    box: tuple[slice, slice, slice],
+    hu_full: np.ndarray,
+    tissue_full: np.ndarray,
+    d_in_full: np.ndarray,
+    cavity_full: np.ndarray,
+    axes: tuple[np.ndarray, np.ndarray, np.ndarray],
+    shift: float,
+    shift_y: float,
+) -> None:
+    """Paint the brain (sulci, cortex, fissures, deep grey, cisterns, ventricles) into ``hu_full`` and
+    ``tissue_full`` (in place), evaluated only on ``box`` (the bounding box of the cranial cavity, which
+    contains every structure painted here); ``axes`` are the full grid's open coordinates (mm)."""
+    hu, tissue = hu_full[box], tissue_full[box]  # views: writes land in the full volumes
+    d_in, cavity = d_in_full[box], cavity_full[box]
+    x, y, z = axes[0][box[0]], axes[1][:, box[1]], axes[2][:, :, box[2]]
+    shape = hu.shape
+    origin = tuple(grid.origin[d] + grid.h * box[d].start for d in range(3))
+    grid = Grid(origin=origin, h=grid.h, shape=shape)  # type: ignore[arg-type]
+    hu_p = head.hu
+
+    put, put_ell = _painters(hu, tissue, grid, (x, y, z))
 
     # brain structures are evaluated at displaced coordinates (midline shift)
     xs = (x - midline_displacement(x, y, z, shift, shift_y)) if shift else x
@@ -319,7 +374,6 @@ def render_head(head: HeadParams, grid: Grid, shift: float = 0.0, shift_y: float
         )
     put_ell((0.0, -3.0, -8.0), (1.4 * vs, 13.0, 9.0), hu_p["csf"], VENTRICLE, cavity, xsf)
     put_ell((0.0, -36.0, zb_at(head, -36.0) + 14.0), (5.0, 3.5, 5.0), hu_p["csf"], VENTRICLE, cavity, xsf)
-    return Anatomy(grid=grid, hu=hu, tissue=tissue, d_in=d_in, cavity=cavity, bone_total=bone_total)
 
 
 def zb_at(head: HeadParams, y: float, x: float = 0.0) -> float:
