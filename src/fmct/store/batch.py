@@ -48,6 +48,18 @@ class WorkItem:
     n_files: int
     payload: Any
 
+    def row_fields(self) -> dict[str, Any]:
+        """The manifest fields known before the scan is read."""
+        return dict(
+            key=self.key,
+            kind=self.kind,
+            source=self.source,
+            scan_id=self.scan_id,
+            patient_id=self.patient_id,
+            study_id=self.study_id,
+            n_files=self.n_files,
+        )
+
 
 @dataclass
 class IngestSummary:
@@ -204,15 +216,7 @@ def process_item(item: WorkItem, root: str, cfg_dict: dict[str, Any], min_slices
     from fmct.preprocess import PreprocessConfig, preprocess
 
     t0 = time.perf_counter()
-    row: dict[str, Any] = dict(
-        key=item.key,
-        kind=item.kind,
-        source=item.source,
-        scan_id=item.scan_id,
-        patient_id=item.patient_id,
-        study_id=item.study_id,
-        n_files=item.n_files,
-    )
+    row: dict[str, Any] = item.row_fields()
     try:
         vol = _read(item, min_slices)
         row["source_spacing_mm"] = [round(s, 4) for s in vol.spacing]
@@ -269,13 +273,7 @@ def _init_worker() -> None:
 
 def _crash_row(item: WorkItem, root: Path) -> dict[str, Any]:
     row = make_row(
-        key=item.key,
-        kind=item.kind,
-        source=item.source,
-        scan_id=item.scan_id,
-        patient_id=item.patient_id,
-        study_id=item.study_id,
-        n_files=item.n_files,
+        **item.row_fields(),
         status="failed",
         reason="worker process died while processing this scan (out of memory?)",
     )
