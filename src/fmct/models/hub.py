@@ -58,7 +58,55 @@ def _check_preprocessing(preprocessing: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(preprocessing))  # JSON-able copy (tuples -> lists)
 
 
-class BackboneModel(nn.Module):
+class _ModelDirectory:
+    """What backbone and classifier models share: their ``config.json`` and how they are saved.
+
+    Subclasses set ``kind``, ``name``, ``architecture``, ``preprocessing``, ``training_info`` and may add
+    config entries (which are also :func:`save_pretrained` keywords) in :meth:`_extra_config`.
+    """
+
+    kind: str
+    name: str
+    architecture: dict[str, Any]
+    preprocessing: dict[str, Any]
+    training_info: dict[str, Any]
+
+    def _extra_config(self) -> dict[str, Any]:
+        return {}
+
+    @property
+    def input_size(self) -> int:
+        return int(self.preprocessing["input_size"])
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The config.json dict of this model."""
+        return {
+            "fmct_version": _version(),
+            "kind": self.kind,
+            "name": self.name,
+            "architecture": self.architecture,
+            "preprocessing": self.preprocessing,
+            **self._extra_config(),
+            "training": self.training_info,
+        }
+
+    def save_pretrained(self, out_dir: str | Path, *, card: dict[str, Any] | None = None) -> Path:
+        """Write this model as a model directory (atomic); returns the directory."""
+        return save_pretrained(
+            self,
+            out_dir,
+            kind=self.kind,
+            architecture=self.architecture,
+            preprocessing=self.preprocessing,
+            name=self.name,
+            card=card,
+            training=self.training_info,
+            **self._extra_config(),
+        )
+
+
+class BackboneModel(_ModelDirectory, nn.Module):
     """A pretrained backbone plus the preprocessing it expects.
 
     Attributes: ``backbone`` (ViT3D or ResNet3D), ``preprocessing`` (dict), ``input_size`` (int voxels),
@@ -84,24 +132,8 @@ class BackboneModel(nn.Module):
         self.training_info = dict(training or {})
 
     @property
-    def input_size(self) -> int:
-        return int(self.preprocessing["input_size"])
-
-    @property
     def embed_dim(self) -> int:
         return int(self.backbone.embed_dim)
-
-    @property
-    def config(self) -> dict[str, Any]:
-        """The config.json dict of this model."""
-        return {
-            "fmct_version": _version(),
-            "kind": self.kind,
-            "name": self.name,
-            "architecture": self.architecture,
-            "preprocessing": self.preprocessing,
-            "training": self.training_info,
-        }
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, S, S, S) -> (B, D)`` CLS features (differentiable)."""
@@ -119,19 +151,6 @@ class BackboneModel(nn.Module):
         """
         out = self.backbone.forward_features(x)
         return {"cls": out["cls"], "mean_patch": out["patch"].mean(1), "patch": out["patch"]}
-
-    def save_pretrained(self, out_dir: str | Path, *, card: dict[str, Any] | None = None) -> Path:
-        """Write this model as a model directory (atomic); returns the directory."""
-        return save_pretrained(
-            self,
-            out_dir,
-            kind="backbone",
-            architecture=self.architecture,
-            preprocessing=self.preprocessing,
-            name=self.name,
-            card=card,
-            training=self.training_info,
-        )
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> BackboneModel:
@@ -157,7 +176,7 @@ def build_head(head: dict[str, Any], n_labels: int) -> nn.Module:
     raise ValueError(f"unknown head type {kind!r}; choose 'linear' or 'attentive'")
 
 
-class ClassifierModel(nn.Module):
+class ClassifierModel(_ModelDirectory, nn.Module):
     """Backbone + classification head + finding names.
 
     ``forward(x (B, C, S, S, S)) -> logits (B, L)``; ``predict_proba`` -> sigmoid probabilities;
@@ -226,23 +245,8 @@ class ClassifierModel(nn.Module):
             backbone, head, labels, preprocessing, head_cfg, architecture=arch, name=name, training=training
         )
 
-    @property
-    def input_size(self) -> int:
-        return int(self.preprocessing["input_size"])
-
-    @property
-    def config(self) -> dict[str, Any]:
-        """The config.json dict of this model."""
-        return {
-            "fmct_version": _version(),
-            "kind": self.kind,
-            "name": self.name,
-            "architecture": self.architecture,
-            "preprocessing": self.preprocessing,
-            "labels": self.labels,
-            "head": self.head_config,
-            "training": self.training_info,
-        }
+    def _extra_config(self) -> dict[str, Any]:
+        return {"labels": self.labels, "head": self.head_config}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, S, S, S) -> (B, L)`` logits."""
@@ -291,21 +295,6 @@ class ClassifierModel(nn.Module):
             self.preprocessing,
             architecture=self.architecture,
             name=self.name,
-            training=self.training_info,
-        )
-
-    def save_pretrained(self, out_dir: str | Path, *, card: dict[str, Any] | None = None) -> Path:
-        """Write this model as a model directory (atomic); returns the directory."""
-        return save_pretrained(
-            self,
-            out_dir,
-            kind="classifier",
-            architecture=self.architecture,
-            preprocessing=self.preprocessing,
-            labels=self.labels,
-            head=self.head_config,
-            name=self.name,
-            card=card,
             training=self.training_info,
         )
 
