@@ -139,10 +139,8 @@ def walk_inputs(paths: Iterable[Path], exclude: Path | None = None) -> list[Path
 
 
 def _discover(files: Sequence[Path]):
-    try:
-        from fmct.io.dicom import discover
-    except ImportError:  # pragma: no cover - io area still landing
-        from fmct.io.dicom_discover import discover
+    from fmct.io.dicom import discover
+
     return discover(files)
 
 
