@@ -43,7 +43,7 @@ def _read_series_minimal(folder: Path):
     return dss, arr, np.diag([-1.0, -1.0, 1.0, 1.0]) @ aff, pos, normal
 
 
-def test_dicom_tags_geometry_and_round_trip(dicom_cohort):
+def test_dicom_tags_geometry_and_round_trip(dicom_cohort, rich):
     out, labels = dicom_cohort
     rows = _rows(labels)
     assert list(rows[0]) == LABEL_COLUMNS and len(rows) == 3
@@ -70,14 +70,7 @@ def test_dicom_tags_geometry_and_round_trip(dicom_cohort):
             "c",
             5,
             size=32,
-            prevalence={
-                "trauma": 0.6,
-                "spontaneous_iph": 0.3,
-                "mass": 0.4,
-                "infarct": 0.4,
-                "hydrocephalus": 0.3,
-                "edema": 0.3,
-            },
+            prevalence=rich,
         )
         np.testing.assert_array_equal(arr, s.volume.array)
         np.testing.assert_allclose(aff, s.volume.affine, atol=1e-3)
@@ -92,7 +85,7 @@ def test_dicom_tags_geometry_and_round_trip(dicom_cohort):
         assert (out / "preview" / f"{row['scan_id']}.png").stat().st_size > 1000
 
 
-def test_io_reader_reads_synth_series(dicom_cohort):
+def test_io_reader_reads_synth_series(dicom_cohort, rich):
     from fmct.io import dicom
 
     out, labels = dicom_cohort
@@ -108,14 +101,7 @@ def test_io_reader_reads_synth_series(dicom_cohort):
             "c",
             5,
             size=32,
-            prevalence={
-                "trauma": 0.6,
-                "spontaneous_iph": 0.3,
-                "mass": 0.4,
-                "infarct": 0.4,
-                "hydrocephalus": 0.3,
-                "edema": 0.3,
-            },
+            prevalence=rich,
         )
         np.testing.assert_allclose(vol.affine, s.volume.affine, atol=1e-3)
         np.testing.assert_array_equal(vol.array, s.volume.array)

@@ -1,4 +1,4 @@
-"""Small helpers shared by the evaluation subcommands (option parsing, clean errors)."""
+"""Small helpers shared by the subcommands (option parsing, model loading, clean errors)."""
 
 from __future__ import annotations
 
@@ -40,3 +40,19 @@ def run_or_fail(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return fn(*args, **kwargs)
     except (FileNotFoundError, ValueError, KeyError) as e:
         fail(str(e).strip("'\""))
+
+
+def load_classifier(model: Any, command: str, hint: str) -> Any:
+    """Load a classifier model directory for ``fmct <command>``, or exit 2 with a one-line reason
+    (missing/unreadable/pickled directory, or a backbone without a head: ``hint`` says what to do)."""
+    from fmct.infer.predict import resolve_model
+
+    try:
+        clf = resolve_model(model)
+    except (FileNotFoundError, ValueError) as exc:
+        typer.echo(f"fmct {command}: cannot load model {model}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if not hasattr(clf, "labels"):
+        typer.echo(f"fmct {command}: {model} is a backbone without a classifier head; {hint}", err=True)
+        raise typer.Exit(2)
+    return clf

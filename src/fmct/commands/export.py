@@ -18,8 +18,8 @@ def export(
     names and preprocessing are stored inside the file (extra/fmct.json). ONNX needs the 'onnx' package.
     Preprocessing (reading, resampling, head crop, windows, cube resize) stays outside the exported graph.
     """
+    from fmct.commands._common import load_classifier
     from fmct.infer.export import FORMATS, export_model, onnx_available
-    from fmct.infer.predict import resolve_model
 
     if fmt not in FORMATS:
         typer.echo(f"fmct export: unknown format {fmt!r}; choose one of {list(FORMATS)}", err=True)
@@ -31,17 +31,7 @@ def export(
             err=True,
         )
         raise typer.Exit(2)
-    try:
-        clf = resolve_model(model)
-    except (FileNotFoundError, ValueError) as exc:
-        typer.echo(f"fmct export: cannot load model {model}: {exc}", err=True)
-        raise typer.Exit(2) from None
-    if not hasattr(clf, "labels"):
-        typer.echo(
-            f"fmct export: {model} is a backbone without a classifier head; export needs a classifier",
-            err=True,
-        )
-        raise typer.Exit(2)
+    clf = load_classifier(model, "export", "export needs a classifier")
     try:
         path = export_model(clf, out, fmt)
     except RuntimeError as exc:

@@ -46,21 +46,12 @@ def predict(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from fmct.infer.predict import model_info, model_preprocessing, predict_paths, resolve_model
+    from fmct.commands._common import load_classifier
+    from fmct.infer.predict import model_info, model_preprocessing, predict_paths
     from fmct.infer.saliency import METHODS
 
     console = Console(stderr=True)
-    try:
-        clf = resolve_model(model)
-    except (FileNotFoundError, ValueError) as exc:
-        typer.echo(f"fmct predict: cannot load model {model}: {exc}", err=True)
-        raise typer.Exit(2) from None
-    if not hasattr(clf, "labels"):
-        typer.echo(
-            f"fmct predict: {model} is a backbone without a classifier head; fine-tune or probe it first",
-            err=True,
-        )
-        raise typer.Exit(2)
+    clf = load_classifier(model, "predict", "fine-tune or probe it first")
     method_list = [m.strip() for m in methods.split(",") if m.strip()]
     bad = sorted(set(method_list) - set(METHODS))
     if bad:
