@@ -30,6 +30,31 @@ def test_dino_head_gradients() -> None:
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in h.parameters())
 
 
+def test_dino_head_batch_norm_separates_near_identical_inputs() -> None:
+    """Inputs that differ by 1e-3 (CLS tokens of alike head CTs at init) get the same scores from a plain
+    head but clearly different ones with batch statistics, in train and eval mode alike."""
+    torch.manual_seed(0)
+    base = torch.randn(1, 48)
+    x = base + 1e-3 * torch.randn(8, 48)
+    plain = DINOHead(48, 32, hidden_dim=64, bottleneck_dim=16)
+    bn = DINOHead(48, 32, hidden_dim=64, bottleneck_dim=16, norm="batch")
+    lin = [m for m in plain.mlp if isinstance(m, torch.nn.Linear)]
+    lin_bn = [m for m in bn.mlp if isinstance(m, torch.nn.Linear)]
+    with torch.no_grad():  # same linear weights and prototypes
+        for a, b in zip(lin, lin_bn, strict=True):
+            b.weight.copy_(a.weight)
+            b.bias.copy_(a.bias)
+        bn.last_layer.weight.copy_(plain.last_layer.weight)
+    spread_plain = plain(x).std(0).mean()
+    for mode in (True, False):
+        bn.train(mode)
+        assert bn(x).std(0).mean() > 100 * spread_plain
+    with pytest.raises(ValueError, match="N >= 2"):
+        bn(torch.randn(1, 48))
+    with pytest.raises(ValueError, match="norm"):
+        DINOHead(48, 32, norm="layer")
+
+
 def test_linear_classifier() -> None:
     c = LinearClassifier(48, 12)
     assert c(torch.randn(3, 48)).shape == (3, 12)

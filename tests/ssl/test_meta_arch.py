@@ -57,6 +57,26 @@ def test_sinkhorn_mode_runs() -> None:
     assert float(arch.dino_loss.center.abs().sum()) == 0  # no EMA centre with Sinkhorn-Knopp
 
 
+def test_batch_norm_head_gives_non_uniform_teacher_targets_on_alike_inputs() -> None:
+    """Near-identical scans (as head CTs are at initialisation): the plain head's Sinkhorn targets are
+    ~uniform, the batch-normalised head's are not; the config key reaches both heads."""
+    torch.manual_seed(0)
+    base = torch.rand(1, 3, 32, 32, 32)
+    batch = {"global": base + 1e-3 * torch.rand(8, 3, 32, 32, 32), "local": torch.zeros(0), "n_global": 2}
+    entropy = {}
+    for norm in ("none", "batch"):
+        torch.manual_seed(1)
+        cfg = {**DINO, "centering": "sinkhorn", "head_norm": norm}
+        arch = DINOMetaArch(build_backbone(TINY, 32), cfg)
+        _, _, aux = arch.compute_loss(batch, {"teacher_temp": 0.04}, torch.Generator().manual_seed(0))
+        p = aux["teacher_probs"]
+        entropy[norm] = float(-(p * p.clamp_min(1e-12).log()).sum(-1).mean())
+    log_k = float(torch.log(torch.tensor(64.0)))
+    assert entropy["none"] > log_k - 0.01
+    assert entropy["batch"] < log_k - 0.5
+    assert any(isinstance(m, torch.nn.BatchNorm1d) for m in arch.student.ibot_head.modules())
+
+
 def test_patchify_layout_matches_patch_embed_order() -> None:
     x = torch.arange(2 * 4 * 4 * 4, dtype=torch.float32).reshape(1, 2, 4, 4, 4)
     p = patchify(x, (2, 2, 2))

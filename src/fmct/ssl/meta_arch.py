@@ -23,6 +23,7 @@ DINO_DEFAULTS: dict[str, Any] = {
     "head_hidden_dim": 1024,
     "head_bottleneck_dim": 256,
     "head_nlayers": 3,
+    "head_norm": "none",  # or "batch" (hidden layers standardised over the batch; see DINOHead)
     "shared_ibot_head": False,
     "ibot_out_dim": 4096,
     "student_temp": 0.1,
@@ -94,7 +95,9 @@ class DINOMetaArch(nn.Module):
         d = backbone.embed_dim
 
         def head(k: int) -> DINOHead:
-            return DINOHead(d, k, c["head_hidden_dim"], c["head_bottleneck_dim"], c["head_nlayers"])
+            return DINOHead(
+                d, k, c["head_hidden_dim"], c["head_bottleneck_dim"], c["head_nlayers"], c["head_norm"]
+            )
 
         ibot_head = None if c["shared_ibot_head"] else head(c["ibot_out_dim"])
         self.student = StudentNet(backbone, head(c["out_dim"]), ibot_head)
