@@ -23,7 +23,10 @@ ORDER = [
     "saliency_score",
     "synth_difficulty",
     "label_efficiency",
+    "pretrain_evidence",
 ]
+#: Benchmarks that need files another command makes; skipped (and said so) when they are missing.
+REQUIRES = {"pretrain_evidence": (HERE.parent / "demo_out" / "store_eval", "make demo")}
 
 
 def main() -> int:
@@ -32,6 +35,10 @@ def main() -> int:
     failed = []
     for name in names:
         print(f"\n=== benchmarks/{name}.py", flush=True)
+        need = REQUIRES.get(name)
+        if need and not need[0].exists():
+            print(f"--- {name}: skipped, needs {need[0]} (run `{need[1]}` first)", flush=True)
+            continue
         t0 = time.perf_counter()
         rc = subprocess.call([sys.executable, str(scripts[name])])
         print(f"--- {name}: exit {rc} in {time.perf_counter() - t0:.0f} s", flush=True)
