@@ -23,10 +23,14 @@ ORDER = [
     "saliency_score",
     "synth_difficulty",
     "label_efficiency",
+    "view_consistency",
     "pretrain_evidence",
 ]
 #: Benchmarks that need files another command makes; skipped (and said so) when they are missing.
-REQUIRES = {"pretrain_evidence": (HERE.parent / "demo_out" / "store_eval", "make demo")}
+REQUIRES = {
+    "view_consistency": (HERE.parent / "demo_out" / "store_pool", "make demo"),
+    "pretrain_evidence": (HERE.parent / "demo_out" / "store_eval", "make demo"),
+}
 
 
 def main() -> int:
