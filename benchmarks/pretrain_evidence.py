@@ -40,21 +40,17 @@ def _log(msg: str) -> None:
 
 def oof_scores(x: np.ndarray, y: np.ndarray, groups: np.ndarray, kind: str) -> np.ndarray:
     """Out-of-fold scores ``(n, F)`` of a kNN or linear probe on features ``x (n, D)`` (5 folds by patient)."""
-    import torch
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GroupKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    from fmct.train.monitors import knn_oof_scores
+
+    if kind == "knn":  # the pretraining kNN monitor's vote: cosine, k = 10, temperature 0.07
+        return knn_oof_scores(x, y, groups, k=10, n_splits=5)
     scores = np.full(y.shape, 0.5)
-    xn = torch.nn.functional.normalize(torch.as_tensor(x, dtype=torch.float32), dim=1)
     for tr, te in GroupKFold(n_splits=5).split(x, groups=groups):
-        if kind == "knn":
-            sim = xn[te] @ xn[tr].t()
-            top_s, top_i = sim.topk(min(10, len(tr)), dim=1)
-            w = torch.exp(top_s / 0.07).numpy()[..., None]
-            scores[te] = (y[tr][top_i.numpy()] * w).sum(1) / w.sum(1)
-            continue
         for j in range(y.shape[1]):
             if 0 < y[tr, j].sum() < len(tr):
                 m = make_pipeline(
@@ -117,7 +113,8 @@ def main() -> int:
     work = args.work or Path(tempfile.mkdtemp(prefix="fmct_pretrain_evidence_"))
     run = work / "run"
     t0 = time.time()
-    if not (run / "model" / "config.json").exists():
+    reused = (run / "model" / "config.json").exists()
+    if not reused:
         cmd = [sys.executable, "-m", "fmct", "pretrain", "--config", str(args.config), "--data",
                str(args.pool), "--out", str(run), f"max_steps={args.steps}", "monitor_every=100",
                f"checkpoint_every={max(100, args.steps // 4)}", *args.overrides]  # fmt: skip
@@ -195,7 +192,8 @@ def main() -> int:
         "auroc": table,
         "paired_differences": diffs,
         "training_monitors": rows,
-        "seconds_pretrain": round(t_pre, 1),
+        "seconds_pretrain": None if reused else round(t_pre, 1),
+        "pretrain_run_reused": reused,
     }
     print(
         f"\nheld-out site-{args.site} scans: {len(y)}; feature {args.feature}; macro AUROC (5-fold, by patient)"

@@ -38,24 +38,22 @@ def effective_rank(x: torch.Tensor) -> float:
     return float(torch.exp(-(p * p.log()).sum()))
 
 
-def knn_auroc(
+def knn_oof_scores(
     features: np.ndarray,
     labels: np.ndarray,
     groups: Sequence[str],
-    names: Sequence[str],
     k: int = 10,
     n_splits: int = 5,
-) -> dict[str, float]:
-    """Cross-validated cosine kNN AUROC of frozen features.
+) -> np.ndarray | None:
+    """Out-of-fold scores of a cosine kNN vote (temperature 0.07), folds by group.
 
     Args:
         features: ``(n, D)``.  labels: ``(n, F)`` 0/1 (NaN = unknown).  groups: patient id per row (folds
-            never split a patient).  names: finding names of the label columns.
+            never split a patient).
 
     Returns:
-        ``{finding: auroc}`` for findings with both classes present, plus ``"macro"`` (mean of those).
+        ``(n, F)`` scores in ``[0, 1]`` (0.5 where no neighbour has a label), or None with < 2 groups.
     """
-    from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import GroupKFold
 
     f = F.normalize(torch.as_tensor(features, dtype=torch.float32), dim=1)
@@ -63,9 +61,8 @@ def knn_auroc(
     n = f.shape[0]
     groups_arr = np.asarray(groups)
     splits = min(n_splits, len(set(groups_arr.tolist())))
-    out: dict[str, float] = {}
     if splits < 2:
-        return out
+        return None
     scores = np.full(y.shape, np.nan)
     for tr, te in GroupKFold(n_splits=splits).split(np.zeros(n), groups=groups_arr):
         sim = f[te] @ f[tr].t()
@@ -77,6 +74,33 @@ def knn_auroc(
         num = np.nansum(ytr * w[..., None], axis=1)
         den = (valid * w[..., None]).sum(axis=1)
         scores[te] = np.where(den > 0, num / np.maximum(den, 1e-12), 0.5)
+    return scores
+
+
+def knn_auroc(
+    features: np.ndarray,
+    labels: np.ndarray,
+    groups: Sequence[str],
+    names: Sequence[str],
+    k: int = 10,
+    n_splits: int = 5,
+) -> dict[str, float]:
+    """Cross-validated cosine kNN AUROC of frozen features (scores from :func:`knn_oof_scores`).
+
+    Args:
+        features: ``(n, D)``.  labels: ``(n, F)`` 0/1 (NaN = unknown).  groups: patient id per row (folds
+            never split a patient).  names: finding names of the label columns.
+
+    Returns:
+        ``{finding: auroc}`` for findings with both classes present, plus ``"macro"`` (mean of those).
+    """
+    from sklearn.metrics import roc_auc_score
+
+    out: dict[str, float] = {}
+    scores = knn_oof_scores(features, labels, groups, k, n_splits)
+    if scores is None:
+        return out
+    y = np.asarray(labels, dtype=np.float64)
     aucs = []
     for j, name in enumerate(names):
         ok = ~np.isnan(y[:, j])
