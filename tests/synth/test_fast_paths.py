@@ -7,7 +7,7 @@ import pytest
 from scipy import ndimage as ndi
 
 from fmct.synth import synth_scan
-from fmct.synth.acquire import resample
+from fmct.synth.acquire import LinearSampler, resample
 from fmct.synth.anatomy import Grid, render_head, sample_head
 from fmct.synth.dicom_writer import slice_major, write_dicom_series
 from fmct.synth.scan import scan_rng
@@ -66,6 +66,26 @@ def test_linear_resample_thin_source_and_empty_output():
     want = _scipy_resample(vol, m, (3, 4, 4), np.zeros(1), 0.0)
     np.testing.assert_allclose(got, want, atol=1e-5)
     assert resample(vol, m, (0, 4, 4), np.zeros(1), cval=0.0).shape == (0, 4, 4)
+
+
+@pytest.mark.parametrize("offsets", [np.zeros(1), np.array([-0.4, 0.0, 0.4])])
+def test_air_blocks_are_skipped_and_the_result_is_unchanged(offsets):
+    """A small head in a large air volume: most output blocks are not sampled, yet every voxel matches scipy
+    (blocks next to the object, whose trilinear footprint or slab reaches it, are sampled)."""
+    rng = np.random.default_rng(3)
+    vol = np.full((60, 64, 56), -1000.0, dtype=np.float32)
+    vol[22:35, 25:33, 20:31] = rng.uniform(-100, 1500, size=(13, 8, 11))
+    vol[40, 50, 45] = 900.0  # a single voxel: its neighbourhood must still be sampled
+    m = _random_affine(rng, (70, 66, 40), vol.shape, scale=0.85)
+    sampler = LinearSampler(vol, -1000.0)
+    got = sampler.sample(m, (70, 66, 40), offsets)
+    want = _scipy_resample(vol, m, (70, 66, 40), offsets, -1000.0)
+    assert 0.0 < sampler.sampled_fraction < 0.35
+    np.testing.assert_allclose(got, want, atol=0.05)
+    every = LinearSampler(vol, -1000.0, skip_air=False)
+    np.testing.assert_array_equal(every.sample(m, (70, 66, 40), offsets), got)
+    assert every.sampled_fraction == 1.0
+    assert (want > -999.0).sum() > 1000 and (got[want == -1000.0] == -1000.0).all()
 
 
 def test_brain_box_rendering_is_confined_to_the_cavity():

@@ -85,6 +85,9 @@ def test_cli_pretrain_resume_export_and_labels(tiny_store, tiny_overrides, tmp_p
     assert cfg["kind"] == "backbone" and cfg["preprocessing"]["input_size"] == 32
     r = CliRunner().invoke(app, ["pretrain", "--resume", str(run), "--no-progress", "max_steps=5"])
     assert r.exit_code == 0, r.output
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 5 and "loss" in r.output
+    r = CliRunner().invoke(app, ["pretrain", "--resume", str(run), "--no-progress"])  # already at max_steps
+    assert r.exit_code == 0 and "nothing to train" in r.output and "nan" not in r.output, r.output
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 5
     r = CliRunner().invoke(app, ["pretrain", "--resume", str(run), "--export-only"])
     assert r.exit_code == 0, r.output

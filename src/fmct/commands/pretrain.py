@@ -91,6 +91,10 @@ def pretrain(
     finally:
         cleanup()
     last = res.get("last") or {}
-    typer.echo(
-        f"done: step {res['step']}, loss {last.get('loss', float('nan')):.4f}; model in {run / 'model'}"
-    )
+    if "loss" in last:
+        typer.echo(f"done: step {res['step']}, loss {last['loss']:.4f}; model in {run / 'model'}")
+    else:  # resumed at max_steps: nothing left to train
+        typer.echo(
+            f"nothing to train: {run} is already at step {res['step']} (raise max_steps=... to go on); "
+            f"model in {run / 'model'}"
+        )

@@ -228,16 +228,33 @@ def render_head(head: HeadParams, grid: Grid, shift: float = 0.0, shift_y: float
     """Render ``head`` on ``grid``; ``shift`` (mm, signed along x) displaces the brain's midline structures."""
     x, y, z = grid.axes()
     hu_p = head.hu
-    r = np.sqrt(x * x + y * y + z * z) + 1e-3
-    ux, uy, uz = x / r, y / r, z / r
+    # radial profile of the inner table: r_in(u) = harm(u) / |u / axes| along the unit direction u = p / r.
+    # Written with 1 / r and the open axes so that only a few operations run on the full 3D grid.
+    x2, y2, z2 = x * x, y * y, z * z
+    r = np.sqrt(x2 + y2 + z2)
+    r += np.float32(1e-3)
+    inv = np.float32(1.0) / r
     ax, ay, az = head.axes
-    c = head.shape_coef
-    harm = 1.0 + c[0] * uz + c[1] * uy + c[2] * ux * uy + c[3] * uy * uz + c[4] * (ux * ux - uy * uy)
-    r_in = harm / np.sqrt(np.maximum((ux / ax) ** 2 + (uy / ay) ** 2 + (uz / az) ** 2, 1e-12))
-    d_in = (r_in - r).astype(np.float32)
-    del r, harm, r_in, uy, uz
-    # skull thickness: thinner over the temporal squama
-    thin = (1.0 - 0.35 * ux * ux).astype(np.float32)
+    c = [np.float32(v) for v in head.shape_coef]
+    # harm = 1 + c0 uz + c1 uy + c2 ux uy + c3 uy uz + c4 (ux^2 - uy^2)
+    harm = (c[2] * x * y + c[4] * (x2 - y2)) + c[3] * y * z
+    harm *= inv
+    harm += c[0] * z + c[1] * y
+    harm *= inv
+    harm += np.float32(1.0)
+    inv2 = inv * inv
+    del inv
+    ell = (x2 / np.float32(ax * ax) + y2 / np.float32(ay * ay)) + z2 / np.float32(az * az)
+    ell *= inv2
+    np.maximum(ell, np.float32(1e-12), out=ell)
+    np.sqrt(ell, out=ell)
+    d_in = np.divide(harm, ell, out=harm)
+    d_in -= r
+    del r, ell
+    # skull thickness: thinner over the temporal squama (1 - 0.35 ux^2)
+    thin = inv2
+    thin *= np.float32(-0.35) * x2
+    thin += np.float32(1.0)
     t_i, t_d, t_o = head.inner_table * thin, head.diploe * thin, head.outer_table * thin
     bone_total = (t_i + t_d + t_o).astype(np.float32)
     zb = skull_base_height(head, x, y).astype(np.float32)
