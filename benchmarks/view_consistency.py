@@ -24,13 +24,19 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
-#: Augmentation settings compared by default (AugmentConfig keys; the rest from configs/demo-cpu.yaml).
+#: Augmentation settings compared by default. Each names every augmentation key it relies on, so its meaning
+#: does not change with configs/demo-cpu.yaml (which gives only crop sizes and whatever a setting leaves out);
+#: ``demo-config`` is the demo config's own augmentation.
 DEFAULT_SETTINGS = [
-    "demo-default:",
-    "crop-scale-only:rotate_deg=0,flip_p=0,noise_p=0,blur_p=0,gamma_p=0,window_level_jitter=0,window_width_jitter=0",
+    "paper-style:global_scale=0.5/1.0,rotate_deg=10,flip_p=0.5,window_level_jitter=0.1,window_width_jitter=0.2,"
+    "noise_p=0.5,noise_hu=15,blur_p=0.2,gamma_p=0.3",
+    "crop-scale-only:global_scale=0.5/1.0,rotate_deg=0,flip_p=0,noise_p=0,blur_p=0,gamma_p=0,"
+    "window_level_jitter=0,window_width_jitter=0",
+    "mild:global_scale=0.9/1.0,rotate_deg=5,flip_p=0.5,window_level_jitter=0.05,window_width_jitter=0.1,"
+    "noise_p=0.5,noise_hu=8,blur_p=0.2,gamma_p=0.1",
     "near-identical:global_scale=0.95/1.0,rotate_deg=0,flip_p=0,noise_p=0,blur_p=0,gamma_p=0,"
     "window_level_jitter=0,window_width_jitter=0",
-    "mild:global_scale=0.9/1.0,rotate_deg=5,window_level_jitter=0.05,window_width_jitter=0.1,noise_hu=8,gamma_p=0.1",
+    "demo-config:",
 ]
 
 
