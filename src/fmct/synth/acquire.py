@@ -14,12 +14,14 @@ streaks -> clip to [-1024, 3071] HU -> quantise to integers with the site's resc
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
 
-from fmct.synth.anatomy import Grid
+from fmct.synth.anatomy import Grid, bounding_box
 from fmct.synth.sites import Site
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -173,7 +175,8 @@ def resample(
         start: output index of the first output voxel (to sample a sub-box of a larger output grid).
 
     Returns:
-        ``out_shape`` float32.
+        ``out_shape`` float32; for ``order=1`` its memory is slice-major (``out.transpose(2, 1, 0)`` is
+        C-contiguous, see :meth:`LinearSampler.sample`).
     """
     if order == 1:
         return LinearSampler(volume, cval).sample(m, tuple(int(v) for v in out_shape), offsets, start)
@@ -238,6 +241,9 @@ class LinearSampler:
         self.occupancy = _cell_counts(src != 0, self.CELL) if skip_air else None
         #: share of output blocks sampled by the last :meth:`sample` call (the rest were cval)
         self.sampled_fraction = 0.0
+        #: output-index box ``(X, Y, Z)`` slices of the blocks sampled by the last :meth:`sample` call
+        #: (every voxel outside it is cval), or None when no block was sampled
+        self.sampled_box: tuple[slice, slice, slice] | None = None
         # tensor (N=1, C=1, D=X, H=Y, W=Z): grid component 0 addresses W (= source axis 2), 2 addresses D
         self.src = torch.from_numpy(src)[None, None]
 
@@ -250,8 +256,14 @@ class LinearSampler:
     ) -> np.ndarray:
         """Values at ``m @ (index + start + (0, 0, off))`` averaged over ``offsets``: ``out_shape`` float32.
 
+        The result is a ``(X, Y, Z)`` view of slice-major memory (``out.transpose(2, 1, 0)`` is a C-contiguous
+        ``(Z, Y, X)`` array): the acquisition filters each slice in place and DICOM stores slices row by
+        row, so neither has to transpose the volume.
+
         Coordinates are float32 normalised units (``align_corners=True``: index ``i`` of a size-``n`` axis
         is ``2 i / (n - 1) - 1``), built per block as the block origin plus a shared in-block pattern.
+        The points of a block are visited z fastest (along the source's contiguous axis: ~1.3x faster
+        sampling than x fastest); each sampled block is transposed to ``(k, j, i)`` before it is stored.
         """
         import torch
         import torch.nn.functional as F  # noqa: N812
@@ -269,44 +281,44 @@ class LinearSampler:
         else:
             todo = np.nonzero(self._may_touch(origins, m3, t, offsets))[0]
         self.sampled_fraction = float(len(todo)) / len(origins)
-        padded = np.zeros((nb[0] * bs, nb[1] * bs, nb[2] * bs), dtype=np.float32)
-        blocks = padded.reshape(nb[0], bs, nb[1], bs, nb[2], bs).transpose(0, 2, 4, 1, 3, 5)  # a view
+        self.sampled_box = None
+        if len(todo):
+            lo, hi = origins[todo].min(0), np.minimum(origins[todo].max(0) + bs, (nx, ny, nz))
+            self.sampled_box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+        # slice-major (Z, Y, X) memory; blocks[bx, by, bz] is the (k, j, i) block at that block index (a view)
+        padded = np.full((nb[2] * bs, nb[1] * bs, nb[0] * bs), np.float32(self.cval), dtype=np.float32)
+        blocks = padded.reshape(nb[2], bs, nb[1], bs, nb[0], bs).transpose(4, 2, 0, 1, 3, 5)
         a = m3 * self.norm[:, None]  # output index -> normalised source coordinate (source axis order)
         local = np.stack(np.meshgrid(*[np.arange(bs, dtype=np.float64)] * 3, indexing="ij"), -1) @ a.T
-        # in-block offsets (bs, bs, bs, 3) in grid_sample's component order (source z, y, x)
+        # in-block offsets (bs, bs, bs, 3) [i, j, k] in grid_sample's component order (source z, y, x)
         local = np.ascontiguousarray(local[..., ::-1], dtype=np.float32)
         local_lo, local_hi = local.reshape(-1, 3).min(0), local.reshape(-1, 3).max(0)
         local_t = torch.from_numpy(local)
-        prev = torch.get_num_threads()
-        torch.set_num_threads(1)  # per-core throughput, and fork-safe in cohort workers
-        try:
-            with torch.no_grad():
-                for c0 in range(0, len(todo), self.BLOCKS_PER_CALL):
-                    sel = todo[c0 : c0 + self.BLOCKS_PER_CALL]
-                    acc = None
-                    for off in offsets:
-                        base = (origins[sel] @ a.T) + (t + m3[:, 2] * off) * self.norm - 1.0  # (n, 3)
-                        xyz = np.ascontiguousarray(base[:, ::-1], dtype=np.float32)
-                        grid = torch.from_numpy(xyz)[:, None, None, None, :] + local_t
-                        self._outside_to_far(grid, xyz.min(0) + local_lo, xyz.max(0) + local_hi)
-                        res = F.grid_sample(
-                            self.src,
-                            grid.reshape(1, -1, bs, bs, 3),
-                            mode="bilinear",
-                            padding_mode="zeros",
-                            align_corners=True,
-                        )[0, 0]
-                        acc = res if acc is None else acc + res
-                    ib = np.unravel_index(sel, nb)
-                    blocks[ib] = acc.reshape(len(sel), bs, bs, bs).numpy()
-        finally:
-            torch.set_num_threads(prev)
-        out = padded[:nx, :ny, :nz]
-        if len(offsets) > 1:
-            out /= np.float32(len(offsets))
-        if self.cval != 0:
-            out += np.float32(self.cval)
-        return np.ascontiguousarray(out)
+        with _torch_threads(1), torch.no_grad():
+            for c0 in range(0, len(todo), self.BLOCKS_PER_CALL):
+                sel = todo[c0 : c0 + self.BLOCKS_PER_CALL]
+                acc = None
+                for off in offsets:
+                    base = (origins[sel] @ a.T) + (t + m3[:, 2] * off) * self.norm - 1.0  # (n, 3)
+                    xyz = np.ascontiguousarray(base[:, ::-1], dtype=np.float32)
+                    grid = torch.from_numpy(xyz)[:, None, None, None, :] + local_t
+                    self._outside_to_far(grid, xyz.min(0) + local_lo, xyz.max(0) + local_hi)
+                    res = F.grid_sample(
+                        self.src,
+                        grid.reshape(1, -1, bs, bs, 3),
+                        mode="bilinear",
+                        padding_mode="zeros",
+                        align_corners=True,
+                    )[0, 0]
+                    acc = res if acc is None else acc + res
+                # [i, j, k] -> [k, j, i]: the blocks of slice-major memory
+                vals = acc.numpy().reshape(len(sel), bs, bs, bs).transpose(0, 3, 2, 1)
+                if len(offsets) > 1:
+                    vals = vals / np.float32(len(offsets))
+                if self.cval != 0:
+                    vals = vals + np.float32(self.cval)
+                blocks[np.unravel_index(sel, nb)] = vals
+        return np.ascontiguousarray(padded[:nz, :ny, :nx]).transpose(2, 1, 0)
 
     def _may_touch(
         self, origins: np.ndarray, m3: np.ndarray, t: np.ndarray, offsets: np.ndarray
@@ -360,7 +372,12 @@ def _cell_counts(occupied: np.ndarray, cell: int) -> np.ndarray:
     pad = [(0, (-n) % cell) for n in occupied.shape]
     occ = np.pad(occupied, pad) if any(p[1] for p in pad) else occupied
     cx, cy, cz = (n // cell for n in occ.shape)
-    per_cell = occ.reshape(cx, cell, cy, cell, cz, cell).any(axis=(1, 3, 5))
+    per_cell = occ.reshape(cx, cell, cy, cell, cz, cell)
+    # "any" over each cell, one axis at a time, as elementwise ORs of strided views
+    # (``any(axis=(1, 3, 5))`` gives the same, ~10x slower: 15 ms for 149 x 187 x 168)
+    per_cell = functools.reduce(np.logical_or, (per_cell[:, i] for i in range(cell)))  # (cx, cy, c, cz, c)
+    per_cell = functools.reduce(np.logical_or, (per_cell[:, :, i] for i in range(cell)))  # (cx, cy, cz, c)
+    per_cell = functools.reduce(np.logical_or, (per_cell[..., i] for i in range(cell)))  # (cx, cy, cz)
     out = np.zeros((cx + 1, cy + 1, cz + 1), dtype=np.int64)
     out[1:, 1:, 1:] = per_cell.cumsum(0).cumsum(1).cumsum(2)
     return out
@@ -397,86 +414,204 @@ def _streaks(
     return out
 
 
+#: Slices that :func:`acquire` takes through calibration, noise, kernel, streaks and quantisation
+#: together (about 1 MB at 256², so the chain runs in cache: the acquisition takes 0.25 s instead of
+#: 0.28 s with whole-volume passes, measured here). It also fixes the order in which the noise is drawn.
+SLICES_PER_CHUNK = 4
+
+
 def acquire(
     hu_internal: np.ndarray, grid: Grid, geom: Geometry, pose: Pose, site: Site, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """Scan the head.
 
+    The signal chain runs in place on slice-major memory (``(Z, Y, X)``, C-contiguous), where the in-plane
+    kernel filters along contiguous rows and the DICOM writer reads each slice without a transpose; after
+    the sampling, every step (calibration, noise, kernel, streaks, quantisation) is in-plane, so it runs
+    :data:`SLICES_PER_CHUNK` slices at a time.
+
     Returns:
         stored: ``(size, size, n_slices)`` integer pixel values (int16 or uint16, column/row/slice order).
         hu: the same image in HU (float32) = ``stored + site.rescale_intercept``.
+        Both are ``(X, Y, Z)`` views of slice-major arrays (``a.transpose(2, 1, 0)`` is C-contiguous).
     """
     m = output_to_internal(geom, pose, grid)
     shape = (geom.size, geom.size, geom.n_slices)
-    img = resample(hu_internal, m, shape, _slab_offsets(geom, grid.h))
-    _calibration(img, geom, site)
+    sampler = LinearSampler(hu_internal, -1000.0)
+    img = _c_contiguous(sampler.sample(m, shape, _slab_offsets(geom, grid.h)).transpose(2, 1, 0))
+    body = sampler.sampled_box  # air (-1000 HU) outside
+    bias = _calibration_bias(geom, site) if body is not None else None
     sigma = site.kernel_sigma_mm / geom.pixel_mm
     noise_sd = site.noise_hu * np.sqrt(site.slice_thickness_mm / geom.thickness_mm)
     # white noise scaled so that after the kernel its standard deviation is ``noise_sd``
     probe = rng.standard_normal((64, 64, 1), dtype=np.float32)
-    probe_k = _kernel(probe, sigma, site.sharpen, geom.pixel_mm)
+    probe_k = _kernel(probe, sigma, site.sharpen, geom.pixel_mm, slice_major=False)
     gain = noise_sd / max(float(probe_k[8:-8, 8:-8].std()), 1e-6)
-    noise = _white_noise(shape, rng)
-    noise *= np.float32(gain)
-    img += noise
-    del noise
-    img = _kernel(img, sigma, site.sharpen, geom.pixel_mm)
-    for k, streak in _streaks(geom, pose, site, rng):
-        img[:, :, k] += streak
-    # quantise in place: img -> stored values (integers in float32, exact) -> back to HU
+    noise = _noise_generator(rng)
+    streaks = {k: streak.T for k, streak in _streaks(geom, pose, site, rng)}  # (row, column) per slice
+    stored = np.empty(img.shape, dtype=np.int16 if site.pixel_signed else np.uint16)
+    with _torch_threads(1):
+        for z0 in range(0, img.shape[0], SLICES_PER_CHUNK):
+            part = img[z0 : z0 + SLICES_PER_CHUNK]
+            if bias is not None:
+                _calibrate(part, z0, bias, body)
+            _add_noise(part, gain, noise)
+            _kernel(part, sigma, site.sharpen, geom.pixel_mm, slice_major=True)
+            for k in range(z0, z0 + len(part)):
+                if k in streaks:
+                    part[k - z0] += streaks[k]
+            _quantise(part, site, out=stored[z0 : z0 + SLICES_PER_CHUNK])
+    return stored.transpose(2, 1, 0), img.transpose(2, 1, 0)
+
+
+def _c_contiguous(a: np.ndarray) -> np.ndarray:
+    """``a`` itself when it is C-contiguous, else a C-contiguous copy."""
+    return a if a.flags.c_contiguous else np.ascontiguousarray(a)
+
+
+def _quantise(img: np.ndarray, site: Site, out: np.ndarray | None = None) -> np.ndarray:
+    """Quantise ``img`` (HU, float32) in place; returns the stored pixel values (int16 / uint16, written
+    into ``out`` when given).
+
+    stored = ``rint(clip(img, HU_MIN, HU_MAX) - rescale_intercept)`` clipped to the pixel type, and
+    ``img`` becomes ``stored + rescale_intercept`` (float32, exact). The intercept is subtracted before
+    the clip (clipping to the shifted range gives the same values: rounding is monotone).
+    """
     intercept = np.float32(site.rescale_intercept)
-    np.clip(img, HU_MIN, HU_MAX, out=img)
-    img -= intercept
-    np.rint(img, out=img)
     dtype = np.int16 if site.pixel_signed else np.uint16
     info = np.iinfo(dtype)
-    if HU_MIN - intercept < info.min or HU_MAX - intercept > info.max:
-        np.clip(img, info.min, info.max, out=img)
-    stored = img.astype(dtype)
-    img += intercept  # == stored.astype(float32) + intercept, bit for bit
-    return stored, img
+    if intercept != 0:
+        img -= intercept
+    lo, hi = max(HU_MIN - float(intercept), info.min), min(HU_MAX - float(intercept), info.max)
+    np.clip(img, lo, hi, out=img)
+    np.rint(img, out=img)
+    if out is None:
+        out = np.empty(img.shape, dtype=dtype)
+    elif out.dtype != dtype:
+        raise TypeError(f"out must be {np.dtype(dtype)}, got {out.dtype}")
+    np.copyto(out, img, casting="unsafe")
+    if intercept != 0:
+        img += intercept  # == out.astype(float32) + intercept, bit for bit
+    return out
 
 
-def _white_noise(shape: tuple[int, int, int], rng: np.random.Generator) -> np.ndarray:
-    """Standard normal float32 noise of ``shape``, seeded from ``rng``.
+def _noise_generator(rng: np.random.Generator):
+    """A torch generator seeded from ``rng`` (one draw) for :func:`_add_noise`."""
+    import torch
 
-    torch's vectorised ``randn`` on one thread: 0.05 s for 256² x 144 against 0.11-0.15 s for numpy's
-    ``standard_normal`` (measured here), a tenth of the cost of a scan.
+    return torch.Generator().manual_seed(int(rng.integers(2**63 - 1)))
+
+
+def _add_noise(img: np.ndarray, gain: float, generator) -> None:
+    """Add ``gain`` x standard normal float32 noise from ``generator`` to ``img`` (C-contiguous float32).
+
+    torch's vectorised ``randn``: ~0.03 s for 256² x 144 on one thread against 0.08-0.15 s for numpy's
+    ``standard_normal`` (measured here).
     """
     import torch
 
-    g = torch.Generator().manual_seed(int(rng.integers(2**63 - 1)))
+    noise = torch.randn(img.shape, generator=generator, dtype=torch.float32)
+    noise *= float(np.float32(gain))
+    torch.from_numpy(img).add_(noise)
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int):
+    """Run the block with torch limited to ``n`` threads (per-core throughput; fork-safe in cohort workers)."""
+    import torch
+
     prev = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(n)
     try:
-        return torch.randn(shape, generator=g, dtype=torch.float32).numpy()
+        yield
     finally:
         torch.set_num_threads(prev)
 
 
-def _calibration(img: np.ndarray, geom: Geometry, site: Site) -> None:
-    """Scanner calibration (in place): a HU offset and a radial beam-hardening cupping inside the body."""
+def _calibration_bias(geom: Geometry, site: Site) -> np.ndarray | None:
+    """Scanner calibration as an in-plane ``(row, column)`` float32 bias (HU) for the voxels inside the
+    body: a HU offset and a radial beam-hardening cupping; None when the site has neither."""
     if site.hu_offset == 0 and site.cupping_hu == 0:
-        return
+        return None
     n = geom.size
     c = (np.arange(n, dtype=np.float32) - (n - 1) / 2) * np.float32(geom.pixel_mm)
     rho2 = (c[:, None] ** 2 + c[None, :] ** 2) / np.float32(80.0**2)
     bias = (np.float32(site.hu_offset) - np.float32(site.cupping_hu) * np.clip(1.0 - rho2, 0.0, 1.0)).astype(
         np.float32
     )
-    np.add(img, bias[:, :, None], out=img, where=img > -300.0)
+    return bias.T
 
 
-def _kernel(img: np.ndarray, sigma: float, sharpen: float, pixel_mm: float) -> np.ndarray:
-    """In-plane reconstruction kernel: Gaussian blur (``sigma`` px) then unsharp masking (``sharpen``)."""
+def _calibrate(img: np.ndarray, z0: int, bias: np.ndarray, box: tuple[slice, slice, slice]) -> None:
+    """Add ``bias`` (:func:`_calibration_bias`) in place to the voxels above -300 HU (the body) of ``img``:
+    slices ``z0, z0 + 1, ...`` of a slice-major volume that is air outside ``box`` (``(X, Y, Z)`` slices)."""
+    bx, by, bz = box
+    k0, k1 = max(bz.start - z0, 0), min(bz.stop - z0, len(img))
+    if k1 > k0:
+        sub = img[k0:k1, by, bx]
+        np.add(sub, bias[None, by, bx], out=sub, where=sub > -300.0)
+
+
+def _kernel(img: np.ndarray, sigma: float, sharpen: float, pixel_mm: float, slice_major: bool) -> np.ndarray:
+    """In-plane reconstruction kernel: Gaussian blur (``sigma`` px) then unsharp masking (``sharpen``).
+
+    ``img`` is float32, ``(X, Y, Z)`` or, with ``slice_major``, C-contiguous ``(Z, Y, X)``; filtered in
+    place (and returned). Each Gaussian (mode ``nearest``, truncated at 3 sigma) runs along x then y,
+    value for value what ``gaussian_filter(img, (s, s, 0))`` gives on ``(X, Y, Z)``.
+    """
+
+    def blur(src: np.ndarray, s: float, out: np.ndarray) -> np.ndarray:
+        if not slice_major:
+            ndi.gaussian_filter1d(src, s, axis=0, mode="nearest", truncate=3.0, output=out)
+            return ndi.gaussian_filter1d(out, s, axis=1, mode="nearest", truncate=3.0, output=out)
+        ndi.gaussian_filter1d(src, s, axis=2, mode="nearest", truncate=3.0, output=out)
+        return _gaussian_columns(out, s, out)
+
+    if img.dtype != np.float32:
+        raise TypeError(f"kernel expects float32, got {img.dtype}")
     if sigma > 0.05:
-        img = ndi.gaussian_filter(img, (sigma, sigma, 0.0), mode="nearest", truncate=3.0)
+        blur(img, sigma, img)
     if sharpen > 0:
         s = max(0.8 / pixel_mm, 0.5)
-        img = img + np.float32(sharpen) * (
-            img - ndi.gaussian_filter(img, (s, s, 0.0), mode="nearest", truncate=3.0)
-        )
-    return img.astype(np.float32, copy=False)
+        detail = blur(img, s, np.empty_like(img))
+        np.subtract(img, detail, out=detail)
+        detail *= np.float32(sharpen)
+        img += detail
+    return img
+
+
+def _gaussian_weights(sigma: float, truncate: float = 3.0) -> np.ndarray:
+    """float64 taps of a Gaussian of ``sigma`` samples truncated at ``truncate`` sigma, summing to 1, as
+    ``scipy.ndimage.gaussian_filter1d`` builds them."""
+    radius = int(truncate * float(sigma) + 0.5)
+    x = np.arange(-radius, radius + 1)
+    phi = np.exp(-0.5 / (sigma * sigma) * x**2)
+    return phi / phi.sum()
+
+
+def _gaussian_columns(img: np.ndarray, sigma: float, out: np.ndarray) -> np.ndarray:
+    """Gaussian along axis 1 of a C-contiguous float32 ``(Z, Y, X)`` volume into ``out`` (may be ``img``).
+
+    Mode ``nearest``, truncated at 3 sigma, and the arithmetic of ``scipy.ndimage.correlate1d`` for a
+    symmetric filter (float64: centre tap, then the pairs of neighbours from the outermost in, rounded to
+    float32 once), so the result equals ``gaussian_filter1d(img, sigma, axis=1, ...)``. Run slice by slice
+    on whole rows: 0.03 s against scipy's 0.04 s along this strided axis for 256² x 144 (measured here).
+    """
+    w = _gaussian_weights(sigma)
+    r = len(w) // 2
+    ny = img.shape[1]
+    padded = np.empty((ny + 2 * r, img.shape[2]))
+    acc, pair = np.empty(img.shape[1:]), np.empty(img.shape[1:])
+    for k in range(img.shape[0]):
+        padded[r : r + ny] = img[k]
+        padded[:r], padded[r + ny :] = img[k, :1], img[k, -1:]  # nearest: repeat the edge rows
+        np.multiply(padded[r : r + ny], w[r], out=acc)
+        for d in range(r, 0, -1):
+            np.add(padded[r - d : r - d + ny], padded[r + d : r + d + ny], out=pair)
+            pair *= w[r - d]
+            acc += pair
+        out[k] = acc
+    return out
 
 
 def sample_mask(
@@ -492,16 +627,19 @@ def sample_mask(
     shape = (geom.size, geom.size, geom.n_slices)
     out = np.zeros(shape, dtype=np.uint8)
     offsets = _slab_offsets(geom, grid.h)
-    regions = []
     best: list[tuple[int, tuple[int, int, int]]] = []
+    regions = []
     for v in values:
         sel = mask_internal == v
-        if sel.any():
-            regions.append((int(sel.sum()), v, sel))
+        n_v = np.count_nonzero(sel)
+        if n_v:
+            regions.append((n_v, v, sel))
     for _, v, sel in sorted(regions, key=lambda t: -t[0]):
-        idx = np.nonzero(sel)
-        lo = np.array([i.min() for i in idx]) - 1
-        hi = np.array([i.max() for i in idx]) + 1
+        box = bounding_box(sel)
+        assert box is not None  # the region is not empty
+        # the region's index range, one voxel wider on each side (inclusive)
+        lo = np.array([b.start for b in box]) - 1
+        hi = np.array([b.stop for b in box])
         corners = np.array(
             [[a, b, c, 1.0] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])]
         )

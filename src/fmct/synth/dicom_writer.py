@@ -140,9 +140,14 @@ class SeriesEncoder:
 def slice_major(stored: np.ndarray, dtype: str, block: int = 32) -> np.ndarray:
     """``(columns, rows, slices)`` -> C-contiguous ``(slices, rows, columns)`` of ``dtype``.
 
-    Copied in blocks of ``block`` columns, which keeps the strided reads in cache (about 2.5x faster
-    than one ``ascontiguousarray(stored.transpose(2, 1, 0))`` for a 256 x 256 x 150 volume).
+    A view (no copy) when ``stored`` already lies slice-major in memory with that dtype, as
+    :func:`~fmct.synth.acquire.acquire` returns it. Otherwise copied in blocks of ``block`` columns,
+    which keeps the strided reads in cache (about 2.5x faster than one
+    ``ascontiguousarray(stored.transpose(2, 1, 0))`` for a 256 x 256 x 150 volume).
     """
+    zyx = stored.transpose(2, 1, 0)
+    if zyx.flags.c_contiguous and zyx.dtype == np.dtype(dtype):
+        return zyx
     nx, ny, nz = stored.shape
     out = np.empty((nz, ny, nx), dtype=dtype)
     for x0 in range(0, nx, block):
@@ -234,6 +239,7 @@ def write_dicom_series(scan, out_dir: Path, site_obj, seed: int, index: int) -> 
     pixels = slice_major(np.asarray(scan.stored), dtype)
     ds.PixelData = pixels[0].tobytes()
     enc = SeriesEncoder(ds)
+    normal = geom.normal_lps
     for k in range(n):
         # only the per-slice tags change; the constant elements are encoded once for the series
         sop = det_uid(site, int(seed), int(index), "sop", k)
@@ -244,7 +250,7 @@ def write_dicom_series(scan, out_dir: Path, site_obj, seed: int, index: int) -> 
                 "SOPInstanceUID": sop,
                 "InstanceNumber": k + 1 if site_obj.instance_order == "ascending" else n - k,
                 "ImagePositionPatient": [_fmt(v) for v in pos],
-                "SliceLocation": _fmt(float(np.dot(pos, geom.normal_lps))),
+                "SliceLocation": _fmt(float(np.dot(pos, normal))),
             },
             memoryview(pixels[k]).cast("B"),
         )

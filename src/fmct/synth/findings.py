@@ -332,7 +332,10 @@ def paint(
     mask = np.zeros(grid.shape, dtype=np.uint8)
     labels = {f: 0 for f in FINDINGS}
     sizes = {f: 0.0 for f in FINDINGS}
-    parench = (tissue == GREY) | (tissue == WHITE) | (tissue == DEEP_GREY)
+    # the parenchyma is evaluated per lesion box; only the fracture's scalp swelling, painted last,
+    # changes ``tissue``, so every lesion sees the parenchyma of the unpainted head
+    if any(les.kind == "fracture" for les in plan.lesions[:-1]):
+        raise ValueError("fracture must be the last lesion of a plan")
 
     for les in plan.lesions:
         k, p = les.kind, les.p
@@ -344,13 +347,14 @@ def paint(
                 m = (e < 1.0) & ((tissue[box] == WHITE) | (tissue[box] == DEEP_GREY)) & (mask[box] == 0)
             else:
                 m = (e < 1.0) & (
-                    parench[box] | (tissue[box] == CSF) & anat.cavity[box] & (anat.d_in[box] > 4.0)
+                    _parenchyma(tissue[box])
+                    | (tissue[box] == CSF) & anat.cavity[box] & (anat.d_in[box] > 4.0)
                 )
             sub = hu[box]
             if k == "mass" and p.get("necrotic"):
                 sub[m] = np.where(e[m] < 0.5, p["hu"] - 18.0, p["hu"])
             elif k == "iph" and p["radii"].mean() > 8:
-                ring = (e >= 1.0) & (e < 1.25) & parench[box]
+                ring = (e >= 1.0) & (e < 1.25) & _parenchyma(tissue[box])
                 sub[ring] -= 6.0
                 sub[m] = p["hu"]
             else:
@@ -401,7 +405,7 @@ def paint(
             dn = np.sqrt(vx * vx + vy * vy + vz * vz) + 1e-3
             dirv = _unit(p["direction"])
             ang = np.arccos(np.clip((vx * dirv[0] + vy * dirv[1] + vz * dirv[2]) / dn, -1, 1))
-            m = (ang < p["theta"]) & (dn > 10.0) & parench[box] & (mask[box] == 0)
+            m = (ang < p["theta"]) & (dn > 10.0) & _parenchyma(tissue[box]) & (mask[box] == 0)
             hu[box][m] = p["hu"] + rng.normal(0, 1.0)
             mask[box][m] = MASK_VALUES[k]
         elif k == "fracture":
@@ -452,12 +456,12 @@ def paint(
     for les in plan.lesions:
         labels[les.kind] = 1
     for f in ("iph", "ivh", "sah", "mass", "edema", "infarct", "hydrocephalus"):
-        n = int((mask == MASK_VALUES[f]).sum())
+        n = int(np.count_nonzero(mask == MASK_VALUES[f]))
         if labels[f] and n == 0:
             labels[f] = 0  # the lesion found no room (e.g. SAH with no CSF nearby): not present
         sizes[f] = float(n * vox_ml) if labels[f] else 0.0
     if labels["hydrocephalus"]:
-        sizes["hydrocephalus"] = float((tissue == VENTRICLE).sum() * vox_ml)
+        sizes["hydrocephalus"] = float(np.count_nonzero(tissue == VENTRICLE) * vox_ml)
     for f in ("sdh", "edh", "fracture"):
         if labels[f] and not (mask == MASK_VALUES[f]).any():
             labels[f], sizes[f] = 0, 0.0
@@ -477,11 +481,16 @@ def paint(
         labels["midline_shift"], sizes["midline_shift"] = 1, float(mag)
     labels["ich"] = int(any(labels[f] for f in ICH_SUBTYPES))
     sizes["ich"] = (
-        float(sum(float((mask == MASK_VALUES[f]).sum()) for f in ICH_SUBTYPES) * vox_ml)
+        float(sum(float(np.count_nonzero(mask == MASK_VALUES[f])) for f in ICH_SUBTYPES) * vox_ml)
         if labels["ich"]
         else 0.0
     )
     return mask, labels, sizes
+
+
+def _parenchyma(tissue: np.ndarray) -> np.ndarray:
+    """Brain parenchyma (grey, white, deep grey) of a tissue-class array."""
+    return (tissue == GREY) | (tissue == WHITE) | (tissue == DEEP_GREY)
 
 
 def _ray_radius(anat: Anatomy, direction) -> float:

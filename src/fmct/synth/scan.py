@@ -30,6 +30,8 @@ class SynthScan:
         sizes: ``{finding: size}`` (units in :data:`fmct.synth.findings.SIZE_UNITS`; 0 when absent).
         mask: uint8 label map on the same grid (:data:`fmct.synth.findings.MASK_VALUES`), or None.
         stored: the integer pixel values written to DICOM (``volume = stored + rescale_intercept``).
+            ``stored`` and ``volume.array`` lie slice-major in memory (``a.transpose(2, 1, 0)`` is
+            C-contiguous), as the acquisition produces them and DICOM stores them.
         meta: de-identified facts (site, index, seed, pose, anatomy, scenarios), JSON-able.
         geometry: the acquisition :class:`~fmct.synth.acquire.Geometry` (DICOM tags come from it).
     """
