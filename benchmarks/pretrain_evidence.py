@@ -24,7 +24,10 @@ of a separate cohort (about 15 min to make on 2 cores)::
 A larger unlabelled pool the same way (``fmct synth pool --n 1000 --site a --seed 1001 --size 128`` +
 ``fmct ingest pool/dicom --out pool/store --spacing 2 --deface``, then ``--pool pool/store``).
 ``--reference`` adds a hand-made feature probed the same way: the intracranial HU histogram of the very
-cubes the ViT sees, which tells what the kNN and linear probes can reach on these scans.
+cubes the ViT sees, which tells what the kNN and linear probes can reach on these scans. ``--synth-seed 77``
+(the seed of the ``fmct synth`` call that made the held-out set) regenerates each held-out scan's generator
+parameters (pose, head shape, skull thickness, atrophy, ventricle size) and reports how well the features encode
+them (5-fold CV R² of a ridge regression). ``_brain_only_store.py`` makes the brain-only stores of the README row.
 
 Trailing ``key=value`` pairs are passed to ``fmct pretrain`` as config overrides. Writes
 ``benchmarks/results/pretrain_evidence[_TAG].json``. About 1.5-2 s per step on 2 cores with the demo config,
@@ -90,6 +93,35 @@ def reference_features(store: Path, ids: list[str], size: int) -> np.ndarray:
     return np.concatenate([hu_histogram(cube_hu(st.load(i), size)[0].numpy()[None]) for i in ids])
 
 
+#: Generator parameters of a synthetic scan that :func:`generator_parameters` reads back.
+GENERATOR_PARAMETERS = ("pose_x_deg", "pose_y_deg", "pose_z_deg", "head_axis_x_mm", "head_axis_y_mm",
+                        "head_axis_z_mm", "bone_mm", "atrophy", "ventricle_scale")  # fmt: skip
+
+
+def generator_parameters(n: int, site: str, seed: int, size: int) -> np.ndarray:
+    """``(n, 9)`` :data:`GENERATOR_PARAMETERS` of scans ``0..n-1`` of ``fmct synth --site SITE --seed SEED
+    --size SIZE`` (row ``i`` of that call's labels.csv is scan ``i``), regenerated in memory."""
+    from fmct.synth import synth_scan
+
+    out = []
+    for i in range(n):
+        m = synth_scan(i, site, seed, size=size, with_mask=False).meta
+        a = m["anatomy"]
+        out.append([*m["pose_deg"], *a["axes_mm"], a["bone_mm"], a["atrophy"], a["ventricle_scale"]])
+    return np.asarray(out, dtype=np.float64)
+
+
+def encoded_r2(x: np.ndarray, targets: np.ndarray) -> list[float]:
+    """5-fold CV R² of a ridge regression (alpha chosen inside) of each column of ``targets`` on ``x``."""
+    from sklearn.linear_model import RidgeCV
+    from sklearn.model_selection import cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 4, 13)))
+    return [float(cross_val_score(model, x, t, cv=5, scoring="r2").mean()) for t in targets.T]
+
+
 def curves(run: Path) -> list[dict]:
     """Monitor rows of ``metrics.jsonl`` (steps where teacher entropy was logged)."""
     keep = ("step", "dino", "ibot", "koleo", "loss", "teacher_entropy", "log_k", "effective_rank",
@@ -124,6 +156,14 @@ def main() -> int:
         action="store_true",
         help="also probe a hand-made feature (intracranial HU histogram of the same input cubes)",
     )
+    ap.add_argument(
+        "--synth-seed",
+        type=int,
+        default=None,
+        help="the held-out labels.csv is one `fmct synth --site SITE --seed S` call: also report how well "
+        "the features encode its generator parameters (pose, head shape, bone, atrophy, ventricle size)",
+    )
+    ap.add_argument("--synth-size", type=int, default=128, help="the --size of that fmct synth call")
     ap.add_argument("--tag", default="", help="results file suffix: pretrain_evidence_<tag>.json")
     ap.add_argument("overrides", nargs="*", help="config overrides for fmct pretrain (key=value)")
     args = ap.parse_args()
@@ -195,8 +235,31 @@ def main() -> int:
     if args.reference:
         _log("reference: intracranial HU histogram of the model-input cubes")
         size = int(json.loads((run / "model" / "config.json").read_text())["preprocessing"]["input_size"])
-        x = reference_features(args.eval, ids, size)
-        scores["hu_histogram"] = {kind: oof_scores(x, y, groups, kind) for kind in ("knn", "linear")}
+        ref_x = reference_features(args.eval, ids, size)
+        scores["hu_histogram"] = {kind: oof_scores(ref_x, y, groups, kind) for kind in ("knn", "linear")}
+    encoded = None
+    if args.synth_seed is not None:
+        all_rows = lab.reset_index()
+        if (all_rows["site"] != args.site).any():
+            raise SystemExit("--synth-seed: the labels.csv must come from one `fmct synth` call of --site")
+        _log(f"generator parameters of {len(all_rows)} scans (site {args.site}, seed {args.synth_seed})")
+        params = generator_parameters(len(all_rows), args.site, args.synth_seed, args.synth_size)
+        row_of = {sid: i for i, sid in enumerate(all_rows["scan_id"])}
+        target = params[[row_of[i] for i in ids]]
+        encoded = {}
+        for name in models:
+            x = (
+                load_embeddings(work / f"emb_{name}.parquet", with_patch=False)
+                .select(ids)
+                .feature(args.feature)
+            )
+            encoded[name] = dict(
+                zip(GENERATOR_PARAMETERS, (round(v, 3) for v in encoded_r2(x, target)), strict=True)
+            )
+        if args.reference:
+            encoded["hu_histogram"] = dict(
+                zip(GENERATOR_PARAMETERS, (round(v, 3) for v in encoded_r2(ref_x, target)), strict=True)
+            )
     table = {m: {k: per_finding(s) for k, s in d.items()} for m, d in scores.items()}
     diffs = {}
     for kind in ("knn", "linear"):
@@ -230,6 +293,7 @@ def main() -> int:
         "n_pos": {f: int(y[:, j].sum()) for j, f in enumerate(FINDINGS)},
         "auroc": table,
         "paired_differences": diffs,
+        "generator_parameters_cv_r2": encoded,
         "training_monitors": rows,
         "seconds_pretrain": None if reused else round(t_pre, 1),
         "pretrain_run_reused": reused,
@@ -241,6 +305,10 @@ def main() -> int:
         print(f"  {m:12s} kNN {table[m]['knn']['macro']:.3f}   linear {table[m]['linear']['macro']:.3f}")
     for k, v in diffs.items():
         print(f"  {k:32s} {v['macro']:+.3f} [{v['ci'][0]:+.3f}, {v['ci'][1]:+.3f}]")
+    if encoded:
+        print("\nCV R² of ridge regressions of the generator parameters on the features:")
+        for name, r2 in encoded.items():
+            print(f"  {name:12s} " + "  ".join(f"{k} {v:.2f}" for k, v in r2.items()))
     print("\ntraining monitors:")
     for r in rows:
         print("  " + "  ".join(f"{k} {v}" for k, v in r.items()))
