@@ -111,15 +111,17 @@ def generator_parameters(n: int, site: str, seed: int, size: int) -> np.ndarray:
     return np.asarray(out, dtype=np.float64)
 
 
-def encoded_r2(x: np.ndarray, targets: np.ndarray) -> list[float]:
-    """5-fold CV R² of a ridge regression (alpha chosen inside) of each column of ``targets`` on ``x``."""
+def encoded_r2(x: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    """5-fold CV R² of a ridge regression (alpha chosen inside) of each column of ``targets`` ``(n, 9)``
+    on ``x``, keyed by :data:`GENERATOR_PARAMETERS`."""
     from sklearn.linear_model import RidgeCV
     from sklearn.model_selection import cross_val_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 4, 13)))
-    return [float(cross_val_score(model, x, t, cv=5, scoring="r2").mean()) for t in targets.T]
+    r2 = (float(cross_val_score(model, x, t, cv=5, scoring="r2").mean()) for t in targets.T)
+    return dict(zip(GENERATOR_PARAMETERS, (round(v, 3) for v in r2), strict=True))
 
 
 def curves(run: Path) -> list[dict]:
@@ -179,7 +181,7 @@ def main() -> int:
 
     from fmct import load_model
     from fmct.evaluate.bootstrap import paired_difference
-    from fmct.evaluate.embed import embed_store, load_embeddings
+    from fmct.evaluate.embed import embed_store, load_embeddings, model_input_spec
     from fmct.evaluate.finetune import build_model
     from fmct.evaluate.metrics import auroc
     from fmct.labels import FINDINGS
@@ -202,8 +204,11 @@ def main() -> int:
     lab = pd.read_csv(args.labels, dtype={"scan_id": str, "patient_id": str, "site": str}).set_index(
         "scan_id"
     )
+    if args.synth_seed is not None and (lab["site"] != args.site).any():
+        raise SystemExit("--synth-seed: the labels.csv must come from one `fmct synth` call of --site")
     models = {"pretrained": None, **{f"random{s}": s for s in range(args.random_seeds)}}
     scores: dict[str, dict[str, np.ndarray]] = {}
+    features: dict[str, np.ndarray] = {}  # per model (and the reference): the probed features
     y = groups = None
     for name, seed in models.items():
         if seed is None:
@@ -220,8 +225,9 @@ def main() -> int:
         emb = emb.select(ids)
         y = lab.loc[ids, FINDINGS].astype(float).to_numpy()
         groups = lab.loc[ids, "patient_id"].to_numpy()
-        x = emb.feature(args.feature)
+        features[name] = x = emb.feature(args.feature)
         scores[name] = {kind: oof_scores(x, y, groups, kind) for kind in ("knn", "linear")}
+        input_size = model_input_spec(model)[0]
 
     def per_finding(s: np.ndarray) -> dict[str, float | None]:
         row = {}
@@ -234,32 +240,16 @@ def main() -> int:
 
     if args.reference:
         _log("reference: intracranial HU histogram of the model-input cubes")
-        size = int(json.loads((run / "model" / "config.json").read_text())["preprocessing"]["input_size"])
-        ref_x = reference_features(args.eval, ids, size)
-        scores["hu_histogram"] = {kind: oof_scores(ref_x, y, groups, kind) for kind in ("knn", "linear")}
+        features["hu_histogram"] = x = reference_features(args.eval, ids, input_size)
+        scores["hu_histogram"] = {kind: oof_scores(x, y, groups, kind) for kind in ("knn", "linear")}
     encoded = None
     if args.synth_seed is not None:
         all_rows = lab.reset_index()
-        if (all_rows["site"] != args.site).any():
-            raise SystemExit("--synth-seed: the labels.csv must come from one `fmct synth` call of --site")
         _log(f"generator parameters of {len(all_rows)} scans (site {args.site}, seed {args.synth_seed})")
         params = generator_parameters(len(all_rows), args.site, args.synth_seed, args.synth_size)
         row_of = {sid: i for i, sid in enumerate(all_rows["scan_id"])}
         target = params[[row_of[i] for i in ids]]
-        encoded = {}
-        for name in models:
-            x = (
-                load_embeddings(work / f"emb_{name}.parquet", with_patch=False)
-                .select(ids)
-                .feature(args.feature)
-            )
-            encoded[name] = dict(
-                zip(GENERATOR_PARAMETERS, (round(v, 3) for v in encoded_r2(x, target)), strict=True)
-            )
-        if args.reference:
-            encoded["hu_histogram"] = dict(
-                zip(GENERATOR_PARAMETERS, (round(v, 3) for v in encoded_r2(ref_x, target)), strict=True)
-            )
+        encoded = {name: encoded_r2(x, target) for name, x in features.items()}
     table = {m: {k: per_finding(s) for k, s in d.items()} for m, d in scores.items()}
     diffs = {}
     for kind in ("knn", "linear"):
