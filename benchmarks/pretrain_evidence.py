@@ -23,6 +23,8 @@ of a separate cohort (about 15 min to make on 2 cores)::
 
 A larger unlabelled pool the same way (``fmct synth pool --n 1000 --site a --seed 1001 --size 128`` +
 ``fmct ingest pool/dicom --out pool/store --spacing 2 --deface``, then ``--pool pool/store``).
+``--feature brain_max`` probes the max over the patch tokens of the patches inside the cranial cavity instead
+of the CLS and mean tokens (which pool the whole cube, so head pose and shape dominate them).
 ``--reference`` adds a hand-made feature probed the same way: the intracranial HU histogram of the very
 cubes the ViT sees, which tells what the kNN and linear probes can reach on these scans. ``--synth-seed 77``
 (the seed of the ``fmct synth`` call that made the held-out set) regenerates each held-out scan's generator
@@ -148,7 +150,11 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=800)
     ap.add_argument("--random-seeds", type=int, default=3)
     ap.add_argument("--site", default="a", help="site of the held-out labelled scans")
-    ap.add_argument("--feature", default="cls+mean", help="cls, mean_patch or cls+mean")
+    ap.add_argument(
+        "--feature",
+        default="cls+mean",
+        help="cls, mean_patch, cls+mean or brain_max (max over the patch tokens inside the cranial cavity)",
+    )
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument(
         "--work", type=Path, default=None, help="work folder (default: temporary); reused if present"
@@ -217,6 +223,8 @@ def main() -> int:
             torch.manual_seed(seed)
             model = build_model(run / "model", ["x"], scratch=True).as_backbone()
         out = work / f"emb_{name}.parquet"
+        if out.exists() and args.feature == "brain_max" and load_embeddings(out, False).brain_max is None:
+            out.unlink()  # embedded by an fmct without the brain_max readout
         if not out.exists():
             _log(f"embed {args.eval} with {name}")
             embed_store(model, args.eval, out, batch_size=8, keep_patch=False, progress=False)

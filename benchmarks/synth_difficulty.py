@@ -81,16 +81,14 @@ HIST_EDGES = np.arange(-24.0, 105.0, 4.0)  # 32 bins of 4 HU: CSF .. acute blood
 
 def hu_histogram(cubes: np.ndarray) -> np.ndarray:
     """``(n, 34)``: HU histogram (fractions) of the intracranial soft tissue, its volume and > 50 HU count."""
-    from scipy import ndimage as ndi
+    from fmct.preprocess.brain_mask import intracranial_mask
 
     out = []
     for v in cubes:
-        soft = ndi.binary_erosion((v > -5) & (v < 110), iterations=1)
-        lab, n = ndi.label(soft)
-        if n == 0:
+        inside = intracranial_mask(v)
+        if not inside.any():
             out.append(np.zeros(len(HIST_EDGES) + 1))
             continue
-        inside = lab == 1 + int(np.argmax(ndi.sum(soft, lab, range(1, n + 1))))
         vals = v[inside].astype(np.float32)
         h = np.histogram(vals, bins=HIST_EDGES)[0] / max(1, inside.sum())
         out.append(np.r_[h, inside.sum() / 1e4, (vals > 50).sum() / 1e3])

@@ -60,6 +60,16 @@ def test_embed_probe_and_save_classifier(tmp_path, tiny_model_dir) -> None:  # t
     assert {x["setting"] for x in rep["results"]} == {"0.5", "1"}
     cfg = json.loads((tmp_path / "clf" / "config.json").read_text())
     assert cfg["kind"] == "classifier" and cfg["labels"] == FINDINGS3
+    # the intracranial readout: probes run on it; saving a classifier from it is refused before any work
+    probe = ["probe", "--embeddings", str(tmp_path / "emb.parquet"), "--labels", str(tmp_path / "labels.csv"),
+             "--fractions", "1", "--seeds", "1", "--n-boot", "20", "--no-plots", "--feature", "brain_max"]  # fmt: skip
+    r = runner.invoke(app, [*probe, "--out", str(tmp_path / "probe_brain"), "--method", "linear,knn"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads((tmp_path / "probe_brain" / "report.json").read_text())
+    assert {x["method"] for x in rep["results"]} == {"linear", "knn"}
+    r = runner.invoke(app, [*probe, "--out", str(tmp_path / "p3"), "--model", str(tiny_model_dir),
+                            "--save-classifier", str(tmp_path / "clf2")])  # fmt: skip
+    assert r.exit_code != 0 and "cannot pool brain_max" in r.output and not (tmp_path / "clf2").exists()
 
 
 def test_finetune_and_evaluate_commands(tmp_path, tiny_model_dir) -> None:  # type: ignore[no-untyped-def]

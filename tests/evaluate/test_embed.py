@@ -115,3 +115,26 @@ def test_classifier_and_resnet_directories_embed(tmp_path) -> None:  # type: ign
     )
     e = load_embeddings(embed_store(res, store, tmp_path / "r.parquet", progress=False))
     assert e.cls.shape == (4, 128) and e.patch.shape[0] == 4
+
+
+def test_embed_store_writes_the_brain_max_readout(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from fmct.preprocess.brain_mask import brain_max_pool, intracranial_mask, patch_fractions
+    from fmct.preprocess.model_input import cube_hu, to_model_input
+
+    store = MemoryStore(make_labels(4))
+    torch.manual_seed(0)
+    m = tiny_backbone().eval()
+    out = embed_store(m, store, tmp_path / "e.parquet", batch_size=3, part_size=2, progress=False)
+    e = load_embeddings(out)
+    assert e.feature("brain_max").shape == (4, 16)
+    # scan 1 by hand: its tokens, its cube's cavity mask, the max over the patches inside it
+    vol = store.load(store.scan_ids[1])
+    x, _ = to_model_input(vol, 16)
+    tokens = m.embed(x[None])["patch"].numpy()
+    frac = patch_fractions(intracranial_mask(cube_hu(vol, 16)[0].numpy()), (2, 2, 2))
+    np.testing.assert_allclose(e.brain_max[1], brain_max_pool(tokens, frac[None])[0], atol=1e-5)
+    assert e.select([store.scan_ids[1]]).brain_max.shape == (1, 16)
+    # files without the column (older fmct): a clear error naming the fix
+    save_embeddings(Embeddings(e.scan_ids, e.cls, e.mean_patch), tmp_path / "old.parquet")
+    with pytest.raises(ValueError, match="re-run `fmct embed`"):
+        load_embeddings(tmp_path / "old.parquet").feature("brain_max")

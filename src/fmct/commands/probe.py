@@ -26,7 +26,12 @@ def probe(
         "", "--shots", help="Few-shot: N positives (and N negatives) per finding, e.g. 5,10."
     ),
     seeds: str = typer.Option("3", "--seeds", help="Number of seeds, or an explicit list like 0,1,2."),
-    feature: str = typer.Option("cls+mean", "--feature", help="cls, mean_patch or cls+mean."),
+    feature: str = typer.Option(
+        "cls+mean",
+        "--feature",
+        help="cls, mean_patch, cls+mean, or brain_max (max over the patch tokens inside the cranial cavity; "
+        "needs embeddings made by this fmct, and cannot be saved with --save-classifier).",
+    ),
     n_boot: int = typer.Option(1000, "--n-boot", min=10, help="Bootstrap resamples for the 95% CIs."),
     train_site: str | None = typer.Option(
         None, "--train-site", help="In-distribution site (default: largest)."
@@ -51,7 +56,12 @@ def probe(
 
     if save_classifier is not None and model is None:
         fail("--save-classifier needs --model (the backbone that produced the embeddings)")
+    if save_classifier is not None and feature == "brain_max":
+        fail(
+            "--save-classifier: a classifier cannot pool brain_max yet; use --feature cls, mean_patch or cls+mean"
+        )
     emb = run_or_fail(load_embeddings, embeddings)
+    run_or_fail(emb.feature, feature)  # an unknown kind or a file without brain_max, before any fitting
     cfg = run_or_fail(
         ProtocolConfig.from_dict,
         {

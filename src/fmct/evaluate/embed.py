@@ -1,7 +1,9 @@
 """Frozen embeddings of every scan of a store: batched, parallel loading, resumable, atomic output.
 
 File format (``emb.parquet``): one row per scan with ``scan_id`` (str), ``cls`` and ``mean_patch``
-(list<float32>, length D). Patch tokens, when kept, go to ``emb.patch.npy`` beside it: float16
+(list<float32>, length D), and ``brain_max`` (same, optional): the max over the patch tokens of the patches
+inside the cranial cavity (:mod:`fmct.preprocess.brain_mask`), a readout that leaves out scalp, skull and
+the head's outline. Patch tokens, when kept, go to ``emb.patch.npy`` beside it: float16
 ``(n_scans, N, D)`` in the row order of the parquet file (used by the attentive probe).
 
 While running, batches are written as parts in ``.<name>.parts/``; a rerun skips the scan ids already
@@ -31,6 +33,7 @@ class Embeddings:
         scan_ids: n ids.  cls / mean_patch: ``(n, D)`` float32.
         patch: optional ``(n, N, D)`` (float16 memmap when loaded from disk).
         meta: free-form provenance (model directory, input size ...).
+        brain_max: optional ``(n, D)`` float32, max over the intracranial patch tokens.
     """
 
     scan_ids: list[str]
@@ -38,16 +41,25 @@ class Embeddings:
     mean_patch: np.ndarray
     patch: np.ndarray | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    brain_max: np.ndarray | None = None
 
     def feature(self, kind: str = "cls+mean") -> np.ndarray:
-        """Probe features: ``"cls"``, ``"mean_patch"`` or ``"cls+mean"`` (concatenation, ``(n, 2D)``)."""
+        """Probe features: ``"cls"``, ``"mean_patch"``, ``"cls+mean"`` (concatenation, ``(n, 2D)``) or
+        ``"brain_max"`` (max over intracranial patch tokens; only in files written by ``embed_store``)."""
         if kind == "cls":
             return self.cls
         if kind in ("mean", "mean_patch"):
             return self.mean_patch
         if kind == "cls+mean":
             return np.concatenate([self.cls, self.mean_patch], axis=1)
-        raise ValueError(f"unknown feature kind {kind!r}; use cls, mean_patch or cls+mean")
+        if kind == "brain_max":
+            if self.brain_max is None:
+                raise ValueError(
+                    "these embeddings have no brain_max column (made by an older fmct or from cached cubes); "
+                    "re-run `fmct embed` to add it"
+                )
+            return self.brain_max
+        raise ValueError(f"unknown feature kind {kind!r}; use cls, mean_patch, cls+mean or brain_max")
 
     def select(self, scan_ids: Sequence[str]) -> Embeddings:
         """Rows for ``scan_ids`` in that order (KeyError naming the first missing id)."""
@@ -57,7 +69,8 @@ class Embeddings:
             raise KeyError(f"{len(missing)} scan(s) have no embedding, e.g. {missing[0]}")
         idx = np.asarray([pos[s] for s in scan_ids], dtype=np.int64)
         patch = None if self.patch is None else np.asarray(self.patch[idx])
-        return Embeddings(list(scan_ids), self.cls[idx], self.mean_patch[idx], patch, dict(self.meta))
+        brain = None if self.brain_max is None else self.brain_max[idx]
+        return Embeddings(list(scan_ids), self.cls[idx], self.mean_patch[idx], patch, dict(self.meta), brain)
 
 
 def patch_path(path: str | Path) -> Path:
@@ -70,20 +83,26 @@ def _parts_dir(path: Path) -> Path:
     return path.with_name(f".{path.name}.parts")
 
 
-def _write_table(path: Path, ids: Sequence[str], cls: np.ndarray, mean: np.ndarray, meta: dict) -> None:
+def _write_table(
+    path: Path,
+    ids: Sequence[str],
+    cls: np.ndarray,
+    mean: np.ndarray,
+    meta: dict,
+    brain_max: np.ndarray | None = None,
+) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    d = cls.shape[1] if cls.ndim == 2 else 0
-    table = pa.table(
-        {
-            "scan_id": pa.array(list(ids), pa.string()),
-            "cls": pa.FixedSizeListArray.from_arrays(pa.array(cls.astype(np.float32).ravel()), d),
-            "mean_patch": pa.FixedSizeListArray.from_arrays(
-                pa.array(mean.astype(np.float32).ravel()), mean.shape[1] if mean.ndim == 2 else 0
-            ),
-        }
-    ).replace_schema_metadata({"fmct": json.dumps(meta)})
+    def col(a: np.ndarray) -> Any:
+        return pa.FixedSizeListArray.from_arrays(
+            pa.array(a.astype(np.float32).ravel()), a.shape[1] if a.ndim == 2 else 0
+        )
+
+    cols = {"scan_id": pa.array(list(ids), pa.string()), "cls": col(cls), "mean_patch": col(mean)}
+    if brain_max is not None:
+        cols["brain_max"] = col(np.asarray(brain_max))
+    table = pa.table(cols).replace_schema_metadata({"fmct": json.dumps(meta)})
     tmp = path.with_name(f".{path.name}.tmp")
     pq.write_table(table, tmp)
     os.replace(tmp, path)
@@ -103,7 +122,7 @@ def save_embeddings(emb: Embeddings, path: str | Path) -> Path:
         _save_npy(patch_path(path), np.asarray(emb.patch, dtype=np.float16))
     elif patch_path(path).exists():
         patch_path(path).unlink()
-    _write_table(path, emb.scan_ids, np.asarray(emb.cls), np.asarray(emb.mean_patch), emb.meta)
+    _write_table(path, emb.scan_ids, np.asarray(emb.cls), np.asarray(emb.mean_patch), emb.meta, emb.brain_max)
     return path
 
 
@@ -137,7 +156,8 @@ def load_embeddings(path: str | Path, with_patch: bool = True) -> Embeddings:
         patch = np.load(pp, mmap_mode="r")
         if patch.shape[0] != len(ids):
             raise ValueError(f"{pp}: {patch.shape[0]} rows but {path} has {len(ids)}")
-    return Embeddings(ids, mat("cls"), mat("mean_patch"), patch, meta)
+    brain = mat("brain_max") if "brain_max" in table.column_names else None
+    return Embeddings(ids, mat("cls"), mat("mean_patch"), patch, meta, brain)
 
 
 # ---------------------------------------------------------------------------------------------------- compute
@@ -154,7 +174,9 @@ class StoreInputs:
     """``torch`` map-style dataset: index -> ``(scan_id, x (C, S, S, S) float32)`` from a store.
 
     ``store_root`` is a store directory (each DataLoader worker opens its own
-    :class:`fmct.store.ScanStore`) or any object with ``.load(scan_id) -> Volume``.
+    :class:`fmct.store.ScanStore`) or any object with ``.load(scan_id) -> Volume``. With
+    ``with_brain=True`` items are ``(scan_id, x, brain)``: ``brain`` the ``(S, S, S)`` bool cranial-cavity
+    mask of the same cube (:func:`fmct.preprocess.brain_mask.intracranial_mask`).
     """
 
     def __init__(
@@ -163,7 +185,9 @@ class StoreInputs:
         scan_ids: Sequence[str],
         size: int,
         windows: Sequence[Sequence[float]] = DEFAULT_WINDOWS,
+        with_brain: bool = False,
     ) -> None:
+        self.with_brain = with_brain
         self.store_root = store_root if hasattr(store_root, "load") else str(store_root)
         self.scan_ids = list(scan_ids)
         self.size = int(size)
@@ -173,14 +197,21 @@ class StoreInputs:
     def __len__(self) -> int:
         return len(self.scan_ids)
 
-    def __getitem__(self, i: int) -> tuple[str, Any]:
-        from fmct.preprocess.model_input import to_model_input
+    def __getitem__(self, i: int) -> tuple[Any, ...]:
+        import torch
+
+        from fmct.preprocess.brain_mask import intracranial_mask
+        from fmct.preprocess.model_input import cube_hu
+        from fmct.preprocess.windows import apply_windows
 
         if self._store is None:
             self._store = open_store(self.store_root)
         sid = self.scan_ids[i]
-        x, _ = to_model_input(self._store.load(sid), self.size, self.windows)
-        return sid, x
+        hu, _ = cube_hu(self._store.load(sid), self.size)
+        x = apply_windows(hu, self.windows)
+        if not self.with_brain:
+            return sid, x
+        return sid, x, torch.from_numpy(intracranial_mask(hu.numpy()))
 
 
 class CubeCache:
@@ -278,7 +309,6 @@ def embed_store(
     Returns:
         ``out`` as a Path. Scans already embedded in ``out`` or its parts are skipped.
     """
-    import torch
     from torch.utils.data import DataLoader
 
     out = Path(out)
@@ -308,13 +338,14 @@ def embed_store(
     todo = [s for s in scan_ids if s not in done]
     next_part = len(list(parts.glob("part-*.parquet")))
 
+    grid_of = getattr(getattr(model, "backbone", None), "grid_size", None)  # None: no brain_max readout
     loader = DataLoader(
-        StoreInputs(store_root, todo, size, windows),
+        StoreInputs(store_root, todo, size, windows, with_brain=grid_of is not None),
         batch_size=batch_size,
         num_workers=workers,
-        collate_fn=lambda items: ([s for s, _ in items], torch.stack([x for _, x in items])),
+        collate_fn=_collate,
     )
-    buf: dict[str, list] = {"ids": [], "cls": [], "mean_patch": [], "patch": []}
+    buf: dict[str, list] = {"ids": [], "cls": [], "mean_patch": [], "patch": [], "brain_max": []}
 
     def flush() -> None:
         nonlocal next_part
@@ -324,17 +355,22 @@ def embed_store(
         patch = np.concatenate(buf["patch"]) if keep_patch and buf["patch"] else None
         if patch is not None:
             _save_npy(patch_path(name), patch.astype(np.float16))
-        _write_table(name, buf["ids"], np.concatenate(buf["cls"]), np.concatenate(buf["mean_patch"]), meta)
+        brain = np.concatenate(buf["brain_max"]) if buf["brain_max"] else None
+        _write_table(
+            name, buf["ids"], np.concatenate(buf["cls"]), np.concatenate(buf["mean_patch"]), meta, brain
+        )
         next_part += 1
         for v in buf.values():
             v.clear()
 
     with _progress(progress, len(todo), "embedding") as advance:
-        for ids, x in loader:
+        for ids, x, *brain in loader:
             res = embed_batch(model, x)
             buf["ids"].extend(ids)
             buf["cls"].append(res["cls"])
             buf["mean_patch"].append(res["mean_patch"])
+            if brain and "patch" in res:
+                buf["brain_max"].append(_brain_max(res["patch"], brain[0].numpy(), grid_of(x.shape)))
             if keep_patch and "patch" in res:
                 buf["patch"].append(res["patch"].astype(np.float16))
             if len(buf["ids"]) >= part_size:
@@ -343,6 +379,26 @@ def embed_store(
         flush()
     _merge(out, parts, scan_ids, keep_patch, meta)
     return out
+
+
+def _collate(items: list[tuple[Any, ...]]) -> tuple[Any, ...]:
+    """``[(scan_id, x[, brain]), ...]`` -> ``(ids, x (B, ...)[, brain (B, ...)])``."""
+    import torch
+
+    columns = list(zip(*items, strict=True))
+    return (list(columns[0]), *(torch.stack(c) for c in columns[1:]))
+
+
+def _brain_max(patch: np.ndarray, brain: np.ndarray, grid: Sequence[int]) -> np.ndarray:
+    """``(B, D)`` max over intracranial patch tokens from tokens ``(B, N, D)`` and masks ``(B, S, S, S)``."""
+    from fmct.preprocess.brain_mask import brain_max_pool, patch_fractions
+
+    fractions = np.stack([patch_fractions(m, grid) for m in brain])
+    if fractions.shape[1] != patch.shape[1]:
+        raise ValueError(
+            f"patch grid {tuple(grid)} gives {fractions.shape[1]} patches, model returned {patch.shape[1]}"
+        )
+    return brain_max_pool(patch, fractions)
 
 
 def _merge(out: Path, parts: Path, order: Sequence[str], keep_patch: bool, meta: dict) -> None:
@@ -361,12 +417,16 @@ def _merge(out: Path, parts: Path, order: Sequence[str], keep_patch: bool, meta:
         patch = None
         if keep_patch and all(e.patch is not None for e in embs):
             patch = np.concatenate([np.asarray(e.patch) for e in embs])[idx]
+        brain = None
+        if all(e.brain_max is not None for e in embs):  # parts from an older file without it: drop it
+            brain = np.concatenate([e.brain_max for e in embs])[idx]
         merged = Embeddings(
             final,
             np.concatenate([e.cls for e in embs])[idx],
             np.concatenate([e.mean_patch for e in embs])[idx],
             patch,
             {**embs[0].meta, **meta},
+            brain,
         )
     save_embeddings(merged, out)
     shutil.rmtree(parts, ignore_errors=True)

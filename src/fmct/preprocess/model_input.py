@@ -1,7 +1,8 @@
 """From a preprocessed head volume to the cube the network sees, and back.
 
 Every path that feeds a network (embedding, fine-tuning, predict, saliency) uses
-:func:`to_model_input`, so the mapping is defined once. The head (already cropped by
+:func:`to_model_input` (or its two steps, :func:`cube_hu` then ``apply_windows``, where the HU cube is needed
+too, as for the ``brain_max`` readout), so the mapping is defined once. The head (already cropped by
 :func:`fmct.preprocess.preprocess`) is centred in a cube of side ``max(shape)`` padded with air,
 then resized to ``size³`` voxels: aspect ratio is kept, nothing is cut off.
 """

@@ -1,0 +1,53 @@
+"""Cranial-cavity mask, per-patch fractions in the ViT's token order, intracranial max pooling."""
+
+import numpy as np
+import pytest
+import torch
+
+from fmct.models.vit3d import ViT3D, ViT3DConfig
+from fmct.preprocess.brain_mask import brain_max_pool, intracranial_mask, patch_fractions
+
+
+def phantom(n: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """Air, a 2-voxel scalp (40 HU), a 3-voxel skull (1200 HU) and a brain (30 HU) with a bleed (70 HU)."""
+    c = np.indices((n, n, n)) - (n - 1) / 2
+    r = np.sqrt((c**2).sum(0))
+    hu = np.full((n, n, n), -1000.0)
+    hu[r < 18] = 40.0  # scalp
+    hu[r < 16] = 1200.0  # skull
+    hu[r < 13] = 30.0  # brain
+    hu[(r < 13) & (c[0] > 6) & (np.abs(c[1]) < 3)] = 70.0  # a bleed, still intracranial
+    return hu, r
+
+
+def test_mask_is_the_cavity_not_the_scalp() -> None:
+    hu, r = phantom()
+    m = intracranial_mask(hu)
+    assert m[r < 11].all()  # the cavity less the one-voxel erosion rim, bleed included
+    assert not m[r >= 13].any()  # no skull, scalp or air
+    assert not intracranial_mask(np.full((8, 8, 8), -1000.0)).any()
+
+
+def test_patch_fractions_follow_the_vit_token_order() -> None:
+    vit = ViT3D(
+        ViT3DConfig(img_size=(16, 24, 32), patch_size=8, embed_dim=16, depth=1, num_heads=2, in_chans=1)
+    )
+    mask = np.zeros((16, 24, 32), bool)
+    mask[8:16, 0:8, 16:24] = True  # patch (1, 0, 2) of the (2, 3, 4) grid
+    f = patch_fractions(mask, vit.grid_size((1, 1, 16, 24, 32)))
+    x = torch.zeros(1, 1, 16, 24, 32)
+    base = vit.patch_embed(x)
+    x[0, 0, 8:16, 0:8, 16:24] = 1.0
+    changed = (vit.patch_embed(x) - base).abs().sum(-1)[0] > 0
+    assert f.shape == (24,) and f.max() == 1.0 and f.sum() == 1.0
+    assert int(np.argmax(f)) == int(torch.nonzero(changed).item())
+
+
+def test_brain_max_pool_uses_inside_patches_or_the_most_inside() -> None:
+    t = np.arange(2 * 3 * 2, dtype=np.float32).reshape(2, 3, 2)  # (B=2, N=3, D=2)
+    f = np.array([[1.0, 0.95, 0.2], [0.5, 0.7, 0.1]])
+    out = brain_max_pool(t, f)
+    np.testing.assert_array_equal(out[0], t[0, :2].max(0))  # patch 2 (outside) left out
+    np.testing.assert_array_equal(out[1], t[1, 1])  # none >= 0.9: the most intracranial patch
+    with pytest.raises(ValueError, match="fractions"):
+        brain_max_pool(t, f[:, :2])
