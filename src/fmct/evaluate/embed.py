@@ -55,8 +55,8 @@ class Embeddings:
         if kind == "brain_max":
             if self.brain_max is None:
                 raise ValueError(
-                    "these embeddings have no brain_max column (made by an older fmct or from cached cubes); "
-                    "re-run `fmct embed` to add it"
+                    "these embeddings have no brain_max column (made by an older fmct, or from cached cubes); "
+                    "re-run `fmct embed` with a new --out to add it (a rerun on the same file skips done scans)"
                 )
             return self.brain_max
         raise ValueError(f"unknown feature kind {kind!r}; use cls, mean_patch, cls+mean or brain_max")
