@@ -129,7 +129,7 @@ def encoded_r2(x: np.ndarray, targets: np.ndarray) -> dict[str, float]:
 def curves(run: Path) -> list[dict]:
     """Monitor rows of ``metrics.jsonl`` (steps where teacher entropy was logged)."""
     keep = ("step", "dino", "ibot", "koleo", "loss", "teacher_entropy", "log_k", "effective_rank",
-            "knn_auroc_macro")  # fmt: skip
+            "knn_auroc_macro", "knn_auroc_brain_max")  # fmt: skip
     rows = []
     for line in (run / "metrics.jsonl").read_text().splitlines():
         try:
@@ -149,6 +149,13 @@ def main() -> int:
     ap.add_argument("--config", type=Path, default=ROOT / "configs" / "demo-cpu.yaml")
     ap.add_argument("--steps", type=int, default=800)
     ap.add_argument("--random-seeds", type=int, default=3)
+    ap.add_argument(
+        "--pretrain-seeds",
+        type=int,
+        default=1,
+        help="pretraining runs (config seed 0..N-1); with N > 1 the result also gives the mean over the "
+        "pretrained runs minus the mean over the random inits, with one paired bootstrap CI",
+    )
     ap.add_argument("--site", default="a", help="site of the held-out labelled scans")
     ap.add_argument(
         "--feature",
@@ -186,20 +193,26 @@ def main() -> int:
     import torch
 
     from fmct import load_model
-    from fmct.evaluate.bootstrap import paired_difference
+    from fmct.evaluate.bootstrap import mean_difference, paired_difference
     from fmct.evaluate.embed import embed_store, load_embeddings, model_input_spec
     from fmct.evaluate.finetune import build_model
     from fmct.evaluate.metrics import auroc
     from fmct.labels import FINDINGS
 
     work = args.work or Path(tempfile.mkdtemp(prefix="fmct_pretrain_evidence_"))
-    run = work / "run"
+    # pretraining seed s runs in work/run (s = 0) or work/run_seed<s>; models "pretrained", "pretrained<s>"
+    runs = {("pretrained" if s == 0 else f"pretrained{s}"): (s, work / ("run" if s == 0 else f"run_seed{s}"))
+            for s in range(args.pretrain_seeds)}  # fmt: skip
     t0 = time.time()
-    reused = (run / "model" / "config.json").exists()
-    if not reused:
+    reused = all((run / "model" / "config.json").exists() for _, run in runs.values())
+    for seed, run in runs.values():
+        if (run / "model" / "config.json").exists():
+            continue
         cmd = [sys.executable, "-m", "fmct", "pretrain", "--config", str(args.config), "--data",
                str(args.pool), "--out", str(run), f"max_steps={args.steps}", "monitor_every=100",
                f"checkpoint_every={max(100, args.steps // 4)}", *args.overrides]  # fmt: skip
+        if seed:
+            cmd.append(f"seed={seed}")
         pool_labels = args.pool.parent / "cohort" / "a_pool" / "labels.csv"
         if pool_labels.exists():
             cmd.append(f"labels={pool_labels}")
@@ -212,16 +225,19 @@ def main() -> int:
     )
     if args.synth_seed is not None and (lab["site"] != args.site).any():
         raise SystemExit("--synth-seed: the labels.csv must come from one `fmct synth` call of --site")
-    models = {"pretrained": None, **{f"random{s}": s for s in range(args.random_seeds)}}
+    models = {**{name: None for name in runs}, **{f"random{s}": s for s in range(args.random_seeds)}}
+    pretrained = list(runs)
+    randoms = [m for m in models if m not in runs]
     scores: dict[str, dict[str, np.ndarray]] = {}
     features: dict[str, np.ndarray] = {}  # per model (and the reference): the probed features
     y = groups = None
     for name, seed in models.items():
+        first_run = runs["pretrained"][1] / "model"
         if seed is None:
-            model = load_model(run / "model")
+            model = load_model(runs[name][1] / "model")
         else:
             torch.manual_seed(seed)
-            model = build_model(run / "model", ["x"], scratch=True).as_backbone()
+            model = build_model(first_run, ["x"], scratch=True).as_backbone()
         out = work / f"emb_{name}.parquet"
         if out.exists() and args.feature == "brain_max" and load_embeddings(out, False).brain_max is None:
             out.unlink()  # embedded by an fmct without the brain_max readout
@@ -259,29 +275,33 @@ def main() -> int:
         target = params[[row_of[i] for i in ids]]
         encoded = {name: encoded_r2(x, target) for name, x in features.items()}
     table = {m: {k: per_finding(s) for k, s in d.items()} for m, d in scores.items()}
+
+    def summary(d: dict) -> dict:
+        return {"macro": round(d["macro"]["value"], 3), "ci": [round(c, 3) for c in d["macro"]["ci"]]}
+
     diffs = {}
     for kind in ("knn", "linear"):
-        for name in models:
-            if name == "pretrained":
-                continue
-            d = paired_difference(
-                y, scores["pretrained"][kind], scores[name][kind], FINDINGS, groups, args.n_boot
-            )
-            diffs[f"{kind}: pretrained - {name}"] = {
-                "macro": round(d["macro"]["value"], 3),
-                "ci": [round(c, 3) for c in d["macro"]["ci"]],
-            }
-    rows = curves(run)
+        for p in pretrained:
+            for name in randoms:
+                d = paired_difference(y, scores[p][kind], scores[name][kind], FINDINGS, groups, args.n_boot)
+                diffs[f"{kind}: {p} - {name}"] = summary(d)
+        if len(pretrained) > 1:
+            d = mean_difference(y, [scores[p][kind] for p in pretrained],
+                                [scores[r][kind] for r in randoms], FINDINGS, groups, args.n_boot)  # fmt: skip
+            key = f"{kind}: mean of {len(pretrained)} pretrained - mean of {len(randoms)} random"
+            diffs[key] = summary(d)
+    rows = {p: curves(run) for p, (_, run) in runs.items()}
+
+    def mean_macro(names: list[str], kind: str) -> float:
+        return round(float(np.mean([table[m][kind]["macro"] for m in names])), 3)
+
     res = {
         "headline": {
-            "knn_macro_pretrained": table["pretrained"]["knn"]["macro"],
-            "knn_macro_random_mean": round(
-                float(np.mean([table[m]["knn"]["macro"] for m in models if m != "pretrained"])), 3
-            ),
-            "linear_macro_pretrained": table["pretrained"]["linear"]["macro"],
-            "linear_macro_random_mean": round(
-                float(np.mean([table[m]["linear"]["macro"] for m in models if m != "pretrained"])), 3
-            ),
+            "knn_macro_pretrained": mean_macro(pretrained, "knn"),
+            "knn_macro_random_mean": mean_macro(randoms, "knn"),
+            "linear_macro_pretrained": mean_macro(pretrained, "linear"),
+            "linear_macro_random_mean": mean_macro(randoms, "linear"),
+            "pretrain_seeds": len(pretrained),
             "steps": args.steps,
         },
         "config": str(args.config),
@@ -292,7 +312,7 @@ def main() -> int:
         "auroc": table,
         "paired_differences": diffs,
         "generator_parameters_cv_r2": encoded,
-        "training_monitors": rows,
+        "training_monitors": rows if len(rows) > 1 else rows["pretrained"],
         "seconds_pretrain": None if reused else round(t_pre, 1),
         "pretrain_run_reused": reused,
     }
@@ -302,14 +322,15 @@ def main() -> int:
     for m in table:
         print(f"  {m:12s} kNN {table[m]['knn']['macro']:.3f}   linear {table[m]['linear']['macro']:.3f}")
     for k, v in diffs.items():
-        print(f"  {k:32s} {v['macro']:+.3f} [{v['ci'][0]:+.3f}, {v['ci'][1]:+.3f}]")
+        print(f"  {k:42s} {v['macro']:+.3f} [{v['ci'][0]:+.3f}, {v['ci'][1]:+.3f}]")
     if encoded:
         print("\nCV R² of ridge regressions of the generator parameters on the features:")
         for name, r2 in encoded.items():
             print(f"  {name:12s} " + "  ".join(f"{k} {v:.2f}" for k, v in r2.items()))
-    print("\ntraining monitors:")
-    for r in rows:
-        print("  " + "  ".join(f"{k} {v}" for k, v in r.items()))
+    for p, prow in rows.items():
+        print(f"\ntraining monitors ({p}):")
+        for r in prow:
+            print("  " + "  ".join(f"{k} {v}" for k, v in r.items()))
     out = HERE / "results" / (f"pretrain_evidence_{args.tag}.json" if args.tag else "pretrain_evidence.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2) + "\n")

@@ -38,6 +38,8 @@ def test_demo_runs_every_stage_and_reuses_them(tmp_path):
     # the pretraining store is defaced and the backbone records the preprocessing predict must repeat
     cfg = json.loads((tmp_path / "models" / "classifier" / "config.json").read_text())
     assert cfg["preprocessing"]["deface"] is True and cfg["preprocessing"]["spacing"] == 4.0
+    # the frozen probes and the exported classifier read the intracranial patch tokens
+    assert cfg["head"]["pooling"] == "brain_max" and report["meta"]["config"]["feature"] == "brain_max"
 
     logs.clear()
     run_demo(tmp_path, MICRO, log=logs.append)

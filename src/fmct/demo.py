@@ -6,8 +6,9 @@ Stages (each reused when re-run; delete its folder to redo it)::
               sites b and c (external, OOD test)
     store_pool/, store_eval/   fmct ingest (the pool and the labelled scans never share a store)
     runs/ssl/ fmct pretrain (configs/demo-cpu.yaml: DINO + iBOT + KoLeo, tiny 3D ViT)
-    report/   fmct evaluate: SSL linear probe vs the same ViT at random init (frozen) vs the same ViT
-              trained from scratch, at several label fractions; ID vs OOD; bootstrap CIs
+    report/   fmct evaluate: SSL linear probe vs the same ViT at random init (frozen; both read the max
+              over the intracranial patch tokens, ``brain_max``) vs the same ViT trained from scratch,
+              at several label fractions; ID vs OOD; bootstrap CIs
     models/   backbone/ (the pretrained ViT) and classifier/ (backbone + linear probe): both are model
               directories that `fmct predict` accepts
 """
@@ -50,6 +51,9 @@ class DemoConfig:
     scratch_fractions: list[float] = field(default_factory=lambda: [0.1, 1.0])
     scratch_seeds: list[int] = field(default_factory=lambda: [0])
     n_boot: int = 1000
+    #: frozen-feature readout of the SSL and random-init probes and of the exported classifier: the max
+    #: over the intracranial patch tokens (README "Reading the brain, not the head"); or cls+mean, cls, ...
+    feature: str = "brain_max"
 
 
 class Stages:
@@ -150,6 +154,7 @@ def _evaluate(out: Path, labels: Path, store: Path, backbone: Path, cfg: DemoCon
         "train_site": "a",
         "n_boot": cfg.n_boot,
         "split_seed": cfg.seed,
+        "feature": cfg.feature,
     }
     if out.exists():
         shutil.rmtree(out)
@@ -157,7 +162,9 @@ def _evaluate(out: Path, labels: Path, store: Path, backbone: Path, cfg: DemoCon
     return {"report": str(out / "report.html")}
 
 
-def _export_models(root: Path, backbone: Path, labels: Path, report_dir: Path) -> dict[str, Any]:
+def _export_models(
+    root: Path, backbone: Path, labels: Path, report_dir: Path, feature: str = "brain_max"
+) -> dict[str, Any]:
     """DIR/models/backbone (pretrained ViT) and DIR/models/classifier (backbone + linear probe fitted on
     the training split's labels, selected on validation)."""
     import numpy as np
@@ -180,13 +187,13 @@ def _export_models(root: Path, backbone: Path, labels: Path, report_dir: Path) -
     from fmct.labels import FINDINGS
 
     findings = [f for f in FINDINGS if f in df.columns]
-    x = {k: emb.select(v).feature("cls+mean") for k, v in ids.items()}
+    x = {k: emb.select(v).feature(feature) for k, v in ids.items()}
     y = {k: label_matrix(df, v, findings) for k, v in ids.items()}
     probe = fit_linear_probe(x["train"], y["train"], x["val"], y["val"], findings)
     save_probe_classifier(
         probe,
         models / "backbone",
-        "cls+mean",
+        feature,
         models / "classifier",
         name="fmct-demo-classifier",
         training={
@@ -250,7 +257,15 @@ def run_demo(
         **pre_fp,
         **{
             k: base[k]
-            for k in ("fractions", "seeds", "scratch_epochs", "scratch_fractions", "scratch_seeds", "n_boot")
+            for k in (
+                "fractions",
+                "seeds",
+                "scratch_epochs",
+                "scratch_fractions",
+                "scratch_seeds",
+                "n_boot",
+                "feature",
+            )  # fmt: skip
         },
     }
     stages.run(
@@ -258,7 +273,9 @@ def run_demo(
         lambda: _evaluate(out / "report", labels, out / "store_eval", run / "model", cfg, log),
         eval_fp,
     )
-    models = stages.run("models", lambda: _export_models(out, run / "model", labels, out / "report"), eval_fp)
+    models = stages.run(
+        "models", lambda: _export_models(out, run / "model", labels, out / "report", cfg.feature), eval_fp
+    )
     report = json.loads((out / "report" / "report.json").read_text())
     rows = headline_rows(report)
     summary = {

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from fmct.evaluate.bootstrap import bootstrap_weights, evaluate_with_ci, paired_difference
+from fmct.evaluate.bootstrap import bootstrap_weights, evaluate_with_ci, mean_difference, paired_difference
 from fmct.evaluate.metrics import auroc
 
 
@@ -66,3 +66,20 @@ def test_paired_difference() -> None:
     diff = paired_difference(y, good, bad, ["a", "b"], n_boot=300)
     assert diff["macro"]["value"] > 0
     assert diff["macro"]["ci"][0] > 0 and diff["macro"]["p_le_0"] < 0.05
+
+
+def test_mean_difference_averages_models_on_the_same_replicates() -> None:
+    rng = np.random.default_rng(2)
+    n = 200
+    y = rng.integers(0, 2, (n, 2)).astype(float)
+    good = [y + rng.normal(scale=s, size=y.shape) for s in (0.6, 0.8)]
+    bad = [y + rng.normal(scale=s, size=y.shape) for s in (2.0, 2.5, 3.0)]
+    one = mean_difference(y, good[:1], bad[:1], ["a", "b"], n_boot=200)
+    assert one == paired_difference(y, good[0], bad[0], ["a", "b"], n_boot=200)
+    pooled = mean_difference(y, good, bad, ["a", "b"], n_boot=200)
+    pairs = [paired_difference(y, g, b, ["a", "b"], n_boot=200) for g in good for b in bad]
+    # the mean over models of a metric minus the other mean = the mean of the pairwise differences
+    assert np.isclose(pooled["macro"]["value"], np.mean([p["macro"]["value"] for p in pairs]))
+    assert pooled["macro"]["ci"][0] > 0 and pooled["macro"]["p_le_0"] < 0.05
+    with pytest.raises(ValueError, match="at least one"):
+        mean_difference(y, [], bad, ["a", "b"])

@@ -3,11 +3,13 @@
 import json
 
 import pandas as pd
+import torch
 from evalkit import FINDINGS3, MemoryStore, make_labels, separable_embeddings, write_disk_store
 from typer.testing import CliRunner
 
+from fmct import load_model
 from fmct.cli import app
-from fmct.evaluate.embed import load_embeddings, save_embeddings
+from fmct.evaluate.embed import StoreInputs, load_embeddings, save_embeddings
 
 runner = CliRunner()
 
@@ -60,7 +62,7 @@ def test_embed_probe_and_save_classifier(tmp_path, tiny_model_dir) -> None:  # t
     assert {x["setting"] for x in rep["results"]} == {"0.5", "1"}
     cfg = json.loads((tmp_path / "clf" / "config.json").read_text())
     assert cfg["kind"] == "classifier" and cfg["labels"] == FINDINGS3
-    # the intracranial readout: probes run on it; saving a classifier from it is refused before any work
+    # the intracranial readout: probes run on it, and a classifier saved from it pools the same way
     probe = ["probe", "--embeddings", str(tmp_path / "emb.parquet"), "--labels", str(tmp_path / "labels.csv"),
              "--fractions", "1", "--seeds", "1", "--n-boot", "20", "--no-plots", "--feature", "brain_max"]  # fmt: skip
     r = runner.invoke(app, [*probe, "--out", str(tmp_path / "probe_brain"), "--method", "linear,knn"])
@@ -69,7 +71,16 @@ def test_embed_probe_and_save_classifier(tmp_path, tiny_model_dir) -> None:  # t
     assert {x["method"] for x in rep["results"]} == {"linear", "knn"}
     r = runner.invoke(app, [*probe, "--out", str(tmp_path / "p3"), "--model", str(tiny_model_dir),
                             "--save-classifier", str(tmp_path / "clf2")])  # fmt: skip
-    assert r.exit_code != 0 and "cannot pool brain_max" in r.output and not (tmp_path / "clf2").exists()
+    assert r.exit_code == 0, r.output
+    clf = load_model(tmp_path / "clf2")
+    assert clf.head_config["pooling"] == "brain_max"
+    emb = load_embeddings(tmp_path / "emb.parquet")
+    ids = emb.scan_ids[:6]
+    inputs = StoreInputs(store, ids, clf.input_size, clf.preprocessing["windows"])
+    x = torch.stack([inputs[i][1] for i in range(len(ids))])
+    with torch.no_grad():  # the classifier finds the cavity in its input = the embeddings' brain_max column
+        from_embeddings = clf.head(torch.from_numpy(emb.select(ids).brain_max))
+        torch.testing.assert_close(clf(x), from_embeddings, atol=1e-4, rtol=1e-4)
 
 
 def test_finetune_and_evaluate_commands(tmp_path, tiny_model_dir) -> None:  # type: ignore[no-untyped-def]

@@ -18,7 +18,7 @@ from fmct.preprocess import PreprocessConfig
 INPUT_SIZE = 32
 
 
-def tiny_classifier(seed: int = 0, head_type: str = "linear") -> ClassifierModel:
+def tiny_classifier(seed: int = 0, head_type: str = "linear", pooling: str = "cls") -> ClassifierModel:
     """ViT3D 32³ / patch 8 (64 tokens), width 32, depth 2, one register; 12 findings."""
     torch.manual_seed(seed)
     bb = ViT3D(
@@ -26,7 +26,7 @@ def tiny_classifier(seed: int = 0, head_type: str = "linear") -> ClassifierModel
     )
     pre = {**PreprocessConfig().to_dict(), "input_size": INPUT_SIZE}
     return ClassifierModel.from_backbone(
-        bb, list(FINDINGS), head_type=head_type, preprocessing=pre, name="tiny-test"
+        bb, list(FINDINGS), head_type=head_type, pooling=pooling, preprocessing=pre, name="tiny-test"
     ).eval()
 
 
@@ -78,7 +78,7 @@ def nifti_scan(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def make_classifier():
-    """``make_classifier(seed=0, head_type="linear") -> ClassifierModel`` (see :func:`tiny_classifier`)."""
+    """``make_classifier(seed=0, head_type="linear", pooling="cls") -> ClassifierModel`` (see :func:`tiny_classifier`)."""
     return tiny_classifier
 
 

@@ -1,3 +1,4 @@
+import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -34,3 +35,10 @@ def test_export_cli(model_dir, tmp_path):
         assert res.exit_code == 2 and "needs the 'onnx' package" in res.output
     res = runner.invoke(app, ["export", "--model", str(model_dir), "--format", "tflite", "--out", str(out)])
     assert res.exit_code == 2 and "unknown format" in res.output
+
+
+def test_brain_max_classifier_is_refused_not_frozen(make_classifier, tmp_path):
+    model = make_classifier(seed=5, pooling="brain_max")
+    with pytest.raises(ValueError, match="cannot be exported"):
+        export_torchscript(model, tmp_path / "m.pt")
+    assert not list(tmp_path.iterdir())

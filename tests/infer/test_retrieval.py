@@ -104,6 +104,8 @@ def test_retrieve_query_path_with_model(index_file, tmp_path, model_dir, nifti_s
     q = embed_scan(model_dir, str(nifti_scan))
     assert q.shape == (classifier.backbone.embed_dim,)
     assert embed_scan(classifier, str(nifti_scan), "cls+mean").shape == (2 * classifier.backbone.embed_dim,)
+    brain = embed_scan(classifier, str(nifti_scan), "brain_max")
+    assert brain.shape == q.shape and not np.allclose(brain, q)
     with pytest.raises(ValueError, match="64-dim"):
         embed_scan(classifier, str(nifti_scan), dim=64)
     rng = np.random.default_rng(2)
@@ -132,6 +134,15 @@ def test_fmct_embed_layout_and_poolings(tmp_path):
         ),
         path,
     )
+    with pytest.raises(ValueError, match="no brain_max column"):
+        load_embeddings(path, "brain_max")
+    pq.write_table(
+        pq.read_table(path).append_column(
+            "brain_max", pa.FixedSizeListArray.from_arrays(pa.array((2 * mean).ravel()), 4)
+        ),
+        path,
+    )
+    np.testing.assert_allclose(load_embeddings(path, "brain_max")[1], 2 * mean)
     np.testing.assert_allclose(load_embeddings(path)[1], cls)
     np.testing.assert_allclose(load_embeddings(path, "mean_patch")[1], mean)
     np.testing.assert_allclose(load_embeddings(path, "cls+mean")[1], np.concatenate([cls, mean], 1))

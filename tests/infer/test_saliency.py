@@ -97,6 +97,15 @@ def test_compute_saliency_maps(head_type, make_classifier):
         compute_saliency(model, x, model.labels, methods=["lime"])
 
 
+def test_saliency_of_a_brain_max_classifier(make_classifier, make_head_volume):
+    model = make_classifier(seed=4, pooling="brain_max")
+    x = model.model_input(make_head_volume())[None]  # a head: the classifier pools its cranial patches
+    maps = compute_saliency(model, x, model.labels, findings=["ich"])
+    for m in maps["ich"].values():
+        assert m.shape == (INPUT_SIZE,) * 3 and float(m.max()) == 1.0
+    assert not torch.allclose(model(x), make_classifier(seed=4)(x))  # not the CLS readout
+
+
 def test_resnet_backbone_gets_gradient_map_only():
     from fmct.models.baselines import ResNet3D, ResNet3DConfig
     from fmct.models.hub import ClassifierModel

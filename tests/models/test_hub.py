@@ -51,7 +51,8 @@ def test_backbone_roundtrip(tmp_path: Path, tiny_vit, preprocessing) -> None:
 
 
 @pytest.mark.parametrize(
-    "head_type,pooling", [("linear", "cls"), ("linear", "cls+mean"), ("attentive", "cls")]
+    "head_type,pooling",
+    [("linear", "cls"), ("linear", "cls+mean"), ("linear", "brain_max"), ("attentive", "cls")],
 )
 def test_classifier_roundtrip(tmp_path: Path, tiny_vit, preprocessing, head_type: str, pooling: str) -> None:
     torch.manual_seed(0)
@@ -86,6 +87,19 @@ def test_resnet_classifier_roundtrip(tmp_path: Path, preprocessing) -> None:
     m = load_model(out)
     assert json.loads((out / "config.json").read_text())["architecture"]["type"] == "resnet3d"
     assert torch.equal(m(x), clf(x))
+
+
+def test_brain_max_pooling_needs_a_token_grid_and_a_wide_window(tiny_vit, preprocessing) -> None:
+    r = ResNet3D(widths=(4, 8), blocks=(1, 1)).eval()  # its final 8³ feature map is the grid
+    clf = ClassifierModel.from_backbone(r, LABELS, pooling="brain_max", preprocessing=preprocessing)
+    assert clf(torch.rand(1, 3, 16, 16, 16)).shape == (1, 3)
+    with pytest.raises(ValueError, match="token grid"):
+        ClassifierModel.from_backbone(
+            torch.nn.Linear(2, 2), LABELS, pooling="brain_max", preprocessing=preprocessing
+        )
+    narrow = {**preprocessing, "windows": [[40, 80]]}  # the brain window alone clips CSF and blood
+    with pytest.raises(ValueError, match="spanning -5 to 110 HU"):
+        ClassifierModel.from_backbone(tiny_vit, LABELS, pooling="brain_max", preprocessing=narrow)
 
 
 def test_predict_uses_preprocess_pipeline(tmp_path: Path, tiny_vit, preprocessing, monkeypatch) -> None:

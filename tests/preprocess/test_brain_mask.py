@@ -5,7 +5,15 @@ import pytest
 import torch
 
 from fmct.models.vit3d import ViT3D, ViT3DConfig
-from fmct.preprocess.brain_mask import brain_max_pool, intracranial_mask, patch_fractions
+from fmct.preprocess.brain_mask import (
+    brain_max_pool,
+    brain_max_tokens,
+    hu_from_channels,
+    input_patch_fractions,
+    intracranial_mask,
+    patch_fractions,
+)
+from fmct.preprocess.windows import DEFAULT_WINDOWS, apply_windows
 
 
 def phantom(n: int = 40) -> tuple[np.ndarray, np.ndarray]:
@@ -51,3 +59,27 @@ def test_brain_max_pool_uses_inside_patches_or_the_most_inside() -> None:
     np.testing.assert_array_equal(out[1], t[1, 1])  # none >= 0.9: the most intracranial patch
     with pytest.raises(ValueError, match="fractions"):
         brain_max_pool(t, f[:, :2])
+
+
+def test_the_cavity_is_found_again_from_windowed_inputs() -> None:
+    hu, _ = phantom()
+    x = apply_windows(torch.from_numpy(hu).float(), DEFAULT_WINDOWS)[None]  # (1, 3, 40, 40, 40)
+    back = hu_from_channels(x, DEFAULT_WINDOWS)[0].numpy()
+    soft = (hu > -5) & (hu < 110)
+    np.testing.assert_allclose(back[soft], hu[soft], atol=1e-3)
+    f = input_patch_fractions(x, DEFAULT_WINDOWS, (5, 5, 5))
+    np.testing.assert_array_equal(f[0].numpy(), patch_fractions(intracranial_mask(hu), (5, 5, 5)))
+    with pytest.raises(ValueError, match="spanning"):
+        hu_from_channels(x[:, :1], DEFAULT_WINDOWS[:1])  # the brain window (0-80 HU) alone
+    with pytest.raises(ValueError, match="windows"):
+        hu_from_channels(x, DEFAULT_WINDOWS[:2])
+
+
+def test_torch_brain_max_matches_numpy_and_passes_gradients_to_used_patches_only() -> None:
+    t = torch.randn(2, 3, 4, requires_grad=True)
+    f = torch.tensor([[1.0, 0.95, 0.2], [0.5, 0.7, 0.1]])
+    out = brain_max_tokens(t, f)
+    np.testing.assert_array_equal(out.detach().numpy(), brain_max_pool(t.detach().numpy(), f.numpy()))
+    out.sum().backward()
+    assert t.grad[0, 2].abs().sum() == 0 and t.grad[1, [0, 2]].abs().sum() == 0
+    assert t.grad[0, :2].abs().sum() > 0

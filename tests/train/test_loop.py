@@ -81,6 +81,7 @@ def test_cli_pretrain_resume_export_and_labels(tiny_store, tiny_overrides, tmp_p
     assert r.exit_code == 0, r.output
     recs = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
     assert "knn_auroc_macro" in recs[0] and 0.0 <= recs[0]["knn_auroc_macro"] <= 1.0
+    assert 0.0 <= recs[0]["knn_auroc_brain_max"] <= 1.0  # the intracranial readout, monitored too
     cfg = json.loads((run / "model" / "config.json").read_text())
     assert cfg["kind"] == "backbone" and cfg["preprocessing"]["input_size"] == 32
     r = CliRunner().invoke(app, ["pretrain", "--resume", str(run), "--no-progress", "max_steps=5"])

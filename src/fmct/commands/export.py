@@ -34,7 +34,7 @@ def export(
     clf = load_classifier(model, "export", "export needs a classifier")
     try:
         path = export_model(clf, out, fmt)
-    except RuntimeError as exc:
+    except (RuntimeError, ValueError) as exc:  # ValueError: a classifier that cannot be traced
         typer.echo(f"fmct export: {exc}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"wrote {path} ({fmt}, {len(clf.labels)} outputs, input (B, C, {clf.input_size}^3))")

@@ -30,7 +30,7 @@ def probe(
         "cls+mean",
         "--feature",
         help="cls, mean_patch, cls+mean, or brain_max (max over the patch tokens inside the cranial cavity; "
-        "needs embeddings made by this fmct, and cannot be saved with --save-classifier).",
+        "needs embeddings made by this fmct; a saved classifier pools the same way).",
     ),
     n_boot: int = typer.Option(1000, "--n-boot", min=10, help="Bootstrap resamples for the 95% CIs."),
     train_site: str | None = typer.Option(
@@ -56,10 +56,6 @@ def probe(
 
     if save_classifier is not None and model is None:
         fail("--save-classifier needs --model (the backbone that produced the embeddings)")
-    if save_classifier is not None and feature == "brain_max":
-        fail(
-            "--save-classifier: a classifier cannot pool brain_max yet; use --feature cls, mean_patch or cls+mean"
-        )
     emb = run_or_fail(load_embeddings, embeddings)
     run_or_fail(emb.feature, feature)  # an unknown kind or a file without brain_max, before any fitting
     cfg = run_or_fail(

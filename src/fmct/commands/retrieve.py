@@ -16,7 +16,11 @@ def retrieve(
         None, "--model", "-m", help="Model directory used to embed a query path."
     ),
     k: int = typer.Option(10, "-k", min=1, help="Number of neighbours."),
-    pooling: str = typer.Option("cls", "--pooling", help="Embedding used: cls | mean_patch | cls+mean."),
+    pooling: str = typer.Option(
+        "cls",
+        "--pooling",
+        help="Embedding used: cls | mean_patch | cls+mean | brain_max (max over the intracranial patch tokens).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Find the k scans most similar to a query scan (cosine similarity of embeddings).

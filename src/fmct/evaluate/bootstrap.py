@@ -139,28 +139,53 @@ def paired_difference(
     scores_a: np.ndarray,
     scores_b: np.ndarray,
     findings: Sequence[str],
-    groups: Sequence[Any] | np.ndarray | None = None,
-    n_boot: int = DEFAULT_N_BOOT,
-    seed: int = 0,
-    metric: str = "auroc",
+    *args: Any,
+    **kw: Any,
 ) -> dict[str, Any]:
     """Difference ``a - b`` of a metric, per finding and macro, with a paired bootstrap 95% CI.
 
     Both models are scored on the same resampled scans in every replicate. Macro uses the findings
     scorable for both. ``p_le_0`` is the fraction of replicates where the difference is <= 0 (a
-    one-sided bootstrap p-value for "a better than b").
+    one-sided bootstrap p-value for "a better than b"). Further arguments (``groups``, ``n_boot``,
+    ``seed``, ``metric``) as in :func:`mean_difference`, of which this is the one-model-per-side case.
     """
+    return mean_difference(labels, [scores_a], [scores_b], findings, *args, **kw)
+
+
+def mean_difference(
+    labels: np.ndarray,
+    scores_a: Sequence[np.ndarray],
+    scores_b: Sequence[np.ndarray],
+    findings: Sequence[str],
+    groups: Sequence[Any] | np.ndarray | None = None,
+    n_boot: int = DEFAULT_N_BOOT,
+    seed: int = 0,
+    metric: str = "auroc",
+) -> dict[str, Any]:
+    """Difference of the *mean over models* of a metric: ``mean_i m(a_i) - mean_j m(b_j)``, per finding and
+    macro, with a paired bootstrap 95% CI (every model scored on the same resampled scans).
+
+    ``scores_a`` / ``scores_b``: one or more ``(n, F)`` score matrices on the same scans, e.g. several
+    pretraining seeds vs several random initialisations, so that the CI reflects the scans and the
+    comparison is not hostage to one lucky or unlucky seed. With one matrix per side it is
+    :func:`paired_difference`. A finding counts when it is scorable for every model.
+    """
+    if not scores_a or not scores_b:
+        raise ValueError("mean_difference needs at least one score matrix per side")
     labels = np.asarray(labels, dtype=np.float64)
     weights = bootstrap_weights(labels.shape[0], n_boot, seed, groups)
     per: dict[str, Any] = {}
     points, reps = [], []
     for j, f in enumerate(findings):
-        ra = finding_replicates(labels[:, j], np.asarray(scores_a)[:, j], weights, metric)
-        rb = finding_replicates(labels[:, j], np.asarray(scores_b)[:, j], weights, metric)
-        if ra is None or rb is None:
+        side = []
+        for group in (scores_a, scores_b):
+            r = [finding_replicates(labels[:, j], np.asarray(s)[:, j], weights, metric) for s in group]
+            side.append(None if any(x is None for x in r) else r)
+        if side[0] is None or side[1] is None:
             per[f] = None
             continue
-        d, dr = ra[0] - rb[0], ra[1] - rb[1]
+        (pa, ra), (pb, rb) = ((np.mean([x[0] for x in r]), np.mean([x[1] for x in r], axis=0)) for r in side)
+        d, dr = float(pa - pb), ra - rb
         per[f] = {"value": d, "ci": _ci(dr), "p_le_0": float(np.mean(dr[np.isfinite(dr)] <= 0))}
         points.append(d)
         reps.append(dr)

@@ -55,7 +55,7 @@ class Embeddings:
         if kind == "brain_max":
             if self.brain_max is None:
                 raise ValueError(
-                    "these embeddings have no brain_max column (made by an older fmct, or from cached cubes); "
+                    "these embeddings have no brain_max column (made by an older fmct); "
                     "re-run `fmct embed` with a new --out to add it (a rerun on the same file skips done scans)"
                 )
             return self.brain_max
@@ -245,7 +245,14 @@ class CubeCache:
         out = CubeCache.__new__(CubeCache)
         out.scan_ids = list(scan_ids)
         out.cubes = self.cubes[[pos[s] for s in scan_ids]]
+        out.size = self.size
         return out
+
+    def brain_masks(self, idx: Any) -> np.ndarray:
+        """``(B, S, S, S)`` bool cranial-cavity masks of rows ``idx`` (:func:`intracranial_mask` of the cubes)."""
+        from fmct.preprocess.brain_mask import intracranial_mask
+
+        return np.stack([intracranial_mask(self.cubes[int(i)].numpy()) for i in idx])
 
 
 def model_input_spec(model: Any) -> tuple[int, list[tuple[float, float]]]:
@@ -476,12 +483,15 @@ def embed_cache(
         raise ValueError(f"cache holds {cache.cubes.shape[-1]}³ cubes but the model expects {size}³")
     if hasattr(model, "eval"):
         model.eval()
-    acc: dict[str, list[np.ndarray]] = {"cls": [], "mean_patch": [], "patch": []}
+    grid_of = getattr(getattr(model, "backbone", None), "grid_size", None)  # None: no brain_max readout
+    acc: dict[str, list[np.ndarray]] = {"cls": [], "mean_patch": [], "patch": [], "brain_max": []}
     for i in range(0, len(cache.scan_ids), batch_size):
-        res = embed_batch(
-            model, cache.batch(torch.arange(i, min(i + batch_size, len(cache.scan_ids))), windows)
-        )
-        for k in acc:
+        idx = torch.arange(i, min(i + batch_size, len(cache.scan_ids)))
+        x = cache.batch(idx, windows)
+        res = embed_batch(model, x)
+        if grid_of is not None and "patch" in res:
+            acc["brain_max"].append(_brain_max(res["patch"], cache.brain_masks(idx), grid_of(x.shape)))
+        for k in ("cls", "mean_patch", "patch"):
             if k in res and (k != "patch" or keep_patch):
                 acc[k].append(res[k].astype(np.float16) if k == "patch" else res[k])
     cat = {k: np.concatenate(v) for k, v in acc.items() if v}
@@ -491,6 +501,7 @@ def embed_cache(
         cat["mean_patch"],
         cat.get("patch"),
         {**(meta or {}), "input_size": size, "windows": windows},
+        cat.get("brain_max"),
     )
 
 

@@ -159,7 +159,13 @@ def _fit_linear_probe(
 
 
 #: embeddings feature kind -> pooling name of a saved linear classifier head (fmct.models.hub)
-FEATURE_TO_POOLING = {"cls": "cls", "mean_patch": "mean", "mean": "mean", "cls+mean": "cls+mean"}
+FEATURE_TO_POOLING = {
+    "cls": "cls",
+    "mean_patch": "mean",
+    "mean": "mean",
+    "cls+mean": "cls+mean",
+    "brain_max": "brain_max",
+}
 
 
 def save_probe_classifier(
@@ -175,7 +181,8 @@ def save_probe_classifier(
     Args:
         backbone: a model directory or a loaded Backbone/ClassifierModel — the one that produced the
             embeddings the probe was fitted on.
-        feature: the embeddings feature the probe used (``cls``, ``mean_patch``, ``cls+mean``).
+        feature: the embeddings feature the probe used (``cls``, ``mean_patch``, ``cls+mean``,
+            ``brain_max``: the classifier then finds the cranial cavity in each input itself).
     """
     import torch
 

@@ -54,6 +54,22 @@ def export_metadata(model: Any) -> dict[str, Any]:
     }
 
 
+def check_exportable(model: Any) -> None:
+    """Raise ``ValueError`` for a classifier whose forward pass leaves the torch graph.
+
+    A ``brain_max`` head finds the cranial cavity of each input with scipy (a connected-component
+    mask, :mod:`fmct.preprocess.brain_mask`): a traced or ONNX graph would freeze the mask of the
+    example input and silently apply it to every scan.
+    """
+    head = getattr(model, "head_config", {}) or {}
+    if head.get("pooling") == "brain_max":
+        raise ValueError(
+            "a brain_max classifier cannot be exported: its cranial-cavity mask is computed outside the "
+            "torch graph; use it through fmct predict / fmct.load_model, or export a classifier saved "
+            "with --feature cls, mean_patch or cls+mean"
+        )
+
+
 def _tmp_next_to(out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
@@ -65,8 +81,10 @@ def export_torchscript(model: Any, out: str | Path, check: bool = True) -> Path:
     """Trace ``model`` (a ClassifierModel) with ``torch.jit.trace`` and save it atomically.
 
     With ``check``, the traced module is run on a batch of 2 and compared to the eager model
-    (max abs difference <= 1e-4), raising ``RuntimeError`` otherwise.
+    (max abs difference <= 1e-4), raising ``RuntimeError`` otherwise. Raises ``ValueError`` for a
+    ``brain_max`` classifier (:func:`check_exportable`).
     """
+    check_exportable(model)
     out = Path(out)
     model.eval()
     wrapped = ProbabilityModel(model).eval()
@@ -113,6 +131,7 @@ def export_onnx(model: Any, out: str | Path, opset: int = 17) -> Path:
     Raises:
         RuntimeError: ``onnx`` is not installed.
     """
+    check_exportable(model)
     if not onnx_available():
         raise RuntimeError(
             "ONNX export needs the 'onnx' package, which is not installed; "

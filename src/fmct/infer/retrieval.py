@@ -16,7 +16,7 @@ import numpy as np
 _NON_EMBEDDING = {"scan_id", "patient_id", "study_id", "site", "split", "status", "source", "view"}
 
 
-POOLINGS: tuple[str, ...] = ("cls", "mean_patch", "cls+mean")
+POOLINGS: tuple[str, ...] = ("cls", "mean_patch", "cls+mean", "brain_max")
 
 
 def _stack(col) -> np.ndarray:
@@ -28,9 +28,9 @@ def _stack(col) -> np.ndarray:
 def load_embeddings(path: str | Path, pooling: str = "cls") -> tuple[list[str], np.ndarray]:
     """Read an embedding table.
 
-    Layouts: ``fmct embed`` output (list columns ``cls`` and ``mean_patch``; ``pooling`` picks ``cls``,
-    ``mean_patch`` or their concatenation ``cls+mean``), a list column ``embedding``, or one numeric
-    column per dimension.
+    Layouts: ``fmct embed`` output (list columns ``cls`` and ``mean_patch``, and ``brain_max``; ``pooling``
+    picks ``cls``, ``mean_patch``, their concatenation ``cls+mean`` or ``brain_max``, the max over the
+    intracranial patch tokens), a list column ``embedding``, or one numeric column per dimension.
 
     Returns:
         ids: ``N`` scan ids in file order.
@@ -48,7 +48,11 @@ def load_embeddings(path: str | Path, pooling: str = "cls") -> tuple[list[str], 
         raise ValueError(f"{path}: no 'scan_id' column (columns: {list(df.columns)[:8]}...)")
     ids = [str(s) for s in df["scan_id"]]
     emb: np.ndarray | None
-    if "cls" in df.columns and "mean_patch" in df.columns:
+    if pooling == "brain_max":
+        if "brain_max" not in df.columns:
+            raise ValueError(f"{path}: no brain_max column; embed again with this fmct (`fmct embed`)")
+        emb = _stack(df["brain_max"])
+    elif "cls" in df.columns and "mean_patch" in df.columns:
         parts = {"cls": ["cls"], "mean_patch": ["mean_patch"], "cls+mean": ["cls", "mean_patch"]}[pooling]
         emb = np.concatenate([_stack(df[c]) for c in parts], axis=1)
     elif "embedding" in df.columns:
@@ -155,8 +159,8 @@ def retrieval_map(embeddings: np.ndarray, labels, names: Sequence[str] | None = 
 
 def embed_scan(model, spec: str, pooling: str = "cls", dim: int | None = None) -> np.ndarray:
     """Embed one scan (NIfTI file, DICOM folder or ``STORE::scan_id``) with a model's backbone,
-    preprocessed as recorded in the model. ``pooling``: ``cls``, ``mean_patch`` or ``cls+mean``
-    (as in :func:`load_embeddings`); ``dim`` (the index width) is checked. Returns ``(D,)``."""
+    preprocessed as recorded in the model. ``pooling``: ``cls``, ``mean_patch``, ``cls+mean`` or
+    ``brain_max`` (as in :func:`load_embeddings`); ``dim`` (the index width) is checked. Returns ``(D,)``."""
     import torch
 
     from fmct.infer.predict import model_preprocessing, preprocess_config, read_input, resolve_model
@@ -171,8 +175,11 @@ def embed_scan(model, spec: str, pooling: str = "cls", dim: int | None = None) -
     x, _ = to_model_input(vol, int(pre["input_size"]), pre["windows"])
     with torch.inference_mode():
         out = model.backbone.forward_features(x[None])
-    cls, mean = out["cls"][0], out["patch"][0].mean(0)
-    q = {"cls": cls, "mean_patch": mean, "cls+mean": torch.cat([cls, mean])}[pooling].float().numpy()
+        if pooling == "brain_max":
+            q = model.pool_output(out, x[None], "brain_max")[0].float().numpy()
+        else:
+            cls, mean = out["cls"][0], out["patch"][0].mean(0)
+            q = {"cls": cls, "mean_patch": mean, "cls+mean": torch.cat([cls, mean])}[pooling].float().numpy()
     if dim is not None and dim != q.shape[0]:
         raise ValueError(f"the index has {dim}-dim embeddings but the model gives {q.shape[0]} ({pooling})")
     return q

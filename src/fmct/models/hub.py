@@ -24,12 +24,13 @@ from torch import nn
 from fmct.models.factory import architecture_of, build_backbone
 from fmct.models.heads import AttentiveClassifier, LinearClassifier
 from fmct.models.model_card import render_model_card
+from fmct.preprocess.windows import DEFAULT_WINDOWS
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
-POOLINGS = ("cls", "mean", "cls+mean")
+POOLINGS = ("cls", "mean", "cls+mean", "brain_max")
 KINDS = ("backbone", "classifier")
 
 
@@ -39,8 +40,18 @@ def _version() -> str:
     return __version__
 
 
-def pool_features(out: dict[str, torch.Tensor], pooling: str = "cls") -> torch.Tensor:
-    """Pool ``forward_features`` output to ``(B, F)``: ``cls`` (D), ``mean`` of patches (D), ``cls+mean`` (2D)."""
+def pool_features(
+    out: dict[str, torch.Tensor], pooling: str = "cls", brain_fractions: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Pool ``forward_features`` output to ``(B, F)``: ``cls`` (D), ``mean`` of patches (D), ``cls+mean`` (2D),
+    ``brain_max`` (D: max over the intracranial patches; needs their ``(B, N)`` ``brain_fractions``,
+    :func:`fmct.preprocess.brain_mask.input_patch_fractions`)."""
+    if pooling == "brain_max":
+        from fmct.preprocess.brain_mask import brain_max_tokens
+
+        if brain_fractions is None:
+            raise ValueError("brain_max pooling needs the patches' intracranial fractions")
+        return brain_max_tokens(out["patch"], brain_fractions)
     if pooling == "cls":
         return out["cls"]
     if pooling == "mean":
@@ -48,6 +59,26 @@ def pool_features(out: dict[str, torch.Tensor], pooling: str = "cls") -> torch.T
     if pooling == "cls+mean":
         return torch.cat([out["cls"], out["patch"].mean(1)], dim=-1)
     raise ValueError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
+
+
+def _brain_grid(backbone: nn.Module) -> Any:
+    """The backbone's ``grid_size(input_shape)`` (ViT patches, ResNet final feature map: the input is split
+    into that many equal blocks); brain_max pooling needs one."""
+    grid = getattr(backbone, "grid_size", None)
+    if grid is None:
+        raise ValueError(
+            f"brain_max pooling needs a backbone with a token grid, not {type(backbone).__name__}"
+        )
+    return grid
+
+
+def _check_brain_readout(backbone: nn.Module, preprocessing: dict[str, Any]) -> None:
+    """Raise ``ValueError`` unless brain_max pooling can run on this backbone and these input windows."""
+    from fmct.preprocess.brain_mask import hu_from_channels
+
+    _brain_grid(backbone)
+    windows = preprocessing.get("windows", DEFAULT_WINDOWS)
+    hu_from_channels(torch.zeros(1, len(windows), 1, 1, 1), windows)
 
 
 def _check_preprocessing(preprocessing: dict[str, Any]) -> dict[str, Any]:
@@ -73,6 +104,16 @@ class _ModelDirectory:
 
     def _extra_config(self) -> dict[str, Any]:
         return {}
+
+    def pool_output(self, out: dict[str, torch.Tensor], x: torch.Tensor, pooling: str) -> torch.Tensor:
+        """:func:`pool_features` of ``forward_features(x)``; ``brain_max`` finds the cavity in ``x`` itself."""
+        fractions = None
+        if pooling == "brain_max":
+            from fmct.preprocess.brain_mask import input_patch_fractions
+
+            grid = _brain_grid(self.backbone)(x.shape)
+            fractions = input_patch_fractions(x, self.preprocessing.get("windows", DEFAULT_WINDOWS), grid)
+        return pool_features(out, pooling, fractions)
 
     @property
     def input_size(self) -> int:
@@ -141,7 +182,7 @@ class BackboneModel(_ModelDirectory, nn.Module):
 
     def features(self, x: torch.Tensor, pooling: str = "cls") -> torch.Tensor:
         """Pooled features ``(B, F)`` (see :func:`pool_features`); differentiable."""
-        return pool_features(self.backbone.forward_features(x), pooling)
+        return self.pool_output(self.backbone.forward_features(x), x, pooling)
 
     @torch.no_grad()
     def embed(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -231,6 +272,8 @@ class ClassifierModel(_ModelDirectory, nn.Module):
             backbone = backbone.backbone
         if preprocessing is None:
             raise ValueError("preprocessing is required when passing a bare backbone")
+        if head_type == "linear" and pooling == "brain_max":
+            _check_brain_readout(backbone, preprocessing)
         d = int(backbone.embed_dim)
         if head_type == "linear":
             head_cfg = {
@@ -253,7 +296,7 @@ class ClassifierModel(_ModelDirectory, nn.Module):
         out = self.backbone.forward_features(x)
         if self.head_config["type"] == "attentive":
             return self.head(out["patch"])
-        return self.head(pool_features(out, self.head_config.get("pooling", "cls")))
+        return self.head(self.pool_output(out, x, self.head_config.get("pooling", "cls")))
 
     @torch.no_grad()
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
@@ -274,7 +317,6 @@ class ClassifierModel(_ModelDirectory, nn.Module):
             return x
         from fmct.preprocess import PreprocessConfig, preprocess
         from fmct.preprocess.model_input import to_model_input
-        from fmct.preprocess.windows import DEFAULT_WINDOWS
 
         pp = {k: v for k, v in self.preprocessing.items() if k != "input_size"}
         vol = preprocess(path_or_volume, PreprocessConfig.from_dict(pp))

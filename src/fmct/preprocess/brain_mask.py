@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
 #: Soft-tissue HU range of the cavity: CSF (~0-15), brain (20-45), acute blood (50-90), calcified rims below.
 SOFT_TISSUE_HU = (-5.0, 110.0)
@@ -51,18 +52,66 @@ def patch_fractions(mask: np.ndarray, grid: Sequence[int]) -> np.ndarray:
     return m.reshape(gx, px, gy, py, gz, pz).mean(axis=(1, 3, 5)).reshape(-1)
 
 
-def brain_max_pool(
-    patch_tokens: np.ndarray, fractions: np.ndarray, inside: float = INSIDE_FRACTION
-) -> np.ndarray:
-    """Max over the intracranial patch tokens: ``(B, N, D)`` tokens, ``(B, N)`` fractions -> ``(B, D)``.
+def inside_patches(fractions: np.ndarray, inside: float = INSIDE_FRACTION) -> np.ndarray:
+    """Boolean ``(B, N)``: the patches a brain readout uses, from their ``(B, N)`` intracranial fractions.
 
     A patch is used when its fraction is at least ``inside``; a scan with no such patch (a tiny or
     badly cropped head) uses its most intracranial patches instead, so every scan gets a feature.
     """
+    f = np.asarray(fractions, dtype=np.float32)
+    return f >= np.minimum(inside, f.max(axis=1, keepdims=True))
+
+
+def brain_max_pool(
+    patch_tokens: np.ndarray, fractions: np.ndarray, inside: float = INSIDE_FRACTION
+) -> np.ndarray:
+    """Max over the intracranial patch tokens: ``(B, N, D)`` tokens, ``(B, N)`` fractions -> ``(B, D)``
+    (the patches of :func:`inside_patches`)."""
     t = np.asarray(patch_tokens, dtype=np.float32)
     f = np.asarray(fractions, dtype=np.float32)
     if t.ndim != 3 or f.shape != t.shape[:2]:
         raise ValueError(f"expected tokens (B, N, D) and fractions (B, N), got {t.shape} and {f.shape}")
-    thr = np.minimum(inside, f.max(axis=1, keepdims=True))
-    use = f >= thr
-    return np.where(use[..., None], t, -np.inf).max(axis=1)
+    return np.where(inside_patches(f, inside)[..., None], t, -np.inf).max(axis=1)
+
+
+def hu_from_channels(x: torch.Tensor, windows: Sequence[Sequence[float]]) -> torch.Tensor:
+    """HU ``(B, X, Y, Z)`` of the soft-tissue range, read back from windowed model inputs ``(B, C, X, Y, Z)``.
+
+    Inverts the widest window (``fmct.preprocess.windows``: channel = (HU - level + width/2) / width,
+    clipped to [0, 1]); exact, up to float32 rounding (< 0.001 HU for the default 2800 HU bone window),
+    wherever that window is not clipped. Raises ``ValueError`` when the widest window does not span
+    :data:`SOFT_TISSUE_HU`, since the cavity could not be found from such inputs.
+    """
+    ws = [(float(lv), float(w)) for lv, w in windows]
+    if x.ndim != 5 or x.shape[1] != len(ws):
+        raise ValueError(
+            f"expected inputs (B, {len(ws)}, X, Y, Z) for {len(ws)} windows, got {tuple(x.shape)}"
+        )
+    c = max(range(len(ws)), key=lambda i: ws[i][1])
+    level, width = ws[c]
+    lo, hi = level - width / 2.0, level + width / 2.0
+    if not (lo < SOFT_TISSUE_HU[0] and hi > SOFT_TISSUE_HU[1]):
+        raise ValueError(
+            f"the brain readout needs a window spanning {SOFT_TISSUE_HU[0]:g} to {SOFT_TISSUE_HU[1]:g} HU; "
+            f"the widest of these windows is ({level:g}, {width:g}), i.e. {lo:g} to {hi:g} HU"
+        )
+    return x[:, c].detach().float() * width + lo
+
+
+def input_patch_fractions(
+    x: torch.Tensor, windows: Sequence[Sequence[float]], grid: Sequence[int]
+) -> torch.Tensor:
+    """Intracranial fraction ``(B, N)`` of each ViT patch of model inputs ``x (B, C, X, Y, Z)``.
+
+    The same cavity mask as ``fmct embed``'s ``brain_max`` (:func:`intracranial_mask` on the HU cube),
+    found from the windowed channels (:func:`hu_from_channels`); not differentiable (a fixed selection).
+    """
+    hu = hu_from_channels(x, windows).cpu().numpy()
+    fr = np.stack([patch_fractions(intracranial_mask(v), grid) for v in hu])
+    return torch.from_numpy(fr).to(x.device)
+
+
+def brain_max_tokens(patch_tokens: torch.Tensor, fractions: torch.Tensor) -> torch.Tensor:
+    """Differentiable torch twin of :func:`brain_max_pool`: ``(B, N, D)``, ``(B, N)`` -> ``(B, D)``."""
+    use = torch.from_numpy(inside_patches(fractions.detach().cpu().numpy())).to(patch_tokens.device)
+    return patch_tokens.masked_fill(~use[..., None], float("-inf")).amax(dim=1)

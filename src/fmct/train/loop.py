@@ -112,7 +112,9 @@ def export_model(arch: Any, store: Any, cfg: dict[str, Any], windows: Any, out: 
 
 
 class KnnMonitor:
-    """kNN AUROC of frozen teacher CLS features on a small labelled subset of the store."""
+    """kNN AUROC of frozen teacher features on a small labelled subset of the store: of the CLS token
+    (``knn_auroc_macro``) and of the max over the intracranial patch tokens (``knn_auroc_brain_max``, the
+    ``fmct embed`` readout that ignores scalp, skull and head pose; README "Reading the brain")."""
 
     def __init__(self, store: Any, labels_csv: str, size: int, windows: Any, max_scans: int) -> None:
         import pandas as pd
@@ -129,8 +131,10 @@ class KnnMonitor:
         self.ids = df["scan_id"].tolist()
         self.store, self.size, self.windows = store, size, windows
         self._x: torch.Tensor | None = None
+        self._fractions: torch.Tensor | None = None
 
     def __call__(self, backbone: torch.nn.Module, device: torch.device) -> dict[str, float]:
+        from fmct.preprocess.brain_mask import brain_max_tokens, input_patch_fractions
         from fmct.preprocess.model_input import to_model_input
 
         if len(self.ids) < 4:
@@ -139,13 +143,22 @@ class KnnMonitor:
             self._x = torch.stack(
                 [to_model_input(self.store.load(s), self.size, self.windows)[0] for s in self.ids]
             )
+            self._fractions = input_patch_fractions(self._x, self.windows, backbone.grid_size(self._x.shape))
         was = backbone.training
         backbone.eval()
+        cls, brain = [], []
         with torch.no_grad():
-            feats = torch.cat([backbone(xb.to(device)).float().cpu() for xb in self._x.split(8)])
+            for xb, fb in zip(self._x.split(8), self._fractions.split(8), strict=True):
+                out = backbone.forward_features(xb.to(device))
+                cls.append(out["cls"].float().cpu())
+                brain.append(brain_max_tokens(out["patch"].float(), fb.to(device)).cpu())
         backbone.train(was)
-        res = monitors.knn_auroc(feats.numpy(), self.labels, self.groups, self.names)
-        return {"knn_auroc_macro": res["macro"]} if "macro" in res else {}
+        rec = {}
+        for key, feats in (("knn_auroc_macro", cls), ("knn_auroc_brain_max", brain)):
+            res = monitors.knn_auroc(torch.cat(feats).numpy(), self.labels, self.groups, self.names)
+            if "macro" in res:
+                rec[key] = res["macro"]
+        return rec
 
 
 def _progress(enabled: bool, total: int, start: int):
