@@ -25,6 +25,9 @@ A larger unlabelled pool the same way (``fmct synth pool --n 1000 --site a --see
 ``fmct ingest pool/dicom --out pool/store --spacing 2 --deface``, then ``--pool pool/store``).
 ``--feature brain_max`` probes the max over the patch tokens of the patches inside the cranial cavity instead
 of the CLS and mean tokens (which pool the whole cube, so head pose and shape dominate them).
+``--pretrain-seeds N`` pretrains N runs (config seeds 0..N-1, in ``WORK/run`` and ``WORK/run_seed<s>``) and adds
+the mean over them minus the mean over the random inits, with one paired bootstrap CI
+(:func:`fmct.evaluate.bootstrap.mean_difference`), so the verdict does not rest on one lucky seed.
 ``--reference`` adds a hand-made feature probed the same way: the intracranial HU histogram of the very
 cubes the ViT sees, which tells what the kNN and linear probes can reach on these scans. ``--synth-seed 77``
 (the seed of the ``fmct synth`` call that made the held-out set) regenerates each held-out scan's generator
