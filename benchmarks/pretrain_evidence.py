@@ -234,8 +234,8 @@ def main() -> int:
     scores: dict[str, dict[str, np.ndarray]] = {}
     features: dict[str, np.ndarray] = {}  # per model (and the reference): the probed features
     y = groups = None
+    first_run = runs["pretrained"][1] / "model"  # random inits take its architecture
     for name, seed in models.items():
-        first_run = runs["pretrained"][1] / "model"
         if seed is None:
             model = load_model(runs[name][1] / "model")
         else:

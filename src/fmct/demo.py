@@ -163,7 +163,7 @@ def _evaluate(out: Path, labels: Path, store: Path, backbone: Path, cfg: DemoCon
 
 
 def _export_models(
-    root: Path, backbone: Path, labels: Path, report_dir: Path, feature: str = "brain_max"
+    root: Path, backbone: Path, labels: Path, report_dir: Path, feature: str
 ) -> dict[str, Any]:
     """DIR/models/backbone (pretrained ViT) and DIR/models/classifier (backbone + linear probe fitted on
     the training split's labels, selected on validation)."""

@@ -232,6 +232,7 @@ class CubeCache:
                 advance(1)
         self.cubes = torch.stack(cubes) if cubes else torch.zeros((0, size, size, size), dtype=torch.int16)
         self.size = size
+        self._fractions: dict[tuple[int, ...], np.ndarray] = {}  # grid -> (n, N), see brain_fractions
 
     def batch(self, idx: Any, windows: Sequence[Sequence[float]]) -> Any:
         """``(B, C, S, S, S)`` float32 model inputs (torch) of rows ``idx``."""
@@ -246,13 +247,19 @@ class CubeCache:
         out.scan_ids = list(scan_ids)
         out.cubes = self.cubes[[pos[s] for s in scan_ids]]
         out.size = self.size
+        out._fractions = {}
         return out
 
-    def brain_masks(self, idx: Any) -> np.ndarray:
-        """``(B, S, S, S)`` bool cranial-cavity masks of rows ``idx`` (:func:`intracranial_mask` of the cubes)."""
-        from fmct.preprocess.brain_mask import intracranial_mask
+    def brain_fractions(self, grid: Sequence[int]) -> np.ndarray:
+        """``(n, N)`` intracranial fraction of each patch of a ``grid`` for every cube (computed once per
+        grid, then shared by every model embedded from this cache)."""
+        from fmct.preprocess.brain_mask import intracranial_mask, patch_fractions
 
-        return np.stack([intracranial_mask(self.cubes[int(i)].numpy()) for i in idx])
+        key = tuple(int(g) for g in grid)
+        if key not in self._fractions:
+            masks = (intracranial_mask(c.numpy()) for c in self.cubes)
+            self._fractions[key] = np.stack([patch_fractions(m, key) for m in masks])
+        return self._fractions[key]
 
 
 def model_input_spec(model: Any) -> tuple[int, list[tuple[float, float]]]:
@@ -478,6 +485,8 @@ def embed_cache(
     """Embed the scans of a :class:`CubeCache` (HU cubes already at the model's input size)."""
     import torch
 
+    from fmct.preprocess.brain_mask import brain_max_pool
+
     size, windows = model_input_spec(model)
     if cache.cubes.shape[-1] != size:
         raise ValueError(f"cache holds {cache.cubes.shape[-1]}³ cubes but the model expects {size}³")
@@ -490,7 +499,9 @@ def embed_cache(
         x = cache.batch(idx, windows)
         res = embed_batch(model, x)
         if grid_of is not None and "patch" in res:
-            acc["brain_max"].append(_brain_max(res["patch"], cache.brain_masks(idx), grid_of(x.shape)))
+            acc["brain_max"].append(
+                brain_max_pool(res["patch"], cache.brain_fractions(grid_of(x.shape))[idx.numpy()])
+            )
         for k in ("cls", "mean_patch", "patch"):
             if k in res and (k != "patch" or keep_patch):
                 acc[k].append(res[k].astype(np.float16) if k == "patch" else res[k])

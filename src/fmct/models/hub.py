@@ -74,11 +74,10 @@ def _brain_grid(backbone: nn.Module) -> Any:
 
 def _check_brain_readout(backbone: nn.Module, preprocessing: dict[str, Any]) -> None:
     """Raise ``ValueError`` unless brain_max pooling can run on this backbone and these input windows."""
-    from fmct.preprocess.brain_mask import hu_from_channels
+    from fmct.preprocess.brain_mask import soft_tissue_window
 
     _brain_grid(backbone)
-    windows = preprocessing.get("windows", DEFAULT_WINDOWS)
-    hu_from_channels(torch.zeros(1, len(windows), 1, 1, 1), windows)
+    soft_tissue_window(preprocessing.get("windows", DEFAULT_WINDOWS))
 
 
 def _check_preprocessing(preprocessing: dict[str, Any]) -> dict[str, Any]:

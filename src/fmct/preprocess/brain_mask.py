@@ -74,19 +74,13 @@ def brain_max_pool(
     return np.where(inside_patches(f, inside)[..., None], t, -np.inf).max(axis=1)
 
 
-def hu_from_channels(x: torch.Tensor, windows: Sequence[Sequence[float]]) -> torch.Tensor:
-    """HU ``(B, X, Y, Z)`` of the soft-tissue range, read back from windowed model inputs ``(B, C, X, Y, Z)``.
+def soft_tissue_window(windows: Sequence[Sequence[float]]) -> tuple[int, float, float]:
+    """``(channel, lowest HU, width HU)`` of the widest window, the one :func:`hu_from_channels` inverts.
 
-    Inverts the widest window (``fmct.preprocess.windows``: channel = (HU - level + width/2) / width,
-    clipped to [0, 1]); exact, up to float32 rounding (< 0.001 HU for the default 2800 HU bone window),
-    wherever that window is not clipped. Raises ``ValueError`` when the widest window does not span
-    :data:`SOFT_TISSUE_HU`, since the cavity could not be found from such inputs.
+    Raises ``ValueError`` when it does not span :data:`SOFT_TISSUE_HU`, since the cavity could not be
+    found from such inputs.
     """
     ws = [(float(lv), float(w)) for lv, w in windows]
-    if x.ndim != 5 or x.shape[1] != len(ws):
-        raise ValueError(
-            f"expected inputs (B, {len(ws)}, X, Y, Z) for {len(ws)} windows, got {tuple(x.shape)}"
-        )
     c = max(range(len(ws)), key=lambda i: ws[i][1])
     level, width = ws[c]
     lo, hi = level - width / 2.0, level + width / 2.0
@@ -95,6 +89,21 @@ def hu_from_channels(x: torch.Tensor, windows: Sequence[Sequence[float]]) -> tor
             f"the brain readout needs a window spanning {SOFT_TISSUE_HU[0]:g} to {SOFT_TISSUE_HU[1]:g} HU; "
             f"the widest of these windows is ({level:g}, {width:g}), i.e. {lo:g} to {hi:g} HU"
         )
+    return c, lo, width
+
+
+def hu_from_channels(x: torch.Tensor, windows: Sequence[Sequence[float]]) -> torch.Tensor:
+    """HU ``(B, X, Y, Z)`` of the soft-tissue range, read back from windowed model inputs ``(B, C, X, Y, Z)``.
+
+    Inverts the widest window (:func:`soft_tissue_window`; ``fmct.preprocess.windows``: channel =
+    (HU - level + width/2) / width, clipped to [0, 1]); exact, up to float32 rounding (< 0.001 HU for the
+    default 2800 HU bone window), wherever that window is not clipped.
+    """
+    if x.ndim != 5 or x.shape[1] != len(windows):
+        raise ValueError(
+            f"expected inputs (B, {len(windows)}, X, Y, Z) for {len(windows)} windows, got {tuple(x.shape)}"
+        )
+    c, lo, width = soft_tissue_window(windows)
     return x[:, c].detach().float() * width + lo
 
 
