@@ -16,6 +16,11 @@ Prints a table and writes ``benchmarks/results/label_efficiency.json``. Usage::
 
     python benchmarks/label_efficiency.py [--n-pool 200] [--n-labelled 240] [--n-ood 80] [--steps 40]
         [--seeds 3] [--scratch-epochs 8] [--workers 2] [--work DIR] [--keep]
+        [--feature cls+mean|brain_max] [--tag TAG]
+
+``--feature`` is what the linear probes read (default ``cls+mean``, as in the README row;
+``brain_max`` is the intracranial-patch readout that ``make demo`` probes); ``--tag`` writes
+``label_efficiency_TAG.json`` instead, so a second run does not overwrite the first.
 """
 
 from __future__ import annotations
@@ -140,6 +145,13 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", type=Path, default=None, help="work folder (default: a temporary folder)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary work folder (data, run, report)")
+    ap.add_argument(
+        "--feature",
+        default="cls+mean",
+        choices=["cls", "mean_patch", "cls+mean", "brain_max"],
+        help="embedding feature the linear probes read (default: cls+mean)",
+    )
+    ap.add_argument("--tag", default="", help="results file label_efficiency_TAG.json")
     args = ap.parse_args()
     import torch
 
@@ -187,7 +199,7 @@ def main() -> int:
             "seeds": seeds,
             "methods": ["linear"],
             "n_boot": args.n_boot,
-            "feature": "cls+mean",
+            "feature": args.feature,
         },
     )
     t_eval = time.time() - t0 - t_data - t_pre
@@ -255,12 +267,13 @@ def main() -> int:
         "meta": report["meta"],
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS / ".label_efficiency.json.tmp"
+    result = RESULTS / (f"label_efficiency_{args.tag}.json" if args.tag else "label_efficiency.json")
+    tmp = result.with_name(f".{result.name}.tmp")
     tmp.write_text(json.dumps(out, indent=1, default=str))
-    os.replace(tmp, RESULTS / "label_efficiency.json")
+    os.replace(tmp, result)
     kept = not temporary or args.keep
     print(
-        f"\nwrote {RESULTS / 'label_efficiency.json'} (data {t_data:.0f} s, pretrain {t_pre:.0f} s, "
+        f"\nwrote {result} (data {t_data:.0f} s, pretrain {t_pre:.0f} s, "
         f"evaluate {t_eval:.0f} s)" + (f"; report in {work / 'report'}" if kept else "")
     )
     if temporary and not args.keep:

@@ -1,4 +1,4 @@
-"""Pretraining loop: exact resume, NaN guard, CLI, MAE, export, 2-process DDP (gloo)."""
+"""Pretraining loop: exact resume, NaN guard, CLI, MAE, export, 2-process DDP and FSDP2 (gloo)."""
 
 from __future__ import annotations
 
@@ -61,7 +61,8 @@ def test_nan_guard_names_step_and_scans(tiny_store, tiny_overrides, tmp_path, mo
     assert torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=True)["step"] == 2
 
 
-def test_cli_pretrain_resume_export_and_labels(tiny_store, tiny_overrides, tmp_path) -> None:
+def _labels(tmp_path: Path) -> Path:
+    """labels.csv for the six ok scans of the tiny store (three patients)."""
     labels = tmp_path / "labels.csv"
     ids = [f"scan{i:03d}" for i in range(6)]
     pd.DataFrame(
@@ -72,6 +73,11 @@ def test_cli_pretrain_resume_export_and_labels(tiny_store, tiny_overrides, tmp_p
             "mass": 0,
         }
     ).to_csv(labels, index=False)
+    return labels
+
+
+def test_cli_pretrain_resume_export_and_labels(tiny_store, tiny_overrides, tmp_path) -> None:
+    labels = _labels(tmp_path)
     run = tmp_path / "run"
     r = CliRunner().invoke(
         app,
@@ -105,9 +111,13 @@ def test_cli_pretrain_resume_export_and_labels(tiny_store, tiny_overrides, tmp_p
 
 
 def test_mae_run(tiny_store, tiny_overrides, tmp_path) -> None:
-    cfg = resolve_config(None, tiny_overrides + ["method=mae", "max_steps=3", "checkpoint_every=0"])
+    labels = _labels(tmp_path)
+    cfg = resolve_config(
+        None, tiny_overrides + ["method=mae", "max_steps=3", "checkpoint_every=0", f"labels={labels}"]
+    )
     res = train(cfg, tiny_store, tmp_path / "m", progress=False)
     assert res["step"] == 3 and "mae" in res["last"]
+    assert 0.0 <= res["last"]["knn_auroc_brain_max"] <= 1.0  # the kNN monitor runs for MAE too
     assert (tmp_path / "m" / "model" / "model.safetensors").exists()
 
 
@@ -117,15 +127,37 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_ddp_two_processes_gloo_keep_teachers_identical(tiny_store, tiny_overrides, tmp_path) -> None:
-    run = tmp_path / "ddp"
+def _torchrun(store: Path, run: Path, overrides: list[str]) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), "-m", "fmct.cli", "pretrain", "--data", str(tiny_store),
-           "--out", str(run), "--no-progress", *tiny_overrides, "max_steps=3", "checkpoint_every=0",
-           "export=false", "device=cpu"]  # fmt: skip
-    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-    assert p.returncode == 0, p.stderr[-3000:]
-    checks = json.loads((run / "rank_checks.json").read_text())
+           "--master_port", str(_free_port()), "-m", "fmct.cli", "pretrain", "--data", str(store),
+           "--out", str(run), "--no-progress", *overrides, "device=cpu"]  # fmt: skip
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_ddp_and_fsdp_two_processes_gloo(tiny_store, tiny_overrides, tmp_path) -> None:
+    """DDP: both ranks end with identical teachers. FSDP2: the same training as DDP (same seed, same weights
+    at the end), and the kNN monitor works although the teacher is sharded (it used to crash on rank 0)."""
+    labels = _labels(tmp_path)
+    common = [*tiny_overrides, "max_steps=3", "checkpoint_every=0", f"labels={labels}"]
+    runs = {}
+    for strategy in ("ddp", "fsdp"):
+        runs[strategy] = run = tmp_path / strategy
+        p = _torchrun(tiny_store, run, [*common, f"distributed.strategy={strategy}"])
+        assert p.returncode == 0, p.stderr[-3000:]
+        assert p.stdout.count("done: step 3") == 1, p.stdout  # rank 0 reports, once
+    checks = json.loads((runs["ddp"] / "rank_checks.json").read_text())
     assert len(checks) == 2 and checks[0] == checks[1]
-    assert len((run / "metrics.jsonl").read_text().splitlines()) == 3
+    from safetensors.torch import load_file
+
+    ddp, fsdp = (load_file(runs[s] / "model" / "model.safetensors") for s in ("ddp", "fsdp"))
+    assert ddp.keys() == fsdp.keys()
+    assert max(float((ddp[k] - fsdp[k]).abs().max()) for k in ddp) < 1e-5
+    recs = {s: [json.loads(ln) for ln in (runs[s] / "metrics.jsonl").read_text().splitlines()] for s in runs}
+    assert len(recs["ddp"]) == len(recs["fsdp"]) == 3
+    for a, b in zip(recs["ddp"], recs["fsdp"], strict=True):
+        assert abs(a["loss"] - b["loss"]) < 1e-4
+        for key in ("knn_auroc_macro", "knn_auroc_brain_max"):
+            assert (key in a) == (key in b) == (a["step"] % 2 == 0 or a["step"] == 2)
+            if key in a:
+                assert abs(a[key] - b[key]) < 1e-6

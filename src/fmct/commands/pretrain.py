@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -90,6 +91,8 @@ def pretrain(
         raise typer.Exit(3) from None
     finally:
         cleanup()
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports for all
+        return
     last = res.get("last") or {}
     if "loss" in last:
         typer.echo(f"done: step {res['step']}, loss {last['loss']:.4f}; model in {run / 'model'}")

@@ -81,7 +81,8 @@ class MAEModel(nn.Module):
             target = (target - mu) / (var + 1e-6).sqrt()
         per_patch = ((pred.float() - target.float()) ** 2).mean(dim=-1)
         loss = (per_patch * mask).sum() / mask.sum().clamp_min(1)
-        return {"loss": loss, "pred": pred, "mask": mask, "cls": enc["cls"]}
+        # copies, not views: FSDP2 hooks backward on the outputs, which a view can lose (see StudentNet)
+        return {"loss": loss, "pred": pred.clone(), "mask": mask, "cls": enc["cls"].clone()}
 
 
 class MAEMetaArch(nn.Module):

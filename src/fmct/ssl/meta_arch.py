@@ -65,7 +65,9 @@ class StudentNet(nn.Module):
         cls = [g["cls"]]
         if locals_ is not None and locals_.numel():
             cls.append(self.backbone.forward_features(locals_)["cls"])
-        out = {"cls_global": g["cls"], "dino": self.dino_head(torch.cat(cls))}
+        # a copy, not a view of the token tensor: FSDP2 hooks backward on the module's outputs, and a view
+        # would lose that hook under a later in-place op (it warns on every step otherwise)
+        out = {"cls_global": g["cls"].clone(), "dino": self.dino_head(torch.cat(cls))}
         if masks is not None:
             out["ibot"] = self.head_for_patches()(g["patch"][masks])
         return out

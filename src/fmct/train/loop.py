@@ -238,9 +238,13 @@ def train(
     loader = make_loader(
         dataset, start, max_steps, bsz, info.rank, info.world, int(cfg["data"]["num_workers"])
     )
+    # kNN monitor (DINO and MAE): embeds on rank 0; under FSDP every rank joins the weight gather first
     knn = None
-    if cfg["labels"] and info.is_main and cfg["method"] == "dino":
+    if cfg["labels"] and info.is_main:
         knn = KnnMonitor(store, cfg["labels"], aug.global_size, windows, int(cfg["knn_max_scans"]))
+    monitor_net = None
+    if cfg["labels"]:
+        monitor_net = MonitorBackbone(arch, fsdp, info, lambda: build_arch(cfg, len(windows)))
 
     metrics_path = run / "metrics.jsonl"
     writer = None
@@ -311,8 +315,10 @@ def train(
                     if "teacher_probs" in aux:
                         rec.update(monitors.teacher_entropy(aux["teacher_probs"]))
                     rec["effective_rank"] = monitors.effective_rank(aux["teacher_cls"])
-                    if knn is not None:
-                        rec.update(knn(arch.export_backbone(), info.device))
+                    if monitor_net is not None:
+                        backbone = monitor_net()  # collective under FSDP
+                        if knn is not None and backbone is not None:
+                            rec.update(knn(backbone, info.device))
                 last = rec
                 if info.is_main:
                     assert mfile is not None and writer is not None
@@ -345,6 +351,31 @@ def train(
         if writer is not None:
             writer.close()
     return {"step": final, "last": last, "run_dir": str(run)}
+
+
+class MonitorBackbone:
+    """The backbone the kNN monitor embeds with: ``arch.export_backbone()`` itself, or under FSDP an unsharded
+    copy on rank 0 (FSDP2 leaves the root's own parameters sharded outside the root's forward, so the
+    sharded backbone cannot be run by one rank alone).
+
+    Calling it is a collective under FSDP: every rank must call it at the same step; ranks other than 0 get
+    ``None``. ``make_arch`` builds an empty architecture of the same config (once, on rank 0).
+    """
+
+    def __init__(self, arch: Any, fsdp: bool, info: DistInfo, make_arch: Any) -> None:
+        self.arch, self.fsdp, self.info, self.make_arch = arch, fsdp, info, make_arch
+        self._copy: Any = None
+
+    def __call__(self) -> torch.nn.Module | None:
+        if not self.fsdp:
+            return self.arch.export_backbone()
+        model_sd, _ = full_state(self.arch, None, True)  # rank 0 receives the full weights, on CPU
+        if not self.info.is_main:
+            return None
+        if self._copy is None:
+            self._copy = self.make_arch()
+        self._copy.load_state_dict(model_sd)
+        return self._copy.export_backbone().to(self.info.device)
 
 
 def full_state(arch: Any, opt: Any, fsdp: bool) -> tuple[dict[str, Any], dict[str, Any] | None]:
