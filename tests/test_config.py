@@ -22,6 +22,20 @@ def test_unknown_key_and_bad_syntax_raise():
         apply_overrides({"a": 1}, ["a"])
 
 
+def test_override_of_the_wrong_kind_names_the_key():
+    cfg = {"max_steps": 100, "optim": {"lr": 1e-3}, "dino": {"koleo": True}, "labels": None, "ls": 1e-5}
+    with pytest.raises(ValueError, match="'max_steps' needs a number, got 'abc'"):
+        apply_overrides(cfg, ["max_steps=abc"])
+    with pytest.raises(ValueError, match="'dino.koleo' is true/false"):
+        apply_overrides(cfg, ["dino.koleo=1"])
+    with pytest.raises(ValueError, match="needs a number"):
+        apply_overrides(cfg, ["optim.lr=true"])
+    out = apply_overrides(cfg, ["optim.lr=2", "max_steps=1e3", "labels=x.csv", "dino.koleo=false"])
+    assert out["optim"]["lr"] == 2 and out["max_steps"] == 1000 and out["labels"] == "x.csv"
+    assert out["dino"]["koleo"] is False and isinstance(out["max_steps"], int)
+    assert apply_overrides(cfg, ["ls=null"])["ls"] is None
+
+
 def test_defaults_merge_and_round_trip(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("optim:\n  lr: 0.1\n")

@@ -1,8 +1,12 @@
 """`fmct demo` end to end at a micro size: every stage runs, the outputs exist, and a re-run reuses them."""
 
 import json
+from dataclasses import replace
 
-from fmct.demo import DemoConfig, headline_rows, run_demo
+from typer.testing import CliRunner
+
+from fmct.cli import app
+from fmct.demo import CONFIG_DIR, DemoConfig, headline_rows, run_demo
 
 MICRO = DemoConfig(
     n_pool=4,
@@ -44,3 +48,30 @@ def test_demo_runs_every_stage_and_reuses_them(tmp_path):
     logs.clear()
     run_demo(tmp_path, MICRO, log=logs.append)
     assert sum("reused" in m for m in logs) == 6, logs  # synth, 2 ingests, pretrain, evaluate, models
+
+
+def test_demo_with_the_mae_config(tmp_path):
+    """`fmct demo --config configs/mae-demo-cpu.yaml`: the same chain with an MAE-pretrained backbone."""
+    cfg = replace(
+        MICRO,
+        pretrain_config=str(CONFIG_DIR / "mae-demo-cpu.yaml"),
+        pretrain_overrides=[
+            "max_steps=2", "batch_size=2", "model.embed_dim=32", "model.depth=1", "model.num_heads=2",
+            "data.global_size=32", "data.num_workers=0", "mae.decoder_dim=16", "mae.decoder_depth=1",
+            "mae.decoder_heads=2", "optim.warmup_steps=1", "checkpoint_every=2", "monitor_every=2",
+        ],
+    )  # fmt: skip
+    summary = run_demo(tmp_path, cfg, log=lambda _: None)
+    backbone = json.loads((tmp_path / "models" / "backbone" / "config.json").read_text())
+    assert backbone["training"]["method"] == "mae" and backbone["training"]["steps"] == 2
+    assert {r["model"] for r in summary["rows"]} == {"ssl", "random-init", "scratch"}
+    assert (tmp_path / "models" / "classifier" / "model.safetensors").exists()
+
+
+def test_demo_cli_rejects_a_bad_override_before_any_stage(tmp_path):
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(app, ["demo", "--out", str(out), "--set", "max_steps=abc"])
+    assert result.exit_code == 2 and "'max_steps' needs a number" in result.output
+    assert not out.exists()
+    result = CliRunner().invoke(app, ["demo", "--out", str(out), "--set", "no_such_key=1"])
+    assert result.exit_code == 2 and "unknown config key 'no_such_key'" in result.output

@@ -28,8 +28,9 @@ def apply_overrides(cfg: Mapping[str, Any], overrides: Iterable[str]) -> dict[st
     """Return a copy of ``cfg`` with ``a.b.c=value`` overrides applied.
 
     Raises:
-        ValueError: on an override without ``=``, or on a key that the config does not have
-            (a typo should fail loudly, not be silently ignored).
+        ValueError: on an override without ``=``, on a key that the config does not have
+            (a typo should fail loudly, not be silently ignored), or on a value of the wrong kind for the
+            key's current one (``max_steps=abc``: a number expected; ``key=1`` for a true/false key).
     """
     out = copy.deepcopy(dict(cfg))
     for item in overrides:
@@ -44,8 +45,24 @@ def apply_overrides(cfg: Mapping[str, Any], overrides: Iterable[str]) -> dict[st
             node = node[p]
         if parts[-1] not in node:
             raise ValueError(f"unknown config key {key!r}; known here: {sorted(node)}")
-        node[parts[-1]] = parse_value(value)
+        node[parts[-1]] = _checked(key, node[parts[-1]], parse_value(value))
     return out
+
+
+def _checked(key: str, current: Any, new: Any) -> Any:
+    """``new`` if it is of the kind ``current`` is: numbers stay numbers (a whole float for an integer key
+    becomes an int), booleans stay booleans; ``null`` is always accepted; keys whose current value is None,
+    a string or a collection take any value."""
+    if new is None:  # key=null switches an option off (layerscale_init=null, schedule_steps=null)
+        return None
+    if isinstance(current, bool):
+        if not isinstance(new, bool):
+            raise ValueError(f"config key {key!r} is true/false, got {new!r}")
+    elif isinstance(current, int | float) and (isinstance(new, bool) or not isinstance(new, int | float)):
+        raise ValueError(f"config key {key!r} needs a number, got {new!r}")
+    elif isinstance(current, int) and isinstance(new, float) and new.is_integer():
+        return int(new)  # max_steps=1e3 is a step count, not 1000.0
+    return new
 
 
 def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
