@@ -24,7 +24,7 @@ def test_unknown_key_and_bad_syntax_raise():
 
 def test_override_of_the_wrong_kind_names_the_key():
     cfg = {"max_steps": 100, "optim": {"lr": 1e-3}, "dino": {"koleo": True}, "labels": None, "ls": 1e-5}
-    with pytest.raises(ValueError, match="'max_steps' needs a number, got 'abc'"):
+    with pytest.raises(ValueError, match="'max_steps' needs a number .*, got 'abc'"):
         apply_overrides(cfg, ["max_steps=abc"])
     with pytest.raises(ValueError, match="'dino.koleo' is true/false"):
         apply_overrides(cfg, ["dino.koleo=1"])
@@ -34,6 +34,13 @@ def test_override_of_the_wrong_kind_names_the_key():
     assert out["optim"]["lr"] == 2 and out["max_steps"] == 1000 and out["labels"] == "x.csv"
     assert out["dino"]["koleo"] is False and isinstance(out["max_steps"], int)
     assert apply_overrides(cfg, ["ls=null"])["ls"] is None
+    assert apply_overrides(cfg, ["max_steps=[8, 8, 4]"])["max_steps"] == [
+        8,
+        8,
+        4,
+    ]  # e.g. an anisotropic patch
+    with pytest.raises(ValueError, match="needs a number"):
+        apply_overrides(cfg, ["max_steps=[8, x]"])
 
 
 def test_defaults_merge_and_round_trip(tmp_path):

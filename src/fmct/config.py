@@ -50,19 +50,25 @@ def apply_overrides(cfg: Mapping[str, Any], overrides: Iterable[str]) -> dict[st
 
 
 def _checked(key: str, current: Any, new: Any) -> Any:
-    """``new`` if it is of the kind ``current`` is: numbers stay numbers (a whole float for an integer key
-    becomes an int), booleans stay booleans; ``null`` is always accepted; keys whose current value is None,
+    """``new`` if it is of the kind ``current`` is: numbers stay numbers or lists of numbers (a whole float for
+    an integer key becomes an int), booleans stay booleans; ``null`` is always accepted; keys whose current value is None,
     a string or a collection take any value."""
     if new is None:  # key=null switches an option off (layerscale_init=null, schedule_steps=null)
         return None
     if isinstance(current, bool):
         if not isinstance(new, bool):
             raise ValueError(f"config key {key!r} is true/false, got {new!r}")
-    elif isinstance(current, int | float) and (isinstance(new, bool) or not isinstance(new, int | float)):
-        raise ValueError(f"config key {key!r} needs a number, got {new!r}")
+    elif isinstance(current, int | float) and not _numbers(new):
+        raise ValueError(f"config key {key!r} needs a number (or a list of numbers), got {new!r}")
     elif isinstance(current, int) and isinstance(new, float) and new.is_integer():
         return int(new)  # max_steps=1e3 is a step count, not 1000.0
     return new
+
+
+def _numbers(value: Any) -> bool:
+    """A number, or a list of numbers (``model.patch_size=[8,8,4]``: anisotropic); booleans are not."""
+    items = value if isinstance(value, list) else [value]
+    return bool(items) and all(isinstance(v, int | float) and not isinstance(v, bool) for v in items)
 
 
 def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
