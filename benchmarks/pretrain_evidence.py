@@ -210,8 +210,8 @@ def main() -> int:
     t0 = time.time()
     reused_runs = [name for name, (_, run) in runs.items() if (run / "model" / "config.json").exists()]
     reused = len(reused_runs) == len(runs)
-    for seed, run in runs.values():
-        if (run / "model" / "config.json").exists():
+    for name, (seed, run) in runs.items():
+        if name in reused_runs:
             continue
         cmd = [sys.executable, "-m", "fmct", "pretrain", "--config", str(args.config), "--data",
                str(args.pool), "--out", str(run), f"max_steps={args.steps}", "monitor_every=100",

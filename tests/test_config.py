@@ -34,11 +34,8 @@ def test_override_of_the_wrong_kind_names_the_key():
     assert out["optim"]["lr"] == 2 and out["max_steps"] == 1000 and out["labels"] == "x.csv"
     assert out["dino"]["koleo"] is False and isinstance(out["max_steps"], int)
     assert apply_overrides(cfg, ["ls=null"])["ls"] is None
-    assert apply_overrides(cfg, ["max_steps=[8, 8, 4]"])["max_steps"] == [
-        8,
-        8,
-        4,
-    ]  # e.g. an anisotropic patch
+    # a numeric key takes a list of numbers too (e.g. an anisotropic patch size)
+    assert apply_overrides(cfg, ["max_steps=[8, 8, 4]"])["max_steps"] == [8, 8, 4]
     with pytest.raises(ValueError, match="needs a number"):
         apply_overrides(cfg, ["max_steps=[8, x]"])
 

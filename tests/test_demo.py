@@ -8,6 +8,12 @@ from typer.testing import CliRunner
 from fmct.cli import app
 from fmct.demo import CONFIG_DIR, DemoConfig, headline_rows, run_demo
 
+#: micro sizes shared by both methods' configs (DINO adds its heads, MAE its decoder)
+MICRO_TRAIN = [
+    "max_steps=2", "batch_size=2", "model.embed_dim=32", "model.depth=1", "model.num_heads=2",
+    "data.global_size=32", "data.num_workers=0", "optim.warmup_steps=1", "checkpoint_every=2", "monitor_every=2",
+]  # fmt: skip
+
 MICRO = DemoConfig(
     n_pool=4,
     n_labelled=24,
@@ -16,10 +22,8 @@ MICRO = DemoConfig(
     spacing=4.0,
     workers=1,
     pretrain_overrides=[
-        "max_steps=2", "batch_size=2", "model.embed_dim=32", "model.depth=1", "model.num_heads=2",
-        "data.global_size=32", "data.local_size=16", "data.num_workers=0", "dino.out_dim=32",
-        "dino.ibot_out_dim=32", "dino.head_hidden_dim=32", "dino.head_bottleneck_dim=16",
-        "optim.warmup_steps=1", "checkpoint_every=2", "monitor_every=2",
+        *MICRO_TRAIN, "data.local_size=16", "dino.out_dim=32", "dino.ibot_out_dim=32", "dino.head_hidden_dim=32",
+        "dino.head_bottleneck_dim=16",
     ],
     fractions=[1.0],
     seeds=[0],
@@ -55,12 +59,8 @@ def test_demo_with_the_mae_config(tmp_path):
     cfg = replace(
         MICRO,
         pretrain_config=str(CONFIG_DIR / "mae-demo-cpu.yaml"),
-        pretrain_overrides=[
-            "max_steps=2", "batch_size=2", "model.embed_dim=32", "model.depth=1", "model.num_heads=2",
-            "data.global_size=32", "data.num_workers=0", "mae.decoder_dim=16", "mae.decoder_depth=1",
-            "mae.decoder_heads=2", "optim.warmup_steps=1", "checkpoint_every=2", "monitor_every=2",
-        ],
-    )  # fmt: skip
+        pretrain_overrides=[*MICRO_TRAIN, "mae.decoder_dim=16", "mae.decoder_depth=1", "mae.decoder_heads=2"],
+    )
     summary = run_demo(tmp_path, cfg, log=lambda _: None)
     backbone = json.loads((tmp_path / "models" / "backbone" / "config.json").read_text())
     assert backbone["training"]["method"] == "mae" and backbone["training"]["steps"] == 2

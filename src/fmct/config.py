@@ -50,9 +50,9 @@ def apply_overrides(cfg: Mapping[str, Any], overrides: Iterable[str]) -> dict[st
 
 
 def _checked(key: str, current: Any, new: Any) -> Any:
-    """``new`` if it is of the kind ``current`` is: numbers stay numbers or lists of numbers (a whole float for
-    an integer key becomes an int), booleans stay booleans; ``null`` is always accepted; keys whose current value is None,
-    a string or a collection take any value."""
+    """``new`` if it is of the kind ``current`` is: numbers stay numbers or lists of numbers (a whole float
+    for an integer key becomes an int), booleans stay booleans; ``null`` is always accepted; keys whose current
+    value is None, a string or a collection take any value."""
     if new is None:  # key=null switches an option off (layerscale_init=null, schedule_steps=null)
         return None
     if isinstance(current, bool):

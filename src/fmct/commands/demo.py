@@ -33,8 +33,9 @@ def demo(
     MAE instead of DINO (1200 steps; about 9 min on 2 cores):
     fmct demo --out demo_mae --config configs/mae-demo-cpu.yaml --set max_steps=1200
 
-    Re-running reuses finished stages; a changed --config or --set reruns pretraining and what follows. Leaves DIR/report/report.html, DIR/report/report.json and
-    DIR/models/{backbone,classifier} (model directories for `fmct predict`).
+    Re-running reuses finished stages; a changed --config or --set reruns pretraining and what follows.
+    Leaves DIR/report/report.html, DIR/report/report.json and DIR/models/{backbone,classifier} (model
+    directories for `fmct predict`).
     """
     from rich.console import Console
     from rich.table import Table
