@@ -36,11 +36,11 @@ def pretrained_embeddings(work: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import pandas as pd
     from pretrain_evidence import oof_scores
 
     from fmct.evaluate.bootstrap import mean_difference
     from fmct.evaluate.embed import load_embeddings
+    from fmct.evaluate.label_table import read_labels
     from fmct.labels import FINDINGS
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -53,9 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tag", default="")
     args = ap.parse_args(argv)
 
-    lab = pd.read_csv(args.labels, dtype={"scan_id": str, "patient_id": str, "site": str}).set_index(
-        "scan_id"
-    )
+    lab = read_labels(args.labels).set_index("scan_id")
     sides = {"a": pretrained_embeddings(args.work_a), "b": pretrained_embeddings(args.work_b)}
     embs = {s: [load_embeddings(p, with_patch=False) for p in paths] for s, paths in sides.items()}
     common = set.intersection(*(set(e.scan_ids) for es in embs.values() for e in es))

@@ -193,13 +193,13 @@ def main() -> int:
             )
             return 2
 
-    import pandas as pd
     import torch
 
     from fmct import load_model
     from fmct.evaluate.bootstrap import mean_difference, paired_difference
     from fmct.evaluate.embed import embed_store, load_embeddings, model_input_spec
     from fmct.evaluate.finetune import build_model
+    from fmct.evaluate.label_table import read_labels
     from fmct.evaluate.metrics import auroc
     from fmct.labels import FINDINGS
 
@@ -225,9 +225,7 @@ def main() -> int:
         subprocess.run(cmd, check=True)
     t_pre = time.time() - t0
 
-    lab = pd.read_csv(args.labels, dtype={"scan_id": str, "patient_id": str, "site": str}).set_index(
-        "scan_id"
-    )
+    lab = read_labels(args.labels).set_index("scan_id")
     if args.synth_seed is not None and (lab["site"] != args.site).any():
         raise SystemExit("--synth-seed: the labels.csv must come from one `fmct synth` call of --site")
     models = {**{name: None for name in runs}, **{f"random{s}": s for s in range(args.random_seeds)}}

@@ -114,14 +114,26 @@ def _ingest(inputs: list[Path], store: Path, cfg: DemoConfig) -> dict[str, Any]:
     return {"line": summary.line()}
 
 
-def _pretrain(store: Path, run: Path, cfg: DemoConfig) -> dict[str, Any]:
+class DemoConfigError(ValueError):
+    """The pretraining config or an override of it is invalid; raised before any stage runs."""
+
+
+def _pretrain_config(cfg: DemoConfig) -> dict[str, Any]:
+    """The resolved pretraining config of the demo (``cfg.pretrain_config`` + seed + overrides)."""
     from fmct.train.config import resolve_config
+
+    try:
+        return resolve_config(cfg.pretrain_config, [f"seed={cfg.seed}", *cfg.pretrain_overrides])
+    except ValueError as e:
+        raise DemoConfigError(str(e)) from None
+
+
+def _pretrain(store: Path, run: Path, tcfg: dict[str, Any]) -> dict[str, Any]:
     from fmct.train.distributed import cleanup
     from fmct.train.loop import train
 
     if run.exists():
         shutil.rmtree(run)
-    tcfg = resolve_config(cfg.pretrain_config, [f"seed={cfg.seed}", *cfg.pretrain_overrides])
     try:
         res = train(tcfg, store, run, progress=True)
     finally:
@@ -228,8 +240,13 @@ def headline_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
 def run_demo(
     out: str | Path, cfg: DemoConfig | None = None, log: Callable[[str], None] | None = None
 ) -> dict:
-    """Run (or resume) the demo in ``out``; returns ``{"report": path, "rows": headline rows, ...}``."""
+    """Run (or resume) the demo in ``out``; returns ``{"report": path, "rows": headline rows, ...}``.
+
+    Raises:
+        DemoConfigError: a bad pretraining config or override, before any stage runs (``out`` untouched).
+    """
     cfg = cfg or DemoConfig()
+    tcfg = _pretrain_config(cfg)  # fail now, not after the cohort and the stores are made
     out = Path(out)
     log = log or print
     stages = Stages(out, log)
@@ -252,7 +269,7 @@ def run_demo(
         store_fp,
     )
     run = out / "runs" / "ssl"
-    stages.run("pretrain", lambda: _pretrain(out / "store_pool", run, cfg), pre_fp)
+    stages.run("pretrain", lambda: _pretrain(out / "store_pool", run, tcfg), pre_fp)
     eval_fp = {
         **pre_fp,
         **{

@@ -40,8 +40,7 @@ def demo(
     from rich.console import Console
     from rich.table import Table
 
-    from fmct.demo import DemoConfig, run_demo
-    from fmct.train.config import resolve_config
+    from fmct.demo import DemoConfig, DemoConfigError, run_demo
 
     console = Console(width=max(Console().width, 110))
     cfg = DemoConfig(seed=seed, workers=workers)
@@ -54,13 +53,11 @@ def demo(
     if config is not None:
         cfg.pretrain_config = str(config)
     cfg.pretrain_overrides = [*cfg.pretrain_overrides, *(overrides or [])]
-    try:  # a bad --config / --set fails now, not after the cohort and the stores are made
-        resolve_config(cfg.pretrain_config, cfg.pretrain_overrides)
-    except ValueError as e:
-        console.print(f"[red]fmct demo: {e}[/]")
-        raise typer.Exit(2) from None
     try:
         summary = run_demo(out, cfg, log=console.print)
+    except DemoConfigError as e:  # a bad --config / --set, found before any stage ran
+        console.print(f"[red]fmct demo: {e}[/]")
+        raise typer.Exit(2) from None
     except (RuntimeError, ValueError, FileNotFoundError) as e:
         console.print(f"[red]fmct demo: {e}[/]")
         raise typer.Exit(1) from None
