@@ -150,6 +150,12 @@ def main() -> int:
     ap.add_argument("--pool", type=Path, default=ROOT / "demo_out" / "store_pool")
     ap.add_argument("--eval", type=Path, default=ROOT / "demo_out" / "store_eval")
     ap.add_argument("--labels", type=Path, default=ROOT / "demo_out" / "cohort" / "labels.csv")
+    ap.add_argument(
+        "--pool-labels",
+        type=Path,
+        default=None,
+        help="labels.csv of the pool scans for the kNN monitor (default: the demo's, when present)",
+    )
     ap.add_argument("--config", type=Path, default=ROOT / "configs" / "demo-cpu.yaml")
     ap.add_argument("--steps", type=int, default=800)
     ap.add_argument("--random-seeds", type=int, default=3)
@@ -218,7 +224,7 @@ def main() -> int:
                f"checkpoint_every={max(100, args.steps // 4)}", *args.overrides]  # fmt: skip
         if seed:
             cmd.append(f"seed={seed}")
-        pool_labels = args.pool.parent / "cohort" / "a_pool" / "labels.csv"
+        pool_labels = args.pool_labels or args.pool.parent / "cohort" / "a_pool" / "labels.csv"
         if pool_labels.exists():
             cmd.append(f"labels={pool_labels}")
         _log("pretrain: " + " ".join(cmd[2:]))

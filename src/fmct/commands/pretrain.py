@@ -29,6 +29,10 @@ def pretrain(
 
     Multi-GPU / multi-process: torchrun --nproc_per_node K -m fmct.cli pretrain ... (DDP; FSDP2 with
     distributed.strategy=fsdp). Writes RUN/config.yaml, RUN/checkpoint.pt, RUN/metrics.jsonl, RUN/tb/.
+
+    Choosing a step: snapshot_every=N also exports the teacher every N steps to RUN/snapshots/step-NNNNNN;
+    labels=LABELS.csv best_by=knn_auroc_brain_max keeps RUN/model-best, the teacher at the best kNN
+    monitor so far (RUN/best.json says which step; evaluate it on scans other than the monitor's).
     """
     import json
 
@@ -96,6 +100,11 @@ def pretrain(
     last = res.get("last") or {}
     if "loss" in last:
         typer.echo(f"done: step {res['step']}, loss {last['loss']:.4f}; model in {run / 'model'}")
+    from fmct.train.keeper import read_best
+
+    best = read_best(run)
+    if best is not None and cfg.get("best_by") == best.get("key"):
+        typer.echo(f"best {best['key']} {best['value']:.3f} at step {best['step']}: {best['path']}")
     else:  # resumed at max_steps: nothing left to train
         typer.echo(
             f"nothing to train: {run} is already at step {res['step']} (raise max_steps=... to go on); "

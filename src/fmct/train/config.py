@@ -27,6 +27,8 @@ DEFAULTS: dict[str, Any] = {
     "device": "auto",
     "clip_grad": 3.0,
     "export": True,
+    "snapshot_every": 0,  # steps; > 0 also exports the teacher backbone to RUN/snapshots/step-NNNNNN
+    "best_by": None,  # knn_auroc_brain_max | knn_auroc_macro: keep RUN/model-best (needs labels=)
     "model": {
         "embed_dim": 192,
         "depth": 6,
@@ -96,6 +98,30 @@ def check_keys(cfg: Mapping[str, Any], ref: Mapping[str, Any] = DEFAULTS, where:
         raise ValueError(f"method must be 'dino' or 'mae', got {cfg.get('method')!r}")
 
 
+#: Monitor keys ``best_by`` may name (higher is better); both come from the kNN monitor (``labels=``).
+BEST_BY_KEYS = ("knn_auroc_brain_max", "knn_auroc_macro")
+
+
+def check_values(cfg: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` for values of a resolved config that cannot work together (keys are checked by
+    :func:`check_keys`): ``best_by`` must name a kNN monitor key and needs ``labels``; ``snapshot_every``
+    is a whole number of steps >= 0."""
+    best = cfg.get("best_by")
+    if best is not None:
+        if best not in BEST_BY_KEYS:
+            raise ValueError(f"best_by must be one of {list(BEST_BY_KEYS)} or null, got {best!r}")
+        if not cfg.get("labels"):
+            raise ValueError(
+                f"best_by={best} ranks checkpoints by the kNN monitor, which needs labels=LABELS.csv "
+                "(labelled scans of the pretraining store)"
+            )
+        if not int(cfg.get("monitor_every") or 0):
+            raise ValueError(f"best_by={best} is scored at each monitor: set monitor_every > 0")
+    snap = cfg.get("snapshot_every", 0)
+    if isinstance(snap, bool) or not isinstance(snap, int) or snap < 0:
+        raise ValueError(f"snapshot_every must be a whole number of steps >= 0, got {snap!r}")
+
+
 def resolve_config(path: str | Path | None, overrides: Iterable[str] = ()) -> dict[str, Any]:
     """``DEFAULTS`` <- YAML file <- ``key=value`` overrides, validated."""
     if path is not None:
@@ -107,6 +133,7 @@ def resolve_config(path: str | Path | None, overrides: Iterable[str] = ()) -> di
         check_keys(loaded, where="")
     cfg = load_config(path, overrides, defaults=copy.deepcopy(DEFAULTS))
     check_keys(cfg)
+    check_values(cfg)
     return cfg
 
 
@@ -114,4 +141,5 @@ def override(cfg: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]
     """Apply overrides to a resolved config (e.g. when resuming) and validate."""
     out = apply_overrides(cfg, overrides)
     check_keys(out)
+    check_values(out)
     return out

@@ -28,6 +28,7 @@ from fmct.ssl.meta_arch import DINOMetaArch, build_backbone
 from fmct.train import monitors
 from fmct.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from fmct.train.distributed import DistInfo, all_reduce_mean, cleanup, init_distributed, wrap_student
+from fmct.train.keeper import ModelKeeper
 from fmct.train.optim import apply_schedules, build_optimizer, param_groups
 from fmct.train.precision import autocast, resolve_precision
 from fmct.train.schedules import SSLSchedules
@@ -99,15 +100,21 @@ def _trim_metrics(path: Path, start_step: int) -> None:
 
 def export_model(arch: Any, store: Any, cfg: dict[str, Any], windows: Any, out: Path, step: int) -> Path:
     """Export the teacher backbone (MAE: the encoder) to ``out`` in the model-directory format."""
+    return save_backbone(arch.export_backbone(), store, cfg, windows, out, step)
+
+
+def save_backbone(
+    backbone: torch.nn.Module, store: Any, cfg: dict[str, Any], windows: Any, out: Path, step: int
+) -> Path:
+    """Write ``backbone`` (a ViT3D) to ``out`` as a model directory with the store's preprocessing."""
     from fmct.models.hub import save_pretrained
 
     pp = dict(store.preprocess_config or {})
     pp["windows"] = windows
     pp["input_size"] = int(cfg["data"]["global_size"])
     training = {"method": cfg["method"], "steps": step, "seed": cfg["seed"], "batch_size": cfg["batch_size"]}
-    bb = arch.export_backbone()
     return save_pretrained(
-        bb, out, kind="backbone", preprocessing=pp, name=f"fmct-{cfg['method']}", training=training
+        backbone, out, kind="backbone", preprocessing=pp, name=f"fmct-{cfg['method']}", training=training
     )
 
 
@@ -187,7 +194,9 @@ def train(
         NonFiniteLoss: on NaN/Inf loss or gradients (after writing nothing for that step).
     """
     from fmct.config import save_config
+    from fmct.train.config import check_values
 
+    check_values(cfg)
     run = Path(run_dir)
     info = info or init_distributed(cfg["device"])
     _seed_all(int(cfg["seed"]))
@@ -242,8 +251,15 @@ def train(
     knn = None
     if cfg["labels"] and info.is_main:
         knn = KnnMonitor(store, cfg["labels"], aug.global_size, windows, int(cfg["knn_max_scans"]))
+    keeper = ModelKeeper(
+        run,
+        lambda bb, out, n: save_backbone(bb, store, cfg, windows, out, n),
+        snapshot_every=int(cfg.get("snapshot_every") or 0),
+        best_by=cfg.get("best_by"),
+        resume=resume,
+    )
     monitor_net = None
-    if cfg["labels"]:
+    if cfg["labels"] or keeper.needs_backbone:
         monitor_net = MonitorBackbone(arch, fsdp, info, lambda: build_arch(cfg, len(windows)))
 
     metrics_path = run / "metrics.jsonl"
@@ -311,14 +327,17 @@ def train(
                             "momentum": v["momentum"], "grad_norm": float(gn),
                             "samples_per_s": bsz * info.world / max(now - t_prev, 1e-9)})  # fmt: skip
                 t_prev = now
-                if mon_every and (step % mon_every == 0 or step == max_steps - 1):
+                # monitors after the first update, after every mon_every-th and after the last (so that they
+                # score the same teachers as snapshots and checkpoints: step index s = s + 1 updates done)
+                if mon_every and (step == 0 or (step + 1) % mon_every == 0 or step == max_steps - 1):
                     if "teacher_probs" in aux:
                         rec.update(monitors.teacher_entropy(aux["teacher_probs"]))
                     rec["effective_rank"] = monitors.effective_rank(aux["teacher_cls"])
-                    if monitor_net is not None:
+                    if monitor_net is not None and cfg["labels"]:
                         backbone = monitor_net()  # collective under FSDP
                         if knn is not None and backbone is not None:
                             rec.update(knn(backbone, info.device))
+                            keeper.offer(rec, backbone, step + 1)
                 last = rec
                 if info.is_main:
                     assert mfile is not None and writer is not None
@@ -329,6 +348,10 @@ def train(
                             writer.add_scalar(f"pretrain/{k}", x, step)
                 prog.update(task, completed=step + 1, loss=rec["loss"], sps=rec["samples_per_s"])
                 done = step + 1
+                if monitor_net is not None and keeper.wants_snapshot(done):
+                    backbone = monitor_net()  # collective under FSDP
+                    if info.is_main and backbone is not None:
+                        keeper.snapshot(backbone, done)
                 if ck_every and done % ck_every == 0 and done < max_steps:
                     checkpoint(done)
         final = max(step + 1, start) if max_steps > start else start
