@@ -18,7 +18,7 @@ Usage (the runs of the README's "Choosing the step" paragraph)::
         monitor_every=100 snapshot_every=100 labels=pool/labels.csv knn_max_scans=300 \\
         best_by=knn_auroc_brain_max
     python benchmarks/pretrain_curve.py runs/s0 runs/s1 --eval ev/store --labels ev/labels.csv \\
-        --feature brain_max --tag demo_1200
+        --feature brain_max --synth-seed 77 --rescore-labels pool/labels.csv --tag demo_1200_2seeds
 
 Embeddings are cached in ``RUN/curve_emb/``. Writes ``benchmarks/results/pretrain_curve[_TAG].json``.
 About 8 s per model to embed 800 scans on 2 cores.
@@ -81,6 +81,15 @@ def main(argv: list[str] | None = None) -> int:
         help="the held-out labels.csv is one `fmct synth --site SITE --seed S --size 128` call: also report "
         "per snapshot how well the features encode its generator parameters (CV R², pretrain_evidence.py)",
     )
+    ap.add_argument(
+        "--rescore-labels",
+        type=Path,
+        default=None,
+        help="re-run the kNN monitor offline on every snapshot with these labels of the pretraining store "
+        "(RUN/run.json names it) and --rescore-scans of its scans, as a larger `knn_max_scans` would have; "
+        "adds the step that monitor picks (`rescored`) to the comparison",
+    )
+    ap.add_argument("--rescore-scans", type=int, default=1000)
     ap.add_argument("--tag", default="")
     args = ap.parse_args(argv)
     for p in (args.eval, args.labels, *args.runs):
@@ -147,19 +156,37 @@ def main(argv: list[str] | None = None) -> int:
             targets = params[[row_of[i] for i in ids]]
         return encoded_r2(feats[emb_path], targets)
 
-    per_run, chosen = {}, {"final": [], "best": [], "oracle": []}
+    def rescored_monitor(run: Path, snaps: list[Path]) -> dict[int, float]:
+        """``{steps: monitor}`` of :class:`fmct.train.loop.KnnMonitor` on ``--rescore-scans`` scans."""
+        from fmct.ssl.data import open_store
+        from fmct.train.loop import KnnMonitor
+
+        st = open_store(json.loads((run / "run.json").read_text())["data"])
+        first = load_model(snaps[0])
+        mon = KnnMonitor(st, str(args.rescore_labels), first.input_size, first.preprocessing["windows"],
+                         args.rescore_scans)  # fmt: skip
+        out = {}
+        for snap in snaps:
+            _log(f"monitor {run.name}/{snap.name} on {len(mon.ids)} scans of the pretraining store")
+            rec = mon(load_model(snap).backbone, torch.device("cpu"))
+            out[int(snap.name.split("-")[1])] = rec[args.monitor]
+        return out
+
+    per_run, chosen = {}, {"final": [], "best": [], "oracle": [], "rescored": []}
     for run in args.runs:
         snaps = sorted((run / "snapshots").glob("step-*"))
         if not snaps:
             print(f"error: {run}: no snapshots (pretrain with snapshot_every=N)", file=sys.stderr)
             return 2
         mon = monitor_at(run, args.monitor)
+        rescored = rescored_monitor(run, snaps) if args.rescore_labels else {}
         rows = []
         for snap in snaps:
             steps = int(snap.name.split("-")[1])
             emb_path = run / "curve_emb" / f"{snap.name}.parquet"
             sc = probe(snap, emb_path)
-            rows.append({"steps": steps, "monitor": mon.get(steps), "knn": macro(sc["knn"]),
+            rows.append({"steps": steps, "monitor": mon.get(steps), "rescored": rescored.get(steps),
+                         "knn": macro(sc["knn"]),
                          "linear": macro(sc["linear"]), "generator_r2": encoded(emb_path)})  # fmt: skip
         final = probe(run / "model", run / "curve_emb" / "final.parquet")
         best_json = run / "best.json"
@@ -167,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
         if best is not None:
             chosen["best"].append(probe(run / "model-best", run / "curve_emb" / "best.parquet"))
         oracle_row = max(rows, key=lambda r: r["knn"])
+        rescored_row = max(rows, key=lambda r: r["rescored"]) if rescored else None
+        if rescored_row is not None:
+            chosen["rescored"].append(cache[run / "curve_emb" / f"step-{rescored_row['steps']:06d}.parquet"])
         chosen["final"].append(final)
         chosen["oracle"].append(cache[run / "curve_emb" / f"step-{oracle_row['steps']:06d}.parquet"])
         paired = [(r["monitor"], r["knn"]) for r in rows if r["monitor"] is not None]
@@ -174,6 +204,12 @@ def main(argv: list[str] | None = None) -> int:
             "curve": rows,
             "best": best,
             "oracle_steps": oracle_row["steps"],
+            "rescored_steps": rescored_row["steps"] if rescored_row else None,
+            "spearman_rescored_vs_heldout_knn": spearman(
+                [r["rescored"] for r in rows], [r["knn"] for r in rows]
+            )
+            if rescored
+            else None,
             "spearman_monitor_vs_heldout_knn": spearman([a for a, _ in paired], [b for _, b in paired]),
         }
     first = sorted((args.runs[0] / "snapshots").glob("step-*"))[0]
@@ -221,6 +257,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {r['steps']:5d}  {m:>7s}  {r['knn']:12.3f}  {r['linear']:15.3f}{extra}")
         if d["best"]:
             print(f"  best_by chose step {d['best']['step']} ({d['best']['key']} {d['best']['value']:.3f})")
+        if d["rescored_steps"]:
+            print(f"  rescored monitor: step {d['rescored_steps']}, Spearman vs held-out kNN "
+                  f"{d['spearman_rescored_vs_heldout_knn']}; per step "
+                  + " ".join(f"{r['rescored']:.3f}" for r in d["curve"]))  # fmt: skip
     print(f"\nrandom init (mean of {args.random_seeds}): {res['random_macro']}")
     for k, v in diffs.items():
         print(f"  {k:24s} {v['diff']:+.3f} [{v['ci'][0]:+.3f}, {v['ci'][1]:+.3f}]")
