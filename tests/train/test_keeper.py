@@ -115,6 +115,10 @@ def test_cli_rejects_best_by_without_labels_and_unknown_keys(tiny_store, tiny_ov
     )  # fmt: skip
     assert r.exit_code == 0, r.output
     assert "best knn_auroc_macro" in r.output and (tmp_path / "ok" / "model-best" / "config.json").exists()
+    assert "done: step 2" in r.output and "nothing to train" not in r.output
+    r = CliRunner().invoke(app, [*base[:-1], "--out", str(tmp_path / "plain"), "max_steps=1"])
+    assert r.exit_code == 0 and "done: step 1" in r.output, r.output
+    assert "nothing to train" not in r.output and "best " not in r.output
 
 
 def test_monitors_score_the_snapshot_steps(tiny_store, tiny_overrides, tmp_path) -> None:

@@ -100,13 +100,13 @@ def pretrain(
     last = res.get("last") or {}
     if "loss" in last:
         typer.echo(f"done: step {res['step']}, loss {last['loss']:.4f}; model in {run / 'model'}")
-    from fmct.train.keeper import read_best
-
-    best = read_best(run)
-    if best is not None and cfg.get("best_by") == best.get("key"):
-        typer.echo(f"best {best['key']} {best['value']:.3f} at step {best['step']}: {best['path']}")
     else:  # resumed at max_steps: nothing left to train
         typer.echo(
             f"nothing to train: {run} is already at step {res['step']} (raise max_steps=... to go on); "
             f"model in {run / 'model'}"
         )
+    from fmct.train.keeper import read_best
+
+    best = read_best(run)
+    if best is not None and cfg.get("best_by") == best.get("key"):
+        typer.echo(f"best {best['key']} {best['value']:.3f} at step {best['step']}: {best['path']}")
