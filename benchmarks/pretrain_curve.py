@@ -98,15 +98,15 @@ def main(argv: list[str] | None = None) -> int:
             return 2
 
     import torch
-    from pretrain_evidence import encoded_r2, generator_parameters, oof_scores
+    from pretrain_evidence import encoded_r2, generator_parameters, probe_embeddings, random_backbone
 
     from fmct import load_model
     from fmct.evaluate.bootstrap import mean_difference
-    from fmct.evaluate.embed import embed_store, load_embeddings
-    from fmct.evaluate.finetune import build_model
+    from fmct.evaluate.embed import embed_store
     from fmct.evaluate.label_table import read_labels
     from fmct.evaluate.metrics import auroc
     from fmct.labels import FINDINGS
+    from fmct.train.keeper import read_best
 
     lab = read_labels(args.labels).set_index("scan_id")
     cache: dict[Path, dict[str, np.ndarray]] = {}
@@ -120,21 +120,11 @@ def main(argv: list[str] | None = None) -> int:
         if key in cache:
             return cache[key]
         if not emb_path.exists():
-            if seed is None:
-                model = load_model(model_dir)
-            else:
-                torch.manual_seed(seed)
-                model = build_model(model_dir, ["x"], scratch=True).as_backbone()
+            model = load_model(model_dir) if seed is None else random_backbone(model_dir, seed)
             emb_path.parent.mkdir(parents=True, exist_ok=True)
             _log(f"embed {args.eval} with {emb_path.parent.parent.name}/{emb_path.stem}")
             embed_store(model, args.eval, emb_path, batch_size=8, keep_patch=False, progress=False)
-        emb = load_embeddings(emb_path, with_patch=False)
-        ids = sorted(i for i in emb.scan_ids if i in lab.index and lab.loc[i, "site"] == args.site)
-        emb = emb.select(ids)
-        y = lab.loc[ids, FINDINGS].astype(float).to_numpy()
-        groups = lab.loc[ids, "patient_id"].to_numpy()
-        feats[key] = x = emb.feature(args.feature)
-        cache[key] = {kind: oof_scores(x, y, groups, kind) for kind in ("knn", "linear")}
+        ids, y, groups, feats[key], cache[key] = probe_embeddings(emb_path, lab, args.site, args.feature)
         return cache[key]
 
     def macro(s: np.ndarray) -> float:
@@ -162,13 +152,14 @@ def main(argv: list[str] | None = None) -> int:
         from fmct.train.loop import KnnMonitor
 
         st = open_store(json.loads((run / "run.json").read_text())["data"])
-        first = load_model(snaps[0])
-        mon = KnnMonitor(st, str(args.rescore_labels), first.input_size, first.preprocessing["windows"],
-                         args.rescore_scans)  # fmt: skip
-        out = {}
+        mon, out = None, {}
         for snap in snaps:
+            model = load_model(snap)
+            if mon is None:
+                mon = KnnMonitor(st, str(args.rescore_labels), model.input_size,
+                                 model.preprocessing["windows"], args.rescore_scans)  # fmt: skip
             _log(f"monitor {run.name}/{snap.name} on {len(mon.ids)} scans of the pretraining store")
-            rec = mon(load_model(snap).backbone, torch.device("cpu"))
+            rec = mon(model.backbone, torch.device("cpu"))
             out[int(snap.name.split("-")[1])] = rec[args.monitor]
         return out
 
@@ -189,8 +180,7 @@ def main(argv: list[str] | None = None) -> int:
                          "knn": macro(sc["knn"]),
                          "linear": macro(sc["linear"]), "generator_r2": encoded(emb_path)})  # fmt: skip
         final = probe(run / "model", run / "curve_emb" / "final.parquet")
-        best_json = run / "best.json"
-        best = json.loads(best_json.read_text()) if best_json.exists() else None
+        best = read_best(run)
         if best is not None:
             chosen["best"].append(probe(run / "model-best", run / "curve_emb" / "best.parquet"))
         oracle_row = max(rows, key=lambda r: r["knn"])

@@ -82,6 +82,34 @@ def oof_scores(x: np.ndarray, y: np.ndarray, groups: np.ndarray, kind: str) -> n
     return scores
 
 
+def random_backbone(model_dir: Path, seed: int):
+    """The architecture of ``model_dir`` at random initialisation (torch seed ``seed``), as a backbone."""
+    import torch
+
+    from fmct.evaluate.finetune import build_model
+
+    torch.manual_seed(seed)
+    return build_model(model_dir, ["x"], scratch=True).as_backbone()
+
+
+def probe_embeddings(emb_path: Path, lab, site: str, feature: str):
+    """Probe the ``site`` scans of an embeddings parquet: ``(ids, y (n, F), groups (n,), x (n, D), scores)``
+    with ``scores = {"knn": (n, F), "linear": (n, F)}`` out-of-fold (:func:`oof_scores`).
+
+    ``lab`` is :func:`fmct.evaluate.label_table.read_labels` indexed by ``scan_id``.
+    """
+    from fmct.evaluate.embed import load_embeddings
+    from fmct.labels import FINDINGS
+
+    emb = load_embeddings(emb_path, with_patch=False)
+    ids = sorted(i for i in emb.scan_ids if i in lab.index and lab.loc[i, "site"] == site)
+    emb = emb.select(ids)
+    y = lab.loc[ids, FINDINGS].astype(float).to_numpy()
+    groups = lab.loc[ids, "patient_id"].to_numpy()
+    x = emb.feature(feature)
+    return ids, y, groups, x, {kind: oof_scores(x, y, groups, kind) for kind in ("knn", "linear")}
+
+
 def reference_features(store: Path, ids: list[str], size: int) -> np.ndarray:
     """``(n, 34)`` intracranial HU histograms of the scans' model-input cubes (``size``³, as the ViT sees them).
 
@@ -199,12 +227,9 @@ def main() -> int:
             )
             return 2
 
-    import torch
-
     from fmct import load_model
     from fmct.evaluate.bootstrap import mean_difference, paired_difference
     from fmct.evaluate.embed import embed_store, load_embeddings, model_input_spec
-    from fmct.evaluate.finetune import build_model
     from fmct.evaluate.label_table import read_labels
     from fmct.evaluate.metrics import auroc
     from fmct.labels import FINDINGS
@@ -242,24 +267,14 @@ def main() -> int:
     y = groups = None
     first_run = runs["pretrained"][1] / "model"  # random inits take its architecture
     for name, seed in models.items():
-        if seed is None:
-            model = load_model(runs[name][1] / "model")
-        else:
-            torch.manual_seed(seed)
-            model = build_model(first_run, ["x"], scratch=True).as_backbone()
+        model = load_model(runs[name][1] / "model") if seed is None else random_backbone(first_run, seed)
         out = work / f"emb_{name}.parquet"
         if out.exists() and args.feature == "brain_max" and load_embeddings(out, False).brain_max is None:
             out.unlink()  # embedded by an fmct without the brain_max readout
         if not out.exists():
             _log(f"embed {args.eval} with {name}")
             embed_store(model, args.eval, out, batch_size=8, keep_patch=False, progress=False)
-        emb = load_embeddings(out, with_patch=False)
-        ids = sorted(i for i in emb.scan_ids if i in lab.index and lab.loc[i, "site"] == args.site)
-        emb = emb.select(ids)
-        y = lab.loc[ids, FINDINGS].astype(float).to_numpy()
-        groups = lab.loc[ids, "patient_id"].to_numpy()
-        features[name] = x = emb.feature(args.feature)
-        scores[name] = {kind: oof_scores(x, y, groups, kind) for kind in ("knn", "linear")}
+        ids, y, groups, features[name], scores[name] = probe_embeddings(out, lab, args.site, args.feature)
         input_size = model_input_spec(model)[0]
 
     def per_finding(s: np.ndarray) -> dict[str, float | None]:

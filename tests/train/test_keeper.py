@@ -71,14 +71,17 @@ def _labels(tmp_path: Path) -> Path:
     return labels
 
 
-def test_train_writes_snapshots_and_the_best_model(tiny_store, tiny_overrides, tmp_path) -> None:
+def _train(store: Path, overrides: list[str], tmp_path: Path, extra: list[str]) -> Path:
+    """Train the tiny config with the kNN monitor on :func:`_labels`; returns the run folder."""
     run = tmp_path / "run"
-    cfg = resolve_config(
-        None,
-        tiny_overrides + ["max_steps=4", "checkpoint_every=0", "monitor_every=1", "snapshot_every=1",
-                          f"labels={_labels(tmp_path)}", "best_by=knn_auroc_brain_max"],
-    )  # fmt: skip
-    train(cfg, tiny_store, run, progress=False)
+    cfg = resolve_config(None, [*overrides, "checkpoint_every=0", f"labels={_labels(tmp_path)}", *extra])
+    train(cfg, store, run, progress=False)
+    return run
+
+
+def test_train_writes_snapshots_and_the_best_model(tiny_store, tiny_overrides, tmp_path) -> None:
+    extra = ["max_steps=4", "monitor_every=1", "snapshot_every=1", "best_by=knn_auroc_brain_max"]
+    run = _train(tiny_store, tiny_overrides, tmp_path, extra)
     snaps = sorted(p.name for p in (run / "snapshots").iterdir())
     assert snaps == ["step-000001", "step-000002", "step-000003", "step-000004"]
     weights = {n: load_file(run / "snapshots" / n / "model.safetensors") for n in snaps}
@@ -124,13 +127,8 @@ def test_cli_rejects_best_by_without_labels_and_unknown_keys(tiny_store, tiny_ov
 def test_monitors_score_the_snapshot_steps(tiny_store, tiny_overrides, tmp_path) -> None:
     """With monitor_every = snapshot_every the kNN monitor is logged for exactly the snapshotted teachers
     (plus the first update and the last), so a best model is always one of the snapshots."""
-    run = tmp_path / "run"
-    cfg = resolve_config(
-        None,
-        tiny_overrides + ["max_steps=5", "checkpoint_every=0", "monitor_every=2", "snapshot_every=2",
-                          f"labels={_labels(tmp_path)}", "export=false"],
-    )  # fmt: skip
-    train(cfg, tiny_store, run, progress=False)
+    extra = ["max_steps=5", "monitor_every=2", "snapshot_every=2", "export=false"]
+    run = _train(tiny_store, tiny_overrides, tmp_path, extra)
     recs = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
     monitored = [r["step"] + 1 for r in recs if "knn_auroc_brain_max" in r]  # updates done
     assert monitored == [1, 2, 4, 5]
