@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from fmct.cli import app
 from fmct.models.hub import load_model
 from fmct.train.config import resolve_config
-from fmct.train.keeper import ModelKeeper, read_best, snapshot_dir
+from fmct.train.keeper import ModelKeeper, describe_best, read_best, snapshot_dir
 from fmct.train.loop import train
 
 
@@ -42,6 +42,15 @@ def test_offer_keeps_the_highest_value_and_the_earlier_of_ties(tmp_path) -> None
     assert read_best(tmp_path) == {"key": "knn_auroc_brain_max", "value": 0.64, "step": 6,
                                    "path": str(tmp_path / "model-best")}  # fmt: skip
     assert not keeper.offer({"loss": 1.0}, net, 7)  # a record without the key changes nothing
+
+
+def test_describe_best_warns_when_only_the_first_update_was_kept() -> None:
+    best = {"key": "knn_auroc_brain_max", "value": 0.5654, "step": 1, "path": "runs/x/model-best"}
+    line = describe_best(best, 1200)
+    assert line.startswith("best knn_auroc_brain_max 0.565 at step 1: runs/x/model-best")
+    assert "close to its random initialisation" in line and "1200 steps" in line
+    assert "note:" not in describe_best({**best, "step": 600}, 1200)
+    assert "note:" not in describe_best(best, 1)  # a one-step run has nothing later to compare
 
 
 def test_resume_continues_the_best_of_the_same_key_only(tmp_path) -> None:

@@ -105,8 +105,8 @@ def pretrain(
             f"nothing to train: {run} is already at step {res['step']} (raise max_steps=... to go on); "
             f"model in {run / 'model'}"
         )
-    from fmct.train.keeper import read_best
+    from fmct.train.keeper import describe_best, read_best
 
     best = read_best(run)
     if best is not None and cfg.get("best_by") == best.get("key"):
-        typer.echo(f"best {best['key']} {best['value']:.3f} at step {best['step']}: {best['path']}")
+        typer.echo(describe_best(best, int(res["step"])))
