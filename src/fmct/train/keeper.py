@@ -49,7 +49,7 @@ def read_best(run_dir: str | Path) -> dict[str, Any] | None:
 
 
 def describe_best(best: Mapping[str, Any], steps_done: int) -> str:
-    """One line on a kept best model for the end of ``fmct pretrain``.
+    """The line (two with a note) on a kept best model for the end of ``fmct pretrain``.
 
     The first monitor runs after the first update, when the teacher is still close to its random
     initialisation; if no later teacher beat it, the line says so (seen on the synthetic cohort: a 1200-step
@@ -60,7 +60,7 @@ def describe_best(best: Mapping[str, Any], steps_done: int) -> str:
         line += (
             f"\nnote: no teacher after step 1 beat the first monitor in {steps_done} steps; model-best is the "
             "teacher after one update, close to its random initialisation (pretraining did not improve this "
-            "monitor; compare RUN/snapshots on held-out scans)"
+            "monitor)"
         )
     return line
 
