@@ -64,6 +64,7 @@ def test_gantry_tilt_gives_sheared_affine(factory):
     s = factory.ct(n=14, row_cos=(1, 0, 0), col_cos=(0, np.cos(t), -np.sin(t)), stack_dir=(0, 0, 1), dz=2.0)
     vol = read_series(_only(s.folder))
     assert vol.meta["tilt_deg"] == pytest.approx(15.0, abs=0.01)
+    assert any("gantry tilt 15.0 degrees" in w for w in vol.meta["warnings"])
     np.testing.assert_allclose(vol.affine, s.affine, atol=1e-5)
     np.testing.assert_allclose(vol.affine[:3, 2], [0, 0, 2.0], atol=1e-6)  # stacking vector, not the normal
     np.testing.assert_array_equal(vol.array, s.hu)

@@ -29,7 +29,7 @@ def _smooth_nifti(path):
     aff[:3, 3] = [12.0, 14.0, -14.0]
     idx = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), -1)
     world = idx @ aff[:3, :3].T + aff[:3, 3]
-    hu = -200.0 + 600.0 * np.exp(-((world - [2.0, 1.0, 0.0]) ** 2).sum(-1) / (2 * 7.0**2))
+    hu = -700.0 + 600.0 * np.exp(-((world - [2.0, 1.0, 0.0]) ** 2).sum(-1) / (2 * 7.0**2))
     hu += 300.0 * np.exp(-((world - [-5.0, 4.0, 6.0]) ** 2).sum(-1) / (2 * 5.0**2))
     nib.save(nib.Nifti1Image(hu.astype(np.float32), aff), str(path))
     return path

@@ -12,7 +12,9 @@ from fmct.store import ScanStore, ingest
 MARKER_LPS = np.array([6.0, -8.0, 4.0])  # patient (LPS) mm
 
 
-def _series(folder: Path, n: int, size=48, px=0.9, dz=2.0, image_type="AXIAL", patient="SECRET-PID-123"):
+def _series(
+    folder: Path, n: int, size=48, px=0.9, dz=2.0, image_type="AXIAL", patient="SECRET-PID-123", rescale=True
+):
     folder.mkdir(parents=True, exist_ok=True)
     study, series = generate_uid(), generate_uid()
     c = (np.arange(size) - size / 2.0) * px
@@ -39,8 +41,11 @@ def _series(folder: Path, n: int, size=48, px=0.9, dz=2.0, image_type="AXIAL", p
         ds.Rows = ds.Columns = size
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-        ds.RescaleIntercept, ds.RescaleSlope = 0.0, 1.0
-        ds.PixelData = np.rint(hu).astype(np.int16).tobytes()
+        if rescale:
+            ds.RescaleIntercept, ds.RescaleSlope = 0.0, 1.0
+            ds.PixelData = np.rint(hu).astype(np.int16).tobytes()
+        else:  # stored values 0 … 4095 as scanners write them, but the intercept of -1024 is lost
+            ds.PixelData = np.rint(hu + 1024.0).astype(np.int16).tobytes()
         pydicom.dcmwrite(ds.filename, ds, enforce_file_format=True)
     return study, series
 
@@ -72,3 +77,21 @@ def test_dicom_series_end_to_end(tmp_path):
             text = p.read_bytes()
             assert b"SECRET-PID-123" not in text and b"Doe^Jane" not in text
             assert not any(uid.encode() in text for uid in uids)
+
+
+def test_manifest_says_what_was_repaired_and_refuses_unrescaled_series(tmp_path):
+    _series(tmp_path / "in" / "clean", 24)
+    _series(tmp_path / "in" / "gap", 24)
+    by_z = sorted(
+        (tmp_path / "in" / "gap").iterdir(), key=lambda p: pydicom.dcmread(p).ImagePositionPatient[2]
+    )
+    by_z[10].unlink()  # one slice lost in the middle of the stack
+    _series(tmp_path / "in" / "raw", 24, rescale=False)
+    summary = ingest([tmp_path / "in"], tmp_path / "store")
+    assert (summary.ok, summary.failed, summary.warned) == (2, 1, 1)
+    assert summary.line().startswith("ingested 2 ok (1 with warnings: see the manifest), 0 skipped, 1 failed")
+    rows = {Path(r.source).name: r for r in ScanStore(tmp_path / "store").manifest.itertuples()}
+    assert rows["clean"].status == "ok" and rows["clean"].warnings == ""
+    assert rows["gap"].status == "ok" and "filled 1 missing slice" in rows["gap"].warnings
+    assert rows["raw"].status == "failed" and "not look like HU" in rows["raw"].reason
+    assert rows["raw"].warnings == ""

@@ -217,6 +217,8 @@ def _read_series(ref: SeriesRef, headers: list[Any], min_slices: int, gap_tol: f
     if plan.targets is not None:
         stack = resample_slices(stack, dist, plan.targets)
     tilt = tilt_degrees(u, normal)
+    if tilt >= 0.5:
+        warnings.append(f"gantry tilt {tilt:.1f} degrees (kept in a sheared affine; resampled to upright)")
     affine = affine_ras(row, col, px, positions[0], u * plan.step)
     if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
         raise InvalidScan("degenerate voxel-to-world geometry")

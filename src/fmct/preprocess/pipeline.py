@@ -99,11 +99,13 @@ def preprocess(path_or_volume: str | os.PathLike | Volume, cfg: PreprocessConfig
 
     Raises:
         SkipScan: nothing above the foreground threshold. InvalidScan: NaN/Inf voxel values (a Volume
-        passed in directly; readers already refuse them), or defacing asked for but no brain.
+        passed in directly; readers already refuse them), values that are not HU (no voxel below
+        -500, see :mod:`fmct.preprocess.hu_check`), or defacing asked for but no brain.
     """
     from fmct.preprocess.crop import crop_head, crop_view, head_box
     from fmct.preprocess.deface import deface as deface_volume
     from fmct.preprocess.geometry import to_ras_isotropic
+    from fmct.preprocess.hu_check import check_looks_like_hu
 
     cfg = cfg or PreprocessConfig()
     vol = path_or_volume if isinstance(path_or_volume, Volume) else _load(path_or_volume)
@@ -111,6 +113,7 @@ def preprocess(path_or_volume: str | os.PathLike | Volume, cfg: PreprocessConfig
         from fmct.io.errors import InvalidScan
 
         raise InvalidScan("volume contains NaN/Inf voxel values")
+    check_looks_like_hu(vol.array)
     record: dict[str, Any] = {
         **cfg.to_dict(),
         "source_shape": list(vol.shape),

@@ -63,26 +63,28 @@ class WorkItem:
 
 @dataclass
 class IngestSummary:
-    """Counts of this run (``present`` = already in the store, not re-processed) and the manifest path."""
+    """Counts of this run (``present`` = already in the store, not re-processed; ``warned`` = scans stored
+    this run whose manifest row has warnings) and the manifest path."""
 
     ok: int = 0
     skipped: int = 0
     failed: int = 0
     present: int = 0
     cleaned: int = 0
+    warned: int = 0
     manifest: Path | None = None
     rows: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
         setattr(self, row["status"], getattr(self, row["status"]) + 1)
+        self.warned += bool(row["status"] == "ok" and row.get("warnings"))
 
     def line(self) -> str:
-        """``ingested N ok, M skipped, F failed -> STORE/manifest.parquet``."""
+        """``ingested N ok (W with warnings), M skipped, F failed -> STORE/manifest.parquet``."""
         present = f", {self.present} already present" if self.present else ""
-        return (
-            f"ingested {self.ok} ok, {self.skipped} skipped, {self.failed} failed{present} -> {self.manifest}"
-        )
+        ok = f"{self.ok} ok" + (f" ({self.warned} with warnings: see the manifest)" if self.warned else "")
+        return f"ingested {ok}, {self.skipped} skipped, {self.failed} failed{present} -> {self.manifest}"
 
     def exit_code(self, strict: bool = False) -> int:
         """0 when something was ingested or everything was already present; 1 when nothing was, or
@@ -227,7 +229,11 @@ def process_item(item: WorkItem, root: str, cfg_dict: dict[str, Any], min_slices
         del vol
         write_scan(Path(root), item.scan_id, out, out.meta.get("preprocess", cfg_dict))
         row.update(
-            status="ok", reason="", shape=list(out.shape), spacing_mm=[round(s, 4) for s in out.spacing]
+            status="ok",
+            reason="",
+            warnings="; ".join(str(w) for w in out.meta.get("warnings") or [])[:_MAX_REASON],
+            shape=list(out.shape),
+            spacing_mm=[round(s, 4) for s in out.spacing],
         )
     except ScanProblem as exc:
         row.update(status=exc.status, reason=exc.reason[:_MAX_REASON])

@@ -1,5 +1,9 @@
 """The manifest: one row per input (DICOM series, NIfTI file, rejected file), with status and reason.
 
+``warnings`` lists, ``"; "``-joined, what was repaired on the way in for a scan that was stored (a
+localizer dropped, a missing slice interpolated, duplicate slices merged, the thinnest of several series
+picked); empty when nothing was.
+
 Rows live as one JSON record per input in ``STORE/records/<key>.json`` (written atomically as each
 input finishes, so a killed run loses at most the inputs in flight). ``manifest.parquet`` is rebuilt
 from the records; a row whose status is ``ok`` but whose scan files are gone is reported as failed.
@@ -23,6 +27,7 @@ COLUMNS = [
     "study_id",
     "status",
     "reason",
+    "warnings",
     "kind",
     "source",
     "n_files",
@@ -91,6 +96,7 @@ def manifest_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     for c in ("n_files",):
         df[c] = df[c].astype("Int64")
     df["seconds"] = df["seconds"].astype("float64")
+    df["warnings"] = df["warnings"].fillna("").astype(str)
     return df
 
 
