@@ -44,3 +44,17 @@ def test_python_dash_m_runs_the_same_cli():
     )
     assert out.returncode == 0, out.stderr
     assert "Usage: fmct pretrain" in out.stdout
+
+
+def test_help_text_reflows_to_the_terminal_and_keeps_examples():
+    """Docstrings are wrapped in the source at ~110 columns; --help re-flows them (markdown mode) instead of
+    breaking each source line again at the terminal's width, and keeps the example YAML line by line."""
+    runner = CliRunner()
+    predict = runner.invoke(app, ["predict", "--help"], env={"COLUMNS": "80"}, terminal_width=80).output
+    assert any("with the parameters recorded in the model" in line for line in predict.splitlines()), predict
+    assert all(len(line) <= 80 for line in predict.splitlines())
+    evaluate = runner.invoke(app, ["evaluate", "--help"], env={"COLUMNS": "100"}, terminal_width=100).output
+    lines = [line.strip() for line in evaluate.splitlines()]
+    assert "ssl: runs/pretrain/model" in lines and "labels: data/labels.csv" in lines
+    embed = runner.invoke(app, ["embed", "--help"]).output
+    assert "<name>.patch.npy" in embed  # not swallowed as an HTML tag

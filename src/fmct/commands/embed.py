@@ -21,7 +21,7 @@ def embed(
 ) -> None:
     """Embed every usable scan of a store with a model: one row per scan (scan_id, cls, mean_patch).
 
-    Patch tokens are saved beside the output as <name>.patch.npy (float16). The run is resumable:
+    Patch tokens are saved beside the output as `<name>.patch.npy` (float16). The run is resumable:
     scans already in the output (or in its part files from an interrupted run) are skipped.
     """
     from fmct.commands._common import fail, run_or_fail

@@ -8,6 +8,7 @@ import typer
 
 EXAMPLE = """
 
+```yaml
 models: (name -> a model directory, an embeddings .parquet, or a dict)
   ssl: runs/pretrain/model
   random: {model: runs/pretrain/model, random_init: true}
@@ -16,6 +17,7 @@ labels: data/labels.csv
 data: store  (one store folder, or a YAML list of them)
 out: eval_out
 protocol: {n_boot: 1000, feature: cls+mean}  (also fractions, seeds, methods, shots as YAML lists)
+```
 """
 
 

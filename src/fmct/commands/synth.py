@@ -23,7 +23,7 @@ def synth(
 ) -> None:
     """Generate N procedural head CTs with findings (ICH subtypes, mass, edema, infarct, hydrocephalus,
     fracture, midline shift) as real DICOM series or NIfTI, plus OUT/labels.csv
-    (scan_id, patient_id, site, one 0/1 column per finding, <finding>_size). Ids join with `fmct ingest`.
+    (scan_id, patient_id, site, one 0/1 column per finding, `<finding>_size`). Ids join with `fmct ingest`.
 
     Example: fmct synth data/synth --n 50 --site a --seed 0 --size 128 --workers 2 --masks --preview
     """
