@@ -194,3 +194,10 @@ def test_default_retrieval_map_beats_prevalence_on_separable_embeddings(labels, 
                 prevalence = float(labels.set_index("scan_id")[f].mean())
                 assert r["map"][f] > prevalence + 0.1
     assert "Retrieval mAP" in (tmp_path / "report.md").read_text()
+
+
+def test_labels_of_another_store_fail_with_the_reason(labels, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    emb = separable_embeddings(labels, FINDINGS3)
+    other = labels.assign(scan_id="x" + labels["scan_id"])  # ids that no embedding has
+    with pytest.raises(ValueError, match=r"none of the 160 labelled scans has an embedding.*same store"):
+        run_protocol({"a": emb}, other, tmp_path, config={"fractions": [1.0], "seeds": [0], "n_boot": 20})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -68,6 +69,33 @@ def test_config_unknown_keys_error(tmp_path) -> None:
         resolve_config(bad)
     cfg = resolve_config(None, ["max_steps=30", "checkpoint_every=10"])
     assert cfg["max_steps"] == 30 and cfg["checkpoint_every"] == 10
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        ("optim.lr=-1", r"'optim.lr' must be > 0, got -1"),
+        ("optim.lr=0", r"'optim.lr' must be > 0"),
+        ("max_steps=0", r"'max_steps' must be a whole number >= 1"),
+        ("batch_size=2.5", r"'batch_size' must be a whole number"),
+        ("optim.layer_decay=1.5", r"<= 1, got 1.5"),
+        ("optim.momentum_teacher=-0.1", r"'optim.momentum_teacher' must be >= 0 and <= 1"),
+        ("optim.teacher_temp=0", r"'optim.teacher_temp' must be > 0"),
+        ("clip_grad=-1", r"'clip_grad' must be >= 0"),
+    ],
+)
+def test_config_values_out_of_range_error(override, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        resolve_config(None, [override])
+
+
+def test_config_in_range_values_and_shipped_configs_pass() -> None:
+    cfg = resolve_config(
+        None, ["optim.lr=1e-4", "clip_grad=null", "optim.layer_decay=1", "checkpoint_every=0"]
+    )
+    assert cfg["optim"]["lr"] == pytest.approx(1e-4) and cfg["clip_grad"] is None
+    for path in sorted((Path(__file__).parents[2] / "configs").glob("*.yaml")):
+        resolve_config(path)
 
 
 def test_monitors_known_values() -> None:

@@ -14,6 +14,8 @@ from fmct.labels import FINDINGS
 def read_labels(path: str | Path) -> pd.DataFrame:
     """Read a labels CSV (``scan_id`` required; ``patient_id``, ``site`` and finding columns optional).
 
+    Finding columns hold 0, 1 or nothing (unlabelled); anything else is an error, never silently dropped.
+
     Raises:
         FileNotFoundError / ValueError with the file name and the reason.
     """
@@ -29,6 +31,16 @@ def read_labels(path: str | Path) -> pd.DataFrame:
         )
     if not label_columns(df):
         raise ValueError(f"{path}: no finding column (expected some of {', '.join(FINDINGS)})")
+    if df.empty:
+        raise ValueError(f"{path}: no rows (a header only)")
+    for f in label_columns(df):
+        values = pd.to_numeric(df[f], errors="coerce")
+        bad = df[f].notna() & ~values.isin([0, 1])
+        if bad.any():
+            raise ValueError(
+                f"{path}: column {f}: {df.loc[bad, f].iloc[0]!r} (scan {df.loc[bad, 'scan_id'].iloc[0]}) is not "
+                f"0, 1 or empty ({int(bad.sum())} such value(s))"
+            )
     return df
 
 

@@ -398,6 +398,11 @@ def run_protocol(
     for name, e in embs.items():  # evaluate every model on the same scans
         have_e = set(e.scan_ids)
         lost = [s for s in needed if s not in have_e]
+        if lost and len(lost) == len(needed):
+            raise ValueError(
+                f"{name}: none of the {len(needed)} labelled scans has an embedding (e.g. {needed[0]} is not "
+                f"among its {len(have_e)} scan ids): were the labels and the embeddings made from the same store?"
+            )
         if lost:
             log(f"{name}: {len(lost)} scan(s) have no embedding and are left out of every model's evaluation")
             ids = {k: [s for s in v if s in have_e] for k, v in ids.items()}

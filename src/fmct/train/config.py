@@ -102,10 +102,53 @@ def check_keys(cfg: Mapping[str, Any], ref: Mapping[str, Any] = DEFAULTS, where:
 BEST_BY_KEYS = ("knn_auroc_brain_max", "knn_auroc_macro")
 
 
+#: ``(dotted key, whole number?, lowest, highest, lowest allowed itself?)`` of numeric keys with a range:
+#: values outside it would train without error but make no sense (a negative lr ascends the loss).
+RANGES: tuple[tuple[str, bool, float, float | None, bool], ...] = (
+    ("max_steps", True, 1, None, True),
+    ("batch_size", True, 1, None, True),
+    ("checkpoint_every", True, 0, None, True),
+    ("monitor_every", True, 0, None, True),
+    ("knn_max_scans", True, 1, None, True),
+    ("clip_grad", False, 0.0, None, True),
+    ("optim.lr", False, 0.0, None, False),
+    ("optim.min_lr", False, 0.0, None, True),
+    ("optim.warmup_steps", True, 0, None, True),
+    ("optim.weight_decay", False, 0.0, None, True),
+    ("optim.weight_decay_end", False, 0.0, None, True),
+    ("optim.layer_decay", False, 0.0, 1.0, False),
+    ("optim.teacher_temp", False, 0.0, None, False),
+    ("optim.warmup_teacher_temp", False, 0.0, None, False),
+    ("optim.momentum_teacher", False, 0.0, 1.0, True),
+    ("optim.momentum_teacher_end", False, 0.0, 1.0, True),
+)
+
+
+def _check_ranges(cfg: Mapping[str, Any]) -> None:
+    for key, whole, lo, hi, lo_ok in RANGES:
+        node: Any = cfg
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, Mapping) else None
+        if node is None:  # absent, or null where null means "off" (clip_grad)
+            continue
+        try:
+            value = float(node)
+        except (TypeError, ValueError):
+            raise ValueError(f"config key {key!r} needs a number, got {node!r}") from None
+        bad = value != value or value < lo or (value == lo and not lo_ok) or (hi is not None and value > hi)
+        if whole and value != int(value):
+            bad = True
+        if bad:
+            span = f"{'>=' if lo_ok else '>'} {lo:g}" + (f" and <= {hi:g}" if hi is not None else "")
+            kind = "a whole number " if whole else ""
+            raise ValueError(f"config key {key!r} must be {kind}{span}, got {node!r}")
+
+
 def check_values(cfg: Mapping[str, Any]) -> None:
     """Raise ``ValueError`` for values of a resolved config that cannot work together (keys are checked by
-    :func:`check_keys`): ``best_by`` must name a kNN monitor key and needs ``labels``; ``snapshot_every``
-    is a whole number of steps >= 0."""
+    :func:`check_keys`): numeric keys outside :data:`RANGES`; ``best_by`` must name a kNN monitor key and
+    needs ``labels``; ``snapshot_every`` is a whole number of steps >= 0."""
+    _check_ranges(cfg)
     best = cfg.get("best_by")
     if best is not None:
         if best not in BEST_BY_KEYS:
