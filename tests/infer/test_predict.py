@@ -136,3 +136,26 @@ def test_predict_dicom_folder_and_skipped_series(model_dir, tmp_path):
     assert ok["status"] == "ok" and ok["scan_id"] == series.name, ok.get("error")
     assert any("slice thickness" in w for w in ok["warnings"])  # 7.2 mm slices at this tiny matrix size
     assert skipped["status"] in ("skipped", "failed") and skipped["error"] and "probabilities" not in skipped
+
+
+def test_predict_folder_with_two_series_errors_or_takes_the_thinnest(model_dir, tmp_path):
+    """A study folder with two usable series: an error naming both folders, or --series thinnest."""
+    from fmct.synth import generate_cohort
+
+    generate_cohort(tmp_path / "c", n=2, site="a", seed=0, fmt="dicom", size=32, progress=False)
+    study = tmp_path / "c" / "dicom"
+    a, b = sorted(study.iterdir())
+    runner = CliRunner()
+    out = tmp_path / "result.json"
+    res = runner.invoke(app, ["predict", "--model", str(model_dir), str(study), "--out", str(out)])
+    assert res.exit_code == 1, res.output
+    error = json.loads(out.read_text())["results"][0]["error"]
+    assert "2 usable CT series" in error and str(a) in error and str(b) in error
+    args = ["predict", "--model", str(model_dir), str(study), "--out", str(out), "--series", "thinnest"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    entry = json.loads(out.read_text())["results"][0]
+    assert entry["status"] == "ok" and entry["scan_id"] in (a.name, b.name)
+    assert any("thinnest of 2" in w for w in entry["warnings"])
+    res = runner.invoke(app, [*args[:-1], "all"])
+    assert res.exit_code == 2 and "--series must be error or thinnest" in res.output

@@ -80,8 +80,10 @@ def test_load_volume_selection(factory, tmp_path):
     factory.ct(n=12, dz=5.0, folder=root / "thick")
     thin = factory.ct(n=24, dz=2.5, folder=root / "thin")
     factory.ct(n=3, image_type=("ORIGINAL", "PRIMARY", "LOCALIZER"), folder=root / "scout")
-    with pytest.raises(InvalidScan, match="2 usable CT series"):
+    with pytest.raises(InvalidScan, match="2 usable CT series") as err:
         load_volume(root)
+    assert str(root / "thick") in str(err.value) and str(root / "thin") in str(err.value)  # which is where
+    assert "--series thinnest" in str(err.value)
     vol = load_volume(root, multiple="thinnest")
     np.testing.assert_array_equal(vol.array, thin.hu)
     assert any("thinnest of 2" in w for w in vol.meta["warnings"])

@@ -28,6 +28,12 @@ def predict(
     methods: str = typer.Option(
         "attention,grad_rollout,grad_x_input", "--methods", help="Comma-separated saliency methods."
     ),
+    series: str = typer.Option(
+        "error",
+        "--series",
+        help="A folder with several usable CT series: error (default; the error lists them and their "
+        "folders) or thinnest (use the one with the thinnest slices; noted in the warnings).",
+    ),
 ) -> None:
     """Predict findings for each INPUT with a classifier model directory.
 
@@ -57,6 +63,9 @@ def predict(
     if bad:
         typer.echo(f"fmct predict: unknown saliency methods {bad}; choose from {list(METHODS)}", err=True)
         raise typer.Exit(2)
+    if series not in ("error", "thinnest"):
+        typer.echo(f"fmct predict: --series must be error or thinnest, got {series!r}", err=True)
+        raise typer.Exit(2)
     finding_list = [f.strip() for f in findings.split(",") if f.strip()] if findings else None
     bad = sorted(set(finding_list or []) - set(clf.labels))
     if bad:
@@ -79,6 +88,7 @@ def predict(
             saliency_findings=finding_list,
             methods=method_list,
             on_done=lambda _e: progress.advance(task),
+            series=series,
         )
 
     doc = {

@@ -91,10 +91,12 @@ def probabilities(model: Any, x: torch.Tensor) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------- inputs
 
 
-def read_input(spec: str) -> tuple[Volume, bool]:
+def read_input(spec: str, series: str = "error") -> tuple[Volume, bool]:
     """Load one input. Returns ``(volume, already_preprocessed)``.
 
     ``spec``: a NIfTI file, a DICOM folder, or ``STORE::scan_id`` (a scan from an ``fmct ingest`` store).
+    ``series``: a folder with several usable CT series is an error (``"error"``) or gives its thinnest
+    (``"thinnest"``, noted in the warnings); see :func:`fmct.io.load_volume`.
     Raises ``fmct.io.errors.ScanProblem`` (skipped/failed series) or ``FileNotFoundError``.
     """
     if STORE_SEP in spec and not Path(spec).exists():
@@ -112,7 +114,7 @@ def read_input(spec: str) -> tuple[Volume, bool]:
         raise FileNotFoundError(f"{spec}: no such file or folder")
     from fmct.io import load_volume
 
-    return load_volume(path), False
+    return load_volume(path, multiple=series), False
 
 
 def world_extent(vol: Volume) -> np.ndarray:
@@ -180,6 +182,7 @@ def predict_one(
     saliency_findings: Sequence[str] | None = None,
     methods: Sequence[str] | None = None,
     name: str | None = None,
+    series: str = "error",
 ) -> dict[str, Any]:
     """Predict one input; never raises for a bad scan (the entry gets ``"error"``)."""
     from fmct.io.errors import ScanProblem
@@ -192,7 +195,7 @@ def predict_one(
     timings: dict[str, float] = {}
     try:
         t0 = time.perf_counter()
-        source, from_store = read_input(str(spec))
+        source, from_store = read_input(str(spec), series)
         timings["read_s"] = time.perf_counter() - t0
         entry["scan_id"] = source.meta.get("scan_id")
         t0 = time.perf_counter()
@@ -261,6 +264,7 @@ def predict_paths(
     saliency_findings: Sequence[str] | None = None,
     methods: Sequence[str] | None = None,
     on_done: Callable[[dict[str, Any]], None] | None = None,
+    series: str = "error",
 ) -> list[dict[str, Any]]:
     """Predict every input (see module docstring for the entry format).
 
@@ -271,6 +275,7 @@ def predict_paths(
         saliency_findings: findings to explain (default: all outputs).
         methods: saliency methods (default :data:`fmct.infer.saliency.METHODS`).
         on_done: called with each entry as it finishes (progress bars).
+        series: ``"error"`` or ``"thinnest"``: what a folder holding several usable CT series gives.
     """
     model = resolve_model(model)
     if hasattr(model, "eval"):
@@ -284,7 +289,9 @@ def predict_paths(
         if name in used:
             name = f"{name}_{i}"
         used.add(name)
-        entry = predict_one(model, str(spec), saliency_dir, saliency_findings, methods, name=name)
+        entry = predict_one(
+            model, str(spec), saliency_dir, saliency_findings, methods, name=name, series=series
+        )
         results.append(entry)
         if on_done is not None:
             on_done(entry)

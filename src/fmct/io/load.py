@@ -16,6 +16,13 @@ def _is_nifti(path: Path) -> bool:
     return path.name.lower().endswith(_NIFTI)
 
 
+def _folder_of(ref, root: Path) -> str:
+    """The folder holding a series' files (their common parent; ``root`` when it has none)."""
+    parents = {f.parent for f in ref.files}
+    folder = Path(os.path.commonpath([str(d) for d in parents])) if parents else root
+    return str(folder)
+
+
 def load_volume(
     path: str | os.PathLike,
     *,
@@ -59,6 +66,7 @@ def load_volume(
         extra = f", {len(niftis)} NIfTI files" if niftis else ""
         raise InvalidScan(f"{p}: no DICOM series found ({len(found.rejected)} non-DICOM files{extra})")
 
+    folders = {ref.scan_id: _folder_of(ref, p) for ref in series}
     usable: list[Volume] = []
     problems: list[tuple[str, ScanProblem]] = []
     n_usable = 0
@@ -81,11 +89,13 @@ def load_volume(
         raise cls(f"{p}: no usable CT series among {len(problems)} series: {listed}")
     if len(usable) > 1:
         listed = ", ".join(
-            f"{v.meta['scan_id']} ({v.meta['n_slices']} slices, {v.meta['slice_spacing']:.2f} mm)"
+            f"{folders.get(v.meta['scan_id'], p)} ({v.meta['scan_id']}, {v.meta['n_slices']} slices, "
+            f"{v.meta['slice_spacing']:.2f} mm)"
             for v in usable
         )
         raise InvalidScan(
-            f"{p}: {len(usable)} usable CT series ({listed}); pass one series, or multiple='thinnest'"
+            f"{p}: {len(usable)} usable CT series: {listed}; pass one series' folder, or take the thinnest "
+            f"(fmct predict --series thinnest; load_volume(..., multiple='thinnest'))"
         )
     vol = usable[0]
     if n_usable > 1:
