@@ -74,3 +74,17 @@ def test_lora_refuses_resnet(setup) -> None:  # type: ignore[no-untyped-def]
     model = build_model(None, FINDINGS3, arch="resnet3d", input_size=16)
     with pytest.raises(ValueError, match="LoRA"):
         finetune(model, st, tr, ytr, va, yva, FINDINGS3, FinetuneConfig(mode="lora", epochs=1))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"lr": -1.0}, r"lr must be > 0, got -1.0"),
+        ({"layer_decay": 0.0}, r"layer_decay must be in \(0, 1\]"),
+        ({"epochs": 0}, r"epochs must be >= 1"),
+        ({"mode": "foo"}, r"mode must be full, lora or linear, got 'foo'"),
+    ],
+)
+def test_finetune_config_refuses_values_that_cannot_train(kwargs, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        FinetuneConfig(**kwargs)

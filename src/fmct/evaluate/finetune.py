@@ -52,6 +52,21 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         if self.mode not in ("full", "lora", "linear"):
             raise ValueError(f"mode must be full, lora or linear, got {self.mode!r}")
+        checks = {
+            "lr must be > 0": self.lr > 0,
+            "head_lr_scale must be > 0": self.head_lr_scale > 0,
+            "layer_decay must be in (0, 1]": 0 < self.layer_decay <= 1,
+            "weight_decay must be >= 0": self.weight_decay >= 0,
+            "epochs must be >= 1": self.epochs >= 1,
+            "batch_size must be >= 1": self.batch_size >= 1,
+            "patience must be >= 0": self.patience >= 0,
+            "lora_r must be >= 1": self.lora_r >= 1,
+            "flip_prob must be in [0, 1]": 0 <= self.flip_prob <= 1,
+        }
+        for message, ok in checks.items():
+            if not ok:
+                name = message.split()[0]
+                raise ValueError(f"{message}, got {getattr(self, name)!r}")
 
 
 def build_model(
