@@ -105,3 +105,38 @@ def test_state_dict_holds_student_once_and_teacher_stays_eval() -> None:
     assert any(k.startswith("student.") for k in keys) and any(k.startswith("teacher.") for k in keys)
     arch.train()
     assert arch.student.training and not arch.teacher.training
+
+
+def test_batch_norm_heads_train_with_no_or_one_masked_patch() -> None:
+    """head_norm=batch with mask_probability 0 (no masked patch) or one masked patch in the whole batch:
+    a finite step whose iBOT loss is 0 / finite, and the iBOT head still in the graph (DDP needs it)."""
+    for prob, ratio, n_masked in ((0.0, [0.1, 0.5], 0), (0.25, [0.02, 0.02], 1)):
+        torch.manual_seed(0)
+        cfg = {**DINO, "head_norm": "batch", "mask_probability": prob, "mask_ratio": ratio}
+        arch = DINOMetaArch(build_backbone(TINY, 32), cfg)
+        loss, parts, aux = arch.compute_loss(
+            _batch(), {"teacher_temp": 0.04}, torch.Generator().manual_seed(0)
+        )
+        assert int(aux["masks"].sum()) == n_masked
+        assert torch.isfinite(loss) and torch.isfinite(parts["ibot"])
+        if n_masked == 0:
+            assert float(parts["ibot"]) == 0.0
+        loss.backward()
+        assert arch.student.ibot_head.last_layer.weight.grad is not None
+
+
+def test_mae_decoder_has_mae_initialisation() -> None:
+    """Decoder Linear layers Xavier-uniform (|w| <= sqrt(6 / (fan_in + fan_out)), std = bound / sqrt(3)) with
+    zero biases, as MAE's reference code; PyTorch's default would give std = 1 / sqrt(3 fan_in)."""
+    torch.manual_seed(0)
+    arch = MAEMetaArch(build_backbone(TINY, 32), {"decoder_dim": 64, "decoder_depth": 2, "decoder_heads": 2})
+    m = arch.student
+    linears = [m.decoder_embed, m.decoder_pred] + [
+        x for x in m.decoder_blocks.modules() if isinstance(x, torch.nn.Linear)
+    ]
+    for lin in linears:
+        fan_out, fan_in = lin.weight.shape
+        bound = (6.0 / (fan_in + fan_out)) ** 0.5
+        assert float(lin.weight.abs().max()) <= bound + 1e-6
+        assert abs(float(lin.weight.std()) - bound / 3**0.5) < 0.1 * bound / 3**0.5
+        assert lin.bias is None or float(lin.bias.abs().max()) == 0.0

@@ -189,3 +189,13 @@ def test_ddp_and_fsdp_two_processes_gloo(tiny_store, tiny_overrides, tmp_path) -
         for key in ("knn_auroc_macro", "knn_auroc_brain_max"):
             assert key in a and key in b  # monitored after update 1, every 2nd and the last: all 3
             assert abs(a[key] - b[key]) < 1e-6
+
+
+def test_clip_grad_null_trains_without_clipping(tiny_store, tiny_overrides, tmp_path) -> None:
+    """clip_grad: null passes validation and must train (it crashed on float(None) at the first step); the
+    gradient norm is still logged."""
+    cfg = resolve_config(
+        None, tiny_overrides + ["clip_grad=null", "max_steps=2", "checkpoint_every=0", "export=false"]
+    )
+    res = train(cfg, tiny_store, tmp_path / "r", progress=False)
+    assert res["step"] == 2 and res["last"]["grad_norm"] > 0

@@ -13,7 +13,7 @@ import torch
 from fmct.models.vit3d import ViT3D, ViT3DConfig
 from fmct.train import monitors
 from fmct.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from fmct.train.config import resolve_config
+from fmct.train.config import adamw_betas, max_grad_norm, resolve_config
 from fmct.train.optim import apply_schedules, build_optimizer, param_groups
 from fmct.train.schedules import SSLSchedules, cosine_with_warmup, linear_warmup
 
@@ -82,6 +82,10 @@ def test_config_unknown_keys_error(tmp_path) -> None:
         ("optim.momentum_teacher=-0.1", r"'optim.momentum_teacher' must be >= 0 and <= 1"),
         ("optim.teacher_temp=0", r"'optim.teacher_temp' must be > 0"),
         ("clip_grad=-1", r"'clip_grad' must be >= 0"),
+        ("dino.mask_probability=1.5", r"'dino.mask_probability' must be >= 0 and <= 1"),
+        ("dino.mask_ratio=[0.5,0.1]", r"dino.mask_ratio must be \[lo, hi\] with 0 <= lo <= hi <= 1"),
+        ("mae.mask_ratio=0", r"'mae.mask_ratio' must be > 0 and <= 1"),
+        ("optim.betas=[0.9,1.5]", r"'optim.betas' must be \[beta1, beta2\] in \[0, 1\)"),
     ],
 )
 def test_config_values_out_of_range_error(override, match) -> None:
@@ -94,6 +98,7 @@ def test_config_in_range_values_and_shipped_configs_pass() -> None:
         None, ["optim.lr=1e-4", "clip_grad=null", "optim.layer_decay=1", "checkpoint_every=0"]
     )
     assert cfg["optim"]["lr"] == pytest.approx(1e-4) and cfg["clip_grad"] is None
+    assert max_grad_norm(cfg) == float("inf")
     for path in sorted((Path(__file__).parents[2] / "configs").glob("*.yaml")):
         resolve_config(path)
 
@@ -149,3 +154,10 @@ def test_shipped_configs_resolve(name: str) -> None:
     path = Path(__file__).resolve().parents[2] / "configs" / f"{name}.yaml"
     cfg = resolve_config(path, ["max_steps=30", "checkpoint_every=10"])
     assert cfg["max_steps"] == 30 and cfg["method"] in ("dino", "mae")
+
+
+def test_adamw_betas_follow_the_method_reference_unless_set() -> None:
+    """dinov2 trains with AdamW betas (0.9, 0.999), MAE with (0.9, 0.95); an explicit optim.betas wins."""
+    assert adamw_betas(resolve_config(None, [])) == (0.9, 0.999)
+    assert adamw_betas(resolve_config(None, ["method=mae"])) == (0.9, 0.95)
+    assert adamw_betas(resolve_config(None, ["method=mae", "optim.betas=[0.8,0.99]"])) == (0.8, 0.99)

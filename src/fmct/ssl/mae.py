@@ -35,6 +35,19 @@ def patchify(x: torch.Tensor, patch: tuple[int, int, int]) -> torch.Tensor:
     return t.reshape(b, (X // px) * (Y // py) * (Z // pz), px * py * pz * c)
 
 
+def init_mae_layer(m: nn.Module) -> None:
+    """MAE's initialisation (He et al. 2022, official code): Linear weights Xavier-uniform with zero bias,
+    LayerNorm weight 1 and bias 0. Applied to the decoder; the encoder keeps :class:`ViT3D`'s own
+    initialisation, shared with DINO (docs/ssl-recipe.md)."""
+    if isinstance(m, nn.Linear):
+        nn.init.xavier_uniform_(m.weight)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
+
+
 class MAEModel(nn.Module):
     """Encoder (:class:`ViT3D`, visible tokens only) + transformer decoder predicting all patches."""
 
@@ -55,6 +68,8 @@ class MAEModel(nn.Module):
         cin = backbone.config.in_chans
         self.decoder_pred = nn.Linear(dd, int(torch.tensor(backbone.patch_size).prod()) * cin)
         nn.init.normal_(self.mask_token, std=0.02)
+        for m in (self.decoder_embed, self.decoder_blocks, self.decoder_norm, self.decoder_pred):
+            m.apply(init_mae_layer)
 
     def forward(self, x: torch.Tensor, noise_gen: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """``x (B, C, X, Y, Z)`` -> ``{"loss", "pred" (B, N, P), "mask" (B, N), "cls" (B, D)}``."""

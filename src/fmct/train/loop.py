@@ -194,7 +194,7 @@ def train(
         NonFiniteLoss: on NaN/Inf loss or gradients (after writing nothing for that step).
     """
     from fmct.config import save_config
-    from fmct.train.config import check_values
+    from fmct.train.config import adamw_betas, check_values, max_grad_norm
 
     check_values(cfg)
     run = Path(run_dir)
@@ -219,7 +219,7 @@ def train(
     groups = param_groups(
         arch.student, "backbone.", float(cfg["optim"]["layer_decay"]), arch.last_layer_names()
     )
-    opt = build_optimizer(groups, tuple(cfg["optim"]["betas"]))
+    opt = build_optimizer(groups, adamw_betas(cfg))
     last_params = [p for g in groups if g["is_last_layer"] for p in g["params"]]
     if ck is not None:
         load_optimizer_state(arch, opt, ck["optimizer"], fsdp)
@@ -306,7 +306,7 @@ def train(
                     if v["freeze_last_layer"]:
                         for p in last_params:
                             p.grad = None
-                    gn = torch.nn.utils.clip_grad_norm_(params, float(cfg["clip_grad"]) or float("inf"))
+                    gn = torch.nn.utils.clip_grad_norm_(params, max_grad_norm(cfg))
                     if not torch.isfinite(gn).item():
                         bad += 1
                 all_reduce_mean(bad)
