@@ -58,3 +58,41 @@ def test_help_text_reflows_to_the_terminal_and_keeps_examples():
     assert "ssl: runs/pretrain/model" in lines and "labels: data/labels.csv" in lines
     embed = runner.invoke(app, ["embed", "--help"]).output
     assert "<name>.patch.npy" in embed  # not swallowed as an HTML tag
+
+
+def test_version():
+    from fmct import __version__
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"fmct {__version__}"
+
+
+HEAVY = ("torch", "scipy", "pydicom", "pandas", "sklearn", "matplotlib", "nibabel", "pyarrow", "numpy")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["--version"],
+        ["ingest", "--help"],
+        ["labels", "import", "--help"],
+        ["pretrain", "--bogus"],
+        ["ingest"],
+    ],
+)
+def test_help_and_argument_errors_import_no_heavy_library(argv):
+    """`fmct --help`, each `--help` and argument errors answer without importing torch (seconds of start-up)
+    or any other heavy library: only the command that runs imports what it needs."""
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, json\nfrom fmct.cli import app\n"
+        f"try:\n    app({argv!r})\nexcept SystemExit as e:\n    rc = e.code\n"
+        f"print(json.dumps([rc, [m for m in {HEAVY!r} if m in sys.modules]]), file=sys.stderr)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    rc, heavy = json.loads(out.stderr.strip().splitlines()[-1])
+    assert rc in (0, 2) and heavy == [], (argv, rc, heavy)

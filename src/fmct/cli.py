@@ -33,6 +33,24 @@ app = typer.Typer(
     rich_markup_mode="markdown",
 )
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from fmct import __version__
+
+        typer.echo(f"fmct {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print fmct's version and exit."
+    ),
+) -> None:
+    """3D self-supervised foundation models for head CT: ingest, synth, pretrain, evaluate, predict."""
+
+
 app.command("ingest")(ingest.ingest)
 app.command("synth")(synth.synth)
 app.command("pretrain")(pretrain.pretrain)

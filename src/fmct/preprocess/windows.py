@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import sys
+
 import numpy as np
-import torch
 
 #: Default (level, width) windows in HU, channel order fixed: brain, subdural, bone.
 DEFAULT_WINDOWS: tuple[tuple[float, float], ...] = ((40.0, 80.0), (80.0, 200.0), (600.0, 2800.0))
@@ -21,7 +22,8 @@ def apply_windows(hu, windows: Sequence[Sequence[float]] = DEFAULT_WINDOWS):
     Returns:
         ``float32`` array/tensor of shape ``(len(windows), *S)``; same kind as ``hu``.
     """
-    if isinstance(hu, torch.Tensor):
+    torch = sys.modules.get("torch")  # a tensor exists only once torch is imported; numpy callers skip it
+    if torch is not None and isinstance(hu, torch.Tensor):
         x = hu.float()
         chans = [((x - (lv - w / 2.0)) / w).clamp_(0.0, 1.0) for lv, w in windows]
         return torch.stack(chans, 0)
