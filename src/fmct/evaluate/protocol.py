@@ -14,7 +14,8 @@
 Model specs (values of ``models``): an :class:`~fmct.evaluate.embed.Embeddings` object, an embeddings
 ``.parquet`` path, a model directory (embedded here, cached in ``out_dir/embeddings``), or a dict:
 ``{"embeddings": path}``, ``{"model": dir, "random_init": true}`` (same architecture, random weights,
-frozen), or ``{"finetune": {"model": dir | null, "scratch": bool, "arch": "vit3d" | "resnet3d" | preset,
+frozen), ``{"hu_histogram": {"size": 64}}`` (the intracranial HU histogram, a hand-made reference probed
+like an embedding: :mod:`fmct.evaluate.hu_histogram`), or ``{"finetune": {"model": dir | null, "scratch": bool, "arch": "vit3d" | "resnet3d" | preset,
 "input_size": 64, "mode": "full" | "lora" | "linear", "epochs": ..., ...}}`` (fine-tuned per fraction and seed).
 """
 
@@ -279,6 +280,8 @@ def _resolve_embeddings(
     if isinstance(spec, Mapping):
         if "finetune" in spec:
             return None
+        if "hu_histogram" in spec:
+            return _histogram(name, spec["hu_histogram"], store, scan_ids, log, cubes)
         if "embeddings" in spec:
             return load_embeddings(spec["embeddings"])
         if "model" not in spec:
@@ -327,6 +330,28 @@ def _resolve_embeddings(
         meta={"model_name": name},
     )
     return load_embeddings(out)
+
+
+def _histogram(
+    name: str,
+    opts: Any,
+    store: Any,
+    scan_ids: Sequence[str],
+    log: Callable[[str], None],
+    cubes: Callable[[int], CubeCache] | None,
+) -> Embeddings:
+    """The intracranial HU-histogram reference (:mod:`fmct.evaluate.hu_histogram`) of every scan, from the
+    shared cube cache when there is one; ``opts``: ``true`` or ``{"size": cube edge in voxels, default 64}``."""
+    from fmct.evaluate.hu_histogram import histogram_embeddings
+
+    if store is None:
+        raise ValueError(
+            f"model {name!r}: the HU histogram is computed from the scans, but no store was given"
+        )
+    size = int((opts if isinstance(opts, Mapping) else {}).get("size", 64))
+    log(f"{name}: intracranial HU histogram of {len(scan_ids)} scans at {size}³")
+    cache = cubes(size) if cubes is not None else CubeCache(store, scan_ids, size)
+    return histogram_embeddings(cache, {"model_name": name})
 
 
 def run_protocol(
