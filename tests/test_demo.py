@@ -37,7 +37,16 @@ def test_demo_runs_every_stage_and_reuses_them(tmp_path):
     logs: list[str] = []
     summary = run_demo(tmp_path, MICRO, log=logs.append)
     report = json.loads((tmp_path / "report" / "report.json").read_text())
-    assert {r["model"] for r in headline_rows(report)} == {"ssl", "random-init", "scratch"}
+    assert {r["model"] for r in headline_rows(report)} == {
+        "ssl",
+        "random-init",
+        "resnet3d-scratch",
+        "hu-histogram",
+    }
+    # the headline's paired differences: SSL minus every other model, at each fraction and test set
+    diffs = {(d["vs"], d["labels"], d["test"]) for d in summary["differences"]}
+    for other in ("random-init", "resnet3d-scratch", "hu-histogram"):
+        assert (other, "1", "id") in diffs
     assert {r["test"] for r in summary["rows"]} <= {"id", "ood"} and summary["rows"]
     for kind in ("backbone", "classifier"):
         assert (tmp_path / "models" / kind / "model.safetensors").exists()
@@ -64,7 +73,7 @@ def test_demo_with_the_mae_config(tmp_path):
     summary = run_demo(tmp_path, cfg, log=lambda _: None)
     backbone = json.loads((tmp_path / "models" / "backbone" / "config.json").read_text())
     assert backbone["training"]["method"] == "mae" and backbone["training"]["steps"] == 2
-    assert {r["model"] for r in summary["rows"]} == {"ssl", "random-init", "scratch"}
+    assert {r["model"] for r in summary["rows"]} == {"ssl", "random-init", "resnet3d-scratch", "hu-histogram"}
     assert (tmp_path / "models" / "classifier" / "model.safetensors").exists()
 
 

@@ -7,8 +7,9 @@ Stages (each reused when re-run; delete its folder to redo it)::
     store_pool/, store_eval/   fmct ingest (the pool and the labelled scans never share a store)
     runs/ssl/ fmct pretrain (configs/demo-cpu.yaml: DINO + iBOT + KoLeo, tiny 3D ViT)
     report/   fmct evaluate: SSL linear probe vs the same ViT at random init (frozen; both read the max
-              over the intracranial patch tokens, ``brain_max``) vs the same ViT trained from scratch,
-              at several label fractions; ID vs OOD; bootstrap CIs
+              over the intracranial patch tokens, ``brain_max``) vs a 3D ResNet trained from scratch vs a
+              logistic regression on the intracranial HU histogram, at several label fractions; ID vs
+              OOD; bootstrap CIs and paired differences (SSL minus each other model)
     models/   backbone/ (the pretrained ViT) and classifier/ (backbone + linear probe): both are model
               directories that `fmct predict` accepts
 """
@@ -47,9 +48,14 @@ class DemoConfig:
     pretrain_overrides: list[str] = field(default_factory=list)
     fractions: list[float] = field(default_factory=lambda: [0.1, 1.0])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    scratch_arch: str = "resnet3d"  # the from-scratch baseline: resnet3d, or vit3d (the SSL ViT's own config)
+    scratch_input_size: int = 48  # its input cube edge in voxels (the demo ViT's global view is 48³)
     scratch_epochs: int = 6
     scratch_fractions: list[float] = field(default_factory=lambda: [0.1, 1.0])
     scratch_seeds: list[int] = field(default_factory=lambda: [0])
+    histogram_size: int = (
+        48  # cube edge of the intracranial HU-histogram reference (fmct.evaluate.hu_histogram)
+    )
     n_boot: int = 1000
     #: frozen-feature readout of the SSL and random-init probes and of the exported classifier: the max
     #: over the intracranial patch tokens (README "Reading the brain, not the head"); or cls+mean, cls, ...
@@ -142,22 +148,31 @@ def _pretrain(store: Path, run: Path, tcfg: dict[str, Any]) -> dict[str, Any]:
     return {"step": res["step"], "loss": last.get("loss"), "model": str(run / "model")}
 
 
+#: Name of the from-scratch baseline in the report, by ``DemoConfig.scratch_arch``.
+SCRATCH_NAME = {"resnet3d": "resnet3d-scratch", "vit3d": "vit-scratch"}
+
+
+def _scratch_spec(backbone: Path, cfg: DemoConfig) -> dict[str, Any]:
+    """Fine-tuning spec of the from-scratch baseline: a 3D ResNet, or the SSL ViT's architecture re-initialised."""
+    spec: dict[str, Any] = {
+        "mode": "full",
+        "epochs": cfg.scratch_epochs,
+        "fractions": cfg.scratch_fractions,
+        "seeds": cfg.scratch_seeds,
+    }
+    if cfg.scratch_arch == "vit3d":
+        return {**spec, "model": str(backbone), "scratch": True}
+    return {**spec, "arch": "resnet3d", "scratch": True, "input_size": cfg.scratch_input_size}
+
+
 def _evaluate(out: Path, labels: Path, store: Path, backbone: Path, cfg: DemoConfig, log) -> dict[str, Any]:
     from fmct.evaluate.protocol import run_protocol
 
     models: dict[str, Any] = {
         "ssl": str(backbone),
         "random-init": {"model": str(backbone), "random_init": True},
-        "scratch": {
-            "finetune": {
-                "model": str(backbone),
-                "scratch": True,
-                "mode": "full",
-                "epochs": cfg.scratch_epochs,
-                "fractions": cfg.scratch_fractions,
-                "seeds": cfg.scratch_seeds,
-            }
-        },
+        SCRATCH_NAME[cfg.scratch_arch]: {"finetune": _scratch_spec(backbone, cfg)},
+        "hu-histogram": {"hu_histogram": {"size": cfg.histogram_size}},
     }
     protocol = {
         "fractions": cfg.fractions,
@@ -237,6 +252,27 @@ def headline_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def headline_differences(report: dict[str, Any], reference: str = "ssl") -> list[dict[str, Any]]:
+    """Paired macro-AUROC differences ``reference − other`` (same test scans, same bootstrap replicates)
+    per other model × label fraction × test set: ``{"vs", "labels", "test", "diff", "ci"}``."""
+    rows = []
+    for c in report.get("comparisons", []):
+        if c.get("metric") != "auroc" or reference not in (c["a"], c["b"]):
+            continue
+        sign = 1.0 if c["a"] == reference else -1.0
+        lo, hi = (sign * v for v in c["ci"])
+        rows.append(
+            {
+                "vs": c["b"] if sign > 0 else c["a"],
+                "labels": c["setting"],
+                "test": c["test_set"],
+                "diff": sign * c["value"],
+                "ci": [min(lo, hi), max(lo, hi)],
+            }
+        )
+    return rows
+
+
 def run_demo(
     out: str | Path, cfg: DemoConfig | None = None, log: Callable[[str], None] | None = None
 ) -> dict:
@@ -247,6 +283,8 @@ def run_demo(
     """
     cfg = cfg or DemoConfig()
     tcfg = _pretrain_config(cfg)  # fail now, not after the cohort and the stores are made
+    if cfg.scratch_arch not in SCRATCH_NAME:
+        raise DemoConfigError(f"scratch_arch must be one of {sorted(SCRATCH_NAME)}, got {cfg.scratch_arch!r}")
     out = Path(out)
     log = log or print
     stages = Stages(out, log)
@@ -277,6 +315,9 @@ def run_demo(
             for k in (
                 "fractions",
                 "seeds",
+                "scratch_arch",
+                "scratch_input_size",
+                "histogram_size",
                 "scratch_epochs",
                 "scratch_fractions",
                 "scratch_seeds",
@@ -296,6 +337,7 @@ def run_demo(
     report = json.loads((out / "report" / "report.json").read_text())
     rows = headline_rows(report)
     summary = {
+        "differences": headline_differences(report),
         "report_html": str(out / "report" / "report.html"),
         "report_json": str(out / "report" / "report.json"),
         "models": models,

@@ -540,9 +540,11 @@ def run_protocol(
                         **c,
                     }
                 )
-    # cross-method comparisons with fine-tuned models (same setting) are paired too
+    # cross-method comparisons with fine-tuned models (same setting) are paired too: each side's metric is
+    # averaged over its own seeds (a fine-tuned baseline may run fewer seeds than a probe) on the same
+    # bootstrap replicates of the same test scans
     for (ka, ra), (kb, rb) in itertools.combinations(per_seed.items(), 2):
-        if ka[0] == kb[0] or ka[1] == kb[1] or ka[2:] != kb[2:] or len(ra) != len(rb):
+        if ka[0] == kb[0] or ka[1] == kb[1] or ka[2:] != kb[2:]:
             continue
         if not (ka[1].startswith("finetune") or kb[1].startswith("finetune")):
             continue
