@@ -12,8 +12,8 @@ held-out site a (ID) and on sites b and c (OOD):
   tissue (largest soft-tissue component of the cube) - a transparent check of how much of each finding
   is plain density.
 
-Writes benchmarks/results/synth_difficulty.json.
-Usage: python benchmarks/synth_difficulty.py [--n-a 1200] [--n-test-a 200] [--n-ood 150] [--epochs 30]
+Writes experiments/results/synth_difficulty.json.
+Usage: python experiments/synth_difficulty.py [--n-a 1200] [--n-test-a 200] [--n-ood 150] [--epochs 30]
 
 The criterion is only "learnable but not trivial" (some findings clearly detected, not every AUROC 1.0,
 OOD lower than ID); the generator must never be tuned to favour a method. Prevalences are doubled for
