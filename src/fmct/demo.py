@@ -58,7 +58,7 @@ class DemoConfig:
     )
     n_boot: int = 1000
     #: frozen-feature readout of the SSL and random-init probes and of the exported classifier: the max
-    #: over the intracranial patch tokens (README "Reading the brain, not the head"); or cls+mean, cls, ...
+    #: over the intracranial patch tokens (docs/results.md "Reading the brain, not the head"); or cls+mean, cls, ...
     feature: str = "brain_max"
 
 

@@ -56,7 +56,7 @@ class DINOHead(nn.Module):
     call then needs at least 2 rows. Measured on the demo store (tiny ViT, K = 256): the teacher entropy at
     step 0 drops from 5.54 to 3.5-4.3 (log K = 5.55); with EMA centering and near-identical global views
     (configs/demo-cpu.yaml) the DINO loss then falls to 4.8-5.1 in 100-150 steps, while without this head it
-    stays at log K (README, "What makes DINO learn at CPU scale").
+    stays at log K (docs/results.md, "What makes DINO learn at CPU scale").
 
     With fewer than 2 rows (an iBOT call with 0 or 1 masked patches) batch statistics are undefined; the
     head then uses the limit of batch standardisation, ``x - mean(x) = 0``: each normalised layer outputs its

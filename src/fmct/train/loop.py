@@ -121,7 +121,7 @@ def save_backbone(
 class KnnMonitor:
     """kNN AUROC of frozen teacher features on a small labelled subset of the store: of the CLS token
     (``knn_auroc_macro``) and of the max over the intracranial patch tokens (``knn_auroc_brain_max``, the
-    ``fmct embed`` readout that ignores scalp, skull and head pose; README "Reading the brain")."""
+    ``fmct embed`` readout that ignores scalp, skull and head pose; docs/results.md "Reading the brain")."""
 
     def __init__(self, store: Any, labels_csv: str, size: int, windows: Any, max_scans: int) -> None:
         import pandas as pd
