@@ -199,3 +199,12 @@ def test_clip_grad_null_trains_without_clipping(tiny_store, tiny_overrides, tmp_
     )
     res = train(cfg, tiny_store, tmp_path / "r", progress=False)
     assert res["step"] == 2 and res["last"]["grad_norm"] > 0
+
+
+def test_mae_soft_tissue_loss_trains(tiny_store, tiny_overrides, tmp_path) -> None:
+    """mae.loss_patches=soft_tissue reads the windows the loop hands to the batch and trains."""
+    args = ["method=mae", "mae.loss_patches=soft_tissue", "max_steps=2", "checkpoint_every=0", "export=false"]
+    res = train(resolve_config(None, tiny_overrides + args), tiny_store, tmp_path / "s", progress=False)
+    assert res["step"] == 2 and res["last"]["mae"] >= 0.0
+    with pytest.raises(ValueError, match="mae.loss_patches"):
+        resolve_config(None, ["mae.loss_patches=skull"])

@@ -191,6 +191,13 @@ def check_values(cfg: Mapping[str, Any]) -> None:
     steps >= 0."""
     _check_ranges(cfg)
     _check_lists(cfg)
+    from fmct.ssl.mae import LOSS_PATCHES
+
+    loss_patches = (cfg.get("mae") or {}).get("loss_patches", "all")
+    if loss_patches not in LOSS_PATCHES:
+        raise ValueError(
+            f"config key 'mae.loss_patches' must be one of {list(LOSS_PATCHES)}, got {loss_patches!r}"
+        )
     best = cfg.get("best_by")
     if best is not None:
         if best not in BEST_BY_KEYS:

@@ -297,6 +297,7 @@ def train(
                     for k, t in batch.items()
                 }
                 b["n_global"] = aug.n_global
+                b["windows"] = windows
                 with autocast(precision, info.device):
                     loss, parts, aux = arch.compute_loss(b, v, gen)
                 opt.zero_grad(set_to_none=True)
