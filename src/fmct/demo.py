@@ -28,6 +28,8 @@ import pandas as pd
 
 #: Where the repository's configs live (the demo uses configs/demo-cpu.yaml).
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+#: The pretrained backbone shipped with the repository (made by ``make weights``; its model card says how).
+SHIPPED_BACKBONE = Path(__file__).resolve().parents[2] / "weights" / "demo-vit"
 
 
 @dataclass
@@ -44,6 +46,9 @@ class DemoConfig:
     deface: bool = (
         True  # stores are defaced (face-reconstruction risk); the models record it, predict repeats it
     )
+    #: a model directory to evaluate instead of pretraining in the demo (no pool is made); the CLI passes the
+    #: shipped SHIPPED_BACKBONE unless told to pretrain (``fmct demo --pretrain``, ``--config``, ``--set``)
+    backbone: str | None = None
     pretrain_config: str = str(CONFIG_DIR / "demo-cpu.yaml")
     pretrain_overrides: list[str] = field(default_factory=list)
     fractions: list[float] = field(default_factory=lambda: [0.1, 1.0])
@@ -92,7 +97,7 @@ def _cohort(out: Path, cfg: DemoConfig) -> dict[str, Any]:
     from fmct.synth import generate_cohort
 
     parts = {
-        "a_pool": ("a", cfg.n_pool, cfg.seed * 1000 + 1),
+        **({} if cfg.backbone else {"a_pool": ("a", cfg.n_pool, cfg.seed * 1000 + 1)}),
         "a_labelled": ("a", cfg.n_labelled, cfg.seed * 1000 + 2),
         "b": ("b", cfg.n_ood, cfg.seed * 1000 + 3),
         "c": ("c", cfg.n_ood, cfg.seed * 1000 + 4),
@@ -118,6 +123,33 @@ def _ingest(inputs: list[Path], store: Path, cfg: DemoConfig) -> dict[str, Any]:
     if summary.ok == 0:
         raise RuntimeError(f"ingest into {store} produced no scans: {summary.line()}")
     return {"line": summary.line()}
+
+
+def _pool_and_pretrain(
+    out: Path, cfg: DemoConfig, tcfg: dict[str, Any] | None, stages: Stages, store_fp: dict[str, Any]
+) -> tuple[Path, dict[str, Any]]:
+    """Ingest the unlabelled pool and pretrain on it; returns the backbone directory and the fingerprint
+    of what made it."""
+    assert tcfg is not None
+    stages.run("ingest-pool", lambda: _ingest([out / "cohort" / "a_pool"], out / "store_pool", cfg), store_fp)
+    pre_fp = {
+        **store_fp,
+        "config": Path(cfg.pretrain_config).read_text(),
+        "overrides": cfg.pretrain_overrides,
+    }
+    run = out / "runs" / "ssl"
+    stages.run("pretrain", lambda: _pretrain(out / "store_pool", run, tcfg), pre_fp)
+    return run / "model", pre_fp
+
+
+def _file_sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 class DemoConfigError(ValueError):
@@ -278,61 +310,51 @@ def run_demo(
 ) -> dict:
     """Run (or resume) the demo in ``out``; returns ``{"report": path, "rows": headline rows, ...}``.
 
+    With ``cfg.backbone`` (a model directory, e.g. the shipped :data:`SHIPPED_BACKBONE`) the pool is neither
+    made nor pretrained on: that backbone is evaluated. Otherwise the demo pretrains ``cfg.pretrain_config``.
+
     Raises:
         DemoConfigError: a bad pretraining config or override, before any stage runs (``out`` untouched).
     """
     cfg = cfg or DemoConfig()
-    tcfg = _pretrain_config(cfg)  # fail now, not after the cohort and the stores are made
+    tcfg = None if cfg.backbone else _pretrain_config(cfg)  # fail now, not after the cohort is made
     if cfg.scratch_arch not in SCRATCH_NAME:
         raise DemoConfigError(f"scratch_arch must be one of {sorted(SCRATCH_NAME)}, got {cfg.scratch_arch!r}")
+    if cfg.backbone and not (Path(cfg.backbone) / "model.safetensors").is_file():
+        raise DemoConfigError(f"{cfg.backbone}: not a model directory (no model.safetensors)")
     out = Path(out)
     log = log or print
     stages = Stages(out, log)
     base = asdict(cfg)
-    data_fp = {k: base[k] for k in ("seed", "n_pool", "n_labelled", "n_ood", "size")}
+    data_fp = {k: base[k] for k in ("seed", "n_pool", "n_labelled", "n_ood", "size", "backbone")}
     store_fp = {**data_fp, "spacing": cfg.spacing, "deface": cfg.deface}
-    pre_fp = {
-        **store_fp,
-        "config": Path(cfg.pretrain_config).read_text(),
-        "overrides": cfg.pretrain_overrides,
-    }
     t0 = time.perf_counter()
     cohort = out / "cohort"
     stages.run("synth", lambda: _cohort(cohort, cfg), data_fp)
     labels = cohort / "labels.csv"
-    stages.run("ingest-pool", lambda: _ingest([cohort / "a_pool"], out / "store_pool", cfg), store_fp)
     stages.run(
         "ingest-eval",
         lambda: _ingest([cohort / n for n in ("a_labelled", "b", "c")], out / "store_eval", cfg),
         store_fp,
     )
-    run = out / "runs" / "ssl"
-    stages.run("pretrain", lambda: _pretrain(out / "store_pool", run, tcfg), pre_fp)
-    eval_fp = {
-        **pre_fp,
-        **{
-            k: base[k]
-            for k in (
-                "fractions",
-                "seeds",
-                "scratch_arch",
-                "scratch_input_size",
-                "histogram_size",
-                "scratch_epochs",
-                "scratch_fractions",
-                "scratch_seeds",
-                "n_boot",
-                "feature",
-            )  # fmt: skip
-        },
-    }
+    if cfg.backbone:
+        backbone = Path(cfg.backbone)
+        pre_fp = {**store_fp, "backbone_sha256": _file_sha256(backbone / "model.safetensors")}
+        log(
+            f"backbone: {backbone} (shipped weights; `fmct demo --pretrain` pretrains one in the demo's budget)"
+        )
+    else:
+        backbone, pre_fp = _pool_and_pretrain(out, cfg, tcfg, stages, store_fp)
+    eval_keys = ("fractions", "seeds", "scratch_arch", "scratch_input_size", "histogram_size", "scratch_epochs",
+                 "scratch_fractions", "scratch_seeds", "n_boot", "feature")  # fmt: skip
+    eval_fp = {**pre_fp, **{k: base[k] for k in eval_keys}}
     stages.run(
         "evaluate",
-        lambda: _evaluate(out / "report", labels, out / "store_eval", run / "model", cfg, log),
+        lambda: _evaluate(out / "report", labels, out / "store_eval", backbone, cfg, log),
         eval_fp,
     )
     models = stages.run(
-        "models", lambda: _export_models(out, run / "model", labels, out / "report", cfg.feature), eval_fp
+        "models", lambda: _export_models(out, backbone, labels, out / "report", cfg.feature), eval_fp
     )
     report = json.loads((out / "report" / "report.json").read_text())
     rows = headline_rows(report)
