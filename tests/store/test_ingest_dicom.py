@@ -95,3 +95,14 @@ def test_manifest_says_what_was_repaired_and_refuses_unrescaled_series(tmp_path)
     assert rows["gap"].status == "ok" and "filled 1 missing slice" in rows["gap"].warnings
     assert rows["raw"].status == "failed" and "not look like HU" in rows["raw"].reason
     assert rows["raw"].warnings == ""
+
+
+def test_series_without_preamble_is_ingested(tmp_path):
+    """Files written without the 128-byte preamble (File Meta kept) are one ok series, not 24 rejects."""
+    _series(tmp_path / "in" / "nopreamble", 24)
+    for f in (tmp_path / "in" / "nopreamble").iterdir():
+        f.write_bytes(f.read_bytes()[132:])  # no preamble, no DICM: starts with the (0002,0000) element
+    summary = ingest([tmp_path / "in"], tmp_path / "store")
+    assert (summary.ok, summary.skipped, summary.failed) == (1, 0, 0), summary.rows
+    row = ScanStore(tmp_path / "store").manifest.iloc[0]
+    assert row.status == "ok" and row.n_files == 24 and list(row.source_spacing_mm) == [0.9, 0.9, 2.0]

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from fmct.io.dicom_discover import DiscoveryResult, Rejected, SeriesRef, discover
+from fmct.io.dicom_file import read_dicom
 from fmct.io.dicom_frames import CT_SOP_CLASSES, Frame, check_skip, frames_of, uid_name
 from fmct.io.dicom_geometry import (
     affine_ras,
@@ -121,12 +122,10 @@ def _scrub(message: str, headers: list[Any], ref: SeriesRef, strip_quoted: bool 
 
 
 def _read_series(ref: SeriesRef, headers: list[Any], min_slices: int, gap_tol: float, max_missing: int):
-    import pydicom
-
     if not ref.files:
         raise InvalidScan("series without files")
     # Cheap early exit on the first header: MR, SR, SC ... are skipped without reading pixels.
-    first = pydicom.dcmread(ref.files[0], stop_before_pixels=True, force=False)
+    first = read_dicom(ref.files[0], stop_before_pixels=True)
     headers.append(first)
     check_skip(first)
     if ref.n_files < min_slices and int(first.get("NumberOfFrames", 1) or 1) < 2:
@@ -137,7 +136,7 @@ def _read_series(ref: SeriesRef, headers: list[Any], min_slices: int, gap_tol: f
     frames: list[Frame] = []
     datasets: list[Any] = []
     for path in ref.files:
-        ds = pydicom.dcmread(path, force=False)
+        ds = read_dicom(path)
         datasets.append(ds)
         if len(headers) < 3:
             headers.append(ds)

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fmct.io.dicom_file import read_dicom
 from fmct.io.ids import patient_id_from_dicom, scan_id_from_series_uid, study_id_from_uid
 
 #: Tags read by ``discover`` (headers only, pixel data never touched).
@@ -94,9 +95,7 @@ def iter_files(paths: Iterable[str | os.PathLike]) -> Iterator[Path]:
 
 def _header(path: Path):
     """Read the few tags ``discover`` needs; raises on non-DICOM / unreadable files."""
-    import pydicom
-
-    return pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_DISCOVER_TAGS, force=False)
+    return read_dicom(path, stop_before_pixels=True, specific_tags=_DISCOVER_TAGS)
 
 
 def _text(ds, keyword: str) -> str:
@@ -108,7 +107,7 @@ def _reject_reason(exc: Exception) -> str:
     from pydicom.errors import InvalidDicomError
 
     if isinstance(exc, InvalidDicomError):
-        return "not a DICOM file (no DICM preamble/header)"
+        return "not a DICOM file (no DICM prefix, no File Meta header)"
     if isinstance(exc, (EOFError, OSError)) and not isinstance(exc, FileNotFoundError):
         return f"unreadable DICOM header (truncated file?): {type(exc).__name__}"
     if isinstance(exc, FileNotFoundError):
