@@ -106,3 +106,15 @@ def test_series_without_preamble_is_ingested(tmp_path):
     assert (summary.ok, summary.skipped, summary.failed) == (1, 0, 0), summary.rows
     row = ScanStore(tmp_path / "store").manifest.iloc[0]
     assert row.status == "ok" and row.n_files == 24 and list(row.source_spacing_mm) == [0.9, 0.9, 2.0]
+
+
+def test_truncated_pixel_data_names_the_file(tmp_path):
+    """The manifest reason names the truncated file, relative to the input root."""
+    _series(tmp_path / "in" / "patient1" / "axial", 24)
+    victim = sorted((tmp_path / "in" / "patient1" / "axial").iterdir())[5]
+    victim.write_bytes(victim.read_bytes()[:-2000])
+    summary = ingest([tmp_path / "in"], tmp_path / "store")
+    assert (summary.ok, summary.failed) == (0, 1)
+    reason = ScanStore(tmp_path / "store").manifest.iloc[0].reason
+    assert reason.startswith(f"in/patient1/axial/{victim.name}: pixel data truncated ("), reason
+    assert str(tmp_path) not in reason

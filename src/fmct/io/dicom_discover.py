@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fmct.io.dicom_file import read_dicom
 from fmct.io.ids import patient_id_from_dicom, scan_id_from_series_uid, study_id_from_uid
+from fmct.io.sources import SourceNamer
 
 #: Tags read by ``discover`` (headers only, pixel data never touched).
 _DISCOVER_TAGS = [
@@ -42,7 +44,9 @@ class SeriesRef:
     """One DICOM series found by :func:`discover`.
 
     ``series_uid`` is the raw SeriesInstanceUID: it must stay inside ``fmct.io`` (never print or store it);
-    use the pseudonymous ``scan_id`` / ``patient_id`` / ``study_id`` everywhere else.
+    use the pseudonymous ``scan_id`` / ``patient_id`` / ``study_id`` everywhere else. ``namer`` names a
+    file of the series in messages (:class:`fmct.io.sources.SourceNamer`: relative to the input root, or
+    a salted hash); without one a file is named by its file name.
     """
 
     series_uid: str
@@ -52,9 +56,14 @@ class SeriesRef:
     files: list[Path]
     modality: str
     n_files: int = 0
+    namer: Callable[[Path], str] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.n_files = len(self.files)
+
+    def name_of(self, path: Path) -> str:
+        """How ``path`` (one of ``files``) is named in messages (never an absolute path)."""
+        return self.namer(path) if self.namer is not None else Path(path).name
 
     def __repr__(self) -> str:  # never show the raw UID
         return f"SeriesRef(scan_id={self.scan_id!r}, modality={self.modality!r}, n_files={self.n_files})"
@@ -115,11 +124,14 @@ def _reject_reason(exc: Exception) -> str:
     return f"unreadable DICOM header: {type(exc).__name__}"
 
 
-def discover(paths: Sequence[str | os.PathLike]) -> DiscoveryResult:
+def discover(
+    paths: Sequence[str | os.PathLike], namer: Callable[[Path], Any] | None = None
+) -> DiscoveryResult:
     """Group the DICOM files under ``paths`` (folders and/or files) into series.
 
     Args:
         paths: folders (walked recursively) and/or files, in any mix (a single path is accepted too).
+        namer: names files in messages (default: relative to ``paths``, see :class:`SourceNamer`).
 
     Returns:
         :class:`DiscoveryResult` with one :class:`SeriesRef` per SeriesInstanceUID (files sorted by path)
@@ -127,6 +139,7 @@ def discover(paths: Sequence[str | os.PathLike]) -> DiscoveryResult:
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
+    namer = namer or SourceNamer(paths)
     groups: dict[str, list[tuple[Path, object]]] = {}
     rejected: list[Rejected] = []
     for path in iter_files(paths):
@@ -170,6 +183,7 @@ def discover(paths: Sequence[str | os.PathLike]) -> DiscoveryResult:
                 study_id=study_id_from_uid(_safe_text(first, "StudyInstanceUID") or None),
                 files=[p for p, _ in members],
                 modality=modalities.most_common(1)[0][0],
+                namer=namer,
             )
         )
     series.sort(key=lambda s: s.scan_id)

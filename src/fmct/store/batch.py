@@ -140,10 +140,10 @@ def walk_inputs(paths: Iterable[Path], exclude: Path | None = None) -> list[Path
     return out
 
 
-def _discover(files: Sequence[Path]):
+def _discover(files: Sequence[Path], namer=None):
     from fmct.io.dicom import discover
 
-    return discover(files)
+    return discover(files, namer=namer)
 
 
 def plan(
@@ -152,12 +152,14 @@ def plan(
     """Find the work: one item per DICOM series and per NIfTI file, plus rows for rejected files and
     duplicate ids. Reads headers only; files under ``exclude`` (the store itself) are ignored."""
     from fmct.io.ids import patient_id_from_dicom, scan_id_from_nifti
+    from fmct.io.sources import SourceNamer
 
     files = walk_inputs([Path(p) for p in inputs], exclude)
     niftis = [f for f in files if f.name.lower().endswith(_NIFTI)]
     items: list[WorkItem] = []
     rows: list[dict[str, Any]] = []
-    found = _discover([f for f in files if not f.name.lower().endswith(_NIFTI)])
+    namer = SourceNamer(inputs)
+    found = _discover([f for f in files if not f.name.lower().endswith(_NIFTI)], namer)
     for ref in found.series:
         src = os.path.commonpath([str(f.parent) for f in ref.files]) if ref.files else ""
         items.append(
