@@ -3,7 +3,8 @@
 ``discover`` walks folders of any depth, with any file names, holding any number of patients, studies
 and series, and groups the DICOM files by SeriesInstanceUID. Files that are not DICOM (or that are too
 broken to read a header from) come back as :class:`Rejected`; NIfTI files and DICOMDIR indexes are
-skipped quietly (the caller handles NIfTI).
+skipped quietly (the caller handles NIfTI); a DICOMDIR index is a :class:`Rejected` ("DICOMDIR index,
+not an image"): its images are found by walking the folders, so the index itself is not read.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fmct.io.dicom_describe import IDENTIFYING_TAGS, clean_description, series_number
 from fmct.io.dicom_file import read_dicom
 from fmct.io.ids import patient_id_from_dicom, scan_id_from_series_uid, study_id_from_uid
 from fmct.io.sources import SourceNamer
@@ -26,9 +28,13 @@ _DISCOVER_TAGS = [
     "PatientID",
     "Modality",
     "SOPClassUID",
+    "SeriesNumber",
+    "SeriesDescription",
+    *IDENTIFYING_TAGS,
 ]
 _DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 _NIFTI_SUFFIXES = (".nii", ".nii.gz")
+DICOMDIR_REASON = "DICOMDIR index, not an image (the images it lists are read from the folders)"
 
 
 @dataclass(frozen=True)
@@ -46,7 +52,9 @@ class SeriesRef:
     ``series_uid`` is the raw SeriesInstanceUID: it must stay inside ``fmct.io`` (never print or store it);
     use the pseudonymous ``scan_id`` / ``patient_id`` / ``study_id`` everywhere else. ``namer`` names a
     file of the series in messages (:class:`fmct.io.sources.SourceNamer`: relative to the input root, or
-    a salted hash); without one a file is named by its file name.
+    a salted hash); without one a file is named by its file name. ``series_number`` (SeriesNumber) and
+    ``description`` (SeriesDescription cleaned of identifying words, see :mod:`fmct.io.dicom_describe`)
+    tell series in one folder apart; each is the most common value among the files.
     """
 
     series_uid: str
@@ -56,6 +64,8 @@ class SeriesRef:
     files: list[Path]
     modality: str
     n_files: int = 0
+    series_number: int | None = None
+    description: str | None = field(default=None, repr=False)
     namer: Callable[[Path], str] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -157,6 +167,7 @@ def discover(
             meta = getattr(ds, "file_meta", None)
             sop = _text(ds, "SOPClassUID") or (_text(meta, "MediaStorageSOPClassUID") if meta else "")
             if sop == _DICOMDIR_SOP_CLASS or path.name.upper() == "DICOMDIR":
+                rejected.append(Rejected(path, DICOMDIR_REASON))
                 continue
             uid = _text(ds, "SeriesInstanceUID")
         except Exception as exc:  # a value that cannot be decoded
@@ -183,12 +194,27 @@ def discover(
                 study_id=study_id_from_uid(_safe_text(first, "StudyInstanceUID") or None),
                 files=[p for p, _ in members],
                 modality=modalities.most_common(1)[0][0],
+                series_number=_most_common(series_number(ds) for _, ds in members),
+                description=_most_common(_safe_call(clean_description, ds) for _, ds in members),
                 namer=namer,
             )
         )
     series.sort(key=lambda s: s.scan_id)
     rejected.sort(key=lambda r: str(r.path))
     return DiscoveryResult(series=series, rejected=rejected)
+
+
+def _most_common(values: Iterable[Any]) -> Any:
+    """The most common non-``None`` value (``None`` when there is none)."""
+    counts = Counter(v for v in values if v is not None)
+    return counts.most_common(1)[0][0] if counts else None
+
+
+def _safe_call(fn: Callable[[Any], Any], ds: Any) -> Any:
+    try:
+        return fn(ds)
+    except Exception:  # an undecodable value counts as missing
+        return None
 
 
 def _safe_text(ds, keyword: str) -> str:

@@ -47,6 +47,8 @@ class WorkItem:
     study_id: str | None
     n_files: int
     payload: Any
+    series_number: int | None = None
+    series_description: str | None = None
 
     def row_fields(self) -> dict[str, Any]:
         """The manifest fields known before the scan is read."""
@@ -58,6 +60,8 @@ class WorkItem:
             patient_id=self.patient_id,
             study_id=self.study_id,
             n_files=self.n_files,
+            series_number=self.series_number,
+            series_description=self.series_description,
         )
 
 
@@ -147,10 +151,11 @@ def _discover(files: Sequence[Path], namer=None):
 
 
 def plan(
-    inputs: Sequence[str | os.PathLike], exclude: Path | None = None
+    inputs: Sequence[str | os.PathLike], exclude: Path | None = None, series_description: bool = False
 ) -> tuple[list[WorkItem], list[dict[str, Any]]]:
     """Find the work: one item per DICOM series and per NIfTI file, plus rows for rejected files and
-    duplicate ids. Reads headers only; files under ``exclude`` (the store itself) are ignored."""
+    duplicate ids. Reads headers only; files under ``exclude`` (the store itself) are ignored;
+    ``series_description``: keep the cleaned SeriesDescription of DICOM series."""
     from fmct.io.ids import patient_id_from_dicom, scan_id_from_nifti
     from fmct.io.sources import SourceNamer
 
@@ -163,8 +168,12 @@ def plan(
     for ref in found.series:
         src = os.path.commonpath([str(f.parent) for f in ref.files]) if ref.files else ""
         items.append(
-            WorkItem(ref.scan_id, "dicom", src, ref.scan_id, ref.patient_id, ref.study_id, ref.n_files, ref)
-        )
+            WorkItem(
+                ref.scan_id, "dicom", src, ref.scan_id, ref.patient_id, ref.study_id, ref.n_files, ref,
+                series_number=ref.series_number,
+                series_description=ref.description if series_description else None,
+            )
+        )  # fmt: skip
     for rej in found.rejected:
         rows.append(
             make_row(
@@ -317,6 +326,7 @@ def ingest(
     shard: tuple[int, int] | None = None,
     min_slices: int = 10,
     progress: bool = False,
+    series_description: bool = False,
 ) -> IngestSummary:
     """Ingest DICOM folders / NIfTI files into the store at ``out``.
 
@@ -328,6 +338,9 @@ def ingest(
         shard: ``(K, N)``: only the inputs whose stable hash falls in shard K of N (1-based).
         min_slices: volumes with fewer voxels than this along any axis are skipped.
         progress: show a rich progress bar.
+        series_description: keep each DICOM series' SeriesDescription in the manifest, cleaned of words
+            found in the header's identifying attributes and of long digit runs (free text: PS3.15's
+            Basic Profile removes it, so it is off by default).
 
     Returns:
         :class:`IngestSummary`; ``manifest.parquet`` rebuilt from all records of the store.
@@ -343,7 +356,7 @@ def ingest(
     summary = IngestSummary()
     try:
         summary.cleaned = cleanup(root, shard)
-        items, rows = plan(inputs, exclude=root)
+        items, rows = plan(inputs, exclude=root, series_description=series_description)
         for row in rows:
             if in_shard(row["key"], shard):
                 write_record(root, row)

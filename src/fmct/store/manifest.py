@@ -21,6 +21,8 @@ import pandas as pd
 from fmct.store.writer import atomic_write_bytes, atomic_write_json, scan_complete
 
 #: Manifest columns, in order. ``key`` names the record file; ``kind`` is dicom / nifti / file.
+#: ``series_number`` (DICOM SeriesNumber), ``n_files`` and, with ``ingest(series_description=True)``,
+#: ``series_description`` (cleaned, see :mod:`fmct.io.dicom_describe`) tell series in one folder apart.
 COLUMNS = [
     "scan_id",
     "patient_id",
@@ -31,6 +33,8 @@ COLUMNS = [
     "kind",
     "source",
     "n_files",
+    "series_number",
+    "series_description",
     "shape",
     "spacing_mm",
     "source_spacing_mm",
@@ -93,7 +97,7 @@ def read_records(root: Path) -> list[dict[str, Any]]:
 def manifest_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Rows -> DataFrame with exactly :data:`COLUMNS`."""
     df = pd.DataFrame([{c: r.get(c) for c in COLUMNS} for r in rows], columns=COLUMNS)
-    for c in ("n_files",):
+    for c in ("n_files", "series_number"):
         df[c] = df[c].astype("Int64")
     df["seconds"] = df["seconds"].astype("float64")
     df["warnings"] = df["warnings"].fillna("").astype(str)
