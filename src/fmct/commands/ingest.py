@@ -28,6 +28,13 @@ def ingest(
         help="Keep each series' SeriesDescription in the manifest (words found in the header's names, IDs "
         "and dates, and runs of 4+ digits, become *). Off by default: it is free text that may hold PHI.",
     ),
+    hash_sources: bool = typer.Option(
+        False,
+        "--hash-sources",
+        help="Name inputs in the manifest and records by a salted hash instead of their path relative to "
+        "INPUT (folder names often hold patient names). The salt stays in STORE/.salt; a hashed store stays "
+        "hashed.",
+    ),
 ) -> None:
     """Ingest head CT scans into a store: find every DICOM series and NIfTI file under INPUT...,
     reorient to RAS, resample to isotropic spacing, crop to the head (optionally deface), and write
@@ -63,6 +70,7 @@ def ingest(
             min_slices=min_slices,
             progress=True,
             series_description=series_description,
+            hash_sources=hash_sources,
         )
     except ValueError as exc:  # e.g. the store was built with other preprocessing
         typer.echo(f"fmct ingest: {exc}", err=True)

@@ -4,6 +4,9 @@
 localizer dropped, a missing slice interpolated, duplicate slices merged, the thinnest of several series
 picked); empty when nothing was.
 
+``source`` names the input relative to the input root it was found under (starting with that root's
+name), or by salted hash (``ingest(hash_sources=True)``): never an absolute path.
+
 Rows live as one JSON record per input in ``STORE/records/<key>.json`` (written atomically as each
 input finishes, so a killed run loses at most the inputs in flight). ``manifest.parquet`` is rebuilt
 from the records; a row whose status is ``ok`` but whose scan files are gone is reported as failed.
@@ -44,9 +47,13 @@ COLUMNS = [
 STATUSES = ("ok", "skipped", "failed")
 
 
-def path_key(path: str | Path) -> str:
-    """Record key of an input that has no scan id (a rejected file): ``r-`` + hash of its path."""
-    return "r-" + hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()[:16]
+def path_key(path: str | Path, salt: str | None = None) -> str:
+    """Record key of an input that has no scan id (a rejected file): ``r-`` + hash of its resolved path
+    (salted when ``salt`` is given)."""
+    text = str(Path(path).resolve())
+    if salt is not None:
+        text = f"{salt}\0{text}"
+    return "r-" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def records_dir(root: Path) -> Path:
