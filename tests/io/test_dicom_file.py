@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pydicom
 import pytest
@@ -9,6 +11,7 @@ from pydicom.errors import InvalidDicomError
 
 from fmct.io.dicom import discover, read_series
 from fmct.io.dicom_file import preamble_missing, read_dicom
+from fmct.io.errors import InvalidScan
 
 
 def _strip_preamble(path, keep_dicm: bool = False) -> None:
@@ -43,3 +46,27 @@ def test_junk_is_still_not_dicom(tmp_path):
     assert found.series == []
     assert {r.path.name for r in found.rejected} == {"junk", "notes.txt"}
     assert all("DICOM" in r.reason for r in found.rejected)
+
+
+REAL = Path(__file__).resolve().parents[2].parent / "shared" / "realdata" / "dcm_qa_ct"
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason=f"real DICOM fixtures not present at {REAL}")
+def test_real_series_without_preamble_reads_the_same(tmp_path):
+    """The Philips 5 mm head series, rewritten without preambles in tmp_path, gives the same volume; a
+    truncated file in it is named (the originals are read in place and never modified)."""
+    real = REAL / "Philips" / "S21570" / "S2010"
+    copy = tmp_path / "S2010"
+    copy.mkdir()
+    for f in sorted(real.glob("I*")):
+        (copy / f.name).write_bytes(f.read_bytes()[132:])
+    want = read_series(discover([real]).series[0])
+    found = discover([copy])
+    assert found.rejected == [] and [s.n_files for s in found.series] == [28]
+    got = read_series(found.series[0])
+    np.testing.assert_array_equal(got.array, want.array)
+    np.testing.assert_allclose(got.affine, want.affine)
+    victim = copy / "I100"
+    victim.write_bytes(victim.read_bytes()[:-20000])
+    with pytest.raises(InvalidScan, match=r"^S2010/I100: pixel data truncated \("):
+        read_series(discover([copy]).series[0])
