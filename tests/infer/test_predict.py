@@ -150,7 +150,8 @@ def test_predict_folder_with_two_series_errors_or_takes_the_thinnest(model_dir, 
     res = runner.invoke(app, ["predict", "--model", str(model_dir), str(study), "--out", str(out)])
     assert res.exit_code == 1, res.output
     error = json.loads(out.read_text())["results"][0]["error"]
-    assert "2 usable CT series" in error and str(a) in error and str(b) in error
+    assert "2 usable CT series" in error and f"dicom/{a.name} (" in error and f"dicom/{b.name} (" in error
+    assert str(study) not in error and str(study) not in res.output
     args = ["predict", "--model", str(model_dir), str(study), "--out", str(out), "--series", "thinnest"]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output

@@ -22,11 +22,25 @@ def ingest(
     deface: bool = typer.Option(False, "--deface", help="Set the face (in front of/below the brain) to air."),
     strict: bool = typer.Option(False, "--strict", help="Exit non-zero when any input failed."),
     min_slices: int = typer.Option(10, "--min-slices", min=1, help="Skip volumes with fewer slices."),
+    series_description: bool = typer.Option(
+        False,
+        "--series-description",
+        help="Keep each series' SeriesDescription in the manifest (words found in the header's names, IDs "
+        "and dates, and runs of 4+ digits, become *). Off by default: it is free text that may hold PHI.",
+    ),
+    hash_sources: bool = typer.Option(
+        False,
+        "--hash-sources",
+        help="Name inputs in the manifest and records by a salted hash instead of their path relative to "
+        "INPUT (folder names often hold patient names). The salt stays in STORE/.salt; a hashed store stays "
+        "hashed.",
+    ),
 ) -> None:
     """Ingest head CT scans into a store: find every DICOM series and NIfTI file under INPUT...,
     reorient to RAS, resample to isotropic spacing, crop to the head (optionally deface), and write
     STORE/scans/<scan_id>.npy (int16 HU) + .json and STORE/manifest.parquet (one row per input with
-    status ok/skipped/failed and the reason).
+    status ok/skipped/failed and the reason; series in one folder are told apart by series_number and
+    n_files).
 
     Safe to interrupt and re-run: stored scans are kept, leftovers of a killed run are removed. One bad
     scan never stops the batch. Exits 0 when something was ingested (or everything was already present),
@@ -48,7 +62,15 @@ def ingest(
         raise typer.Exit(2) from None
     try:
         summary = run_ingest(
-            inputs, out, cfg, workers=workers, shard=shard_kn, min_slices=min_slices, progress=True
+            inputs,
+            out,
+            cfg,
+            workers=workers,
+            shard=shard_kn,
+            min_slices=min_slices,
+            progress=True,
+            series_description=series_description,
+            hash_sources=hash_sources,
         )
     except ValueError as exc:  # e.g. the store was built with other preprocessing
         typer.echo(f"fmct ingest: {exc}", err=True)

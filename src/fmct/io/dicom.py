@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from fmct.io.dicom_discover import DiscoveryResult, Rejected, SeriesRef, discover
+from fmct.io.dicom_file import read_dicom
 from fmct.io.dicom_frames import CT_SOP_CLASSES, Frame, check_skip, frames_of, uid_name
 from fmct.io.dicom_geometry import (
     affine_ras,
@@ -101,7 +102,7 @@ def read_series(
 
 def _scrub(message: str, headers: list[Any], ref: SeriesRef, strip_quoted: bool = True) -> str:
     """``message`` without PHI values of the series' headers, raw UIDs and (``strip_quoted``) any quoted
-    value a library echoed from a header; at most 160 characters."""
+    value a library echoed from a header; at most 240 characters."""
     secrets = {ref.series_uid}
     for ds in headers[:3]:
         for kw in _PHI_KEYWORDS:
@@ -117,16 +118,14 @@ def _scrub(message: str, headers: list[Any], ref: SeriesRef, strip_quoted: bool 
     if strip_quoted:
         message = re.sub(r"b?'[^']*'|b?\"[^\"]*\"", "<value>", message)
     message = " ".join(message.split())
-    return message[:160]
+    return message[:240]
 
 
 def _read_series(ref: SeriesRef, headers: list[Any], min_slices: int, gap_tol: float, max_missing: int):
-    import pydicom
-
     if not ref.files:
         raise InvalidScan("series without files")
     # Cheap early exit on the first header: MR, SR, SC ... are skipped without reading pixels.
-    first = pydicom.dcmread(ref.files[0], stop_before_pixels=True, force=False)
+    first = read_dicom(ref.files[0], stop_before_pixels=True)
     headers.append(first)
     check_skip(first)
     if ref.n_files < min_slices and int(first.get("NumberOfFrames", 1) or 1) < 2:
@@ -137,12 +136,19 @@ def _read_series(ref: SeriesRef, headers: list[Any], min_slices: int, gap_tol: f
     frames: list[Frame] = []
     datasets: list[Any] = []
     for path in ref.files:
-        ds = pydicom.dcmread(path, force=False)
+        try:
+            ds = read_dicom(path)
+        except Exception as exc:  # name the file; read_series scrubs PHI out of the message
+            why = _scrub(str(exc).replace(str(path), "<file>"), headers, ref)
+            raise InvalidScan(f"{ref.name_of(path)}: unreadable DICOM: {type(exc).__name__}: {why}") from exc
         datasets.append(ds)
         if len(headers) < 3:
             headers.append(ds)
         check_skip(ds)
-        frames.extend(frames_of(ds, len(datasets) - 1))
+        try:
+            frames.extend(frames_of(ds, len(datasets) - 1))
+        except InvalidScan as exc:
+            raise InvalidScan(f"{ref.name_of(path)}: {exc.reason}") from None
 
     warnings: list[str] = []
     n_loc = sum(f.localizer for f in frames)
@@ -182,11 +188,11 @@ def _read_series(ref: SeriesRef, headers: list[Any], min_slices: int, gap_tol: f
     cache: dict = {}
     meta_ds = datasets[frames[0].file_index]
     # decode one frame before allocating, so absurd header sizes fail on the real pixel data first
-    raw = stored_pixels(datasets[frames[0].file_index], frames[0].frame, rows, cols, cache)
+    raw = _pixels(ref, datasets, frames[0], rows, cols, cache)
     stack = np.empty((len(frames), rows, cols), dtype=np.float32)
     for k, f in enumerate(frames):
         if k:
-            raw = stored_pixels(datasets[f.file_index], f.frame, rows, cols, cache)
+            raw = _pixels(ref, datasets, f, rows, cols, cache)
         rescale_into(stack[k], raw, f.slope, f.intercept)
         if f.frame is None:  # release the file's bytes (and pydicom's cached pixel array) early
             datasets[f.file_index] = None
@@ -225,6 +231,14 @@ def _read_series(ref: SeriesRef, headers: list[Any], min_slices: int, gap_tol: f
 
     meta = _meta(meta_ds, ref, stack.shape[0], px, plan.step, tilt, warnings)
     return Volume(array=stack.transpose(2, 1, 0), affine=affine, meta=meta)
+
+
+def _pixels(ref: SeriesRef, datasets: list[Any], f: Frame, rows: int, cols: int, cache: dict) -> np.ndarray:
+    """Stored values of frame ``f``; a pixel data problem names its file."""
+    try:
+        return stored_pixels(datasets[f.file_index], f.frame, rows, cols, cache)
+    except InvalidScan as exc:
+        raise InvalidScan(f"{ref.name_of(ref.files[f.file_index])}: {exc.reason}") from None
 
 
 def _num(ds, keyword: str) -> float | None:

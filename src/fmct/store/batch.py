@@ -47,6 +47,9 @@ class WorkItem:
     study_id: str | None
     n_files: int
     payload: Any
+    series_number: int | None = None
+    series_description: str | None = None
+    origin: str = ""  # the input's real path: only to scrub it out of messages, never stored
 
     def row_fields(self) -> dict[str, Any]:
         """The manifest fields known before the scan is read."""
@@ -58,6 +61,8 @@ class WorkItem:
             patient_id=self.patient_id,
             study_id=self.study_id,
             n_files=self.n_files,
+            series_number=self.series_number,
+            series_description=self.series_description,
         )
 
 
@@ -140,45 +145,61 @@ def walk_inputs(paths: Iterable[Path], exclude: Path | None = None) -> list[Path
     return out
 
 
-def _discover(files: Sequence[Path]):
+def _discover(files: Sequence[Path], namer=None):
     from fmct.io.dicom import discover
 
-    return discover(files)
+    return discover(files, namer=namer)
 
 
 def plan(
-    inputs: Sequence[str | os.PathLike], exclude: Path | None = None
+    inputs: Sequence[str | os.PathLike],
+    exclude: Path | None = None,
+    series_description: bool = False,
+    salt: str | None = None,
 ) -> tuple[list[WorkItem], list[dict[str, Any]]]:
     """Find the work: one item per DICOM series and per NIfTI file, plus rows for rejected files and
-    duplicate ids. Reads headers only; files under ``exclude`` (the store itself) are ignored."""
+    duplicate ids. Reads headers only; files under ``exclude`` (the store itself) are ignored;
+    ``series_description``: keep the cleaned SeriesDescription of DICOM series. Sources are named
+    relative to ``inputs`` or, with ``salt``, by salted hash (then NIfTI scan ids are hashes too: their
+    file names may be patient names); see :class:`fmct.io.sources.SourceNamer`."""
     from fmct.io.ids import patient_id_from_dicom, scan_id_from_nifti
+    from fmct.io.sources import SourceNamer
 
     files = walk_inputs([Path(p) for p in inputs], exclude)
     niftis = [f for f in files if f.name.lower().endswith(_NIFTI)]
     items: list[WorkItem] = []
     rows: list[dict[str, Any]] = []
-    found = _discover([f for f in files if not f.name.lower().endswith(_NIFTI)])
+    namer = SourceNamer(inputs, salt)
+    found = _discover([f for f in files if not f.name.lower().endswith(_NIFTI)], namer)
     for ref in found.series:
-        src = os.path.commonpath([str(f.parent) for f in ref.files]) if ref.files else ""
+        folder = os.path.commonpath([str(f.parent) for f in ref.files]) if ref.files else ""
         items.append(
-            WorkItem(ref.scan_id, "dicom", src, ref.scan_id, ref.patient_id, ref.study_id, ref.n_files, ref)
-        )
+            WorkItem(
+                ref.scan_id, "dicom", namer(folder), ref.scan_id, ref.patient_id, ref.study_id, ref.n_files,
+                ref, series_number=ref.series_number,
+                series_description=ref.description if series_description else None,
+                origin=os.path.abspath(folder),
+            )
+        )  # fmt: skip
     for rej in found.rejected:
         rows.append(
             make_row(
-                key=path_key(rej.path),
+                key=path_key(rej.path, salt),
                 kind="file",
-                source=str(rej.path),
+                source=namer(rej.path),
                 status=getattr(rej, "status", "skipped"),
                 reason=rej.reason,
                 n_files=1,
             )
         )
     for nii in niftis:
-        sid = scan_id_from_nifti(nii)
+        sid = namer.hash(nii) if namer.hashed else scan_id_from_nifti(nii)
         items.append(
-            WorkItem(sid, "nifti", str(nii), sid, patient_id_from_dicom(None, fallback=sid), None, 1, nii)
-        )
+            WorkItem(
+                sid, "nifti", namer(nii), sid, patient_id_from_dicom(None, fallback=sid), None, 1, nii,
+                origin=os.path.abspath(nii),
+            )
+        )  # fmt: skip
     unique: list[WorkItem] = []
     first: dict[str, str] = {}
     for it in items:
@@ -211,6 +232,11 @@ def _read(item: WorkItem, min_slices: int):
     return read_series(item.payload, min_slices=min_slices)
 
 
+def _scrub_origin(text: str, item: WorkItem) -> str:
+    """``text`` with the input's real path (as a library may have echoed it) replaced by its source name."""
+    return text.replace(item.origin, item.source) if item.origin else text
+
+
 def process_item(item: WorkItem, root: str, cfg_dict: dict[str, Any], min_slices: int) -> dict[str, Any]:
     """Read, preprocess and store one input; write and return its manifest row. Never raises for a bad scan."""
     from fmct.preprocess import PreprocessConfig, preprocess
@@ -223,6 +249,7 @@ def process_item(item: WorkItem, root: str, cfg_dict: dict[str, Any], min_slices
         if item.kind == "nifti":
             row["patient_id"] = vol.meta.get("patient_id") or row["patient_id"]
             row["study_id"] = vol.meta.get("study_id") or row["study_id"]
+            vol.meta["scan_id"] = item.scan_id  # a hashed id replaces the file name
         if min(vol.shape) < min_slices:
             raise SkipScan(f"only {min(vol.shape)} slices (< min_slices {min_slices})")
         out = preprocess(vol, PreprocessConfig.from_dict(cfg_dict))
@@ -236,11 +263,11 @@ def process_item(item: WorkItem, root: str, cfg_dict: dict[str, Any], min_slices
             spacing_mm=[round(s, 4) for s in out.spacing],
         )
     except ScanProblem as exc:
-        row.update(status=exc.status, reason=exc.reason[:_MAX_REASON])
+        row.update(status=exc.status, reason=_scrub_origin(exc.reason, item)[:_MAX_REASON])
     except MemoryError:
         row.update(status="failed", reason="out of memory")
     except Exception as exc:  # one bad scan never stops the batch
-        row.update(status="failed", reason=f"{type(exc).__name__}: {exc}"[:_MAX_REASON])
+        row.update(status="failed", reason=_scrub_origin(f"{type(exc).__name__}: {exc}", item)[:_MAX_REASON])
     row["seconds"] = round(time.perf_counter() - t0, 3)
     row = make_row(**row)
     write_record(Path(root), row)
@@ -315,6 +342,8 @@ def ingest(
     shard: tuple[int, int] | None = None,
     min_slices: int = 10,
     progress: bool = False,
+    series_description: bool = False,
+    hash_sources: bool = False,
 ) -> IngestSummary:
     """Ingest DICOM folders / NIfTI files into the store at ``out``.
 
@@ -326,10 +355,17 @@ def ingest(
         shard: ``(K, N)``: only the inputs whose stable hash falls in shard K of N (1-based).
         min_slices: volumes with fewer voxels than this along any axis are skipped.
         progress: show a rich progress bar.
+        series_description: keep each DICOM series' SeriesDescription in the manifest, cleaned of words
+            found in the header's identifying attributes and of long digit runs (free text: PS3.15's
+            Basic Profile removes it, so it is off by default).
+        hash_sources: name inputs (``source``, file names in reasons, NIfTI scan ids) by a salted hash
+            instead of their path relative to ``inputs``; the salt is kept in ``out/.salt``. A store that
+            has a salt stays hashed on later runs.
 
     Returns:
         :class:`IngestSummary`; ``manifest.parquet`` rebuilt from all records of the store.
     """
+    from fmct.io.sources import SALT_FILE, store_salt
     from fmct.preprocess import PreprocessConfig
 
     cfg = cfg or PreprocessConfig()
@@ -339,9 +375,10 @@ def ingest(
     cfg_dict = cfg.to_dict()
     write_store_info(root, cfg_dict)
     summary = IngestSummary()
+    salt = store_salt(root) if hash_sources or (root / SALT_FILE).is_file() else None
     try:
         summary.cleaned = cleanup(root, shard)
-        items, rows = plan(inputs, exclude=root)
+        items, rows = plan(inputs, exclude=root, series_description=series_description, salt=salt)
         for row in rows:
             if in_shard(row["key"], shard):
                 write_record(root, row)
@@ -353,6 +390,9 @@ def ingest(
             rec = read_record(root, it.key)
             if rec and rec.get("status") == "ok" and scan_complete(root, it.scan_id):
                 summary.present += 1
+                if rec.get("source") != it.source:  # named as this run names it (relative / hashed)
+                    rec["source"] = it.source
+                    write_record(root, rec)
                 summary.rows.append(rec)
             else:
                 todo.append(it)

@@ -4,6 +4,9 @@
 localizer dropped, a missing slice interpolated, duplicate slices merged, the thinnest of several series
 picked); empty when nothing was.
 
+``source`` names the input relative to the input root it was found under (starting with that root's
+name), or by salted hash (``ingest(hash_sources=True)``): never an absolute path.
+
 Rows live as one JSON record per input in ``STORE/records/<key>.json`` (written atomically as each
 input finishes, so a killed run loses at most the inputs in flight). ``manifest.parquet`` is rebuilt
 from the records; a row whose status is ``ok`` but whose scan files are gone is reported as failed.
@@ -21,6 +24,8 @@ import pandas as pd
 from fmct.store.writer import atomic_write_bytes, atomic_write_json, scan_complete
 
 #: Manifest columns, in order. ``key`` names the record file; ``kind`` is dicom / nifti / file.
+#: ``series_number`` (DICOM SeriesNumber), ``n_files`` and, with ``ingest(series_description=True)``,
+#: ``series_description`` (cleaned, see :mod:`fmct.io.dicom_describe`) tell series in one folder apart.
 COLUMNS = [
     "scan_id",
     "patient_id",
@@ -31,6 +36,8 @@ COLUMNS = [
     "kind",
     "source",
     "n_files",
+    "series_number",
+    "series_description",
     "shape",
     "spacing_mm",
     "source_spacing_mm",
@@ -40,9 +47,13 @@ COLUMNS = [
 STATUSES = ("ok", "skipped", "failed")
 
 
-def path_key(path: str | Path) -> str:
-    """Record key of an input that has no scan id (a rejected file): ``r-`` + hash of its path."""
-    return "r-" + hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()[:16]
+def path_key(path: str | Path, salt: str | None = None) -> str:
+    """Record key of an input that has no scan id (a rejected file): ``r-`` + hash of its resolved path
+    (salted when ``salt`` is given)."""
+    text = str(Path(path).resolve())
+    if salt is not None:
+        text = f"{salt}\0{text}"
+    return "r-" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def records_dir(root: Path) -> Path:
@@ -93,7 +104,7 @@ def read_records(root: Path) -> list[dict[str, Any]]:
 def manifest_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Rows -> DataFrame with exactly :data:`COLUMNS`."""
     df = pd.DataFrame([{c: r.get(c) for c in COLUMNS} for r in rows], columns=COLUMNS)
-    for c in ("n_files",):
+    for c in ("n_files", "series_number"):
         df[c] = df[c].astype("Int64")
     df["seconds"] = df["seconds"].astype("float64")
     df["warnings"] = df["warnings"].fillna("").astype(str)
