@@ -208,3 +208,15 @@ def test_mae_soft_tissue_loss_trains(tiny_store, tiny_overrides, tmp_path) -> No
     assert res["step"] == 2 and res["last"]["mae"] >= 0.0
     with pytest.raises(ValueError, match="mae.loss_patches"):
         resolve_config(None, ["mae.loss_patches=skull"])
+
+
+def test_pretrain_in_a_log_prints_progress_lines(tiny_store, tiny_overrides, tmp_path) -> None:
+    """Output that is not a terminal (a SLURM log) gets a plain progress line every log_every steps."""
+    r = CliRunner().invoke(
+        app,
+        ["pretrain", "--data", str(tiny_store), "--out", str(tmp_path / "r"), *tiny_overrides,
+         "max_steps=3", "checkpoint_every=0", "log_every=1"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    for step in (1, 2, 3):
+        assert f"pretrain {step}/3 (" in r.output, r.output

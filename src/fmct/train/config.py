@@ -20,7 +20,7 @@ DEFAULTS: dict[str, Any] = {
     "batch_size": 8,  # per process
     "checkpoint_every": 50,
     "monitor_every": 25,
-    "log_every": 1,
+    "log_every": 0,  # steps between progress lines when the output is a log, not a terminal; 0 = every 30 s
     "labels": None,  # labels.csv for the kNN AUROC monitor
     "knn_max_scans": 96,
     "precision": "auto",  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
@@ -109,6 +109,7 @@ RANGES: tuple[tuple[str, bool, float, float | None, bool], ...] = (
     ("batch_size", True, 1, None, True),
     ("checkpoint_every", True, 0, None, True),
     ("monitor_every", True, 0, None, True),
+    ("log_every", True, 0, None, True),
     ("knn_max_scans", True, 1, None, True),
     ("clip_grad", False, 0.0, None, True),
     ("dino.mask_probability", False, 0.0, 1.0, True),

@@ -168,14 +168,21 @@ class KnnMonitor:
         return rec
 
 
-def _progress(enabled: bool, total: int, start: int):
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+def _progress(enabled: bool, total: int, start: int, every_n: int = 0):
+    """The pretraining progress: a rich bar on a terminal; in a log, a plain line every ``every_n`` steps
+    (``log_every``), or every 30 s when it is 0."""
+    from fmct.progress import progress
 
-    prog = Progress(
-        TextColumn("pretrain"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-        TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[sps]:.1f} samples/s"),
-        TimeElapsedColumn(), TimeRemainingColumn(), disable=not enabled,
-    )  # fmt: skip
+    def columns() -> list[Any]:
+        from rich.progress import BarColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        return [TextColumn("pretrain"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[sps]:.1f} samples/s"),
+                TimeElapsedColumn(), TimeRemainingColumn()]  # fmt: skip
+
+    prog = progress(
+        columns, lambda f: f"loss {f['loss']:.4f} {f['sps']:.1f} samples/s", enabled=enabled, every_n=every_n
+    )
     task = prog.add_task("pretrain", total=total, completed=start, loss=float("nan"), sps=0.0)
     return prog, task
 
@@ -270,7 +277,7 @@ def train(
 
         writer = SummaryWriter(str(run / "tb"), purge_step=start)
     mfile = open(metrics_path, "a") if info.is_main else None  # noqa: SIM115
-    prog, task = _progress(progress and info.is_main, max_steps, start)
+    prog, task = _progress(progress and info.is_main, max_steps, start, int(cfg.get("log_every") or 0))
     ck_every, mon_every = int(cfg["checkpoint_every"]), int(cfg["monitor_every"])
     params = [p for p in arch.student.parameters() if p.requires_grad]
     last: dict[str, Any] = {}
