@@ -28,13 +28,16 @@ def ingest(
     STORE/scans/<scan_id>.npy (int16 HU) + .json and STORE/manifest.parquet (one row per input with
     status ok/skipped/failed and the reason).
 
-    Safe to interrupt and re-run: stored scans are kept, leftovers of a killed run are removed. One bad
+    One run writes a store at a time (STORE/.lock; shards K/N of the same N run side by side): a second
+    run exits 1 naming the first. Safe to interrupt and re-run: stored scans are kept, leftovers of a
+    killed run are removed. One bad
     scan never stops the batch. Exits 0 when something was ingested (or everything was already present),
     1 when nothing was, or with --strict when any input failed.
     """
     from fmct.preprocess import PreprocessConfig
     from fmct.store import ingest as run_ingest
     from fmct.store import parse_shard
+    from fmct.store.lock import StoreBusy
 
     for p in inputs:
         if not p.exists():
@@ -53,6 +56,11 @@ def ingest(
     except ValueError as exc:  # e.g. the store was built with other preprocessing
         typer.echo(f"fmct ingest: {exc}", err=True)
         raise typer.Exit(2) from None
+    except StoreBusy as exc:  # another ingest writes the same store: nothing was touched
+        typer.echo(f"fmct ingest: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if summary.took_over:
+        typer.echo(f"took over a stale lock (its process is gone): {summary.took_over.split(';')[0]}")
     if summary.cleaned:
         typer.echo(f"removed {summary.cleaned} leftover file(s) of an interrupted run")
     typer.echo(summary.line())

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from fmct.io.errors import ScanProblem, SkipScan
+from fmct.store.lock import StoreLock
 from fmct.store.manifest import build_manifest, make_row, path_key, read_record, records_dir, write_record
 from fmct.store.writer import (
     TMP_SUFFIX,
@@ -72,6 +73,7 @@ class IngestSummary:
     present: int = 0
     cleaned: int = 0
     warned: int = 0
+    took_over: str | None = None
     manifest: Path | None = None
     rows: list[dict[str, Any]] = field(default_factory=list)
 
@@ -329,6 +331,9 @@ def ingest(
 
     Returns:
         :class:`IngestSummary`; ``manifest.parquet`` rebuilt from all records of the store.
+
+    Raises:
+        fmct.store.lock.StoreBusy: another live run writes this store (or an overlapping shard).
     """
     from fmct.preprocess import PreprocessConfig
 
@@ -336,9 +341,24 @@ def ingest(
     root = Path(out)
     (root / "scans").mkdir(parents=True, exist_ok=True)
     records_dir(root).mkdir(parents=True, exist_ok=True)
-    cfg_dict = cfg.to_dict()
+    with StoreLock(root, shard) as lock:
+        summary = IngestSummary(took_over=lock.took_over)
+        _ingest_locked(inputs, root, cfg.to_dict(), workers, shard, min_slices, progress, summary)
+    return summary
+
+
+def _ingest_locked(
+    inputs: Sequence[str | os.PathLike],
+    root: Path,
+    cfg_dict: dict[str, Any],
+    workers: int,
+    shard: tuple[int, int] | None,
+    min_slices: int,
+    progress: bool,
+    summary: IngestSummary,
+) -> None:
+    """The body of :func:`ingest`, run while holding the store's (shard's) write lock."""
     write_store_info(root, cfg_dict)
-    summary = IngestSummary()
     try:
         summary.cleaned = cleanup(root, shard)
         items, rows = plan(inputs, exclude=root)
@@ -382,4 +402,3 @@ def ingest(
                 summary.add(row)
     finally:
         summary.manifest = build_manifest(root)
-    return summary
