@@ -171,3 +171,17 @@ def test_clear_errors(tmp_path) -> None:  # type: ignore[no-untyped-def]
     assert r.exit_code == 1 and ("--model" in r.output or "--arch" in r.output)
     r = runner.invoke(app, ["evaluate", "--labels", "l.csv"])
     assert r.exit_code == 1 and "no model" in r.output
+
+
+def test_embed_names_a_truncated_scan_file(tmp_path, tiny_model_dir) -> None:  # type: ignore[no-untyped-def]
+    df = make_labels(6, seed=1)
+    store = write_disk_store(tmp_path / "store", MemoryStore(df))
+    sid = sorted(df["scan_id"])[2]
+    npy = store / "scans" / f"{sid}.npy"
+    npy.write_bytes(npy.read_bytes()[:-100])
+    for workers in ("0", "1"):  # in this process, and re-raised from a DataLoader worker
+        args = ["--model", str(tiny_model_dir), "--data", str(store), "--out", str(tmp_path / "e.parquet")]
+        r = runner.invoke(app, ["embed", *args, "--workers", workers])
+        assert r.exit_code == 1, r.output
+        assert f"scan {sid}: file truncated" in r.output and str(npy) in r.output.replace("\n", "")
+        assert "Traceback" not in r.output

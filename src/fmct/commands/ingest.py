@@ -63,6 +63,9 @@ def ingest(
         typer.echo(f"took over a stale lock (its process is gone): {summary.took_over.split(';')[0]}")
     if summary.cleaned:
         typer.echo(f"removed {summary.cleaned} leftover file(s) of an interrupted run")
+    if summary.damaged:
+        shown = "; ".join(summary.damaged[:5]) + (" ..." if len(summary.damaged) > 5 else "")
+        typer.echo(f"re-did {len(summary.damaged)} stored scan(s) whose file was damaged: {shown}")
     typer.echo(summary.line())
     code = summary.exit_code(strict)
     if code and not (summary.ok + summary.present):

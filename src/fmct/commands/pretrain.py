@@ -81,6 +81,7 @@ def pretrain(
     if not (Path(data) / "manifest.parquet").exists():
         fail(f"{data}: not a store (no manifest.parquet); create one with `fmct ingest`")
 
+    from fmct.store import StoreReadError
     from fmct.train.distributed import cleanup
     from fmct.train.loop import NonFiniteLoss, export_run, train
 
@@ -93,6 +94,9 @@ def pretrain(
     except NonFiniteLoss as e:
         typer.echo(f"fmct pretrain: stopped: {e}", err=True)
         raise typer.Exit(3) from None
+    except StoreReadError as e:  # a damaged scan file: name it (resume continues once it is re-ingested)
+        typer.echo(f"fmct pretrain: {e.one_line()}", err=True)
+        raise typer.Exit(1) from None
     finally:
         cleanup()
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports for all

@@ -26,6 +26,7 @@ from fmct.store.manifest import build_manifest, make_row, path_key, read_record,
 from fmct.store.writer import (
     TMP_SUFFIX,
     scan_complete,
+    scan_damage,
     scan_paths,
     target_of_tmp,
     write_scan,
@@ -65,7 +66,8 @@ class WorkItem:
 @dataclass
 class IngestSummary:
     """Counts of this run (``present`` = already in the store, not re-processed; ``warned`` = scans stored
-    this run whose manifest row has warnings) and the manifest path."""
+    this run whose manifest row has warnings; ``damaged`` = stored scans whose file was found damaged
+    (wrong size) and were re-done) and the manifest path."""
 
     ok: int = 0
     skipped: int = 0
@@ -74,6 +76,7 @@ class IngestSummary:
     cleaned: int = 0
     warned: int = 0
     took_over: str | None = None
+    damaged: list[str] = field(default_factory=list)
     manifest: Path | None = None
     rows: list[dict[str, Any]] = field(default_factory=list)
 
@@ -372,10 +375,13 @@ def _ingest_locked(
                 continue
             rec = read_record(root, it.key)
             if rec and rec.get("status") == "ok" and scan_complete(root, it.scan_id):
-                summary.present += 1
-                summary.rows.append(rec)
-            else:
-                todo.append(it)
+                damage = scan_damage(root, it.scan_id)
+                if damage is None:
+                    summary.present += 1
+                    summary.rows.append(rec)
+                    continue
+                summary.damaged.append(f"{it.scan_id} ({damage})")
+            todo.append(it)
         args = (cfg_dict, min_slices)
         results = (
             (process_item(it, str(root), *args) for it in todo)
