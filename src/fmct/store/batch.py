@@ -274,9 +274,36 @@ def cleanup(root: Path, shard: tuple[int, int] | None = None) -> int:
     return removed
 
 
-def _init_worker() -> None:
+def _die_with_parent(parent_pid: int, poll_s: float = 1.0) -> None:
+    """Make this worker process exit when ``parent_pid`` (the ingest process) dies, even by SIGKILL:
+    ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` on Linux, plus a watchdog thread that polls ``getppid`` (other
+    platforms, and the window before ``prctl``)."""
+    import signal
+    import sys
+    import threading
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):  # pragma: no cover - no libc prctl: the watchdog remains
+            pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="fmct-parent-watch", daemon=True).start()
+
+
+def _init_worker(parent_pid: int) -> None:
     import torch
 
+    _die_with_parent(parent_pid)
     torch.set_num_threads(1)
 
 
@@ -297,7 +324,9 @@ def _run_parallel(items: list[WorkItem], root: Path, args: tuple, workers: int) 
     (scans in flight when a pool breaks are retried one at a time)."""
     ctx = multiprocessing.get_context("spawn")
     broken: list[WorkItem] = []
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker) as ex:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),)
+    ) as ex:
         futs = {ex.submit(process_item, it, str(root), *args): it for it in items}
         for fut in as_completed(futs):
             try:
@@ -305,7 +334,9 @@ def _run_parallel(items: list[WorkItem], root: Path, args: tuple, workers: int) 
             except BrokenProcessPool:
                 broken.append(futs[fut])
     for it in broken:
-        with ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=_init_worker) as ex:
+        with ProcessPoolExecutor(
+            max_workers=1, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),)
+        ) as ex:
             try:
                 yield ex.submit(process_item, it, str(root), *args).result()
             except BrokenProcessPool:
