@@ -34,6 +34,7 @@ def ingest(
     scan never stops the batch. Exits 0 when something was ingested (or everything was already present),
     1 when nothing was, or with --strict when any input failed.
     """
+    from fmct.diskspace import NoSpaceError
     from fmct.preprocess import PreprocessConfig
     from fmct.store import ingest as run_ingest
     from fmct.store import parse_shard
@@ -56,6 +57,11 @@ def ingest(
     except ValueError as exc:  # e.g. the store was built with other preprocessing
         typer.echo(f"fmct ingest: {exc}", err=True)
         raise typer.Exit(2) from None
+    except NoSpaceError as exc:  # stopped: what was stored before is kept, a re-run resumes
+        typer.echo(
+            f"fmct ingest: {exc}; free some space and re-run to resume (stored scans are kept)", err=True
+        )
+        raise typer.Exit(1) from None
     except StoreBusy as exc:  # another ingest writes the same store: nothing was touched
         typer.echo(f"fmct ingest: {exc}", err=True)
         raise typer.Exit(1) from None

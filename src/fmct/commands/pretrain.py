@@ -81,6 +81,7 @@ def pretrain(
     if not (Path(data) / "manifest.parquet").exists():
         fail(f"{data}: not a store (no manifest.parquet); create one with `fmct ingest`")
 
+    from fmct.diskspace import NoSpaceError
     from fmct.store import StoreReadError
     from fmct.train.distributed import cleanup
     from fmct.train.loop import NonFiniteLoss, export_run, train
@@ -94,6 +95,9 @@ def pretrain(
     except NonFiniteLoss as e:
         typer.echo(f"fmct pretrain: stopped: {e}", err=True)
         raise typer.Exit(3) from None
+    except NoSpaceError as e:  # checkpoint / export write: the last complete checkpoint is kept
+        typer.echo(f"fmct pretrain: {e}; free some space and continue with --resume {run}", err=True)
+        raise typer.Exit(1) from None
     except StoreReadError as e:  # a damaged scan file: name it (resume continues once it is re-ingested)
         typer.echo(f"fmct pretrain: {e.one_line()}", err=True)
         raise typer.Exit(1) from None

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fmct.diskspace import NoSpaceError
 from fmct.io.errors import ScanProblem, SkipScan
 from fmct.store.lock import StoreLock
 from fmct.store.manifest import build_manifest, make_row, path_key, read_record, records_dir, write_record
@@ -244,6 +245,8 @@ def process_item(item: WorkItem, root: str, cfg_dict: dict[str, Any], min_slices
         row.update(status=exc.status, reason=exc.reason[:_MAX_REASON])
     except MemoryError:
         row.update(status="failed", reason="out of memory")
+    except NoSpaceError:  # not this scan's fault: the whole batch stops
+        raise
     except Exception as exc:  # one bad scan never stops the batch
         row.update(status="failed", reason=f"{type(exc).__name__}: {exc}"[:_MAX_REASON])
     row["seconds"] = round(time.perf_counter() - t0, 3)
@@ -333,6 +336,9 @@ def _run_parallel(items: list[WorkItem], root: Path, args: tuple, workers: int) 
                 yield fut.result()
             except BrokenProcessPool:
                 broken.append(futs[fut])
+            except NoSpaceError:
+                ex.shutdown(wait=True, cancel_futures=True)
+                raise
     for it in broken:
         with ProcessPoolExecutor(
             max_workers=1, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),)
@@ -393,6 +399,7 @@ def _ingest_locked(
 ) -> None:
     """The body of :func:`ingest`, run while holding the store's (shard's) write lock."""
     write_store_info(root, cfg_dict)
+    full = False
     try:
         summary.cleaned = cleanup(root, shard)
         items, rows = plan(inputs, exclude=root)
@@ -437,5 +444,12 @@ def _ingest_locked(
         else:
             for row in results:
                 summary.add(row)
+    except NoSpaceError:  # the disk is full: stop (every next scan would fail), keep what is stored
+        full = True
+        raise
     finally:
-        summary.manifest = build_manifest(root)
+        try:
+            summary.manifest = build_manifest(root)
+        except NoSpaceError:
+            if not full:
+                raise

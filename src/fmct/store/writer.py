@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from fmct.diskspace import NoSpaceError, no_space
 from fmct.io.volume import Volume
 
 STORE_FORMAT = 1
@@ -55,7 +56,12 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def atomic_write_bytes(path: Path, write) -> None:
-    """Call ``write(fileobj)`` on a temp file next to ``path``, fsync it, then ``os.replace`` it into place."""
+    """Call ``write(fileobj)`` on a temp file next to ``path``, fsync it, then ``os.replace`` it into place.
+
+    Raises:
+        fmct.diskspace.NoSpaceError: the disk is full ("no space left on <folder> (writing <name>)");
+            the temp file is removed and any former ``path`` is untouched.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = tmp_path(path)
@@ -65,8 +71,11 @@ def atomic_write_bytes(path: Path, write) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
+        full = no_space(exc, path)  # judged before the partial file frees its space
         tmp.unlink(missing_ok=True)
+        if full:
+            raise NoSpaceError(path) from exc
         raise
 
 

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from fmct.diskspace import NoSpaceError, no_space
+
 CHECKPOINT = "checkpoint.pt"
 PREVIOUS = "checkpoint-prev.pt"
 
@@ -60,7 +62,12 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(run_dir: str | Path, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` to ``run_dir/checkpoint.pt`` atomically; the former one becomes ``checkpoint-prev.pt``."""
+    """Write ``payload`` to ``run_dir/checkpoint.pt`` atomically; the former one becomes ``checkpoint-prev.pt``.
+
+    Raises:
+        fmct.diskspace.NoSpaceError: the disk filled up ("no space left on RUN (writing checkpoint.pt)");
+            the partial file is removed, the checkpoints already there are untouched.
+    """
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
     final = run / CHECKPOINT
@@ -78,9 +85,13 @@ def save_checkpoint(run_dir: str | Path, payload: dict[str, Any]) -> Path:
             os.fsync(dfd)
         finally:
             os.close(dfd)
+    except BaseException as exc:
+        if no_space(exc, final):  # judged before the partial file frees its space
+            tmp.unlink(missing_ok=True)
+            raise NoSpaceError(final) from exc
+        raise
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        tmp.unlink(missing_ok=True)
     return final
 
 
