@@ -48,3 +48,30 @@ def test_other_write_errors_pass_through(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="Input/output error") as err:
         save_checkpoint(tmp_path, {"step": 8})
     assert not isinstance(err.value, NoSpaceError)
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_resume_removes_temp_files_of_killed_writes_but_not_live_ones(tmp_path):
+    import os
+
+    save_checkpoint(tmp_path, {"step": 4})
+    dead = tmp_path / f".checkpoint.pt.tmp-{_dead_pid()}"
+    dead.write_bytes(b"x" * 1000)  # what a SIGKILL during torch.save leaves
+    dead_best = tmp_path / f".best.json.tmp-{_dead_pid()}"
+    dead_best.write_text("{")
+    live = tmp_path / f".checkpoint.pt.tmp-{os.getppid()}"  # a writer that is still running
+    live.write_bytes(b"y")
+    assert load_checkpoint(tmp_path)["step"] == 4
+    assert not dead.exists() and not dead_best.exists() and live.exists()
+    dead2 = tmp_path / f".checkpoint.pt.tmp-{_dead_pid()}"
+    dead2.write_bytes(b"z")
+    save_checkpoint(tmp_path, {"step": 8})
+    assert not dead2.exists() and live.exists()
