@@ -65,3 +65,19 @@ def test_pretrain_on_a_full_disk_names_the_run_folder_and_keeps_the_checkpoint(
     )
     assert "Traceback" not in r.output
     assert (run / "checkpoint.pt").read_bytes() == saved
+
+
+def test_pretrain_on_a_store_without_usable_scans_exits_2_without_a_run_folder(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "notes.txt").write_text("not a scan")
+    store = tmp_path / "store"
+    ingest([tmp_path / "in"], store)
+    run = tmp_path / "run"
+    r = CliRunner().invoke(
+        app, ["pretrain", "--data", str(store), "--out", str(run), "--no-progress", *TINY_PRETRAIN]
+    )
+    assert r.exit_code == 2, r.output
+    out = r.output.replace("\n", "")
+    assert f"fmct pretrain: no usable scans in {store}: 0 of 1 input(s) were stored ok" in out
+    assert "Traceback" not in r.output
+    assert not run.exists()

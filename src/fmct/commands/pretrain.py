@@ -8,6 +8,19 @@ from pathlib import Path
 import typer
 
 
+def _require_scans(data: Path, fail) -> None:
+    """``fail`` (before any run folder is made) when the store has no scan stored ``ok``."""
+    from fmct.store import ScanStore
+
+    store = ScanStore(data)
+    if not store.scan_ids:
+        n = len(store.manifest)
+        fail(
+            f"no usable scans in {data}: 0 of {n} input(s) were stored ok "
+            f"(the reasons are in {data / 'manifest.parquet'})"
+        )
+
+
 def pretrain(
     overrides: list[str] = typer.Argument(
         None, help="config overrides key=value, e.g. max_steps=30 optim.lr=1e-4"
@@ -80,6 +93,8 @@ def pretrain(
         run = out
     if not (Path(data) / "manifest.parquet").exists():
         fail(f"{data}: not a store (no manifest.parquet); create one with `fmct ingest`")
+    if not export_only:
+        _require_scans(Path(data), fail)
 
     from fmct.diskspace import NoSpaceError
     from fmct.store import StoreReadError
