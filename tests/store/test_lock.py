@@ -48,5 +48,5 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(inputs, tmp_path):
     (store / LOCK).write_text(json.dumps({"pid": pid, "host": "h", "started": "2026-01-01T00:00:00"}))
     summary = ingest([inputs], store)
     assert summary.ok == 2
-    assert f"pid {pid} on host h" in summary.took_over
+    assert summary.took_over == f"pid {pid} on host h since 2026-01-01T00:00:00"
     assert (store / LOCK).read_text() == ""  # released

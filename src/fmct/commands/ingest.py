@@ -66,7 +66,9 @@ def ingest(
         typer.echo(f"fmct ingest: {exc}", err=True)
         raise typer.Exit(1) from None
     if summary.took_over:
-        typer.echo(f"took over a stale lock (its process is gone): {summary.took_over.split(';')[0]}")
+        typer.echo(
+            f"took over the stale lock of an ingest that ended without releasing it ({summary.took_over})"
+        )
     if summary.cleaned:
         typer.echo(f"removed {summary.cleaned} leftover file(s) of an interrupted run")
     if summary.damaged:

@@ -60,16 +60,21 @@ def overlaps(a: tuple[int, int] | None, b: tuple[int, int] | None) -> bool:
     return a[1] != b[1] or a[0] == b[0]
 
 
-def _holder_text(path: Path) -> str:
+def _holder(path: Path) -> str:
+    """``pid N on host H since T`` from a lock file (``?`` for what it does not say)."""
     try:
         info = json.loads(path.read_text() or "{}")
     except (OSError, ValueError):
         info = {}
     pid, host, since = info.get("pid", "?"), info.get("host", "?"), info.get("started", "?")
+    return f"pid {pid} on host {host} since {since}"
+
+
+def _holder_text(path: Path) -> str:
     shard = _shard_of(path.name)
     what = "store" if shard is None else f"shard {shard[0]}/{shard[1]} of store"
     return (
-        f"{what} {path.parent} is being written by pid {pid} on host {host} since {since}; "
+        f"{what} {path.parent} is being written by {_holder(path)}; "
         f"wait for it to finish, or remove the stale lock {path} if that process is gone"
     )
 
@@ -95,8 +100,8 @@ def _held_by_other(path: Path) -> bool:
 class StoreLock:
     """Hold the write lock of ``root`` (or of shard ``shard`` of it); use as a context manager.
 
-    ``took_over`` holds the former holder's description when a stale lock file (its process gone) was
-    found and reused.
+    ``took_over`` is ``"pid N on host H since T"`` of the former holder when a stale lock file (its
+    process gone, the lock never released) was found and reused.
     """
 
     root: Path
@@ -124,7 +129,7 @@ class StoreLock:
                         raise StoreBusy(_holder_text(other))
             old = os.read(fd, 4096).decode(errors="replace").strip()
             if old:
-                self.took_over = _holder_text(self.path)
+                self.took_over = _holder(self.path)
             info: dict[str, Any] = {
                 "pid": os.getpid(),
                 "host": socket.gethostname(),
