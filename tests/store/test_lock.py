@@ -50,3 +50,19 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(inputs, tmp_path):
     assert summary.ok == 2
     assert summary.took_over == f"pid {pid} on host h since 2026-01-01T00:00:00"
     assert (store / LOCK).read_text() == ""  # released
+
+
+def test_a_file_system_without_locks_runs_unlocked_and_says_so(tmp_path, monkeypatch):
+    import errno
+
+    from fmct.store import lock
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(lock.fcntl, "flock", no_locks)
+    with StoreLock(tmp_path) as held:
+        assert (
+            held.unlocked
+            == f"cannot lock {tmp_path / LOCK} (No locks available): run one ingest at a time on this store"
+        )

@@ -65,6 +65,8 @@ def ingest(
     except StoreBusy as exc:  # another ingest writes the same store: nothing was touched
         typer.echo(f"fmct ingest: {exc}", err=True)
         raise typer.Exit(1) from None
+    if summary.unlocked:
+        typer.echo(f"fmct ingest: warning: {summary.unlocked}", err=True)
     if summary.took_over:
         typer.echo(
             f"took over the stale lock of an ingest that ended without releasing it ({summary.took_over})"

@@ -77,6 +77,7 @@ class IngestSummary:
     cleaned: int = 0
     warned: int = 0
     took_over: str | None = None
+    unlocked: str | None = None
     damaged: list[str] = field(default_factory=list)
     manifest: Path | None = None
     rows: list[dict[str, Any]] = field(default_factory=list)
@@ -382,7 +383,7 @@ def ingest(
     (root / "scans").mkdir(parents=True, exist_ok=True)
     records_dir(root).mkdir(parents=True, exist_ok=True)
     with StoreLock(root, shard) as lock:
-        summary = IngestSummary(took_over=lock.took_over)
+        summary = IngestSummary(took_over=lock.took_over, unlocked=lock.unlocked)
         _ingest_locked(inputs, root, cfg.to_dict(), workers, shard, min_slices, progress, summary)
     return summary
 

@@ -89,6 +89,8 @@ def _held_by_other(path: Path) -> bool:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return True
+    except OSError:  # no locks on this file system: nothing can be held
+        return False
     else:
         fcntl.flock(fd, fcntl.LOCK_UN)
         return False
@@ -101,12 +103,14 @@ class StoreLock:
     """Hold the write lock of ``root`` (or of shard ``shard`` of it); use as a context manager.
 
     ``took_over`` is ``"pid N on host H since T"`` of the former holder when a stale lock file (its
-    process gone, the lock never released) was found and reused.
+    process gone, the lock never released) was found and reused. ``unlocked`` says why the store could
+    not be locked at all (a file system without ``flock``); the run then goes on unlocked.
     """
 
     root: Path
     shard: tuple[int, int] | None = None
     took_over: str | None = None
+    unlocked: str | None = None
     _fd: int | None = field(default=None, repr=False)
 
     @property
@@ -122,6 +126,12 @@ class StoreLock:
         except BlockingIOError:
             os.close(fd)
             raise StoreBusy(_holder_text(self.path)) from None
+        except OSError as exc:  # e.g. ENOLCK: a network file system without locks
+            os.close(fd)
+            self.unlocked = (
+                f"cannot lock {self.path} ({exc.strerror}): run one ingest at a time on this store"
+            )
+            return self
         try:
             for other, covers in _lock_files(self.root):
                 if other.name != self.path.name and overlaps(self.shard, covers):
