@@ -153,3 +153,12 @@ def test_fmct_embed_layout_and_poolings(tmp_path):
     )
     assert res.exit_code == 0, res.output
     assert len(json.loads(res.stdout)["neighbours"]) == 4
+
+
+def test_an_index_with_inf_is_refused_naming_the_scan(tmp_path) -> None:
+    path = tmp_path / "idx.parquet"
+    pd.DataFrame(
+        {"scan_id": ["a", "b", "c"], "embedding": [[0.0, 1.0], [np.inf, 0.0], [1.0, 1.0]]}
+    ).to_parquet(path)
+    with pytest.raises(ValueError, match=r"idx.parquet: Inf in embedding of 1 scan\(s\): b \("):
+        load_embeddings(path)

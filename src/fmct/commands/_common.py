@@ -36,8 +36,12 @@ def seeds_option(seeds: str) -> list[int]:
 
 def run_or_fail(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Call ``fn``; turn expected input errors into one-line messages."""
+    from fmct.store.reader import StoreReadError
+
     try:
         return fn(*args, **kwargs)
+    except StoreReadError as e:  # a damaged scan file (possibly re-raised from a DataLoader worker)
+        fail(e.one_line())
     except (FileNotFoundError, ValueError, KeyError) as e:
         fail(str(e).strip("'\""))
 

@@ -39,7 +39,7 @@ def finetune(
     from fmct.commands._common import fail, run_or_fail
     from fmct.evaluate.finetune import FinetuneConfig, build_model
     from fmct.evaluate.finetune import finetune as run_finetune
-    from fmct.evaluate.label_table import label_columns, label_matrix, read_labels
+    from fmct.evaluate.label_table import label_columns, label_matrix, read_labels, unmatched_note
     from fmct.evaluate.splits import load_splits, make_splits, subsample_fraction
     from fmct.store import ScanStore
 
@@ -62,10 +62,16 @@ def finetune(
     sp = run_or_fail(load_splits, splits) if splits else run_or_fail(make_splits, df, train_site)
     have = set(store.scan_ids)
     findings = label_columns(df)
-    tr = [s for s in sp.loc[sp["split"] == "train", "scan_id"] if s in have]
+    train_ids = list(sp.loc[sp["split"] == "train", "scan_id"])
+    tr = [s for s in train_ids if s in have]
     va = [s for s in sp.loc[sp["split"] == "val", "scan_id"] if s in have]
     if not tr:
         fail(f"{labels}: no training scan of the labels is in the store {data}")
+    note = unmatched_note(
+        train_ids + list(sp.loc[sp["split"] == "val", "scan_id"]), have, "scan in the store"
+    )
+    if note:
+        typer.echo(f"fmct finetune: warning: {note} ({labels})", err=True)
     y_tr = label_matrix(df, tr, findings)
     rows = run_or_fail(subsample_fraction, y_tr, fraction, seed)
     tr, y_tr = [tr[i] for i in rows], y_tr[rows]

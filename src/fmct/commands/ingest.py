@@ -42,13 +42,17 @@ def ingest(
     status ok/skipped/failed and the reason; series in one folder are told apart by series_number and
     n_files).
 
-    Safe to interrupt and re-run: stored scans are kept, leftovers of a killed run are removed. One bad
+    One run writes a store at a time (STORE/.lock; shards K/N of the same N run side by side): a second
+    run exits 1 naming the first. Safe to interrupt and re-run: stored scans are kept, leftovers of a
+    killed run are removed. One bad
     scan never stops the batch. Exits 0 when something was ingested (or everything was already present),
     1 when nothing was, or with --strict when any input failed.
     """
+    from fmct.diskspace import NoSpaceError
     from fmct.preprocess import PreprocessConfig
     from fmct.store import ingest as run_ingest
     from fmct.store import parse_shard
+    from fmct.store.lock import StoreBusy
 
     for p in inputs:
         if not p.exists():
@@ -75,8 +79,25 @@ def ingest(
     except ValueError as exc:  # e.g. the store was built with other preprocessing
         typer.echo(f"fmct ingest: {exc}", err=True)
         raise typer.Exit(2) from None
+    except NoSpaceError as exc:  # stopped: what was stored before is kept, a re-run resumes
+        typer.echo(
+            f"fmct ingest: {exc}; free some space and re-run to resume (stored scans are kept)", err=True
+        )
+        raise typer.Exit(1) from None
+    except StoreBusy as exc:  # another ingest writes the same store: nothing was touched
+        typer.echo(f"fmct ingest: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if summary.unlocked:
+        typer.echo(f"fmct ingest: warning: {summary.unlocked}", err=True)
+    if summary.took_over:
+        typer.echo(
+            f"took over the stale lock of an ingest that ended without releasing it ({summary.took_over})"
+        )
     if summary.cleaned:
         typer.echo(f"removed {summary.cleaned} leftover file(s) of an interrupted run")
+    if summary.damaged:
+        shown = "; ".join(summary.damaged[:5]) + (" ..." if len(summary.damaged) > 5 else "")
+        typer.echo(f"re-did {len(summary.damaged)} stored scan(s) whose file was damaged: {shown}")
     typer.echo(summary.line())
     code = summary.exit_code(strict)
     if code and not (summary.ok + summary.present):

@@ -42,7 +42,13 @@ from fmct.evaluate.embed import (
     open_store,
     save_embeddings,
 )
-from fmct.evaluate.label_table import label_columns, label_matrix, read_labels
+from fmct.evaluate.label_table import (
+    keep_matched,
+    label_columns,
+    label_matrix,
+    read_labels,
+    unmatched_note,
+)
 from fmct.evaluate.splits import (
     assert_patient_disjoint,
     few_shot,
@@ -402,7 +408,9 @@ def run_protocol(
         store = open_store(store)
     if store is not None:
         have = set(store.scan_ids)
-        sp = sp[sp["scan_id"].isin(have) | ~sp["split"].isin(["train", "val", "test", "ood"])]
+        used = sp["split"].isin(["train", "val", "test", "ood"])
+        keep_matched(list(sp.loc[used, "scan_id"]), have, "scan in the store", lambda m: log(f"warning: {m}"))
+        sp = sp[sp["scan_id"].isin(have) | ~used]
     ids = {k: list(sp.loc[sp["split"] == k, "scan_id"]) for k in ("train", "val", "test", "ood")}
     needed = ids["train"] + ids["val"] + ids["test"] + ids["ood"]
     cube_caches: dict[int, CubeCache] = {}
@@ -429,7 +437,8 @@ def run_protocol(
                 f"among its {len(have_e)} scan ids): were the labels and the embeddings made from the same store?"
             )
         if lost:
-            log(f"{name}: {len(lost)} scan(s) have no embedding and are left out of every model's evaluation")
+            note = unmatched_note(needed, have_e, "embedding")
+            log(f"warning: {name}: {note}, for every model's evaluation")
             ids = {k: [s for s in v if s in have_e] for k, v in ids.items()}
     if not ids["train"]:
         raise ValueError("the training split is empty")

@@ -20,11 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fmct.diskspace import NoSpaceError
 from fmct.io.errors import ScanProblem, SkipScan
+from fmct.store.lock import StoreLock
 from fmct.store.manifest import build_manifest, make_row, path_key, read_record, records_dir, write_record
 from fmct.store.writer import (
     TMP_SUFFIX,
     scan_complete,
+    scan_damage,
     scan_paths,
     target_of_tmp,
     write_scan,
@@ -69,7 +72,8 @@ class WorkItem:
 @dataclass
 class IngestSummary:
     """Counts of this run (``present`` = already in the store, not re-processed; ``warned`` = scans stored
-    this run whose manifest row has warnings) and the manifest path."""
+    this run whose manifest row has warnings; ``damaged`` = stored scans whose file was found damaged
+    (wrong size) and were re-done) and the manifest path."""
 
     ok: int = 0
     skipped: int = 0
@@ -77,6 +81,9 @@ class IngestSummary:
     present: int = 0
     cleaned: int = 0
     warned: int = 0
+    took_over: str | None = None
+    unlocked: str | None = None
+    damaged: list[str] = field(default_factory=list)
     manifest: Path | None = None
     rows: list[dict[str, Any]] = field(default_factory=list)
 
@@ -266,6 +273,8 @@ def process_item(item: WorkItem, root: str, cfg_dict: dict[str, Any], min_slices
         row.update(status=exc.status, reason=_scrub_origin(exc.reason, item)[:_MAX_REASON])
     except MemoryError:
         row.update(status="failed", reason="out of memory")
+    except NoSpaceError:  # not this scan's fault: the whole batch stops
+        raise
     except Exception as exc:  # one bad scan never stops the batch
         row.update(status="failed", reason=_scrub_origin(f"{type(exc).__name__}: {exc}", item)[:_MAX_REASON])
     row["seconds"] = round(time.perf_counter() - t0, 3)
@@ -296,9 +305,36 @@ def cleanup(root: Path, shard: tuple[int, int] | None = None) -> int:
     return removed
 
 
-def _init_worker() -> None:
+def _die_with_parent(parent_pid: int, poll_s: float = 1.0) -> None:
+    """Make this worker process exit when ``parent_pid`` (the ingest process) dies, even by SIGKILL:
+    ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` on Linux, plus a watchdog thread that polls ``getppid`` (other
+    platforms, and the window before ``prctl``)."""
+    import signal
+    import sys
+    import threading
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):  # pragma: no cover - no libc prctl: the watchdog remains
+            pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="fmct-parent-watch", daemon=True).start()
+
+
+def _init_worker(parent_pid: int) -> None:
     import torch
 
+    _die_with_parent(parent_pid)
     torch.set_num_threads(1)
 
 
@@ -319,15 +355,22 @@ def _run_parallel(items: list[WorkItem], root: Path, args: tuple, workers: int) 
     (scans in flight when a pool breaks are retried one at a time)."""
     ctx = multiprocessing.get_context("spawn")
     broken: list[WorkItem] = []
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker) as ex:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),)
+    ) as ex:
         futs = {ex.submit(process_item, it, str(root), *args): it for it in items}
         for fut in as_completed(futs):
             try:
                 yield fut.result()
             except BrokenProcessPool:
                 broken.append(futs[fut])
+            except NoSpaceError:
+                ex.shutdown(wait=True, cancel_futures=True)
+                raise
     for it in broken:
-        with ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=_init_worker) as ex:
+        with ProcessPoolExecutor(
+            max_workers=1, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),)
+        ) as ex:
             try:
                 yield ex.submit(process_item, it, str(root), *args).result()
             except BrokenProcessPool:
@@ -364,18 +407,42 @@ def ingest(
 
     Returns:
         :class:`IngestSummary`; ``manifest.parquet`` rebuilt from all records of the store.
+
+    Raises:
+        fmct.store.lock.StoreBusy: another live run writes this store (or an overlapping shard).
     """
-    from fmct.io.sources import SALT_FILE, store_salt
     from fmct.preprocess import PreprocessConfig
 
     cfg = cfg or PreprocessConfig()
     root = Path(out)
     (root / "scans").mkdir(parents=True, exist_ok=True)
     records_dir(root).mkdir(parents=True, exist_ok=True)
-    cfg_dict = cfg.to_dict()
+    with StoreLock(root, shard) as lock:
+        summary = IngestSummary(took_over=lock.took_over, unlocked=lock.unlocked)
+        naming = {"series_description": series_description, "hash_sources": hash_sources}
+        _ingest_locked(inputs, root, cfg.to_dict(), workers, shard, min_slices, progress, summary, naming)
+    return summary
+
+
+def _ingest_locked(
+    inputs: Sequence[str | os.PathLike],
+    root: Path,
+    cfg_dict: dict[str, Any],
+    workers: int,
+    shard: tuple[int, int] | None,
+    min_slices: int,
+    progress: bool,
+    summary: IngestSummary,
+    naming: dict[str, bool],
+) -> None:
+    """The body of :func:`ingest`, run while holding the store's (shard's) write lock. ``naming``: its
+    ``series_description`` and ``hash_sources`` arguments."""
+    from fmct.io.sources import SALT_FILE, store_salt
+
     write_store_info(root, cfg_dict)
-    summary = IngestSummary()
-    salt = store_salt(root) if hash_sources or (root / SALT_FILE).is_file() else None
+    series_description = naming["series_description"]
+    salt = store_salt(root) if naming["hash_sources"] or (root / SALT_FILE).is_file() else None
+    full = False
     try:
         summary.cleaned = cleanup(root, shard)
         items, rows = plan(inputs, exclude=root, series_description=series_description, salt=salt)
@@ -389,13 +456,16 @@ def ingest(
                 continue
             rec = read_record(root, it.key)
             if rec and rec.get("status") == "ok" and scan_complete(root, it.scan_id):
-                summary.present += 1
-                if rec.get("source") != it.source:  # named as this run names it (relative / hashed)
-                    rec["source"] = it.source
-                    write_record(root, rec)
-                summary.rows.append(rec)
-            else:
-                todo.append(it)
+                damage = scan_damage(root, it.scan_id)
+                if damage is None:
+                    summary.present += 1
+                    if rec.get("source") != it.source:  # named as this run names it (relative / hashed)
+                        rec["source"] = it.source
+                        write_record(root, rec)
+                    summary.rows.append(rec)
+                    continue
+                summary.damaged.append(f"{it.scan_id} ({damage})")
+            todo.append(it)
         args = (cfg_dict, min_slices)
         results = (
             (process_item(it, str(root), *args) for it in todo)
@@ -420,6 +490,12 @@ def ingest(
         else:
             for row in results:
                 summary.add(row)
+    except NoSpaceError:  # the disk is full: stop (every next scan would fail), keep what is stored
+        full = True
+        raise
     finally:
-        summary.manifest = build_manifest(root)
-    return summary
+        try:
+            summary.manifest = build_manifest(root)
+        except NoSpaceError:
+            if not full:
+                raise
