@@ -481,9 +481,19 @@ class _progress:
 
     def __enter__(self) -> Callable[[int], None]:
         if self.how is True:
-            from rich.progress import Progress
+            from fmct.progress import progress
 
-            self._bar = Progress(transient=False)
+            def cols() -> list[Any]:
+                from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+
+                return [
+                    TextColumn("{task.description}"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TimeRemainingColumn(),
+                ]
+
+            self._bar = progress(cols)
             self._bar.__enter__()
             self._task = self._bar.add_task(self.label, total=self.total)
 

@@ -473,20 +473,19 @@ def _ingest_locked(
             else _run_parallel(todo, root, args, min(workers, len(todo)))
         )
         if progress and todo:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+            from fmct.progress import progress as make_progress
 
-            cols = (
-                TextColumn("ingest"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeRemainingColumn(),
-                TextColumn("{task.description}"),
-            )
-            with Progress(*cols, transient=False) as bar:
-                task = bar.add_task("", total=len(todo))
+            def cols() -> list[Any]:
+                from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+
+                return [TextColumn("ingest"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                        TextColumn("{task.fields[last]}")]  # fmt: skip
+
+            with make_progress(cols, lambda f: f"last {f['last']}") as bar:
+                task = bar.add_task("ingest", total=len(todo), last="")
                 for row in results:
                     summary.add(row)
-                    bar.update(task, advance=1, description=f"{row['scan_id']} {row['status']}")
+                    bar.update(task, advance=1, last=f"{row['scan_id']} {row['status']}")
         else:
             for row in results:
                 summary.add(row)

@@ -117,18 +117,15 @@ def generate_cohort(
         for i in range(start, start + n)
     ]
     rows: list[dict | None] = [None] * n
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from fmct.progress import progress as make_progress
 
-    bar = Progress(
-        TextColumn(f"synth site {st.name}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        disable=not progress,
-        transient=False,
-    )
-    with bar:
-        task = bar.add_task("synth", total=n)
+    def cols() -> list:
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+
+        return [TextColumn(f"synth site {st.name}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+
+    with make_progress(cols, enabled=progress) as bar:
+        task = bar.add_task(f"synth site {st.name}", total=n)
         if workers <= 1:
             for j, job in enumerate(jobs):
                 rows[j] = _one(job)
