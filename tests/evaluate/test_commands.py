@@ -164,20 +164,21 @@ def test_clear_errors(tmp_path) -> None:  # type: ignore[no-untyped-def]
             str(tmp_path),
         ],
     )
-    assert r.exit_code == 1 and "nope.parquet" in r.output and "Traceback" not in r.output
+    assert r.exit_code == 2 and "nope.parquet" in r.output and "Traceback" not in r.output
+    assert r.output.startswith("fmct probe: ")  # one error style: fmct <command>: <what> (<file>)
     r = runner.invoke(
         app, ["labels", "import", "--format", "rsna", str(tmp_path / "a.csv"), "--out", "o.csv"]
     )
-    assert r.exit_code == 1 and "a.csv" in r.output
+    assert r.exit_code == 2 and "a.csv" in r.output and r.output.startswith("fmct labels import: ")
     (tmp_path / "a.csv").write_text("ID,Label\n")
     r = runner.invoke(
         app, ["labels", "import", "--format", "rsna", str(tmp_path / "a.csv"), "--out", "o.csv"]
     )
-    assert r.exit_code == 1 and "--dicom" in r.output
+    assert r.exit_code == 2 and "--dicom" in r.output
     r = runner.invoke(app, ["finetune", "--data", str(tmp_path), "--labels", "l.csv", "--out", "o"])
-    assert r.exit_code == 1 and ("--model" in r.output or "--arch" in r.output)
+    assert r.exit_code == 2 and ("--model" in r.output or "--arch" in r.output)
     r = runner.invoke(app, ["evaluate", "--labels", "l.csv"])
-    assert r.exit_code == 1 and "no model" in r.output
+    assert r.exit_code == 2 and "no model" in r.output and r.output.startswith("fmct evaluate: ")
 
 
 def test_embed_names_a_truncated_scan_file(tmp_path, tiny_model_dir) -> None:  # type: ignore[no-untyped-def]

@@ -24,15 +24,15 @@ def embed(
     Patch tokens are saved beside the output as `<name>.patch.npy` (float16). The run is resumable:
     scans already in the output (or in its part files from an interrupted run) are skipped.
     """
-    from fmct.commands._common import fail, run_or_fail
+    from fmct.commands._common import run_or_fail, usage
     from fmct.evaluate.embed import embed_store, load_embeddings
 
     if not model.exists():
-        fail(f"{model}: no such model directory")
+        usage(f"{model}: no such model directory")
     if not (data / "manifest.parquet").exists():
-        fail(f"{data}: not an fmct store (no manifest.parquet)")
+        usage(f"{data}: not an fmct store (no manifest.parquet)")
     if out.suffix != ".parquet":
-        fail(f"{out}: the output must be a .parquet file")
+        usage(f"{out}: the output must be a .parquet file")
     run_or_fail(
         embed_store, model, data, out, batch_size=batch_size, workers=workers, keep_patch=not no_patch
     )

@@ -41,7 +41,7 @@ def evaluate(
     """
     import yaml
 
-    from fmct.commands._common import fail, parse_list, run_or_fail, seeds_option
+    from fmct.commands._common import parse_list, run_or_fail, seeds_option, usage
     from fmct.config import load_config
     from fmct.evaluate.protocol import ProtocolConfig, run_protocol
 
@@ -49,7 +49,7 @@ def evaluate(
     try:
         cfg = load_config(config, [], defaults)
     except (OSError, ValueError, yaml.YAMLError) as e:
-        fail(f"{config}: {e}")
+        usage(f"{config}: {e}")
     for item in set_ or []:
         key, _, value = item.partition("=")
         node = cfg
@@ -60,7 +60,7 @@ def evaluate(
     for item in model or []:
         name, sep, spec = item.partition("=")
         if not sep or not name or not spec:
-            fail(f"--model {item!r}: expected NAME=PATH")
+            usage(f"--model {item!r}: expected NAME=PATH")
         cfg["models"][name] = spec
     if labels:
         cfg["labels"] = str(labels)
@@ -80,13 +80,13 @@ def evaluate(
     if n_boot:
         proto["n_boot"] = n_boot
     if not cfg["models"]:
-        fail("no model to evaluate: give --model NAME=PATH or a models: section in --config")
+        usage("no model to evaluate: give --model NAME=PATH or a models: section in --config")
     if not cfg["labels"]:
-        fail("no labels: give --labels or labels: in --config")
+        usage("no labels: give --labels or labels: in --config")
     stores = cfg["data"] if isinstance(cfg["data"], list) else [cfg["data"]]
     for s in stores:
         if not (Path(s) / "manifest.parquet").exists():
-            fail(f"{s}: not an fmct store (no manifest.parquet)")
+            usage(f"{s}: not an fmct store (no manifest.parquet)")
     pcfg = run_or_fail(ProtocolConfig.from_dict, proto)
     store = None if not stores else (stores[0] if len(stores) == 1 else stores)
     report = run_or_fail(

@@ -36,7 +36,7 @@ def finetune(
     Multi-label BCE with pos_weight; findings with a single class in the training labels are masked.
     LoRA adapters (ViT qkv/proj/fc layers) are merged into the weights before saving.
     """
-    from fmct.commands._common import fail, run_or_fail
+    from fmct.commands._common import fail, run_or_fail, usage
     from fmct.evaluate.finetune import FinetuneConfig, build_model
     from fmct.evaluate.finetune import finetune as run_finetune
     from fmct.evaluate.label_table import label_columns, label_matrix, read_labels, unmatched_note
@@ -44,9 +44,9 @@ def finetune(
     from fmct.store import ScanStore
 
     if model is None and arch is None:
-        fail("give --model (pretrained) or --arch (train from scratch)")
+        usage("give --model (pretrained) or --arch (train from scratch)")
     if not (data / "manifest.parquet").exists():
-        fail(f"{data}: not an fmct store (no manifest.parquet)")
+        usage(f"{data}: not an fmct store (no manifest.parquet)")
     cfg = run_or_fail(
         FinetuneConfig,
         mode=mode,

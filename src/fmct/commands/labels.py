@@ -27,20 +27,20 @@ def import_labels(
     """
     import pandas as pd
 
-    from fmct.commands._common import fail, run_or_fail
+    from fmct.commands._common import run_or_fail, usage
     from fmct.evaluate.label_import import import_cq500, import_rsna, write_labels
 
     fmt = fmt.lower()
     if fmt not in ("rsna", "cq500"):
-        fail(f"--format must be rsna or cq500, got {fmt!r}")
+        usage(f"--format must be rsna or cq500, got {fmt!r}")
     for f in files:
         if not f.exists():
-            fail(f"{f}: no such file")
+            usage(f"{f}: no such file")
     for d in dicom or []:
         if not d.exists():
-            fail(f"{d}: no such DICOM folder")
+            usage(f"{d}: no such DICOM folder")
     if fmt == "rsna" and not dicom:
-        fail("RSNA labels are per slice: give --dicom DIR so slices can be grouped into series")
+        usage("RSNA labels are per slice: give --dicom DIR so slices can be grouped into series")
     frames = []
     for f in files:
         if fmt == "rsna":

@@ -50,12 +50,12 @@ def probe(
     """Fit probes on the training split (C / k / epoch chosen on validation), score the ID test split
     and the other sites (OOD), with bootstrap 95% CIs. Findings with one class in train are n/a.
     """
-    from fmct.commands._common import fail, parse_list, run_or_fail, seeds_option
+    from fmct.commands._common import parse_list, run_or_fail, seeds_option, usage
     from fmct.evaluate.embed import load_embeddings
     from fmct.evaluate.protocol import ProtocolConfig, run_protocol
 
     if save_classifier is not None and model is None:
-        fail("--save-classifier needs --model (the backbone that produced the embeddings)")
+        usage("--save-classifier needs --model (the backbone that produced the embeddings)")
     emb = run_or_fail(load_embeddings, embeddings)
     run_or_fail(emb.feature, feature)  # an unknown kind or a file without brain_max, before any fitting
     cfg = run_or_fail(
@@ -72,7 +72,7 @@ def probe(
         },
     )
     if not cfg.fractions and not cfg.shots:
-        fail("give at least one label fraction or --shots")
+        usage("give at least one label fraction or --shots")
     name = embeddings.name.removesuffix(".parquet")
     report = run_or_fail(
         run_protocol,
