@@ -23,6 +23,7 @@ from fmct.commands import (
     retrieve,
     synth,
 )
+from fmct.commands._common import named
 
 app = typer.Typer(
     name="fmct",
@@ -51,18 +52,18 @@ def _root(
     """3D self-supervised foundation models for head CT: ingest, synth, pretrain, evaluate, predict."""
 
 
-app.command("ingest")(ingest.ingest)
-app.command("synth")(synth.synth)
-app.command("pretrain")(pretrain.pretrain)
-app.command("embed")(embed.embed)
-app.command("probe")(probe.probe)
-app.command("finetune")(finetune.finetune)
-app.command("evaluate")(evaluate.evaluate)
+app.command("ingest")(named("ingest")(ingest.ingest))
+app.command("synth")(named("synth")(synth.synth))
+app.command("pretrain")(named("pretrain")(pretrain.pretrain))
+app.command("embed")(named("embed")(embed.embed))
+app.command("probe")(named("probe")(probe.probe))
+app.command("finetune")(named("finetune")(finetune.finetune))
+app.command("evaluate")(named("evaluate")(evaluate.evaluate))
 app.add_typer(labels.app, name="labels", help="Import labels from public head-CT datasets (RSNA, CQ500).")
-app.command("predict")(predict.predict)
-app.command("retrieve")(retrieve.retrieve)
-app.command("export")(export.export)
-app.command("demo")(demo.demo)
+app.command("predict")(named("predict")(predict.predict))
+app.command("retrieve")(named("retrieve")(retrieve.retrieve))
+app.command("export")(named("export")(export.export))
+app.command("demo")(named("demo")(demo.demo))
 
 
 def main() -> None:  # pragma: no cover - entry point

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any, NoReturn, TypeVar
 
 import typer
@@ -15,15 +17,31 @@ T = TypeVar("T")
 USAGE_ERROR, DATA_ERROR = 2, 1
 
 
-def command_name() -> str:
-    """``"fmct <command>"`` of the command running now (``"fmct labels import"`` for a sub-app), from click's
-    context; ``"fmct"`` outside one."""
-    import click
+#: The subcommand running now (``"probe"``, ``"labels import"``), set by :func:`named`.
+CURRENT_COMMAND: ContextVar[str] = ContextVar("fmct_command", default="")
 
-    ctx = click.get_current_context(silent=True)
-    if ctx is None:
-        return "fmct"
-    return " ".join(["fmct", *ctx.command_path.split()[1:]])
+
+def named(name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """Decorator for a subcommand function: while it runs, :func:`command_name` is ``"fmct <name>"``."""
+
+    def wrap(fn: Callable[..., T]) -> Callable[..., T]:
+        @functools.wraps(fn)  # typer reads the signature through __wrapped__
+        def run(*args: Any, **kwargs: Any) -> T:
+            token = CURRENT_COMMAND.set(name)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                CURRENT_COMMAND.reset(token)
+
+        return run
+
+    return wrap
+
+
+def command_name() -> str:
+    """``"fmct <command>"`` of the subcommand running now (see :func:`named`); ``"fmct"`` outside one."""
+    name = CURRENT_COMMAND.get()
+    return f"fmct {name}" if name else "fmct"
 
 
 def fail(message: str, code: int = DATA_ERROR) -> NoReturn:

@@ -6,10 +6,13 @@ from pathlib import Path
 
 import typer
 
+from fmct.commands._common import named
+
 app = typer.Typer(no_args_is_help=True)
 
 
 @app.command("import")
+@named("labels import")
 def import_labels(
     files: list[Path] = typer.Argument(..., help="RSNA stage_2_train.csv or CQ500 reads.csv."),
     fmt: str = typer.Option(..., "--format", help="rsna or cq500."),
