@@ -96,3 +96,32 @@ def test_help_and_argument_errors_import_no_heavy_library(argv):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     rc, heavy = json.loads(out.stderr.strip().splitlines()[-1])
     assert rc in (0, 2) and heavy == [], (argv, rc, heavy)
+
+
+def test_an_unexpected_error_is_one_line_unless_debug(monkeypatch, tmp_path):
+    """A bug inside a command prints `fmct <command>: internal error: ...` and exits 1; `fmct --debug` shows the
+    traceback instead."""
+    import fmct.commands.embed as embed_cmd
+
+    def boom(*_a, **_k):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr("fmct.evaluate.embed.embed_store", boom)
+    (tmp_path / "m").mkdir()
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "manifest.parquet").write_text("")
+    args = [
+        "embed",
+        "--model",
+        str(tmp_path / "m"),
+        "--data",
+        str(tmp_path / "s"),
+        "--out",
+        str(tmp_path / "e.parquet"),
+    ]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 1 and "fmct embed: internal error: ZeroDivisionError" in r.output, r.output
+    assert "Traceback" not in r.output
+    r = CliRunner().invoke(app, ["--debug", *args])
+    assert isinstance(r.exception, ZeroDivisionError)
+    assert embed_cmd is not None

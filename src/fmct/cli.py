@@ -7,6 +7,8 @@ calls the library; heavy imports (torch, pydicom …) happen inside those functi
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from fmct.commands import (
@@ -23,7 +25,7 @@ from fmct.commands import (
     retrieve,
     synth,
 )
-from fmct.commands._common import named
+from fmct.commands._common import DEBUG, named
 
 app = typer.Typer(
     name="fmct",
@@ -48,8 +50,12 @@ def _root(
     version: bool = typer.Option(
         False, "--version", callback=_print_version, is_eager=True, help="Print fmct's version and exit."
     ),
+    debug: bool = typer.Option(
+        False, "--debug", help="Show the full traceback of an unexpected error (otherwise one line)."
+    ),
 ) -> None:
     """3D self-supervised foundation models for head CT: ingest, synth, pretrain, evaluate, predict."""
+    DEBUG.set(debug or bool(os.environ.get("FMCT_DEBUG")))  # set on every call: no leak between calls
 
 
 app.command("ingest")(named("ingest")(ingest.ingest))

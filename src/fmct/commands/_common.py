@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any, NoReturn, TypeVar
@@ -17,6 +18,9 @@ T = TypeVar("T")
 USAGE_ERROR, DATA_ERROR = 2, 1
 
 
+#: Whether unexpected errors show their traceback (``fmct --debug``, or the FMCT_DEBUG environment variable).
+DEBUG: ContextVar[bool] = ContextVar("fmct_debug", default=bool(os.environ.get("FMCT_DEBUG")))
+
 #: The subcommand running now (``"probe"``, ``"labels import"``), set by :func:`named`.
 CURRENT_COMMAND: ContextVar[str] = ContextVar("fmct_command", default="")
 
@@ -30,6 +34,10 @@ def named(name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
             token = CURRENT_COMMAND.set(name)
             try:
                 return fn(*args, **kwargs)
+            except Exception as e:  # a bug, not a user error: one line unless --debug
+                if DEBUG.get() or type(e).__module__.split(".")[0] in ("typer", "click"):
+                    raise
+                fail(f"internal error: {type(e).__name__}: {e} (run `fmct --debug ...` for the traceback)")
             finally:
                 CURRENT_COMMAND.reset(token)
 
