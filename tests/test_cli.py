@@ -125,3 +125,24 @@ def test_an_unexpected_error_is_one_line_unless_debug(monkeypatch, tmp_path):
     r = CliRunner().invoke(app, ["--debug", *args])
     assert isinstance(r.exception, ZeroDivisionError)
     assert embed_cmd is not None
+
+
+def test_every_option_has_help_and_a_readable_type_label():
+    """Every option of every subcommand explains itself, and no option's type label reads like Python
+    (<list[Path]>; typer labels positional arguments by their annotation whatever their metavar)."""
+    import typer.main
+
+    def walk(cmd, path):
+        if hasattr(cmd, "commands"):
+            for name, sub in cmd.commands.items():
+                yield from walk(sub, [*path, name])
+        else:
+            yield path, cmd
+
+    for path, cmd in walk(typer.main.get_command(app), []):
+        for p in cmd.params:
+            if p.param_type_name == "option":
+                assert p.help, f"fmct {' '.join(path)} {p.opts[0]} has no help"
+        out = CliRunner().invoke(app, [*path, "--help"], terminal_width=200).output
+        options = [ln for ln in out.splitlines() if ln.lstrip("│ *").startswith("-")]
+        assert not [ln for ln in options if "list[" in ln], f"fmct {' '.join(path)} --help: {out}"

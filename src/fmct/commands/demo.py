@@ -21,7 +21,10 @@ def demo(
         dir_okay=False,
     ),
     overrides: list[str] = typer.Option(
-        None, "--set", help="pretraining config override KEY=VALUE (repeatable), e.g. --set max_steps=1200"
+        None,
+        "--set",
+        metavar="KEY=VALUE",
+        help="pretraining config override KEY=VALUE (repeatable), e.g. --set max_steps=1200",
     ),
     pretrain: bool = typer.Option(
         False,

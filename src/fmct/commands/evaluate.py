@@ -23,16 +23,20 @@ protocol: {n_boot: 1000, feature: cls+mean}  (also fractions, seeds, methods, sh
 
 def evaluate(
     config: Path | None = typer.Option(None, "--config", help="eval.yaml (see below); flags override it."),
-    model: list[str] = typer.Option(None, "--model", help="NAME=MODEL_DIR or NAME=EMB.parquet (repeatable)."),
+    model: list[str] = typer.Option(
+        None, "--model", metavar="NAME=PATH", help="NAME=MODEL_DIR or NAME=EMB.parquet (repeatable)."
+    ),
     labels: Path | None = typer.Option(None, "--labels", help="labels.csv."),
-    data: list[Path] = typer.Option(None, "--data", help="Store folder(s) (repeatable)."),
+    data: list[Path] = typer.Option(None, "--data", metavar="STORE", help="Store folder(s) (repeatable)."),
     splits: Path | None = typer.Option(None, "--splits", help="splits.csv (default: patient-level splits)."),
     out: Path | None = typer.Option(None, "--out", help="Output folder for report.json/.md/.html."),
     fractions: str | None = typer.Option(None, "--fractions", help="e.g. 0.01,0.1,1.0"),
     seeds: str | None = typer.Option(None, "--seeds", help="Number of seeds or a list like 0,1,2."),
     method: str | None = typer.Option(None, "--method", help="linear, knn, attentive (comma-separated)."),
     n_boot: int | None = typer.Option(None, "--n-boot", min=10, help="Bootstrap resamples."),
-    set_: list[str] = typer.Option(None, "--set", help="Override a config value: protocol.n_boot=200."),
+    set_: list[str] = typer.Option(
+        None, "--set", metavar="KEY=VALUE", help="Override a config value: protocol.n_boot=200."
+    ),
 ) -> None:
     """Run the evaluation protocol (probes × label fractions × seeds, ID vs OOD, bootstrap CIs,
     paired model comparisons, ROC/PR curves, calibration) and write report.json, report.md, report.html.

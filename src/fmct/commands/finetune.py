@@ -16,12 +16,16 @@ def finetune(
     model: Path | None = typer.Option(None, "--model", help="Pretrained model directory to start from."),
     splits: Path | None = typer.Option(None, "--splits", help="splits.csv; default: patient-level splits."),
     mode: str = typer.Option("full", "--mode", help="full, lora (ViT only) or linear (frozen backbone)."),
-    epochs: int = typer.Option(10, "--epochs", min=1),
+    epochs: int = typer.Option(
+        10, "--epochs", min=1, help="Passes over the training scans (early stopping may end sooner)."
+    ),
     lr: float = typer.Option(3e-4, "--lr", help="Peak learning rate of the last backbone layer."),
     layer_decay: float = typer.Option(0.75, "--layer-decay", help="Layer-wise lr decay (1 = none)."),
-    batch_size: int = typer.Option(4, "--batch-size", min=1),
+    batch_size: int = typer.Option(4, "--batch-size", min=1, help="Scans per optimiser step."),
     fraction: float = typer.Option(1.0, "--fraction", help="Fraction of the training labels to use."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(
+        0, "--seed", help="Seed of the label subset, the head's init and the batch order."
+    ),
     scratch: bool = typer.Option(
         False, "--scratch", help="Random init of --model's architecture (baseline)."
     ),

@@ -9,7 +9,7 @@ import typer
 
 def ingest(
     inputs: list[Path] = typer.Argument(
-        ..., help="Folders (searched recursively) and/or NIfTI files, in any mix."
+        ..., metavar="INPUT...", help="Folders (searched recursively) and/or NIfTI files, in any mix."
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Store folder (created; re-runs resume)."),
     workers: int = typer.Option(

@@ -14,10 +14,14 @@ app = typer.Typer(no_args_is_help=True)
 @app.command("import")
 @named("labels import")
 def import_labels(
-    files: list[Path] = typer.Argument(..., help="RSNA stage_2_train.csv or CQ500 reads.csv."),
+    files: list[Path] = typer.Argument(
+        ..., metavar="FILE...", help="RSNA stage_2_train.csv or CQ500 reads.csv."
+    ),
     fmt: str = typer.Option(..., "--format", help="rsna or cq500."),
     out: Path = typer.Option(..., "--out", help="Output labels.csv."),
-    dicom: list[Path] = typer.Option(None, "--dicom", help="DICOM folder(s) mapping images to scan ids."),
+    dicom: list[Path] = typer.Option(
+        None, "--dicom", metavar="DIR", help="DICOM folder(s) mapping images to scan ids."
+    ),
     site: str | None = typer.Option(
         None, "--site", help="Value of the site column (default: the format name)."
     ),

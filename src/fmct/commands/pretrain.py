@@ -23,7 +23,7 @@ def _require_scans(data: Path, fail) -> None:
 
 def pretrain(
     overrides: list[str] = typer.Argument(
-        None, help="config overrides key=value, e.g. max_steps=30 optim.lr=1e-4"
+        None, metavar="[KEY=VALUE]...", help="config overrides key=value, e.g. max_steps=30 optim.lr=1e-4"
     ),
     config: Path = typer.Option(None, "--config", "-c", help="YAML config (e.g. configs/demo-cpu.yaml)"),
     data: Path = typer.Option(None, "--data", "-d", help="store folder written by `fmct ingest`"),
