@@ -8,8 +8,12 @@ Public API::
     probs = model.predict("scan_folder/")          # ClassifierModel: {finding: probability}
 """
 
-from fmct import preprocess  # noqa: F401  (callable package: fmct.preprocess(path_or_volume, cfg))
-from fmct.api import load_model
+from fmct import omp_policy
+
+omp_policy.apply_default()  # before anything imports torch: OpenMP threads sleep when idle (see module)
+
+from fmct import preprocess  # noqa: E402, F401  (callable package: fmct.preprocess(path_or_volume, cfg))
+from fmct.api import load_model  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["load_model", "preprocess", "__version__"]
