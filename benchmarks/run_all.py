@@ -19,6 +19,7 @@ ORDER = [
     "ingest",
     "synth_speed",
     "train_step",
+    "loader",
     "predict",
     "saliency_score",
     "synth_difficulty",
