@@ -319,7 +319,7 @@ def main() -> int:
     # processes hits all three alike; the peak is the best burst of the whole run
     fns = {"fmct": fwd_bwd(ours, x, True, gpu), "monai": fwd_bwd(monai_vit, x, False, gpu)}
     if not cuda:  # on the GPU the SSL step runs after MONAI's model is freed
-        fns["ssl"], ssl_flops = make_ssl_step(ViT3D(cfg), z, batch, device, gpu)
+        fns["ssl"], ssl_flops, ssl_head_flops = make_ssl_step(ViT3D(cfg), z, batch, device, gpu)
     times: dict[str, list[float]] = {k: [] for k in fns}
     bursts = [burst() for _ in range(2)]
     for _ in range(1 if not gpu else 3):
@@ -343,14 +343,14 @@ def main() -> int:
     if cuda:
         monai_vit = fns = None  # free memory before the SSL step
         try:
-            ssl_fn, ssl_flops = make_ssl_step(ViT3D(cfg), z, batch, device, gpu)
+            ssl_fn, ssl_flops, ssl_head_flops = make_ssl_step(ViT3D(cfg), z, batch, device, gpu)
             ssl_fn()
             times["ssl"] = [time_fn(ssl_fn, device, 1, 1) for _ in range(max(2, reps // 2))]
         except torch.cuda.OutOfMemoryError:
             times["ssl"] = []
     if times["ssl"]:
         res["ssl_step"] = ssl_result(
-            times["ssl"], ssl_flops, batch, peak, z, None if cuda else times["fmct"], flops
+            times["ssl"], ssl_flops, batch, peak, z, None if cuda else times["fmct"], flops, ssl_head_flops
         )
     else:
         res["ssl_step"] = {"error": "out of memory at this batch"}
@@ -383,9 +383,12 @@ def main() -> int:
     return 0
 
 
-def make_ssl_step(backbone, z: dict, batch: int, device, gpu: bool) -> tuple[Callable[[], None], float]:
-    """The full SSL step (student + teacher + heads + losses + AdamW + EMA) on random views, and its
-    backbone FLOPs (each global view: 1 teacher forward + 3 student forward/backward; each local: 3)."""
+def make_ssl_step(
+    backbone, z: dict, batch: int, device, gpu: bool
+) -> tuple[Callable[[], None], float, float]:
+    """The full SSL step (student + teacher + heads + losses + AdamW + EMA) on random views, its backbone
+    FLOPs (each global view: 1 teacher forward + 3 student forward/backward; each local: 3) and its head
+    FLOPs (:func:`head_flops`)."""
     from fmct.ssl.meta_arch import DINOMetaArch
     from fmct.train.optim import build_optimizer, param_groups
 
@@ -419,7 +422,23 @@ def make_ssl_step(backbone, z: dict, batch: int, device, gpu: bool) -> tuple[Cal
     tokens, ltok = (size // patch) ** 3 + 1, (local // patch) ** 3 + 1
     flops = batch * (2 * 4 * vit_flops(tokens, dim, depth, 4, patch**3, 3)
                      + 3 * n_local * vit_flops(ltok, dim, depth, 4, patch**3, 3))  # fmt: skip
-    return ssl_step, flops
+    return ssl_step, flops, head_flops(arch, 2 * batch, n_local * batch, size)
+
+
+def head_flops(arch, n_global: int, n_local: int, size: int) -> float:
+    """FLOPs of the DINO/iBOT heads in one SSL step: 2 per multiply-add of each weight matrix per row; DINO
+    rows = CLS of all student views (x3, forward+backward) and of the teacher's globals (x1); iBOT rows =
+    the masked patches (the step's masks, same generator seed) for student (x3) and teacher (x1)."""
+
+    def per_row(head: torch.nn.Module) -> int:
+        return sum(2 * p.numel() for p in head.parameters() if p.ndim == 2 and min(p.shape) > 1)
+
+    grid = arch.student.backbone.grid_size((size, size, size))
+    masked = int(arch.make_masks(n_global, grid, torch.Generator().manual_seed(0)).sum())
+    dino_rows = 3 * (n_global + n_local) + n_global
+    return float(
+        per_row(arch.student.dino_head) * dino_rows + per_row(arch.student.head_for_patches()) * 4 * masked
+    )
 
 
 def ssl_result(
@@ -430,19 +449,25 @@ def ssl_result(
     z: dict,
     bare: list[float] | None,
     bare_flops: float,
+    heads: float,
 ) -> dict:
-    """Summary of the SSL step's rounds; ``bare``: the backbone step's times of the same rounds."""
+    """Summary of the SSL step's rounds; ``bare``: the backbone step's times of the same rounds; ``heads``:
+    the step's head FLOPs (``model_mfu``: backbone + heads)."""
     t = statistics.median(times)
     res = {"ms_per_sample": 1e3 * t / batch, "samples_per_s": batch / t,
            "backbone_tflops": flops / t / 1e12, "mfu_vs_matmul": flops / t / peak,
-           "backbone_flops_per_sample": flops / batch,
+           "backbone_flops_per_sample": flops / batch, "head_flops_per_sample": heads / batch,
+           "model_mfu_vs_matmul": (flops + heads) / t / peak,
            "n_local": z["n_local"], "local": z["local"], "prototypes": z["k"]}  # fmt: skip
     if bare:  # efficiency relative to the bare backbone step, round by round
         res["mfu_over_bare_backbone"] = statistics.median(
             [(flops / s) / (bare_flops / b) for s, b in zip(times, bare, strict=True)])  # fmt: skip
+        res["model_mfu_over_bare_backbone"] = statistics.median(
+            [((flops + heads) / s) / (bare_flops / b) for s, b in zip(times, bare, strict=True)])  # fmt: skip
     print(f"SSL step (2 globals + {z['n_local']} locals, teacher+student, K={z['k']}): {1e3 * t / batch:.1f} "
           f"ms/sample, {batch / t:.2f} samples/s, backbone MFU {100 * flops / t / peak:.1f} % of matmul peak"
-          + (f" = x{res['mfu_over_bare_backbone']:.2f} the bare backbone's" if bare else ""))  # fmt: skip
+          + (f" = x{res['mfu_over_bare_backbone']:.2f} the bare backbone's (x{res['model_mfu_over_bare_backbone']:.2f}"
+             " counting the heads' FLOPs too)" if bare else ""))  # fmt: skip
     return res
 
 
