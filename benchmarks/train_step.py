@@ -240,6 +240,54 @@ def compile_section(
     return res
 
 
+def ssl_backbone_parts(model, z: dict, batch: int, device: torch.device, reps: int) -> dict:
+    """The backbone passes of one SSL step, each timed alone and interleaved with the bare fwd+bwd step:
+    teacher forward (no grad) on the globals, student fwd+bwd on the masked globals, on the locals.
+    Returns GFLOP/s of each and its median per-round ratio to the bare step's."""
+    size, local, n_local, patch = z["size"], z["local"], z["n_local"], z["patch"]
+    dim, depth = z["dim"], z["depth"]
+    g2 = torch.rand(batch, 3, size, size, size, device=device)
+    g = torch.rand(2 * batch, 3, size, size, size, device=device)
+    lo = torch.rand(n_local * batch, 3, local, local, local, device=device)
+    n = (size // patch) ** 3
+    mask = torch.rand(2 * batch, n, generator=torch.Generator().manual_seed(0)) < 0.3
+    fg = vit_flops(n + 1, dim, depth, 4, patch**3, 3)
+    fl = vit_flops((local // patch) ** 3 + 1, dim, depth, 4, patch**3, 3)
+
+    def bwd(x: torch.Tensor, m: torch.Tensor | None = None) -> Callable[[], None]:
+        def run() -> None:
+            model.zero_grad(set_to_none=True)
+            model.forward_features(x, m)["cls"].mean().backward()
+
+        return run
+
+    def teacher() -> None:
+        with torch.no_grad():
+            model.forward_features(g)
+
+    parts = {"bare_fwd_bwd": (bwd(g2), 3 * batch * fg), "teacher_fwd_globals": (teacher, 2 * batch * fg),
+             "student_fwd_bwd_masked_globals": (bwd(g, mask.to(device)), 6 * batch * fg),
+             "student_fwd_bwd_locals": (bwd(lo), 3 * n_local * batch * fl)}  # fmt: skip
+    times: dict[str, list[float]] = {k: [] for k in parts}
+    for f, _ in parts.values():
+        f()
+    for _ in range(reps):
+        for k, (f, _) in parts.items():
+            times[k].append(time_fn(f, device, 0, 1))
+    out = {}
+    for k, (_, fl_k) in parts.items():
+        ratio = statistics.median(
+            [
+                (fl_k / a) / (parts["bare_fwd_bwd"][1] / b)
+                for a, b in zip(times[k], times["bare_fwd_bwd"], strict=True)
+            ]
+        )
+        out[k] = {"gflops": fl_k / statistics.median(times[k]) / 1e9, "over_bare": ratio}
+    print("SSL step's backbone passes, FLOP/s over the bare fwd+bwd step's: "
+          + ", ".join(f"{k} x{v['over_bare']:.2f}" for k, v in out.items() if k != "bare_fwd_bwd"))  # fmt: skip
+    return out
+
+
 def sizes(gpu: bool, dry: bool) -> dict:
     """Model and batch sizes of each mode."""
     if dry:
@@ -358,6 +406,8 @@ def main() -> int:
         )
     else:
         res["ssl_step"] = {"error": "out of memory at this batch"}
+    if not cuda:
+        res["ssl_backbone_parts"] = ssl_backbone_parts(ours, z, batch, device, reps)
     if args.compile and not cuda:
         res["compile"] = compile_section(ours, x, device, max(3, reps), args.short_steps)
     if not cuda and not args.no_contention:
