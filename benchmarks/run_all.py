@@ -17,7 +17,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 #: Run order (any other script in this folder runs after these).
-ORDER = ["ingest", "synth_speed", "train_step", "predict"]
+ORDER = ["ingest", "synth_speed", "train_step", "loader", "predict"]
 
 
 def main() -> int:

@@ -12,7 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fmct.api import load_model
+from fmct import omp_policy
+
+omp_policy.apply_default()  # before anything imports torch: OpenMP threads sleep when idle (see module)
+
+from fmct.api import load_model  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["load_model", "preprocess", "__version__"]
