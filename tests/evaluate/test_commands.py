@@ -121,7 +121,16 @@ def test_finetune_and_evaluate_commands(tmp_path, tiny_model_dir) -> None:  # ty
         f"data: {store}\nout: {tmp_path / 'ev'}\nprotocol:\n  fractions: [1.0]\n  seeds: [0]\n  n_boot: 30\n  plots: false\n"
     )
     r = runner.invoke(
-        app, ["evaluate", "--config", str(tmp_path / "eval.yaml"), "--model", f"m2={tiny_model_dir}"]
+        app,
+        [
+            "evaluate",
+            "--config",
+            str(tmp_path / "eval.yaml"),
+            "--model",
+            f"m2={tiny_model_dir}",
+            "--feature",
+            "cls+mean",
+        ],
     )
     assert r.exit_code == 0, r.output
     assert "warning: 2 of 32 labelled scan(s) have no scan in the store" in r.output.replace("\n", "")
@@ -187,7 +196,7 @@ def test_embed_names_a_truncated_scan_file(tmp_path, tiny_model_dir) -> None:  #
     sid = sorted(df["scan_id"])[2]
     npy = store / "scans" / f"{sid}.npy"
     npy.write_bytes(npy.read_bytes()[:-100])
-    for workers in ("0", "1"):  # in this process, and re-raised from a DataLoader worker
+    for workers in ("1", "2"):  # in this process, and re-raised from a DataLoader worker
         args = ["--model", str(tiny_model_dir), "--data", str(store), "--out", str(tmp_path / "e.parquet")]
         r = runner.invoke(app, ["embed", *args, "--workers", workers])
         assert r.exit_code == 1, r.output

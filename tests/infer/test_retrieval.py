@@ -87,13 +87,15 @@ def test_retrieve_by_scan_id(index_file):
 def test_retrieve_cli_json_and_table(index_file):
     wide, _, _ = index_file
     runner = CliRunner()
-    res = runner.invoke(app, ["retrieve", "--index", str(wide), "--query", "a", "-k", "2", "--json"])
+    res = runner.invoke(
+        app, ["retrieve", "--index", str(wide), "--query", "a", "-k", "2", "--json", "--feature", "cls"]
+    )
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     assert [h["scan_id"] for h in doc["neighbours"]][0] == "b" and len(doc["neighbours"]) == 2
-    res = runner.invoke(app, ["retrieve", "--index", str(wide), "--query", "a"])
+    res = runner.invoke(app, ["retrieve", "--index", str(wide), "--query", "a", "--feature", "cls"])
     assert res.exit_code == 0 and "cosine" in res.output
-    res = runner.invoke(app, ["retrieve", "--index", str(wide), "--query", "nope"])
+    res = runner.invoke(app, ["retrieve", "--index", str(wide), "--query", "nope", "--feature", "cls"])
     assert res.exit_code == 2 and "not a scan_id" in res.output
 
 

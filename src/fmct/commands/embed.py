@@ -9,12 +9,18 @@ import typer
 
 def embed(
     model: Path = typer.Option(
-        ..., "--model", help="Model directory (backbone or classifier, ViT or ResNet)."
+        ..., "--model", "-m", help="Model directory (backbone or classifier, ViT or ResNet)."
     ),
-    data: Path = typer.Option(..., "--data", help="Store directory written by `fmct ingest`."),
-    out: Path = typer.Option(..., "--out", help="Output embeddings file (.parquet)."),
+    data: Path = typer.Option(..., "--data", "-d", help="Store directory written by `fmct ingest`."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output embeddings file (.parquet)."),
     batch_size: int = typer.Option(4, "--batch-size", min=1, help="Scans per forward pass."),
-    workers: int = typer.Option(0, "--workers", min=0, help="Parallel loading processes (0 = main process)."),
+    workers: int = typer.Option(
+        1,
+        "--workers",
+        "-j",
+        min=0,
+        help="Processes loading scans (0 or 1: this process; N >= 2: N loader processes).",
+    ),
     no_patch: bool = typer.Option(
         False, "--no-patch", help="Do not keep patch tokens (attentive probe needs them)."
     ),
@@ -34,7 +40,13 @@ def embed(
     if out.suffix != ".parquet":
         usage(f"{out}: the output must be a .parquet file")
     run_or_fail(
-        embed_store, model, data, out, batch_size=batch_size, workers=workers, keep_patch=not no_patch
+        embed_store,
+        model,
+        data,
+        out,
+        batch_size=batch_size,
+        workers=workers if workers >= 2 else 0,
+        keep_patch=not no_patch,
     )
     emb = load_embeddings(out, with_patch=False)
     typer.echo(f"wrote {out}: {len(emb.scan_ids)} scans, dim {emb.cls.shape[1] if emb.cls.size else 0}")

@@ -24,16 +24,24 @@ protocol: {n_boot: 1000, feature: cls+mean}  (also fractions, seeds, methods, sh
 def evaluate(
     config: Path | None = typer.Option(None, "--config", help="eval.yaml (see below); flags override it."),
     model: list[str] = typer.Option(
-        None, "--model", metavar="NAME=PATH", help="NAME=MODEL_DIR or NAME=EMB.parquet (repeatable)."
+        None, "--model", "-m", metavar="NAME=PATH", help="NAME=MODEL_DIR or NAME=EMB.parquet (repeatable)."
     ),
     labels: Path | None = typer.Option(None, "--labels", help="labels.csv."),
-    data: list[Path] = typer.Option(None, "--data", metavar="STORE", help="Store folder(s) (repeatable)."),
+    data: list[Path] = typer.Option(
+        None, "--data", "-d", metavar="STORE", help="Store folder(s) (repeatable)."
+    ),
     splits: Path | None = typer.Option(None, "--splits", help="splits.csv (default: patient-level splits)."),
-    out: Path | None = typer.Option(None, "--out", help="Output folder for report.json/.md/.html."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Output folder for report.json/.md/.html."),
     fractions: str | None = typer.Option(None, "--fractions", help="e.g. 0.01,0.1,1.0"),
     seeds: str | None = typer.Option(None, "--seeds", help="Number of seeds or a list like 0,1,2."),
     method: str | None = typer.Option(None, "--method", help="linear, knn, attentive (comma-separated)."),
     n_boot: int | None = typer.Option(None, "--n-boot", min=10, help="Bootstrap resamples."),
+    feature: str | None = typer.Option(
+        None,
+        "--feature",
+        help="Readout of frozen embeddings: brain_max (max over the intracranial patch tokens; the default "
+        "unless the config sets protocol.feature), cls, mean_patch or cls+mean.",
+    ),
     set_: list[str] = typer.Option(
         None, "--set", metavar="KEY=VALUE", help="Override a config value: protocol.n_boot=200."
     ),
@@ -83,6 +91,7 @@ def evaluate(
         proto["methods"] = parse_list(method, str, "--method")
     if n_boot:
         proto["n_boot"] = n_boot
+    proto["feature"] = feature or proto.get("feature") or "brain_max"
     if not cfg["models"]:
         usage("no model to evaluate: give --model NAME=PATH or a models: section in --config")
     if not cfg["labels"]:

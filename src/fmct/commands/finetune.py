@@ -8,12 +8,14 @@ import typer
 
 
 def finetune(
-    data: Path = typer.Option(..., "--data", help="Store directory written by `fmct ingest`."),
+    data: Path = typer.Option(..., "--data", "-d", help="Store directory written by `fmct ingest`."),
     labels: Path = typer.Option(..., "--labels", help="labels.csv (scan_id, patient_id, site, findings)."),
     out: Path = typer.Option(
-        ..., "--out", help="Output classifier model directory (usable by `fmct predict`)."
+        ..., "--out", "-o", help="Output classifier model directory (usable by `fmct predict`)."
     ),
-    model: Path | None = typer.Option(None, "--model", help="Pretrained model directory to start from."),
+    model: Path | None = typer.Option(
+        None, "--model", "-m", help="Pretrained model directory to start from."
+    ),
     splits: Path | None = typer.Option(None, "--splits", help="splits.csv; default: patient-level splits."),
     mode: str = typer.Option("full", "--mode", help="full, lora (ViT only) or linear (frozen backbone)."),
     epochs: int = typer.Option(

@@ -13,7 +13,7 @@ def ingest(
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Store folder (created; re-runs resume)."),
     workers: int = typer.Option(
-        1, "--workers", "-j", min=1, help="Parallel processes (1 = in this process)."
+        1, "--workers", "-j", min=0, help="Processes (0 or 1: this process; N >= 2: N worker processes)."
     ),
     shard: str | None = typer.Option(
         None, "--shard", help="Process only shard K of N (e.g. 1/4), by scan id."

@@ -18,7 +18,7 @@ def import_labels(
         ..., metavar="FILE...", help="RSNA stage_2_train.csv or CQ500 reads.csv."
     ),
     fmt: str = typer.Option(..., "--format", help="rsna or cq500."),
-    out: Path = typer.Option(..., "--out", help="Output labels.csv."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output labels.csv."),
     dicom: list[Path] = typer.Option(
         None, "--dicom", metavar="DIR", help="DICOM folder(s) mapping images to scan ids."
     ),

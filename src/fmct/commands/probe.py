@@ -13,7 +13,7 @@ def probe(
     ),
     labels: Path = typer.Option(..., "--labels", help="labels.csv (scan_id, patient_id, site, findings)."),
     out: Path = typer.Option(
-        ..., "--out", help="Output folder (report.json, report.md, report.html, plots)."
+        ..., "--out", "-o", help="Output folder (report.json, report.md, report.html, plots)."
     ),
     splits: Path | None = typer.Option(None, "--splits", help="splits.csv; default: patient-level splits."),
     method: str = typer.Option(
@@ -27,7 +27,7 @@ def probe(
     ),
     seeds: str = typer.Option("3", "--seeds", help="Number of seeds, or an explicit list like 0,1,2."),
     feature: str = typer.Option(
-        "cls+mean",
+        "brain_max",
         "--feature",
         help="cls, mean_patch, cls+mean, or brain_max (max over the patch tokens inside the cranial cavity; "
         "needs embeddings made by this fmct; a saved classifier pools the same way).",
@@ -43,7 +43,7 @@ def probe(
         "model directory usable by `fmct predict`; needs --model.",
     ),
     model: Path | None = typer.Option(
-        None, "--model", help="The model directory that produced the embeddings."
+        None, "--model", "-m", help="The model directory that produced the embeddings."
     ),
     no_plots: bool = typer.Option(False, "--no-plots", help="Skip ROC/PR and reliability plots."),
 ) -> None:
