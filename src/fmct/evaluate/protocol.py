@@ -436,7 +436,7 @@ def run_protocol(
     _finish_sets(sets, cfg)
     subsets = _train_subsets(cfg, sets.y["train"])
     headline = subsets[0][0] if not cfg.fractions else f"{float(max(cfg.fractions)):g}"
-    fits = _fit_models(models, embs, sets, subsets, headline, cfg, store, out_dir, cube_fn, log)
+    fits = _fit_models(models, _Fitting(embs, sets, headline, cfg, store, out_dir, cube_fn, log), subsets)
     calibration, plots = _calibration_and_plots(fits.scores, sets, headline, cfg, out_dir, write)
     report: dict[str, Any] = {
         "meta": _report_meta(models, sets, headline, cfg),
@@ -544,53 +544,83 @@ def _finish_sets(sets: _Sets, cfg: ProtocolConfig) -> None:
     }
 
 
+@dataclass
+class _Fitting:
+    """What every fit of one protocol run shares (:func:`_fit_models`), and where the results go (``fits``)."""
+
+    embs: dict[str, Embeddings]
+    sets: _Sets
+    headline: str
+    cfg: ProtocolConfig
+    store: Any
+    out_dir: Path
+    cube_fn: Callable[[int], CubeCache] | None
+    log: Callable[[str], None]
+    fits: _Fits = field(default_factory=_Fits)
+
+
 def _fit_models(
     models: Mapping[str, Any],
-    embs: dict[str, Embeddings],
-    sets: _Sets,
+    ctx: _Fitting,
     subsets: list[tuple[str, dict[str, Any], Callable]],
-    headline: str,
-    cfg: ProtocolConfig,
-    store: Any,
-    out_dir: Path,
-    cube_fn: Callable[[int], CubeCache] | None,
-    log: Callable[[str], None],
 ) -> _Fits:
     """Every model × method × training subset × seed: fit on train (select on val), score the test sets."""
-    fits = _Fits()
     for name, spec in models.items():
         is_ft = isinstance(spec, Mapping) and "finetune" in spec
-        methods = [f"finetune-{(spec['finetune'] or {}).get('mode', 'full')}"] if is_ft else cfg.methods
-        ft_spec = dict(cfg.finetune, **(spec["finetune"] or {})) if is_ft else {}
-        seeds = ft_spec.pop("seeds", cfg.seeds) if is_ft else cfg.seeds
-        only = ft_spec.pop("fractions", None) if is_ft else None
-        for method, (setting, sfields, pick), seed in itertools.product(methods, subsets, seeds):
+        methods = [f"finetune-{(spec['finetune'] or {}).get('mode', 'full')}"] if is_ft else ctx.cfg.methods
+        ft_spec = dict(ctx.cfg.finetune, **(spec["finetune"] or {})) if is_ft else None
+        seeds = ft_spec.pop("seeds", ctx.cfg.seeds) if ft_spec is not None else ctx.cfg.seeds
+        only = ft_spec.pop("fractions", None) if ft_spec is not None else None
+        for method, (setting, sfields, pick) in itertools.product(methods, subsets):
             if only is not None and sfields["fraction"] not in [float(f) for f in only]:
                 continue
-            tsec = time.time()
-            rows = pick(seed)
-            tr = [sets.ids["train"][i] for i in rows]
-            y_tr = sets.y["train"][rows]
-            if is_ft:
-                preds = _finetune_predict(
-                    name, ft_spec, store, tr, y_tr, sets.ids["val"], sets.y["val"], sets.tests, sets.findings,
-                    seed, out_dir, cube_fn,
-                )  # fmt: skip
-            else:
-                preds = _fit_predict_probe(
-                    method, embs[name], cfg.feature, tr, y_tr, sets.ids["val"], sets.y["val"], sets.tests,
-                    sets.findings, seed,
-                )  # fmt: skip
-            for tname, s in preds.items():
-                yt = label_matrix(sets.df, sets.tests[tname], sets.findings)
-                reps = _replicates(yt, s, sets.weights[tname], sets.findings)
-                fits.per_seed.setdefault((name, method, setting, tname), []).append(reps)
-                if setting == headline and seed == seeds[0]:
-                    fits.scores[(name, method, tname)] = s
-            fits.runs.append({"model": name, "method": method, "setting": setting, "seed": int(seed),
-                              "n_train": len(tr), "seconds": round(time.time() - tsec, 3)})  # fmt: skip
-            log(f"{name} {method} {setting} seed {seed}: {len(tr)} training scans")
-    return fits
+            for seed in distinct_seeds(method, sfields, seeds):
+                _fit_one(ctx, name, ft_spec, method, setting, pick(seed), seed, first=seed == seeds[0])
+    return ctx.fits
+
+
+def distinct_seeds(method: str, sfields: Mapping[str, Any], seeds: Sequence[int]) -> list[int]:
+    """The seeds that can give different results: a linear or kNN probe on all training labels (fraction 1)
+    fits the same data the same way whatever the seed (lbfgs and kNN are deterministic), so it runs once."""
+    if method in ("linear", "knn") and sfields.get("fraction") == 1.0:
+        return list(seeds[:1])
+    return list(seeds)
+
+
+def _fit_one(
+    ctx: _Fitting,
+    name: str,
+    ft_spec: dict[str, Any] | None,
+    method: str,
+    setting: str,
+    rows: np.ndarray,
+    seed: int,
+    first: bool,
+) -> None:
+    """Fit one model (fine-tuned when ``ft_spec`` is given, else probed with ``method``) on the training
+    ``rows`` with ``seed``; adds its test-set replicates, scores (``first`` seed of the headline) and run row."""
+    sets, tsec = ctx.sets, time.time()
+    tr = [sets.ids["train"][i] for i in rows]
+    y_tr = sets.y["train"][rows]
+    if ft_spec is not None:
+        preds = _finetune_predict(
+            name, ft_spec, ctx.store, tr, y_tr, sets.ids["val"], sets.y["val"], sets.tests, sets.findings, seed,
+            ctx.out_dir, ctx.cube_fn,
+        )  # fmt: skip
+    else:
+        preds = _fit_predict_probe(
+            method, ctx.embs[name], ctx.cfg.feature, tr, y_tr, sets.ids["val"], sets.y["val"], sets.tests,
+            sets.findings, seed,
+        )  # fmt: skip
+    for tname, s in preds.items():
+        yt = label_matrix(sets.df, sets.tests[tname], sets.findings)
+        reps = _replicates(yt, s, sets.weights[tname], sets.findings)
+        ctx.fits.per_seed.setdefault((name, method, setting, tname), []).append(reps)
+        if setting == ctx.headline and first:
+            ctx.fits.scores[(name, method, tname)] = s
+    ctx.fits.runs.append({"model": name, "method": method, "setting": setting, "seed": int(seed),
+                          "n_train": len(tr), "seconds": round(time.time() - tsec, 3)})  # fmt: skip
+    ctx.log(f"{name} {method} {setting} seed {seed}: {len(tr)} training scans")
 
 
 def _results(
