@@ -44,19 +44,20 @@ def plot_curves(
     """One PNG with ROC (left) and PR (right) curves of every scorable finding. labels/scores ``(n, F)``."""
     plt = _plt()
     fig, (ax_roc, ax_pr) = plt.subplots(1, 2, figsize=(10, 4.4), layout="constrained")
-    cmap = plt.get_cmap("tab20")
+    cmap = plt.get_cmap("tab10")
     for j, f in enumerate(findings):
         r = _scorable(labels[:, j], scores[:, j])
         if r is None:
             continue
         fpr, tpr, _ = roc_curve(*r)
         rec, prec, _ = pr_curve(*r)
-        c = cmap(j % 20)
-        ax_roc.plot(fpr, tpr, color=c, lw=1.2, label=f"{f} {auroc(*r):.2f}")
-        ax_pr.step(rec, prec, where="post", color=c, lw=1.2, label=f"{f} {average_precision(*r):.2f}")
+        c, ls = cmap(j % 10), ("-", "--", ":")[(j // 10) % 3]  # 10 distinct colours, then line styles
+        ax_roc.plot(fpr, tpr, color=c, ls=ls, lw=1.2, label=f"{f} {auroc(*r):.2f}")
+        ax_pr.step(rec, prec, where="post", color=c, ls=ls, lw=1.2, label=f"{f} {average_precision(*r):.2f}")
+        ax_pr.axhline(float(r[0].mean()), color=c, lw=0.8, ls=":", alpha=0.7)  # chance: the prevalence
     ax_roc.plot([0, 1], [0, 1], "k:", lw=0.8)
     ax_roc.set(xlabel="false positive rate", ylabel="true positive rate", title=f"ROC — {title}")
-    ax_pr.set(xlabel="recall", ylabel="precision", title=f"PR — {title}", ylim=(0, 1.02))
+    ax_pr.set(xlabel="recall", ylabel="precision (dotted: prevalence)", title=f"PR — {title}", ylim=(0, 1.02))
     for ax in (ax_roc, ax_pr):
         ax.legend(fontsize=7, loc="lower right" if ax is ax_roc else "upper right")
         ax.grid(alpha=0.3)
@@ -81,4 +82,42 @@ def plot_reliability(
     ax.grid(alpha=0.3)
     ax_h.bar(centers, b["count"], width=1.0 / n_bins * 0.9)
     ax_h.set(xlabel="predicted probability", ylabel="count")
+    return _save(fig, Path(path))
+
+
+def plot_summary(results: Sequence[dict], path: str | Path) -> Path | None:
+    """Macro AUROC (mean over seeds, 95 % CI bars) against the label fraction, one line per model and method,
+    one panel per test set (ID, OOD side by side). ``results``: the report's result rows. None when no
+    setting is a label fraction."""
+    rows = [r for r in results if r.get("fraction") is not None and (r.get("auroc") or {}).get("macro")]
+    if not rows:
+        return None
+    plt = _plt()
+    tests = list(dict.fromkeys(r["test_set"] for r in rows))
+    fig, axes = plt.subplots(
+        1, len(tests), figsize=(5.2 * len(tests), 4), layout="constrained", squeeze=False
+    )
+    series = list(dict.fromkeys((r["model"], r["method"]) for r in rows))
+    cmap = plt.get_cmap("tab10")
+    for ax, t in zip(axes[0], tests, strict=True):
+        for i, (model, method) in enumerate(series):
+            pts = sorted(
+                (r["fraction"], r["auroc"]["macro"])
+                for r in rows
+                if (r["model"], r["method"], r["test_set"]) == (model, method, t)
+            )
+            if not pts:
+                continue
+            x = [p[0] for p in pts]
+            y = [p[1]["mean"] for p in pts]
+            err = [[p[1]["mean"] - p[1]["ci"][0] for p in pts], [p[1]["ci"][1] - p[1]["mean"] for p in pts]]
+            ax.errorbar(x, y, yerr=err, color=cmap(i % 10), marker="o", capsize=3, lw=1.3,
+                        label=model if method == "linear" else f"{model} ({method})")  # fmt: skip
+        ax.axhline(0.5, color="k", ls=":", lw=0.8)
+        ax.set(xscale="log", xlabel="training labels", ylabel="macro AUROC", title=f"{t} test")
+        fracs = sorted({r["fraction"] for r in rows})
+        ax.set_xticks(fracs, [f"{100 * f:g} %" for f in fracs])
+        ax.minorticks_off()
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     return _save(fig, Path(path))

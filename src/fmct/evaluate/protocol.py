@@ -439,13 +439,19 @@ def run_protocol(
     fits = _fit_models(models, _Fitting(embs, sets, headline, cfg, store, out_dir, cube_fn, log), subsets)
     calibration, plots = _calibration_and_plots(fits.scores, sets, headline, cfg, out_dir, write)
     report: dict[str, Any] = {
-        "meta": _report_meta(models, sets, headline, cfg),
+        "meta": {**_report_meta(models, sets, headline, cfg), "provenance": provenance(labels, store)},
         "results": _results(fits.per_seed, subsets, sets),
         "comparisons": _comparisons(fits.per_seed, list(models), sets.findings),
         "calibration": calibration,
         "plots": plots,
         "runs": fits.runs,
     }
+    if cfg.plots and write:
+        from fmct.evaluate.plots import plot_summary
+
+        summary = plot_summary(report["results"], out_dir / "plots" / "summary.png")
+        if summary is not None:
+            report["meta"]["summary_plot"] = str(summary.relative_to(out_dir))
     if hooks is None:
         from fmct.evaluate.retrieval_eval import retrieval_report
 
@@ -700,6 +706,34 @@ def _calibration_and_plots(
     return calibration, plots
 
 
+def provenance(labels: Any, store: Any) -> dict[str, Any]:
+    """What made the report: fmct version, git commit of the code when it runs from a checkout, UTC date,
+    SHA-256 (first 16 hex) of the labels file and of each store's manifest."""
+    import datetime
+    import hashlib
+    import subprocess
+
+    from fmct import __version__
+
+    def sha(path: Path) -> str | None:
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else None
+
+    try:
+        git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=5).stdout.strip() or None  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        git = None
+    stores = store.stores if isinstance(store, MultiStore) else ([store] if store is not None else [])
+    roots = [Path(st.root) for st in stores if hasattr(st, "root")]
+    return {
+        "fmct_version": __version__,
+        "git_commit": git,
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "labels_sha256": sha(Path(labels)) if isinstance(labels, str | Path) else None,
+        "stores": {str(r): sha(r / "manifest.parquet") for r in roots},
+    }
+
+
 def _report_meta(
     models: Mapping[str, Any], sets: _Sets, headline: str, cfg: ProtocolConfig
 ) -> dict[str, Any]:
@@ -707,6 +741,13 @@ def _report_meta(
     return {
         "findings": sets.findings,
         "test_sets": {k: len(v) for k, v in sets.tests.items()},
+        "positives": {
+            t: {
+                f: int(np.nansum(label_matrix(sets.df, ids, sets.findings)[:, j]))
+                for j, f in enumerate(sets.findings)
+            }
+            for t, ids in sets.tests.items()
+        },
         "n_train": len(sets.ids["train"]),
         "n_val": len(sets.ids["val"]),
         "headline_setting": headline,

@@ -91,9 +91,14 @@ def markdown_sections(report: dict[str, Any]) -> list[tuple[str, list[str], list
         entries = [r for r in res if r["setting"] == head and r["test_set"] == t]
         if not entries:
             continue
-        header = ["finding"] + [f"{r['model']} ({r['method']})" for r in entries]
-        rows = [[f] + [fmt_ci(r["auroc"][f]) for r in entries] for f in meta["findings"]]
-        rows.append(["**macro**"] + [fmt_ci(r["auroc"]["macro"]) for r in entries])
+        header = ["finding", "positives / n"] + [f"{r['model']} ({r['method']})" for r in entries]
+        pos = (meta.get("positives") or {}).get(t, {})
+        n_t = meta["test_sets"][t]
+        rows = [
+            [f, f"{pos.get(f, 'n/a')} / {n_t}"] + [fmt_ci(r["auroc"][f]) for r in entries]
+            for f in meta["findings"]
+        ]
+        rows.append(["**macro**", ""] + [fmt_ci(r["auroc"]["macro"]) for r in entries])
         sections.append((f"Per-finding AUROC, {t} test, labels {head}", header, rows))
     comps = [c for c in report.get("comparisons", []) if c["metric"] == "auroc"]
     if comps:
@@ -131,70 +136,137 @@ def markdown_sections(report: dict[str, Any]) -> list[tuple[str, list[str], list
     return sections
 
 
-def to_markdown(report: dict[str, Any]) -> str:
-    """The report as Markdown (tables + links to the plots)."""
+#: A report block: ("h1" | "h2" | "h3" | "p", text), ("ul", [items]), ("table", (header, rows)),
+#: ("figure", (path, alt text)) or ("pre", text). Markdown and HTML render the same blocks.
+Block = tuple[str, Any]
+
+
+def _intro(report: dict[str, Any]) -> str:
     meta = report["meta"]
-    lines = [
-        "# fmct evaluation report",
-        "",
+    return (
         f"Findings: {', '.join(meta['findings'])}. Training site: {meta.get('train_site')}; "
         f"train {meta['n_train']} / val {meta['n_val']} scans; test sets: "
         + ", ".join(f"{k} {v} scans" for k, v in meta["test_sets"].items())
         + f". Bootstrap: {meta['config']['n_boot']} resamples"
-        + (" of patients." if meta.get("patients_resampled") else " of scans.")
-        + " Model selection used the validation split only.",
-        "",
-    ]
-    for title, header, rows in markdown_sections(report):
-        lines += [f"## {title}", "", *_table(header, rows), ""]
-    if report.get("plots"):
-        lines += ["## Plots", ""]
-        for key, p in report["plots"].items():
-            lines.append(f"- {key}: [ROC/PR]({p['curves']}), [reliability]({p['reliability']})")
-        lines.append("")
-    if report.get("retrieval"):
-        from fmct.evaluate.retrieval_eval import retrieval_markdown
+        + (" of patients" if meta.get("patients_resampled") else " of scans")
+        + f" (readout: {meta['config'].get('feature')}). Model selection used the validation split only. A "
+        "linear or kNN probe on all training labels is deterministic, so it runs with one seed."
+    )
 
-        try:
-            table = retrieval_markdown(report["retrieval"], report["meta"]["findings"])
-        except (AttributeError, KeyError, TypeError):  # a user hook with its own structure
-            table = ["```json", json.dumps(report["retrieval"], indent=1)[:4000], "```"]
-        lines += [
-            "## Retrieval mAP (leave-one-out within each test set; chance ≈ prevalence)",
-            "",
-            *table,
-            "",
+
+def verdict(report: dict[str, Any]) -> list[str]:
+    """One sentence per (other model, test set): the first model minus it, at each label setting, with the
+    95 % CI and whether it excludes 0 — computed from ``report["comparisons"]``, never written by hand."""
+    names = list(report["meta"].get("models") or [])
+    comps = [c for c in report.get("comparisons", []) if c["metric"] == "auroc"]
+    if not names or not comps:
+        return []
+    ref, out = names[0], []
+    for other in names[1:]:
+        for tname in report["meta"]["test_sets"]:
+            parts = []
+            for c in comps:
+                if c["test_set"] != tname or {c["a"], c["b"]} != {ref, other}:
+                    continue
+                sign = 1.0 if c["a"] == ref else -1.0
+                v, (lo, hi) = sign * c["value"], sorted(sign * x for x in c["ci"])
+                word = f"{ref} better" if lo > 0 else (f"{other} better" if hi < 0 else "not resolved")
+                parts.append(
+                    f"labels {c['setting']} ({c['method']}): {v:+.3f} [{lo:+.3f}, {hi:+.3f}], {word}"
+                )
+            if parts:
+                out.append(f"{ref} − {other}, {tname} test: " + "; ".join(parts))
+    return out
+
+
+def provenance_lines(meta: dict[str, Any]) -> list[str]:
+    prov = meta.get("provenance") or {}
+    if not prov:
+        return []
+    stores = ", ".join(f"{k} (manifest sha256 {v})" for k, v in (prov.get("stores") or {}).items()) or "none"
+    return [
+        f"fmct {prov.get('fmct_version')}, git commit {prov.get('git_commit') or 'unknown'}, {prov.get('date')}",
+        f"labels sha256 {prov.get('labels_sha256') or 'n/a'}; stores: {stores}",
+    ]
+
+
+def report_blocks(report: dict[str, Any]) -> list[Block]:
+    """Every block of the report, in order (the one source of ``report.md`` and ``report.html``)."""
+    meta = report["meta"]
+    blocks: list[Block] = [("h1", "fmct evaluation report"), ("p", _intro(report))]
+    lines = verdict(report)
+    if lines:
+        blocks += [
+            ("h2", "Verdict (paired differences of macro AUROC; CI excluding 0 = resolved)"),
+            ("ul", lines),
         ]
+    if meta.get("summary_plot"):
+        blocks += [
+            ("h2", "Macro AUROC by label fraction"),
+            ("figure", (meta["summary_plot"], "macro AUROC vs labels")),
+        ]
+    for title, header, rows in markdown_sections(report):
+        blocks += [("h2", title), ("table", (header, rows))]
+    for key, p in (report.get("plots") or {}).items():
+        blocks += [("h3", f"Plots: {key}"), ("figure", (p["curves"], f"ROC and PR curves of {key}")),
+                   ("figure", (p["reliability"], f"reliability diagram of {key}"))]  # fmt: skip
+    if report.get("retrieval"):
+        from fmct.evaluate.retrieval_eval import retrieval_table
+
+        blocks.append(("h2", "Retrieval mAP (leave-one-out within each test set; chance ≈ prevalence)"))
+        try:
+            blocks.append(("table", retrieval_table(report["retrieval"], meta["findings"])))
+        except (AttributeError, KeyError, TypeError):  # a user hook with its own structure
+            blocks.append(("pre", json.dumps(report["retrieval"], indent=1)[:4000]))
+    prov = provenance_lines(meta)
+    if prov:
+        blocks += [("h2", "Provenance"), ("ul", prov)]
+    return blocks
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    """The report as Markdown: :func:`report_blocks` rendered (plots as image links)."""
+    lines: list[str] = []
+    for kind, x in report_blocks(report):
+        if kind in ("h1", "h2", "h3"):
+            lines += ["#" * int(kind[1]) + " " + x, ""]
+        elif kind == "p":
+            lines += [x, ""]
+        elif kind == "ul":
+            lines += [f"- {item}" for item in x] + [""]
+        elif kind == "table":
+            lines += [*_table(*x), ""]
+        elif kind == "figure":
+            lines += [f"![{x[1]}]({x[0]})", ""]
+        elif kind == "pre":
+            lines += ["```json", x, "```", ""]
     return "\n".join(lines)
 
 
 def to_html(report: dict[str, Any]) -> str:
-    """A self-contained HTML page (tables; plots linked as images relative to the report)."""
+    """The same blocks as :func:`to_markdown`, as a self-contained HTML page (plots as relative images)."""
     e = html.escape
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>fmct evaluation report</title>",
         "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto}table{border-collapse:collapse;"
         "margin:1em 0;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;text-align:left}"
         "th{background:#f3f3f3}img{max-width:100%;margin:0.5em 0}</style></head><body>",
-        "<h1>fmct evaluation report</h1>",
-        f"<p>Findings: {e(', '.join(report['meta']['findings']))}. Test sets: "
-        + e(", ".join(f"{k} ({v} scans)" for k, v in report["meta"]["test_sets"].items()))
-        + ". Model selection used the validation split only.</p>",
     ]
-    for title, header, rows in markdown_sections(report):
-        parts.append(
-            f"<h2>{e(title)}</h2><table><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>"
-        )
-        for r in rows:
-            parts.append("<tr>" + "".join(f"<td>{e(c.replace('**', ''))}</td>" for c in r) + "</tr>")
-        parts.append("</table>")
-    if report.get("plots"):
-        parts.append("<h2>Plots</h2>")
-        for key, p in report["plots"].items():
-            parts.append(
-                f"<h3>{e(key)}</h3><img src='{e(p['curves'])}' alt='ROC and PR curves of {e(key)}'>"
-                f"<img src='{e(p['reliability'])}' alt='reliability diagram of {e(key)}'>"
-            )
+    for kind, x in report_blocks(report):
+        if kind in ("h1", "h2", "h3", "p"):
+            parts.append(f"<{kind}>{e(x)}</{kind}>")
+        elif kind == "ul":
+            parts.append("<ul>" + "".join(f"<li>{e(i)}</li>" for i in x) + "</ul>")
+        elif kind == "table":
+            header, rows = x
+            parts.append("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>")
+            for r in rows:
+                parts.append("<tr>" + "".join(f"<td>{e(c.replace('**', ''))}</td>" for c in r) + "</tr>")
+            parts.append("</table>")
+        elif kind == "figure":
+            parts.append(f"<img src='{e(x[0])}' alt='{e(x[1])}'>")
+        elif kind == "pre":
+            parts.append(f"<pre>{e(x)}</pre>")
     parts.append("</body></html>")
     return "\n".join(parts)
 

@@ -42,15 +42,16 @@ def retrieval_report(ctx: Context) -> dict[str, Any]:
     return out
 
 
-def retrieval_markdown(retrieval: dict[str, Any], findings: list[str]) -> list[str]:
-    """A Markdown table: one row per model × test set, macro and per-finding mAP."""
+def retrieval_table(retrieval: dict[str, Any], findings: list[str]) -> tuple[list[str], list[list[str]]]:
+    """``(header, rows)``: one row per model × test set, macro and per-finding mAP."""
     header = ["model", "test set", "n", "macro mAP", *findings]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows = []
     for name, per_set in retrieval.items():
         for tname, r in per_set.items():
-            cells = [name, tname, str(r["n"]), _fmt(r["macro"]), *(_fmt(r["map"].get(f)) for f in findings)]
-            lines.append("| " + " | ".join(cells) + " |")
-    return lines
+            rows.append(
+                [name, tname, str(r["n"]), _fmt(r["macro"]), *(_fmt(r["map"].get(f)) for f in findings)]
+            )
+    return header, rows
 
 
 def _fmt(v: float | None) -> str:
