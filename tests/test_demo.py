@@ -58,6 +58,10 @@ def test_demo_runs_every_stage_and_reuses_them(tmp_path):
     assert cfg["preprocessing"]["deface"] is True and cfg["preprocessing"]["spacing"] == 4.0
     # the frozen probes and the exported classifier read the intracranial patch tokens
     assert cfg["head"]["pooling"] == "brain_max" and report["meta"]["config"]["feature"] == "brain_max"
+    # the model cards say what the run knows: training data, and the classifier's evaluation
+    card = (tmp_path / "models" / "classifier" / "README.md").read_text()
+    assert "labelled scans of the fmct synthetic cohort" in card and "## Evaluation" in card
+    assert "Not documented" not in (tmp_path / "models" / "backbone" / "README.md").read_text()
 
     logs.clear()
     run_demo(tmp_path, MICRO, log=logs.append)

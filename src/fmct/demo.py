@@ -226,7 +226,6 @@ def _export_models(
 ) -> dict[str, Any]:
     """DIR/models/backbone (pretrained ViT) and DIR/models/classifier (backbone + linear probe fitted on
     the training split's labels, selected on validation)."""
-    import numpy as np
 
     from fmct.evaluate.embed import load_embeddings
     from fmct.evaluate.label_table import label_matrix, read_labels
@@ -249,16 +248,31 @@ def _export_models(
     x = {k: emb.select(v).feature(feature) for k, v in ids.items()}
     y = {k: label_matrix(df, v, findings) for k, v in ids.items()}
     probe = fit_linear_probe(x["train"], y["train"], x["val"], y["val"], findings)
+    report = json.loads((report_dir / "report.json").read_text())
+    card = {
+        "training_data": f"{len(ids['train'])} labelled scans of the fmct synthetic cohort, site a (train split; "
+        f"C chosen on {len(ids['val'])} validation scans); a linear probe on the frozen backbone's {feature} "
+        "readout.",
+        "evaluation": [
+            {
+                "test set": r["test"],
+                "labels": f"{float(r['labels']):.0%}",
+                "macro AUROC": round(r["auroc"], 3),
+                "95 % CI": f"[{r['ci'][0]:.3f}, {r['ci'][1]:.3f}]",
+            }
+            for r in headline_rows(report)
+            if r["model"] == "ssl"
+        ],  # fmt: skip
+        "limitations": ["Trained and evaluated on synthetic head CTs: not evidence of clinical performance."],
+    }
     save_probe_classifier(
         probe,
         models / "backbone",
         feature,
         models / "classifier",
         name="fmct-demo-classifier",
-        training={
-            "data": "fmct synthetic cohort, site a (train split)",
-            "n_train": int(np.sum(len(ids["train"]))),
-        },
+        training={"data": "fmct synthetic cohort, site a (train split)", "n_train": len(ids["train"])},
+        card=card,
     )
     return {"backbone": str(models / "backbone"), "classifier": str(models / "classifier")}
 

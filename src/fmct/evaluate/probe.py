@@ -175,6 +175,7 @@ def save_probe_classifier(
     out_dir: str | Path,
     name: str = "fmct-linear-probe",
     training: dict | None = None,
+    card: dict | None = None,
 ) -> Path:
     """Save backbone + the probe's weights as a classifier model directory (usable by ``fmct predict``).
 
@@ -183,6 +184,7 @@ def save_probe_classifier(
             embeddings the probe was fitted on.
         feature: the embeddings feature the probe used (``cls``, ``mean_patch``, ``cls+mean``,
             ``brain_max``: the classifier then finds the cranial cavity in each input itself).
+        card: model-card fields (``training_data``, ``evaluation``, ...; :func:`fmct.models.model_card.render_model_card`).
     """
     import torch
 
@@ -216,4 +218,4 @@ def save_probe_classifier(
     with torch.no_grad():
         lin.weight.copy_(torch.from_numpy(w))
         lin.bias.copy_(torch.from_numpy(b))
-    return clf.save_pretrained(out_dir)
+    return clf.save_pretrained(out_dir, card=card)

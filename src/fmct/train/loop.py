@@ -114,8 +114,21 @@ def save_backbone(
     pp["windows"] = windows
     pp["input_size"] = int(cfg["data"]["global_size"])
     training = {"method": cfg["method"], "steps": step, "seed": cfg["seed"], "batch_size": cfg["batch_size"]}
+    n = len(store.scan_ids)
+    where = getattr(store, "root", None)
+    card = {
+        "training_data": f"{n} unlabelled scans of the store `{Path(where).name if where else 'in memory'}`, "
+        f"self-supervised ({cfg['method']}, {step} steps of {cfg['batch_size']} scans, seed {cfg['seed']}); "
+        "the store's preprocessing is below. No labels were used."
+    }
     return save_pretrained(
-        backbone, out, kind="backbone", preprocessing=pp, name=f"fmct-{cfg['method']}", training=training
+        backbone,
+        out,
+        kind="backbone",
+        preprocessing=pp,
+        name=f"fmct-{cfg['method']}",
+        training=training,
+        card=card,
     )
 
 
