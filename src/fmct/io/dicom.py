@@ -10,9 +10,12 @@ series and turns them into a float32 HU volume with a voxel->RAS affine:
   orientations or pixel spacings, NaN/Inf or zero rescale, slices not on one line, more than
   ``max_missing`` missing slices, two slices at the same position with different pixels, and any other
   unreadable file ("unreadable DICOM: <ExceptionType>: <message>").
-* handled, with a note in ``meta["warnings"]``: uneven spacing (resampled to a regular grid), 1-2 missing
-  slices (interpolated), duplicate positions with identical pixels (dropped), localizer images mixed into
-  an axial series (dropped). Gantry tilt is kept in a sheared affine (``meta["tilt_deg"]``).
+* handled, with a note in ``meta["warnings"]``: uneven or variable spacing (resampled to a regular grid;
+  e.g. 4 mm slices then 7 mm slices, a gap being real only where the slice thicknesses do not cover it),
+  1-2 missing slices (interpolated), duplicate positions with identical pixels (dropped), localizer images mixed into
+  an axial series (dropped). Gantry tilt is kept in a sheared affine (``meta["tilt_deg"]``, signed: see
+  :func:`fmct.io.dicom_geometry.tilt_degrees`). Slice spacings (``meta["slice_spacing"]``, warnings,
+  errors) are measured perpendicular to the slices, not along a tilted stack.
 
 Slices are sorted by position along the image-plane normal, never by file name or InstanceNumber.
 Per-slice rescale slope/intercept are applied. The array is ``(X, Y, Z)`` = (column, row, slice) of the
@@ -212,14 +215,16 @@ def _read_series(ref: SeriesRef, headers: list[Any], min_slices: int, gap_tol: f
         raise SkipScan(f"only {len(keep)} distinct slice position(s) (< {min_slices})")
 
     u, dist = stacking_line(positions, normal)
-    plan = plan_stack(dist, gap_tolerance=gap_tol, max_missing=max_missing)
+    cos = float(u @ normal)  # distances along the (tilted) stack -> perpendicular to the slices
+    thick = np.array([np.nan if f.thickness is None else f.thickness for f in (frames[i] for i in keep)])
+    plan = plan_stack(dist * cos, gap_tolerance=gap_tol, max_missing=max_missing, thickness=thick)
     warnings.extend(plan.warnings)
     if plan.targets is not None:
-        stack = resample_slices(stack, dist, plan.targets)
+        stack = resample_slices(stack, dist * cos, plan.targets)
     tilt = tilt_degrees(u, normal)
-    if tilt >= 0.5:
+    if abs(tilt) >= 0.5:
         warnings.append(f"gantry tilt {tilt:.1f} degrees (kept in a sheared affine; resampled to upright)")
-    affine = affine_ras(row, col, px, positions[0], u * plan.step)
+    affine = affine_ras(row, col, px, positions[0], u * (plan.step / cos))
     if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
         raise InvalidScan("degenerate voxel-to-world geometry")
 
