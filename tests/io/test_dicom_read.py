@@ -18,7 +18,7 @@ def _only(folder):
 def test_shuffled_names_and_instance_numbers_sorted_by_position(factory):
     s = factory.ct(n=20, shuffle_seed=3)
     vol = read_series(_only(s.folder))
-    assert vol.array.dtype == np.float32
+    assert vol.array.dtype == np.int16  # integer rescale: exact HU without a float32 copy of the scan
     assert vol.shape == (32, 32, 20)
     np.testing.assert_array_equal(vol.array, s.hu)
     np.testing.assert_allclose(vol.affine, s.affine, atol=1e-5)
@@ -39,7 +39,30 @@ def test_affine_maps_voxels_to_ras(factory):
 def test_per_slice_rescale(factory):
     s = factory.ct(n=12, rescale=[(1.0, -1024.0), (2.0, -1000.0), (0.5, 0.0), (1.0, 0.0)])
     vol = read_series(_only(s.folder))
+    assert vol.array.dtype == np.float32  # a slope of 0.5 gives fractional HU
     np.testing.assert_allclose(vol.array, s.hu, atol=0.5)
+
+
+def test_integer_rescale_read_as_exact_int16(factory):
+    s = factory.ct(n=12, rescale=[(1.0, -1024.0), (2.0, -1000.0)])
+    vol = read_series(_only(s.folder))
+    assert vol.array.dtype == np.int16
+    np.testing.assert_array_equal(vol.array, s.hu)
+
+
+def test_hu_beyond_int16_fall_back_to_float32(factory):
+    import pydicom
+
+    s = factory.ct(n=12)
+    ds = pydicom.dcmread(s.files[5])  # files are in slice order
+    ds.RescaleSlope, ds.RescaleIntercept = "2", "0"
+    ds.PixelData = np.full((32, 32), 30000, "<i2").tobytes()  # 60000 HU: beyond int16
+    ds.save_as(s.files[5], enforce_file_format=True)
+    vol = read_series(_only(s.folder))
+    assert vol.array.dtype == np.float32
+    expected = s.hu.copy()
+    expected[:, :, 5] = 60000.0
+    np.testing.assert_array_equal(vol.array, expected)
 
 
 def test_descending_positions_and_reversed_stack(factory):

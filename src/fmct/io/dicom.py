@@ -1,7 +1,8 @@
 """DICOM CT series -> :class:`~fmct.io.volume.Volume`.
 
 ``discover`` (headers only) groups files into :class:`SeriesRef`; ``read_series`` keeps axial CT image
-series and turns them into a float32 HU volume with a voxel->RAS affine:
+series and turns them into an HU volume (int16 when every slice's rescale gives integer HU within int16,
+exactly the values a float32 read gives; float32 otherwise) with a voxel->RAS affine:
 
 * skipped (:class:`SkipScan`): other modalities (MR, ...), dose reports / structured reports, secondary
   captures, non-CT SOP classes, localizers/scouts (ImageType LOCALIZER), fewer than ``min_slices``
@@ -43,9 +44,10 @@ from fmct.io.dicom_geometry import (
     stacking_line,
     tilt_degrees,
 )
-from fmct.io.dicom_pixels import rescale_into, stored_pixels
+from fmct.io.dicom_pixels import int16_rescale, rescale_into, stored_pixels
 from fmct.io.errors import InvalidScan, ScanProblem, SkipScan
 from fmct.io.volume import Volume
+from fmct.timing import stage
 
 __all__ = ["DiscoveryResult", "Rejected", "SeriesRef", "discover", "read_series"]
 
@@ -70,7 +72,7 @@ def read_series(
     gap_tolerance: float = 0.1,
     max_missing: int = 2,
 ) -> Volume:
-    """Read one discovered series as a float32 HU volume.
+    """Read one discovered series as an HU volume (int16 when exact, else float32; see module doc).
 
     Args:
         ref: from :func:`discover`.
@@ -80,7 +82,7 @@ def read_series(
         max_missing: at most this many missing slices are filled by interpolation; more -> InvalidScan.
 
     Returns:
-        :class:`Volume` with ``array`` ``(X, Y, Z)`` float32 HU, ``affine`` voxel->RAS mm and
+        :class:`Volume` with ``array`` ``(X, Y, Z)`` int16 or float32 HU, ``affine`` voxel->RAS mm and
         de-identified ``meta`` (see module doc).
 
     Raises:
@@ -137,15 +139,8 @@ def _read_series(ref: SeriesRef, headers: list[Any], min_slices: int, gap_tol: f
             raise SkipScan("localizer/scout image")
         raise SkipScan(f"only {ref.n_files} slice(s) (< {min_slices}): localizer or partial series")
 
-    frames: list[Frame] = []
-    datasets: list[Any] = []
-    for path in ref.files:
-        ds = pydicom.dcmread(path, force=False)
-        datasets.append(ds)
-        if len(headers) < 3:
-            headers.append(ds)
-        check_skip(ds)
-        frames.extend(frames_of(ds, len(datasets) - 1))
+    with stage("read files"):
+        frames, datasets = _read_files(ref, headers)
 
     warnings: list[str] = []
     n_loc = sum(f.localizer for f in frames)
@@ -174,62 +169,95 @@ def _read_series(ref: SeriesRef, headers: list[Any], min_slices: int, gap_tol: f
     row, col, normal = plane_axes(orient[0])
     check_axial(normal)
 
-    positions = np.stack([f.position for f in frames])
-    order = np.argsort(positions @ normal, kind="stable")
-    frames = [frames[i] for i in order]
-    positions = positions[order]
+    with stage("sort"):
+        positions = np.stack([f.position for f in frames])
+        order = np.argsort(positions @ normal, kind="stable")
+        frames = [frames[i] for i in order]
+        positions = positions[order]
 
     rows, cols = frames[0].rows, frames[0].cols
     if rows * cols * len(frames) > _MAX_VOXELS:
         raise InvalidScan(f"series too large ({cols}x{rows}x{len(frames)} voxels)")
-    cache: dict = {}
     meta_ds = datasets[frames[0].file_index]
-    # decode one frame before allocating, so absurd header sizes fail on the real pixel data first
-    raw = stored_pixels(datasets[frames[0].file_index], frames[0].frame, rows, cols, cache)
-    stack = np.empty((len(frames), rows, cols), dtype=np.float32)
-    for k, f in enumerate(frames):
-        if k:
-            raw = stored_pixels(datasets[f.file_index], f.frame, rows, cols, cache)
-        rescale_into(stack[k], raw, f.slope, f.intercept)
-        if f.frame is None:  # release the file's bytes (and pydicom's cached pixel array) early
-            datasets[f.file_index] = None
-    cache.clear()
-    datasets.clear()
-    if not np.isfinite(stack).all():
-        raise InvalidScan("pixel values are not finite after rescale")
+    with stage("decode"):
+        stack = _decode(frames, datasets, rows, cols)
 
-    # Duplicate positions: identical pixels -> keep one (warning); different pixels -> InvalidScan.
-    keep, n_dup = [], 0
-    for group in duplicate_groups(positions @ normal):
-        head = group[0]
-        for other in group[1:]:
-            if not np.array_equal(stack[head], stack[other]):
-                raise InvalidScan("two slices share a position but differ in pixels (mixed acquisitions?)")
-            n_dup += 1
-        keep.append(head)
-    if n_dup:
-        warnings.append(f"dropped {n_dup} duplicate slice(s) at repeated positions (identical pixels)")
-        stack = stack[keep]
-        positions = positions[keep]
-    if len(keep) < min_slices:
-        raise SkipScan(f"only {len(keep)} distinct slice position(s) (< {min_slices})")
+    with stage("stack"):
+        # Duplicate positions: identical pixels -> keep one (warning); different pixels -> InvalidScan.
+        keep, n_dup = [], 0
+        for group in duplicate_groups(positions @ normal):
+            head = group[0]
+            for other in group[1:]:
+                if not np.array_equal(stack[head], stack[other]):
+                    raise InvalidScan(
+                        "two slices share a position but differ in pixels (mixed acquisitions?)"
+                    )
+                n_dup += 1
+            keep.append(head)
+        if n_dup:
+            warnings.append(f"dropped {n_dup} duplicate slice(s) at repeated positions (identical pixels)")
+            stack = stack[keep]
+            positions = positions[keep]
+        if len(keep) < min_slices:
+            raise SkipScan(f"only {len(keep)} distinct slice position(s) (< {min_slices})")
 
-    u, dist = stacking_line(positions, normal)
-    cos = float(u @ normal)  # distances along the (tilted) stack -> perpendicular to the slices
-    thick = np.array([np.nan if f.thickness is None else f.thickness for f in (frames[i] for i in keep)])
-    plan = plan_stack(dist * cos, gap_tolerance=gap_tol, max_missing=max_missing, thickness=thick)
-    warnings.extend(plan.warnings)
-    if plan.targets is not None:
-        stack = resample_slices(stack, dist * cos, plan.targets)
-    tilt = tilt_degrees(u, normal)
-    if abs(tilt) >= 0.5:
-        warnings.append(f"gantry tilt {tilt:.1f} degrees (kept in a sheared affine; resampled to upright)")
+        u, dist = stacking_line(positions, normal)
+        cos = float(u @ normal)  # distances along the (tilted) stack -> perpendicular to the slices
+        thick = np.array([np.nan if f.thickness is None else f.thickness for f in (frames[i] for i in keep)])
+        plan = plan_stack(dist * cos, gap_tolerance=gap_tol, max_missing=max_missing, thickness=thick)
+        warnings.extend(plan.warnings)
+        if plan.targets is not None:
+            stack = resample_slices(stack, dist * cos, plan.targets)
+        tilt = tilt_degrees(u, normal)
+        if abs(tilt) >= 0.5:
+            warnings.append(
+                f"gantry tilt {tilt:.1f} degrees (kept in a sheared affine; resampled to upright)"
+            )
     affine = affine_ras(row, col, px, positions[0], u * (plan.step / cos))
     if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
         raise InvalidScan("degenerate voxel-to-world geometry")
 
     meta = _meta(meta_ds, ref, stack.shape[0], px, plan.step, tilt, warnings)
     return Volume(array=stack.transpose(2, 1, 0), affine=affine, meta=meta)
+
+
+def _read_files(ref: SeriesRef, headers: list[Any]) -> tuple[list[Frame], list[Any]]:
+    """Parse every file of the series (headers and pixel bytes): ``(frames, datasets)``."""
+    import pydicom
+
+    frames: list[Frame] = []
+    datasets: list[Any] = []
+    for path in ref.files:
+        ds = pydicom.dcmread(path, force=False)
+        datasets.append(ds)
+        if len(headers) < 3:
+            headers.append(ds)
+        check_skip(ds)
+        frames.extend(frames_of(ds, len(datasets) - 1))
+    return frames, datasets
+
+
+def _decode(frames: list[Frame], datasets: list[Any], rows: int, cols: int) -> np.ndarray:
+    """Sorted frames -> ``(Z, rows, cols)`` HU stack, int16 when every rescale is integer and the values
+    fit (exact), else float32. Releases each file's bytes once decoded (``datasets`` is emptied)."""
+    cache: dict = {}
+    # decode one frame before allocating, so absurd header sizes fail on the real pixel data first
+    raw = stored_pixels(datasets[frames[0].file_index], frames[0].frame, rows, cols, cache)
+    exact = all(int16_rescale(f.slope, f.intercept) for f in frames)
+    stack = np.empty((len(frames), rows, cols), dtype=np.int16 if exact else np.float32)
+    for k, f in enumerate(frames):
+        if k:
+            raw = stored_pixels(datasets[f.file_index], f.frame, rows, cols, cache)
+        if not rescale_into(stack[k], raw, f.slope, f.intercept):  # HU beyond int16: go float32
+            stack = stack.astype(np.float32)
+            rescale_into(stack[k], raw, f.slope, f.intercept)
+        if f.frame is None:  # release the file's bytes (and pydicom's cached pixel array) early
+            datasets[f.file_index] = None
+    cache.clear()
+    datasets.clear()
+    if stack.dtype.kind == "f" and not np.isfinite(stack).all():
+        raise InvalidScan("pixel values are not finite after rescale")
+    return stack
 
 
 def _num(ds, keyword: str) -> float | None:

@@ -1,4 +1,5 @@
-"""Decode one DICOM frame's stored pixel values and rescale it to HU into a preallocated slot.
+"""Decode one DICOM frame's stored pixel values and rescale it to HU into a preallocated slot (int16 when
+the rescale is integer and the values fit, so a scan is never held as float32 whole; float32 otherwise).
 
 Uncompressed 16-bit grayscale (the common CT case, either byte order) is read straight from the
 PixelData bytes with ``numpy.frombuffer``; anything else (JPEG lossless, JPEG-LS, JPEG 2000, RLE via the
@@ -86,11 +87,52 @@ def stored_pixels(ds, frame: int | None, rows: int, cols: int, cache: dict) -> n
     return out
 
 
-def rescale_into(dst: np.ndarray, raw: np.ndarray, slope: float, intercept: float) -> None:
-    """``dst[...] = raw * slope + intercept`` in float32, without temporaries beyond ``dst``."""
+def int16_rescale(slope: float, intercept: float) -> bool:
+    """Whether stored integers rescale to integer HU (integer slope and intercept), so an int16 slot can
+    hold them exactly when they fit."""
+    return (
+        float(slope).is_integer()
+        and float(intercept).is_integer()
+        and abs(slope) < 2**15
+        and abs(intercept) < 2**16
+    )
+
+
+def _fits_int16(raw: np.ndarray, slope: int, intercept: int) -> bool:
+    """Whether ``raw * slope + intercept`` stays within int16, from the dtype's range when that suffices."""
+    if raw.dtype.kind not in "iu" or raw.dtype.itemsize > 2:
+        return False
+    info = np.iinfo(raw.dtype)
+    ends = (info.min * slope + intercept, info.max * slope + intercept)
+    if min(ends) >= -(2**15) and max(ends) < 2**15:
+        return True
+    lo, hi = int(raw.min()), int(raw.max())
+    ends = (lo * slope + intercept, hi * slope + intercept)
+    return min(ends) >= -(2**15) and max(ends) < 2**15
+
+
+def rescale_into(dst: np.ndarray, raw: np.ndarray, slope: float, intercept: float) -> bool:
+    """``dst[...] = raw * slope + intercept`` without temporaries beyond ``dst``.
+
+    ``dst`` is a float32 slot, or an int16 slot when :func:`int16_rescale` holds for the series (exact:
+    the same values as float32). Returns False, leaving ``dst`` unspecified, when an int16 ``dst`` cannot
+    hold this frame's values (the caller then switches to float32).
+    """
+    if dst.dtype == np.int16:
+        s, b = int(slope), int(intercept)
+        if not _fits_int16(raw, s, b):
+            return False
+        if s == 1:
+            np.add(raw, np.int32(b), out=dst, dtype=np.int32, casting="unsafe")
+        else:
+            np.multiply(raw, np.int32(s), out=dst, dtype=np.int32, casting="unsafe")
+            if b:
+                np.add(dst, np.int32(b), out=dst, dtype=np.int32, casting="unsafe")
+        return True
     if slope == 1.0:
         np.copyto(dst, raw, casting="unsafe")
     else:
         np.multiply(raw, np.float32(slope), out=dst, casting="unsafe")
     if intercept != 0.0:
         np.add(dst, np.float32(intercept), out=dst)
+    return True

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 
 #: Default (level, width) windows in HU, channel order fixed: brain, subdural, bone.
 DEFAULT_WINDOWS: tuple[tuple[float, float], ...] = ((40.0, 80.0), (80.0, 200.0), (600.0, 2800.0))
@@ -21,7 +21,8 @@ def apply_windows(hu, windows: Sequence[Sequence[float]] = DEFAULT_WINDOWS):
     Returns:
         ``float32`` array/tensor of shape ``(len(windows), *S)``; same kind as ``hu``.
     """
-    if isinstance(hu, torch.Tensor):
+    torch = sys.modules.get("torch")  # a tensor implies torch is imported; never import it for numpy input
+    if torch is not None and isinstance(hu, torch.Tensor):
         x = hu.float()
         chans = [((x - (lv - w / 2.0)) / w).clamp_(0.0, 1.0) for lv, w in windows]
         return torch.stack(chans, 0)
