@@ -44,7 +44,7 @@ from fmct.io.dicom_geometry import (
     stacking_line,
     tilt_degrees,
 )
-from fmct.io.dicom_pixels import int16_rescale, rescale_into, stored_pixels
+from fmct.io.dicom_pixels import int16_rescale, pixel_tag_at, read_native16, rescale_into, stored_pixels
 from fmct.io.errors import InvalidScan, ScanProblem, SkipScan
 from fmct.io.volume import Volume
 from fmct.timing import stage
@@ -140,7 +140,7 @@ def _read_series(ref: SeriesRef, headers: list[Any], min_slices: int, gap_tol: f
         raise SkipScan(f"only {ref.n_files} slice(s) (< {min_slices}): localizer or partial series")
 
     with stage("read files"):
-        frames, datasets = _read_files(ref, headers)
+        frames, datasets, sources = _read_files(ref, headers)
 
     warnings: list[str] = []
     n_loc = sum(f.localizer for f in frames)
@@ -180,7 +180,7 @@ def _read_series(ref: SeriesRef, headers: list[Any], min_slices: int, gap_tol: f
         raise InvalidScan(f"series too large ({cols}x{rows}x{len(frames)} voxels)")
     meta_ds = datasets[frames[0].file_index]
     with stage("decode"):
-        stack = _decode(frames, datasets, rows, cols)
+        stack = _decode(frames, datasets, sources, rows, cols)
 
     with stage("stack"):
         # Duplicate positions: identical pixels -> keep one (warning); different pixels -> InvalidScan.
@@ -221,40 +221,63 @@ def _read_series(ref: SeriesRef, headers: list[Any], min_slices: int, gap_tol: f
     return Volume(array=stack.transpose(2, 1, 0), affine=affine, meta=meta)
 
 
-def _read_files(ref: SeriesRef, headers: list[Any]) -> tuple[list[Frame], list[Any]]:
-    """Parse every file of the series (headers and pixel bytes): ``(frames, datasets)``."""
+def _read_files(ref: SeriesRef, headers: list[Any]) -> tuple[list[Frame], list[Any], list[tuple]]:
+    """Parse every file's header (pixel data left on disk): ``(frames, datasets, sources)`` where
+    ``sources[i] = (path, offset of its pixel data element or None)``."""
     import pydicom
 
     frames: list[Frame] = []
     datasets: list[Any] = []
+    sources: list[tuple] = []
     for path in ref.files:
-        ds = pydicom.dcmread(path, force=False)
+        with open(path, "rb") as fh:
+            ds = pydicom.dcmread(fh, stop_before_pixels=True, force=False)
+            offset = fh.tell()
+            has_pixels = pixel_tag_at(fh, ds)
         datasets.append(ds)
+        sources.append((path, offset if has_pixels else None))
         if len(headers) < 3:
             headers.append(ds)
         check_skip(ds)
-        frames.extend(frames_of(ds, len(datasets) - 1))
-    return frames, datasets
+        frames.extend(frames_of(ds, len(datasets) - 1, has_pixels))
+    return frames, datasets, sources
 
 
-def _decode(frames: list[Frame], datasets: list[Any], rows: int, cols: int) -> np.ndarray:
+def _decode(
+    frames: list[Frame], datasets: list[Any], sources: list[tuple], rows: int, cols: int
+) -> np.ndarray:
     """Sorted frames -> ``(Z, rows, cols)`` HU stack, int16 when every rescale is integer and the values
-    fit (exact), else float32. Releases each file's bytes once decoded (``datasets`` is emptied)."""
+    fit (exact), else float32. Uncompressed 16-bit files are read straight into the stack, one at a time;
+    others are read whole with pydicom when their turn comes (multi-frame files once)."""
+    import pydicom
+
     cache: dict = {}
+    full: dict[int, Any] = {}
+
+    def pixels(f: Frame) -> np.ndarray:
+        path, offset = sources[f.file_index]
+        if f.frame is None and offset is not None:
+            raw = read_native16(path, offset, datasets[f.file_index], rows, cols)
+            if raw is not None:
+                return raw
+        if f.file_index not in full:
+            full[f.file_index] = pydicom.dcmread(path, force=False)
+        return stored_pixels(full[f.file_index], f.frame, rows, cols, cache)
+
     # decode one frame before allocating, so absurd header sizes fail on the real pixel data first
-    raw = stored_pixels(datasets[frames[0].file_index], frames[0].frame, rows, cols, cache)
+    raw = pixels(frames[0])
     exact = all(int16_rescale(f.slope, f.intercept) for f in frames)
     stack = np.empty((len(frames), rows, cols), dtype=np.int16 if exact else np.float32)
     for k, f in enumerate(frames):
         if k:
-            raw = stored_pixels(datasets[f.file_index], f.frame, rows, cols, cache)
+            raw = pixels(f)
         if not rescale_into(stack[k], raw, f.slope, f.intercept):  # HU beyond int16: go float32
             stack = stack.astype(np.float32)
             rescale_into(stack[k], raw, f.slope, f.intercept)
         if f.frame is None:  # release the file's bytes (and pydicom's cached pixel array) early
-            datasets[f.file_index] = None
+            full.pop(f.file_index, None)
     cache.clear()
-    datasets.clear()
+    full.clear()
     if stack.dtype.kind == "f" and not np.isfinite(stack).all():
         raise InvalidScan("pixel values are not finite after rescale")
     return stack

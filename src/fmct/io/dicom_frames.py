@@ -155,9 +155,12 @@ def _size(ds) -> tuple[int, int]:
     return rows, cols
 
 
-def frames_of(ds, file_index: int) -> list[Frame]:
-    """The frames of one dataset (1 for classic CT, ``NumberOfFrames`` for Enhanced CT)."""
-    if "PixelData" not in ds:
+def frames_of(ds, file_index: int, has_pixels: bool | None = None) -> list[Frame]:
+    """The frames of one dataset (1 for classic CT, ``NumberOfFrames`` for Enhanced CT).
+
+    ``has_pixels``: whether the file holds pixel data, for a dataset read without it (``None``: look in
+    ``ds``)."""
+    if not (("PixelData" in ds) if has_pixels is None else has_pixels):
         raise InvalidScan("CT image without pixel data")
     rows, cols = _size(ds)
     image_localizer = "LOCALIZER" in _words(ds.get("ImageType", None))

@@ -242,7 +242,7 @@ def _resample_oblique(
         out = _sample_decoupled(src, m, out_shape, *pair, clip)
     else:
         out = _sample_general(src, m, out_shape, clip)
-    return np.ascontiguousarray(out), out_aff
+    return out, out_aff  # may be a transposed view: the head crop copies what it keeps
 
 
 def to_ras_isotropic(
@@ -262,7 +262,8 @@ def to_ras_isotropic(
         clip: optional ``(lo, hi)`` HU: source values are clipped to it before interpolation.
 
     Returns:
-        ``(volume, path)``: float32 C-ordered ``(X', Y', Z')`` volume whose affine is ``diag(spacing)``
+        ``(volume, path)``: float32 ``(X', Y', Z')`` volume (C-ordered when axis-aligned, possibly a
+        transposed view when oblique) whose affine is ``diag(spacing)``
         plus an origin, and ``"axis-aligned"`` or ``"oblique"`` naming the path taken.
     """
     arr = np.asarray(volume.array)

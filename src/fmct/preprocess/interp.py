@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-#: Output voxels per chunk of the 2D (bilinear) pass: bounds the temporary gathers to ~100 MB.
-_CHUNK_VOXELS = 4_000_000
+#: Output voxels per chunk of the 2D (bilinear) pass: bounds the temporaries to ~4 MB each.
+_CHUNK_VOXELS = 1_000_000
 
 
 def _weights_1d(coords: np.ndarray, n: int, mode: str) -> tuple[np.ndarray, ...]:
@@ -93,17 +93,20 @@ def interp_plane(
     """
     out = np.empty((len(c0), rows.shape[1]), dtype=np.float32)
     step = max(1, _CHUNK_VOXELS // max(rows.shape[1], 1))
+    tmp = np.empty((min(step, len(c0)), rows.shape[1]), dtype=np.float32)
     for s in range(0, len(c0), step):
         e = min(s + step, len(c0))
         a0, b0, wa0, wb0, _ = _weights_1d(c0[s:e], n0, "air")
         a1, b1, wa1, wb1, _ = _weights_1d(c1[s:e], n1, "air")
-        acc = out[s:e]
+        acc, t = out[s:e], tmp[: e - s]
         acc.fill(0.0)
         inside = np.zeros(e - s)
         for i, wi in ((a0, wa0), (b0, wb0)):
             for j, wj in ((a1, wa1), (b1, wb1)):
                 w = wi * wj
                 inside += w
-                acc += rows[i * n1 + j] * w.astype(np.float32)[:, None]
+                np.take(rows, i * n1 + j, axis=0, out=t)
+                t *= w.astype(np.float32)[:, None]
+                acc += t
         acc += ((1.0 - inside) * fill).astype(np.float32)[:, None]
     return out
