@@ -28,11 +28,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from fmct.io.volume import Volume
-from fmct.preprocess.interp import interp_axis, interp_plane
+from fmct.preprocess.interp import interp_axis, interp_plane, plane_weights
 
 AIR_HU = -1000.0
 #: Output voxels per ``map_coordinates`` call on the general oblique path (bounds the coordinate arrays).
 _SLAB_VOXELS = 2_000_000
+#: Floats of the 1D-pass rows held at once on the tilted path (chunks of output columns).
+_ROWS_BUDGET = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,13 @@ def _resize_separable(
         if not clipped:
             part = np.clip(part, *clip) if clip is not None else part
         buf[z0 : z0 + slab] = part
-    res = buf if same[0] else interp_axis(buf, 0, coords[0], "clamp")
+    if same[0]:
+        res = buf
+    else:  # the slowest axis last, in chunks of the middle one (bounded temporaries)
+        res = np.empty((out_shape[mem[0]],) + buf.shape[1:], dtype=np.float32)
+        rows = max(1, 4_000_000 // max(res.shape[0] * res.shape[2], 1))
+        for y0 in range(0, buf.shape[1], rows):
+            res[:, y0 : y0 + rows] = interp_axis(buf[:, y0 : y0 + rows], 0, coords[0], "clamp")
     return res.transpose(np.argsort(mem))
 
 
@@ -152,7 +160,7 @@ def _resample_aligned(
             flip_m[k, k] = -1.0
             flip_m[k, 3] = res.shape[k] - 1
         aff = aff @ flip_m
-    return np.ascontiguousarray(res), aff
+    return res, aff  # a transposed/flipped view: the head crop (or the int16 cast) copies it in C order
 
 
 def _oblique_grid(shape: tuple[int, ...], affine: np.ndarray, spacing: float, world_box) -> tuple:
@@ -192,15 +200,19 @@ def _sample_decoupled(
     r1, r2 = sorted((r for r in range(3) if r != s), key=lambda r: -abs(src.strides[r]))
     b1, b2 = (b for b in range(3) if b != a)
     view = src.transpose(r1, r2, s)
-    rows = interp_axis(view, 2, m[s, a] * np.arange(out_shape[a]) + m[s, 3], "air", AIR_HU, clip)
     i, j = np.meshgrid(np.arange(out_shape[b1]), np.arange(out_shape[b2]), indexing="ij")
     i, j = i.ravel().astype(np.float64), j.ravel().astype(np.float64)
     c1 = m[r1, b1] * i + m[r1, b2] * j + m[r1, 3]
     c2 = m[r2, b1] * i + m[r2, b2] * j + m[r2, 3]
-    flat = interp_plane(
-        rows.reshape(view.shape[0] * view.shape[1], -1), view.shape[0], view.shape[1], c1, c2, AIR_HU
-    )
-    out = flat.reshape(out_shape[b1], out_shape[b2], out_shape[a])  # axes (b1, b2, a)
+    weights = plane_weights(view.shape[0], view.shape[1], c1, c2)  # shared by every column chunk
+    out = np.empty((out_shape[b1], out_shape[b2], out_shape[a]), dtype=np.float32)  # axes (b1, b2, a)
+    n_rows = view.shape[0] * view.shape[1]
+    chunk = max(8, _ROWS_BUDGET // max(n_rows, 1))  # output columns along a per pass
+    for a0 in range(0, out_shape[a], chunk):
+        cols = np.arange(a0, min(a0 + chunk, out_shape[a]))
+        rows = interp_axis(view, 2, m[s, a] * cols + m[s, 3], "air", AIR_HU, clip)
+        flat = interp_plane(rows.reshape(n_rows, -1), weights, AIR_HU)
+        out[:, :, a0 : a0 + len(cols)] = flat.reshape(out_shape[b1], out_shape[b2], len(cols))
     return out.transpose(np.argsort([b1, b2, a]))
 
 

@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import numpy as np
 
-#: Output voxels per chunk of the 2D (bilinear) pass: bounds the temporaries to ~4 MB each.
-_CHUNK_VOXELS = 1_000_000
-
 
 def _weights_1d(coords: np.ndarray, n: int, mode: str) -> tuple[np.ndarray, ...]:
     """``(i0, i1, w0, w1, w_out)`` for source coordinates ``coords`` (index units) on an axis of ``n``.
@@ -69,9 +66,10 @@ def interp_axis(
     i0, i1, w0, w1, w_out = _weights_1d(coords, src.shape[axis], mode)
     shape = [1] * src.ndim
     shape[axis] = len(i0)
-    out = _clipped(np.take(src, i0, axis=axis), clip)
+    lead = (slice(None),) * axis  # fancy indexing, not np.take: take copies a non-contiguous source whole
+    out = _clipped(src[lead + (i0,)], clip)
     out *= w0.astype(np.float32).reshape(shape)
-    x1 = _clipped(np.take(src, i1, axis=axis), clip)
+    x1 = _clipped(src[lead + (i1,)], clip)
     x1 *= w1.astype(np.float32).reshape(shape)
     out += x1
     if mode == "air" and w_out.any():
@@ -79,34 +77,39 @@ def interp_axis(
     return out
 
 
-def interp_plane(
-    rows: np.ndarray, n0: int, n1: int, c0: np.ndarray, c1: np.ndarray, fill: float
-) -> np.ndarray:
-    """Bilinear interpolation over a 2D grid of rows, outside reading as ``fill``.
+def plane_weights(n0: int, n1: int, c0: np.ndarray, c1: np.ndarray) -> tuple[list, np.ndarray]:
+    """Bilinear weights for plane coordinates ``c0, c1`` ``(P,)`` (index units) on an ``n0 x n1`` grid of
+    rows (row ``p * n1 + q`` at plane index ``(p, q)``), outside reading as a fill value.
+
+    Returns:
+        ``(corners, outside)``: four ``(row index (P,), float32 weight (P, 1))`` and the ``(P, 1)`` float32
+        weight of the fill value.
+    """
+    a0, b0, wa0, wb0, _ = _weights_1d(c0, n0, "air")
+    a1, b1, wa1, wb1, _ = _weights_1d(c1, n1, "air")
+    corners, inside = [], np.zeros(len(c0))
+    for i, wi in ((a0, wa0), (b0, wb0)):
+        for j, wj in ((a1, wa1), (b1, wb1)):
+            w = wi * wj
+            inside += w
+            corners.append((i * n1 + j, w.astype(np.float32)[:, None]))
+    return corners, (1.0 - inside).astype(np.float32)[:, None]
+
+
+def interp_plane(rows: np.ndarray, weights: tuple[list, np.ndarray], fill: float) -> np.ndarray:
+    """Bilinear interpolation over a 2D grid of rows with :func:`plane_weights`, outside reading as ``fill``.
 
     Args:
         rows: ``(n0 * n1, L)`` float32, row ``p * n1 + q`` holding the source at plane index ``(p, q)``.
-        c0, c1: ``(P,)`` source plane coordinates (index units along the ``n0`` and ``n1`` axes).
 
     Returns:
         ``(P, L)`` float32.
     """
-    out = np.empty((len(c0), rows.shape[1]), dtype=np.float32)
-    step = max(1, _CHUNK_VOXELS // max(rows.shape[1], 1))
-    tmp = np.empty((min(step, len(c0)), rows.shape[1]), dtype=np.float32)
-    for s in range(0, len(c0), step):
-        e = min(s + step, len(c0))
-        a0, b0, wa0, wb0, _ = _weights_1d(c0[s:e], n0, "air")
-        a1, b1, wa1, wb1, _ = _weights_1d(c1[s:e], n1, "air")
-        acc, t = out[s:e], tmp[: e - s]
-        acc.fill(0.0)
-        inside = np.zeros(e - s)
-        for i, wi in ((a0, wa0), (b0, wb0)):
-            for j, wj in ((a1, wa1), (b1, wb1)):
-                w = wi * wj
-                inside += w
-                np.take(rows, i * n1 + j, axis=0, out=t)
-                t *= w.astype(np.float32)[:, None]
-                acc += t
-        acc += ((1.0 - inside) * fill).astype(np.float32)[:, None]
+    corners, outside = weights
+    out = np.multiply(outside, np.float32(fill), dtype=np.float32) * np.ones((1, rows.shape[1]), np.float32)
+    tmp = np.empty_like(out)
+    for idx, w in corners:
+        np.take(rows, idx, axis=0, out=tmp, mode="clip")  # indices are valid; "raise" would buffer
+        tmp *= w
+        out += tmp
     return out

@@ -80,7 +80,8 @@ def _load(path: str | os.PathLike) -> Volume:
 
 
 def _to_int16(arr: np.ndarray) -> np.ndarray:
-    out = np.rint(arr)
+    """Rounded, saturated int16 copy (C order); rounds ``arr`` in place (always preprocess' own array)."""
+    out = np.rint(arr, out=arr) if arr.dtype == np.float32 and arr.flags.writeable else np.rint(arr)
     np.clip(out, -32768, 32767, out=out)
     return np.ascontiguousarray(out.astype(np.int16))
 
@@ -152,7 +153,13 @@ def _head_region(vol: Volume, cfg: PreprocessConfig) -> tuple[Volume, tuple[np.n
 
     slack = cfg.crop_margin_mm + 2.0 * cfg.spacing
     box, head, _, stride = head_box(vol.array, vol.spacing, cfg.foreground_hu, slack)
-    centres = np.argwhere(head) * np.asarray(stride) + (np.asarray(stride) - 1) / 2.0
-    world = centres @ vol.affine[:3, :3].T + vol.affine[:3, 3]
+    lo, hi = np.full(3, np.inf), np.full(3, -np.inf)
+    for i0 in range(0, head.shape[0], 16):  # world extent of the head's voxel centres, slab by slab
+        idx = np.argwhere(head[i0 : i0 + 16])
+        if len(idx):
+            idx[:, 0] += i0
+            centres = idx * np.asarray(stride) + (np.asarray(stride) - 1) / 2.0
+            world = centres @ vol.affine[:3, :3].T + vol.affine[:3, 3]
+            lo, hi = np.minimum(lo, world.min(0)), np.maximum(hi, world.max(0))
     pad = slack + float(np.max(np.asarray(stride) * np.asarray(vol.spacing)))
-    return crop_view(vol, box), (world.min(0) - pad, world.max(0) + pad)
+    return crop_view(vol, box), (lo - pad, hi + pad)
