@@ -114,22 +114,32 @@ def write_series(
 
 def child_fmct(folder: Path, repeats: int) -> dict:
     """``repeats`` x (plan + process_item) into fresh stores, then one run with defacing."""
+    from contextlib import nullcontext
+
     from fmct.preprocess import PreprocessConfig
     from fmct.store.batch import plan, process_item
-    from fmct.timing import record
+
+    try:
+        from fmct.timing import record
+    except ImportError:  # a baseline checkout from before the stage timers
+        record = None
 
     def one(cfg: PreprocessConfig) -> dict:
         with tempfile.TemporaryDirectory(prefix="fmct-bench-store-") as store:
             t0 = time.perf_counter()
             items, _ = plan([folder])
             discover_s = time.perf_counter() - t0
-            with record() as stages:
+            with record() if record else nullcontext({}) as stages:
+                c0 = time.process_time()
                 row = process_item(items[0], store, cfg.to_dict(), 10)
+                cpu = time.process_time() - c0
         stages = {k: round(v, 4) for k, v in stages.items()}
-        stages["other"] = round(row["seconds"] - sum(stages.values()), 4)
+        if stages:
+            stages["other"] = round(row["seconds"] - sum(stages.values()), 4)
         return {
             "discover_s": round(discover_s, 4),
             "work_s": row["seconds"],
+            "cpu_s": round(cpu, 4),
             "stages_s": stages,
             "status": row["status"],
             "reason": row["reason"],
@@ -159,8 +169,8 @@ def child_monai(folder: Path, repeats: int) -> dict:
 # ---------------------------------------------------------------- parent
 
 
-def _run(cmd: list[str], env: dict | None = None) -> tuple[str, float, float]:
-    """Run ``cmd``; ``(stdout, wall seconds, peak RSS MB of that process)`` via ``os.wait4``."""
+def _run(cmd: list[str], env: dict | None = None) -> tuple[str, float, float, float]:
+    """Run ``cmd``; ``(stdout, wall s, CPU s (user + sys), peak RSS MB)`` of that process via ``os.wait4``."""
     t0 = time.perf_counter()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
@@ -172,15 +182,19 @@ def _run(cmd: list[str], env: dict | None = None) -> tuple[str, float, float]:
         stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd[0]} exited {proc.returncode}:\n{stderr[-3000:]}")
-    return stdout, wall, usage.ru_maxrss / 1024.0  # KiB on Linux
+    return stdout, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0  # KiB on Linux
 
 
-def measure_child(method: str, folder: Path, repeats: int) -> dict:
+def measure_child(method: str, folder: Path, repeats: int, src: Path | None = None) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    if src is not None:  # another checkout's fmct (the baseline)
+        env["PYTHONPATH"] = os.pathsep.join([str(src), env.get("PYTHONPATH", "")])
     cmd = [sys.executable, __file__, "--child", method, "--dir", str(folder), "--repeats", str(repeats)]
-    stdout, wall, rss = _run(cmd, env)
+    stdout, wall, _, rss = _run(cmd, env)
     res = json.loads(stdout.strip().splitlines()[-1])
     res["best_work_s"] = min(r["work_s"] for r in res["runs"])
+    if all("cpu_s" in r for r in res["runs"]):
+        res["best_cpu_s"] = min(r["cpu_s"] for r in res["runs"])
     res["peak_rss_mb"] = round(rss, 1)
     res["process_wall_s"] = round(wall, 3)
     return res
@@ -193,19 +207,27 @@ def measure_dcm2niix(folder: Path, repeats: int) -> dict:
     runs, version = [], None
     for _ in range(repeats):
         with tempfile.TemporaryDirectory(prefix="fmct-bench-d2n-") as out:
-            stdout, wall, rss = _run([exe, "-z", "n", "-o", out, str(folder)])
+            stdout, wall, cpu, rss = _run([exe, "-z", "n", "-o", out, str(folder)])
             files = sorted(p.name.rsplit("_", 1)[-1] for p in Path(out).glob("*.nii"))
         version = next((ln.strip() for ln in stdout.splitlines() if "version" in ln.lower()), version)
-        runs.append({"work_s": round(wall, 4), "peak_rss_mb": round(rss, 1), "nifti_files": files})
+        runs.append(
+            {
+                "work_s": round(wall, 4),
+                "cpu_s": round(cpu, 4),
+                "peak_rss_mb": round(rss, 1),
+                "nifti_files": files,
+            }
+        )
     return {
         "version": version,
         "runs": runs,
         "best_work_s": min(r["work_s"] for r in runs),
+        "best_cpu_s": min(r["cpu_s"] for r in runs),
         "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
     }
 
 
-def bench_series(name: str, folder: Path, repeats: int, monai: bool) -> dict:
+def bench_series(name: str, folder: Path, repeats: int, monai: bool, baseline: Path | None) -> dict:
     print(f"--- {name}", flush=True)
     f = measure_child("fmct", folder, repeats)
     best = min(f["runs"], key=lambda r: r["work_s"])
@@ -226,12 +248,25 @@ def bench_series(name: str, folder: Path, repeats: int, monai: bool) -> dict:
         entry["ratio_fmct_with_discover_vs_dcm2niix"] = round(
             (best["work_s"] + best["discover_s"]) / d["best_work_s"], 3
         )
+        entry["ratio_fmct_cpu_vs_dcm2niix"] = round(f["best_cpu_s"] / d["best_cpu_s"], 3)
         entry["ratio_peak_rss_fmct_vs_dcm2niix"] = round(f["peak_rss_mb"] / d["peak_rss_mb"], 3)
         print(
-            f"dcm2niix {d['best_work_s']:.3f} s, peak RSS {d['peak_rss_mb']:.0f} MB -> fmct/dcm2niix time "
-            f"{entry['ratio_fmct_work_vs_dcm2niix']:.2f}x (with discover "
+            f"dcm2niix {d['best_work_s']:.3f} s ({d['best_cpu_s']:.3f} s CPU), peak RSS {d['peak_rss_mb']:.0f} MB"
+            f" -> fmct/dcm2niix time {entry['ratio_fmct_work_vs_dcm2niix']:.2f}x (CPU "
+            f"{entry['ratio_fmct_cpu_vs_dcm2niix']:.2f}x, with discover "
             f"{entry['ratio_fmct_with_discover_vs_dcm2niix']:.2f}x), RSS "
             f"{entry['ratio_peak_rss_fmct_vs_dcm2niix']:.2f}x",
+            flush=True,
+        )
+    if baseline is not None:
+        b = measure_child("fmct", folder, repeats, src=baseline)
+        entry["fmct_baseline"] = b
+        entry["ratio_fmct_work_vs_baseline"] = round(best["work_s"] / b["best_work_s"], 3)
+        if "skipped" not in d:
+            entry["ratio_baseline_work_vs_dcm2niix"] = round(b["best_work_s"] / d["best_work_s"], 3)
+        print(
+            f"baseline {b['best_work_s']:.3f} s, peak RSS {b['peak_rss_mb']:.0f} MB ({baseline}) -> fmct now "
+            f"{entry['ratio_fmct_work_vs_baseline']:.2f}x of it",
             flush=True,
         )
     if monai:
@@ -246,11 +281,20 @@ def _headline(results: dict) -> dict:
     ratios = {
         k: v["ratio_fmct_work_vs_dcm2niix"] for k, v in results.items() if "ratio_fmct_work_vs_dcm2niix" in v
     }
+    cpu = {
+        k: v["ratio_fmct_cpu_vs_dcm2niix"] for k, v in results.items() if "ratio_fmct_cpu_vs_dcm2niix" in v
+    }
+    before = {k: v["ratio_baseline_work_vs_dcm2niix"] for k, v in results.items() if "fmct_baseline" in v}
     rss = {k: v["fmct"]["peak_rss_mb"] for k, v in results.items()}
     head = {
         "worst_time_ratio_fmct_vs_dcm2niix": max(ratios.values()) if ratios else None,
         "worst_fmct_peak_rss_mb": max(rss.values()),
         "time_ratio_fmct_vs_dcm2niix": ratios,
+        "cpu_time_ratio_fmct_vs_dcm2niix": cpu,
+        "baseline_time_ratio_vs_dcm2niix": before,
+        "baseline_peak_rss_mb": {
+            k: v["fmct_baseline"]["peak_rss_mb"] for k, v in results.items() if "fmct_baseline" in v
+        },
     }
     head["meets_goals"] = bool(
         ratios
@@ -267,6 +311,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-monai", action="store_true", help="skip the (slow) MONAI peer")
     ap.add_argument("--no-real", action="store_true", help="skip the real series of ../shared/realdata")
+    ap.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="src/ folder of another fmct checkout (e.g. `git archive c4a1d17 src | tar -x -C /tmp/old`) "
+        "measured the same way, as the before-figure",
+    )
     ap.add_argument("--out", type=Path, default=HERE / "results" / "ingest.json")
     ap.add_argument("--child", choices=["fmct", "monai"], help=argparse.SUPPRESS)
     ap.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
@@ -283,18 +333,21 @@ def main() -> None:
             write_series(folder, args.size, args.slices, tilt_deg=tilt)
             print(f"wrote {name}: {args.slices} slices of {args.size}^2 in {time.perf_counter() - t0:.1f} s")
             monai = not args.no_monai and tilt == 0.0
-            results[name] = bench_series(name, folder, args.repeats, monai)
+            results[name] = bench_series(name, folder, args.repeats, monai, args.baseline_src)
     if args.no_real:
         notes.append("real series skipped (--no-real)")
     elif not REAL.is_dir():
         notes.append(f"real series skipped: {REAL} not present")
     else:
         for name, sub in REAL_SERIES.items():
-            results[name] = bench_series(name, REAL / sub, args.repeats, False)
+            results[name] = bench_series(name, REAL / sub, args.repeats, False, args.baseline_src)
     report = {
         "benchmark": "ingest one DICOM series: fmct (read, RAS, 1 mm, head crop, write) vs dcm2niix",
-        "how": "each peer in its own process, 1 thread; time = best of repeats; fmct time = manifest "
-        "seconds (work per series, discover reported apart); peak RSS = ru_maxrss of that process",
+        "how": "each peer in its own process, 1 thread; time = best of repeats (fmct's first run in a process "
+        "includes lazy imports); fmct time = manifest seconds (work per series, discover reported apart); CPU = "
+        "user+sys (fmct: process_time around the work; dcm2niix: its process); peak RSS = ru_maxrss of that "
+        "process. Wall-time ratios move with machine load; CPU ratios less so",
+        "baseline": str(args.baseline_src) if args.baseline_src else None,
         "generated": {"size": args.size, "slices": args.slices, "spacing_mm": [0.45, 0.45, 1.0]},
         "repeats": args.repeats,
         "goals": GOALS,
