@@ -261,14 +261,17 @@ def bench_series(name: str, folder: Path, repeats: int, monai: bool, baseline: P
     if baseline is not None:
         b = measure_child("fmct", folder, repeats, src=baseline)
         entry["fmct_baseline"] = b
-        entry["ratio_fmct_work_vs_baseline"] = round(best["work_s"] / b["best_work_s"], 3)
-        if "skipped" not in d:
-            entry["ratio_baseline_work_vs_dcm2niix"] = round(b["best_work_s"] / d["best_work_s"], 3)
-        print(
-            f"baseline {b['best_work_s']:.3f} s, peak RSS {b['peak_rss_mb']:.0f} MB ({baseline}) -> fmct now "
-            f"{entry['ratio_fmct_work_vs_baseline']:.2f}x of it",
-            flush=True,
-        )
+        if all(r["status"] == "ok" for r in b["runs"]):
+            entry["ratio_fmct_work_vs_baseline"] = round(best["work_s"] / b["best_work_s"], 3)
+            if "skipped" not in d:
+                entry["ratio_baseline_work_vs_dcm2niix"] = round(b["best_work_s"] / d["best_work_s"], 3)
+            print(
+                f"baseline {b['best_work_s']:.3f} s, peak RSS {b['peak_rss_mb']:.0f} MB ({baseline}) -> fmct "
+                f"now {entry['ratio_fmct_work_vs_baseline']:.2f}x of it",
+                flush=True,
+            )
+        else:
+            print(f"baseline {b['runs'][0]['status']}: {b['runs'][0]['reason']}", flush=True)
     if monai:
         m = measure_child("monai", folder, min(repeats, 2))
         entry["monai"] = m
@@ -284,7 +287,11 @@ def _headline(results: dict) -> dict:
     cpu = {
         k: v["ratio_fmct_cpu_vs_dcm2niix"] for k, v in results.items() if "ratio_fmct_cpu_vs_dcm2niix" in v
     }
-    before = {k: v["ratio_baseline_work_vs_dcm2niix"] for k, v in results.items() if "fmct_baseline" in v}
+    before = {
+        k: v["ratio_baseline_work_vs_dcm2niix"]
+        for k, v in results.items()
+        if "ratio_baseline_work_vs_dcm2niix" in v
+    }
     rss = {k: v["fmct"]["peak_rss_mb"] for k, v in results.items()}
     head = {
         "worst_time_ratio_fmct_vs_dcm2niix": max(ratios.values()) if ratios else None,
