@@ -1,7 +1,9 @@
-"""`make bench`: run every CPU benchmark in this folder, then print a summary of benchmarks/results/*.json.
+"""`make bench`: run every peer benchmark in this folder, then print a summary of benchmarks/results/*.json.
 
 Each benchmark measures ours against a peer in the same run and writes ``results/<name>.json``.
-Run one alone with ``python benchmarks/<name>.py --help``.
+Run one alone with ``python benchmarks/<name>.py --help``. The research scripts (does pretraining learn,
+label efficiency, saliency, cohort difficulty) are in ``experiments/`` and run one at a time; see
+docs/results.md for their commands.
 """
 
 from __future__ import annotations
@@ -14,23 +16,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-#: Order matters little; the slow calibration/label-efficiency runs go last.
-ORDER = [
-    "ingest",
-    "synth_speed",
-    "train_step",
-    "predict",
-    "saliency_score",
-    "synth_difficulty",
-    "label_efficiency",
-    "view_consistency",
-    "pretrain_evidence",
-]
-#: Benchmarks that need files another command makes; skipped (and said so) when they are missing.
-REQUIRES = {
-    "view_consistency": (HERE.parent / "demo_out" / "store_pool", "make demo"),
-    "pretrain_evidence": (HERE.parent / "demo_out" / "store_eval", "make demo"),
-}
+#: Run order (any other script in this folder runs after these).
+ORDER = ["ingest", "synth_speed", "train_step", "loader", "predict"]
 
 
 def main() -> int:
@@ -39,10 +26,6 @@ def main() -> int:
     failed = []
     for name in names:
         print(f"\n=== benchmarks/{name}.py", flush=True)
-        need = REQUIRES.get(name)
-        if need and not need[0].exists():
-            print(f"--- {name}: skipped, needs {need[0]} (run `{need[1]}` first)", flush=True)
-            continue
         t0 = time.perf_counter()
         rc = subprocess.call([sys.executable, str(scripts[name])])
         print(f"--- {name}: exit {rc} in {time.perf_counter() - t0:.0f} s", flush=True)

@@ -8,16 +8,32 @@ CPU mode (default): tiny ViT (192/6/3, patch 8) on 64³ inputs, fp32. Measures, 
   - the machine's fp32 (or bf16) matmul FLOP/s, to express the above as a fraction of it.
 ``--gpu``: bf16 autocast, ViT-B (768/12/12), 96³ input, patch 12 (512 tokens), 65,536 prototypes, batch
 halved until it fits; prints model FLOPs utilisation against the measured bf16 matmul peak.
+``--dry``: the same code path at a tiny size (with ``--gpu`` on the CPU when there is no CUDA, bf16 autocast
+as on the GPU) to check that the script runs; prints the result instead of writing it.
+``--compile``: also ``torch.compile`` the backbone; compile time, steady step, and a short run
+(``--short-steps`` steps, compile time included) against eager, in the same run.
+The ``contention`` section (CPU) times the backbone step in worker processes with libgomp's default wait
+policy and with ``OMP_WAIT_POLICY=PASSIVE`` (fmct's default, :mod:`fmct.omp_policy`), on the machine as it
+is and next to one busy process, round by round interleaved.
 Writes ``benchmarks/results/train_step.json`` (``train_step_gpu.json`` for ``--gpu``).
 """
 
 from __future__ import annotations
 
+# isort: off
+import fmct  # noqa: F401  (first: sets OMP_WAIT_POLICY=PASSIVE before torch loads libgomp)
+
+# isort: on
 import argparse
 import json
 import math
+import os
 import platform
+import statistics
+import subprocess
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -112,34 +128,209 @@ def fwd_bwd(model: torch.nn.Module, x: torch.Tensor, ours: bool, amp: bool):
     return run
 
 
+#: One backbone in a worker process: ``python -c WORKER cfg_json batch size``; a line on stdin runs one
+#: forward+backward and prints its seconds. torch is imported before fmct so that the parent's environment
+#: alone decides the OpenMP wait policy.
+WORKER = """
+import json, sys, time
+import torch
+from fmct.models.vit3d import ViT3D, ViT3DConfig
+cfg, batch, size = json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+torch.manual_seed(0)
+m = ViT3D(ViT3DConfig(**cfg))
+x = torch.rand(batch, 3, size, size, size)
+def step():
+    m.zero_grad(set_to_none=True)
+    m.forward_features(x)["cls"].mean().backward()
+step()
+print("ready", flush=True)
+for _ in sys.stdin:
+    t = time.perf_counter()
+    step()
+    print(time.perf_counter() - t, flush=True)
+"""
+
+
+def contention(cfg: dict, batch: int, size: int, rounds: int) -> dict:
+    """Backbone fwd+bwd (ms/sample) in workers with libgomp's default wait policy vs PASSIVE, on the machine
+    as it is and next to one busy process; per-round ratios default/passive, interleaved."""
+    src = str(Path(fmct.__file__).resolve().parents[1])
+    base = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    base["PYTHONPATH"] = os.pathsep.join(filter(None, [src, base.get("PYTHONPATH")]))
+    envs = {"gomp_default": base, "passive": {**base, "OMP_WAIT_POLICY": "PASSIVE"}}
+    args = [sys.executable, "-c", WORKER, json.dumps(cfg), str(batch), str(size)]
+    procs = {k: subprocess.Popen(args, env=e, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+             for k, e in envs.items()}  # fmt: skip
+    out: dict = {}
+    try:
+        for p in procs.values():
+            if p.stdout.readline().strip() != "ready":
+                raise RuntimeError("contention worker failed to start")
+        for busy in (0, 1):
+            hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(busy)]
+            try:
+                times: dict[str, list[float]] = {k: [] for k in procs}
+                for r in range(rounds + 1):  # round 0 warms up next to the new competitor
+                    for k, p in procs.items():
+                        p.stdin.write("go\n")
+                        p.stdin.flush()
+                        t = float(p.stdout.readline())
+                        if r:
+                            times[k].append(t)
+            finally:
+                for h in hogs:
+                    h.kill()
+                    h.wait()
+            ratios = [a / b for a, b in zip(times["gomp_default"], times["passive"], strict=True)]
+            cond = {k: {"ms_per_sample_median": 1e3 * statistics.median(v) / batch,
+                        "ms_per_sample_rounds": [round(1e3 * t / batch, 1) for t in v]}
+                    for k, v in times.items()}  # fmt: skip
+            cond["default_over_passive_median_ratio"] = statistics.median(ratios)
+            out["one_busy_process" if busy else "machine_as_is"] = cond
+            print(f"contention ({'1 busy process' if busy else 'machine as is'}): libgomp default "
+                  f"{cond['gomp_default']['ms_per_sample_median']:.1f} ms/sample, PASSIVE "
+                  f"{cond['passive']['ms_per_sample_median']:.1f} ms/sample, default/passive "
+                  f"x{cond['default_over_passive_median_ratio']:.2f} (median of {rounds} rounds)")  # fmt: skip
+    finally:
+        for p in procs.values():
+            p.stdin.close()
+            p.wait()
+    return out
+
+
+def compile_section(
+    model: torch.nn.Module, x: torch.Tensor, device: torch.device, reps: int, short: int
+) -> dict:
+    """``torch.compile`` vs eager on the same backbone and input: compile time (first call, inductor's
+    on-disk caches off, as a first run sees it), steady step medians (interleaved), and ``short`` steps end
+    to end with the compile time included."""
+    import copy
+
+    import torch._inductor.config as inductor_config
+
+    compiled = torch.compile(copy.deepcopy(model))
+
+    def step(m: torch.nn.Module) -> Callable[[], None]:
+        def run() -> None:
+            m.zero_grad(set_to_none=True)
+            m(x).mean().backward()  # forward() = the CLS embedding, as forward_features(x)["cls"]
+
+        return run
+
+    steps = {"eager": step(model), "compiled": step(compiled)}
+    t0 = time.perf_counter()
+    with inductor_config.patch(force_disable_caches=True):
+        steps["compiled"]()
+        sync(device)
+    first = time.perf_counter() - t0
+    steps["eager"]()
+    times: dict[str, list[float]] = {k: [] for k in steps}
+    for _ in range(reps):
+        for k, f in steps.items():
+            times[k].append(time_fn(f, device, 0, 1))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    res = {"compile_s_first_step_no_cache": first, "eager_ms_step": 1e3 * med["eager"],
+           "compiled_ms_step": 1e3 * med["compiled"],
+           "steady_speedup": statistics.median([a / b for a, b in zip(times["eager"], times["compiled"], strict=True)]),
+           "short_run_steps": short, "short_run_eager_s": short * med["eager"],
+           "short_run_compiled_s": first + (short - 1) * med["compiled"]}  # fmt: skip
+    res["short_run_speedup"] = res["short_run_eager_s"] / res["short_run_compiled_s"]
+    print(f"torch.compile: first step {first:.1f} s; steady x{res['steady_speedup']:.2f}; "
+          f"{short} steps incl. compile x{res['short_run_speedup']:.2f} vs eager")  # fmt: skip
+    return res
+
+
+def ssl_backbone_parts(model, z: dict, batch: int, device: torch.device, reps: int) -> dict:
+    """The backbone passes of one SSL step, each timed alone and interleaved with the bare fwd+bwd step:
+    teacher forward (no grad) on the globals, student fwd+bwd on the masked globals, on the locals.
+    Returns GFLOP/s of each and its median per-round ratio to the bare step's."""
+    size, local, n_local, patch = z["size"], z["local"], z["n_local"], z["patch"]
+    dim, depth = z["dim"], z["depth"]
+    g2 = torch.rand(batch, 3, size, size, size, device=device)
+    g = torch.rand(2 * batch, 3, size, size, size, device=device)
+    lo = torch.rand(n_local * batch, 3, local, local, local, device=device)
+    n = (size // patch) ** 3
+    mask = torch.rand(2 * batch, n, generator=torch.Generator().manual_seed(0)) < 0.3
+    fg = vit_flops(n + 1, dim, depth, 4, patch**3, 3)
+    fl = vit_flops((local // patch) ** 3 + 1, dim, depth, 4, patch**3, 3)
+
+    def bwd(x: torch.Tensor, m: torch.Tensor | None = None) -> Callable[[], None]:
+        def run() -> None:
+            model.zero_grad(set_to_none=True)
+            model.forward_features(x, m)["cls"].mean().backward()
+
+        return run
+
+    def teacher() -> None:
+        with torch.no_grad():
+            model.forward_features(g)
+
+    parts = {"bare_fwd_bwd": (bwd(g2), 3 * batch * fg), "teacher_fwd_globals": (teacher, 2 * batch * fg),
+             "student_fwd_bwd_masked_globals": (bwd(g, mask.to(device)), 6 * batch * fg),
+             "student_fwd_bwd_locals": (bwd(lo), 3 * n_local * batch * fl)}  # fmt: skip
+    times: dict[str, list[float]] = {k: [] for k in parts}
+    for f, _ in parts.values():
+        f()
+    for _ in range(reps):
+        for k, (f, _) in parts.items():
+            times[k].append(time_fn(f, device, 0, 1))
+    out = {}
+    for k, (_, fl_k) in parts.items():
+        ratio = statistics.median(
+            [
+                (fl_k / a) / (parts["bare_fwd_bwd"][1] / b)
+                for a, b in zip(times[k], times["bare_fwd_bwd"], strict=True)
+            ]
+        )
+        out[k] = {"gflops": fl_k / statistics.median(times[k]) / 1e9, "over_bare": ratio}
+    print("SSL step's backbone passes, FLOP/s over the bare fwd+bwd step's: "
+          + ", ".join(f"{k} x{v['over_bare']:.2f}" for k, v in out.items() if k != "bare_fwd_bwd"))  # fmt: skip
+    return out
+
+
+def sizes(gpu: bool, dry: bool) -> dict:
+    """Model and batch sizes of each mode."""
+    if dry:
+        return dict(dim=48, depth=2, heads=3, patch=8, size=32, local=16, k=256, hidden=64, batch=1, reps=2,
+                    n_local=2, peak_n=256)  # fmt: skip
+    if gpu:
+        return dict(dim=768, depth=12, heads=12, patch=12, size=96, local=48, k=65536, hidden=2048, batch=64,
+                    reps=10, n_local=8, peak_n=8192)  # fmt: skip
+    return dict(dim=192, depth=6, heads=3, patch=8, size=64, local=32, k=4096, hidden=1024, batch=2, reps=5,
+                n_local=2, peak_n=1536)  # fmt: skip
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--gpu", action="store_true", help="bf16 ViT-B 96³ on CUDA")
+    ap.add_argument("--dry", action="store_true", help="tiny sizes, check the code path; nothing written")
     ap.add_argument("--batch", type=int, default=None)
     ap.add_argument("--reps", type=int, default=None)
     ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    ap.add_argument(
+        "--compile", action="store_true", help="also measure torch.compile (CPU, slow to compile)"
+    )
+    ap.add_argument("--short-steps", type=int, default=50, help="steps of the --compile short-run figure")
+    ap.add_argument("--no-contention", action="store_true", help="skip the OpenMP wait-policy section")
     args = ap.parse_args()
 
     shim = _einops_shim()
     from monai.networks.nets import ViT as MonaiViT
 
     from fmct.models.vit3d import ViT3D, ViT3DConfig
-    from fmct.ssl.meta_arch import DINOMetaArch
-    from fmct.train.optim import build_optimizer, param_groups
 
     if args.threads:
         torch.set_num_threads(args.threads)
     gpu = args.gpu
-    device = torch.device("cuda" if gpu else "cpu")
-    if gpu and not torch.cuda.is_available():
-        raise SystemExit("--gpu: no CUDA device")
-    if gpu:
-        dim, depth, heads, patch, size, local, k, hidden = 768, 12, 12, 12, 96, 48, 65536, 2048
-        batch, reps, n_local = args.batch or 64, args.reps or 10, 8
+    if gpu and not torch.cuda.is_available() and not args.dry:
+        raise SystemExit("--gpu: no CUDA device (add --dry to check the code path on the CPU)")
+    cuda = gpu and torch.cuda.is_available()
+    device = torch.device("cuda" if cuda else "cpu")
+    z = sizes(gpu, args.dry)
+    dim, depth, heads, patch, size = z["dim"], z["depth"], z["heads"], z["patch"], z["size"]
+    batch, reps = args.batch or z["batch"], args.reps or z["reps"]
+    if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
-    else:
-        dim, depth, heads, patch, size, local, k, hidden = 192, 6, 3, 8, 64, 32, 4096, 1024
-        batch, reps, n_local = args.batch or 2, args.reps or 3, 2
     torch.manual_seed(0)
     cfg = ViT3DConfig(
         img_size=size, patch_size=patch, in_chans=3, embed_dim=dim, depth=depth, num_heads=heads
@@ -164,34 +355,112 @@ def main() -> int:
             batch //= 2
     x = torch.rand(batch, 3, size, size, size, device=device)
     flops = 3 * vit_flops(tokens, dim, depth, 4.0, patch**3, 3) * batch  # fwd + bwd ~ 3x fwd
-    res: dict = {"mode": "gpu" if gpu else "cpu", "device": torch.cuda.get_device_name() if gpu else platform.processor() or "cpu",
-                 "threads": torch.get_num_threads(), "batch": batch, "input": size, "patch": patch,
+    res: dict = {"mode": ("gpu" if gpu else "cpu") + ("-dry" if args.dry else ""),
+                 "device": torch.cuda.get_device_name() if cuda else platform.processor() or "cpu",
+                 "threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+                 "load_avg_1min_start": os.getloadavg()[0], "batch": batch, "input": size, "patch": patch,
                  "dim": dim, "depth": depth, "heads": heads, "tokens": tokens,
                  "precision": "bf16" if gpu else "fp32", "einops_shim": shim}  # fmt: skip
     dtype = torch.bfloat16 if gpu else torch.float32
-    peak = max(matmul_peak(device, dtype, 8192 if gpu else 1536, 20 if gpu else 5) for _ in range(3))
-    res["matmul_peak_tflops"] = peak / 1e12
-    # interleave the two models round by round so that load from other processes hits both alike
+    peak_reps = 20 if cuda else 5
+
+    def burst() -> float:
+        return matmul_peak(device, dtype, z["peak_n"], peak_reps)
+
+    # interleave the two models round by round, with a matmul burst each round, so that load from other
+    # processes hits all three alike; the peak is the best burst of the whole run
     fns = {"fmct": fwd_bwd(ours, x, True, gpu), "monai": fwd_bwd(monai_vit, x, False, gpu)}
+    if not cuda:  # on the GPU the SSL step runs after MONAI's model is freed
+        fns["ssl"], ssl_flops, ssl_head_flops = make_ssl_step(ViT3D(cfg), z, batch, device, gpu)
     times: dict[str, list[float]] = {k: [] for k in fns}
+    bursts = [burst() for _ in range(2)]
     for _ in range(1 if not gpu else 3):
         for f in fns.values():
             f()
     for _ in range(reps):
+        bursts.append(burst())
         for name, f in fns.items():
             times[name].append(time_fn(f, device, 0, 1))
-    for name in fns:
-        t = sorted(times[name])[len(times[name]) // 2]
+    peak = max(bursts)
+    res["matmul_peak_tflops"] = peak / 1e12
+    res["matmul_median_tflops"] = statistics.median(bursts) / 1e12
+    for name in ("fmct", "monai"):
+        t = statistics.median(times[name])
         res[name] = {"ms_per_sample": 1e3 * t / batch, "tokens_per_s": tokens * batch / t,
                      "tflops": flops / t / 1e12, "mfu_vs_matmul": flops / t / peak}  # fmt: skip
         print(f"{name:>6} backbone fwd+bwd: {1e3 * t / batch:8.1f} ms/sample  {tokens * batch / t:10.0f} tokens/s  "
               f"{flops / t / 1e12:7.3f} TFLOP/s  = {100 * flops / t / peak:5.1f} % of matmul peak")  # fmt: skip
-    res["speedup_vs_monai"] = res["monai"]["ms_per_sample"] / res["fmct"]["ms_per_sample"]
+    ratios = [m / f for f, m in zip(times["fmct"], times["monai"], strict=True)]
+    res["speedup_vs_monai"] = statistics.median(ratios)
+    if cuda:
+        monai_vit = fns = None  # free memory before the SSL step
+        try:
+            ssl_fn, ssl_flops, ssl_head_flops = make_ssl_step(ViT3D(cfg), z, batch, device, gpu)
+            ssl_fn()
+            times["ssl"] = [time_fn(ssl_fn, device, 1, 1) for _ in range(max(2, reps // 2))]
+        except torch.cuda.OutOfMemoryError:
+            times["ssl"] = []
+    if times["ssl"]:
+        res["ssl_step"] = ssl_result(
+            times["ssl"], ssl_flops, batch, peak, z, None if cuda else times["fmct"], flops, ssl_head_flops
+        )
+    else:
+        res["ssl_step"] = {"error": "out of memory at this batch"}
+    if not cuda:
+        res["ssl_backbone_parts"] = ssl_backbone_parts(ours, z, batch, device, reps)
+    if args.compile and not cuda:
+        res["compile"] = compile_section(ours, x, device, max(3, reps), args.short_steps)
+    if not cuda and not args.no_contention:
+        res["contention"] = contention(cfg.to_dict(), batch, size, 1 if args.dry else reps)
+    res["load_avg_1min_end"] = os.getloadavg()[0]
+    print(f"matmul peak ({res['precision']}): {peak / 1e12:.3f} TFLOP/s; fmct/monai speed-up "
+          f"x{res['speedup_vs_monai']:.2f} (median of per-round ratios)")  # fmt: skip
+    ssl = res["ssl_step"]
+    res["headline"] = {"fmct_ms_per_sample": round(res["fmct"]["ms_per_sample"], 1),
+                       "monai_ms_per_sample": round(res["monai"]["ms_per_sample"], 1),
+                       "speedup_vs_monai": round(res["speedup_vs_monai"], 2),
+                       "fmct_mfu_vs_matmul": round(res["fmct"]["mfu_vs_matmul"], 3),
+                       "ssl_ms_per_sample": round(ssl.get("ms_per_sample", math.nan), 1),
+                       "ssl_mfu_vs_matmul": round(ssl.get("mfu_vs_matmul", math.nan), 3)}  # fmt: skip
+    if "contention" in res:
+        busy = res["contention"]["one_busy_process"]
+        res["headline"]["busy_default_over_passive"] = round(busy["default_over_passive_median_ratio"], 2)
+    if args.dry:
+        print(json.dumps(res, indent=2))
+        return 0
+    out = HERE / "results" / ("train_step_gpu.json" if gpu else "train_step.json")
+    out.parent.mkdir(exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(res, indent=2))
+    tmp.replace(out)
+    print(f"wrote {out}")
+    return 0
 
-    # full SSL step (student + teacher + heads + losses + AdamW + EMA)
-    monai_vit = None  # free memory before the SSL step
-    dino = {"out_dim": k, "ibot_out_dim": k, "head_hidden_dim": hidden, "head_bottleneck_dim": 256}
-    arch = DINOMetaArch(ViT3D(cfg), dino).to(device)
+
+def make_ssl_step(
+    backbone, z: dict, batch: int, device, gpu: bool
+) -> tuple[Callable[[], None], float, float]:
+    """The full SSL step (student + teacher + heads + losses + AdamW + EMA) on random views, its backbone
+    FLOPs (each global view: 1 teacher forward + 3 student forward/backward; each local: 3) and its head
+    FLOPs (:func:`head_flops`)."""
+    from fmct.ssl.meta_arch import DINOMetaArch
+    from fmct.train.optim import build_optimizer, param_groups
+
+    dim, depth, patch, size, local, n_local = (
+        z["dim"],
+        z["depth"],
+        z["patch"],
+        z["size"],
+        z["local"],
+        z["n_local"],
+    )
+    dino = {
+        "out_dim": z["k"],
+        "ibot_out_dim": z["k"],
+        "head_hidden_dim": z["hidden"],
+        "head_bottleneck_dim": 256,
+    }
+    arch = DINOMetaArch(backbone, dino).to(device)
     opt = build_optimizer(param_groups(arch.student, "backbone.", 0.9, arch.last_layer_names()))
     b = {"global": torch.rand(2 * batch, 3, size, size, size, device=device),
          "local": torch.rand(n_local * batch, 3, local, local, local, device=device), "n_global": 2}  # fmt: skip
@@ -204,33 +473,56 @@ def main() -> int:
         opt.step()
         arch.update_teacher(0.996)
 
-    try:
-        t = time_fn(ssl_step, device, 1 if not gpu else 2, max(2, reps // 2))
-        ltok = (local // patch) ** 3 + 1
-        ssl_flops = batch * (3 * vit_flops(tokens, dim, depth, 4, patch**3, 3) * 3
-                             + 3 * n_local * vit_flops(ltok, dim, depth, 4, patch**3, 3))  # fmt: skip
-        res["ssl_step"] = {"ms_per_sample": 1e3 * t / batch, "samples_per_s": batch / t,
-                           "backbone_tflops": ssl_flops / t / 1e12, "mfu_vs_matmul": ssl_flops / t / peak,
-                           "n_local": n_local, "local": local, "prototypes": k}  # fmt: skip
-        print(f"SSL step (2 globals + {n_local} locals, teacher+student, K={k}): {1e3 * t / batch:.1f} ms/sample, "
-              f"{batch / t:.2f} samples/s, backbone MFU {100 * ssl_flops / t / peak:.1f} % of matmul peak")  # fmt: skip
-    except torch.cuda.OutOfMemoryError:
-        res["ssl_step"] = {"error": "out of memory at this batch"}
-    print(
-        f"matmul peak ({res['precision']}): {peak / 1e12:.3f} TFLOP/s; fmct/monai speed-up x{res['speedup_vs_monai']:.2f}"
+    tokens, ltok = (size // patch) ** 3 + 1, (local // patch) ** 3 + 1
+    flops = batch * (2 * 4 * vit_flops(tokens, dim, depth, 4, patch**3, 3)
+                     + 3 * n_local * vit_flops(ltok, dim, depth, 4, patch**3, 3))  # fmt: skip
+    return ssl_step, flops, head_flops(arch, 2 * batch, n_local * batch, size)
+
+
+def head_flops(arch, n_global: int, n_local: int, size: int) -> float:
+    """FLOPs of the DINO/iBOT heads in one SSL step: 2 per multiply-add of each weight matrix per row; DINO
+    rows = CLS of all student views (x3, forward+backward) and of the teacher's globals (x1); iBOT rows =
+    the masked patches (the step's masks, same generator seed) for student (x3) and teacher (x1)."""
+
+    def per_row(head: torch.nn.Module) -> int:
+        return sum(2 * p.numel() for p in head.parameters() if p.ndim == 2 and min(p.shape) > 1)
+
+    grid = arch.student.backbone.grid_size((size, size, size))
+    masked = int(arch.make_masks(n_global, grid, torch.Generator().manual_seed(0)).sum())
+    dino_rows = 3 * (n_global + n_local) + n_global
+    return float(
+        per_row(arch.student.dino_head) * dino_rows + per_row(arch.student.head_for_patches()) * 4 * masked
     )
-    res["headline"] = {"fmct_ms_per_sample": round(res["fmct"]["ms_per_sample"], 1),
-                       "monai_ms_per_sample": round(res["monai"]["ms_per_sample"], 1),
-                       "speedup_vs_monai": round(res["speedup_vs_monai"], 2),
-                       "fmct_mfu_vs_matmul": round(res["fmct"]["mfu_vs_matmul"], 3),
-                       "ssl_ms_per_sample": round(res["ssl_step"].get("ms_per_sample", math.nan), 1)}  # fmt: skip
-    out = HERE / "results" / ("train_step_gpu.json" if gpu else "train_step.json")
-    out.parent.mkdir(exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(res, indent=2))
-    tmp.replace(out)
-    print(f"wrote {out}")
-    return 0
+
+
+def ssl_result(
+    times: list[float],
+    flops: float,
+    batch: int,
+    peak: float,
+    z: dict,
+    bare: list[float] | None,
+    bare_flops: float,
+    heads: float,
+) -> dict:
+    """Summary of the SSL step's rounds; ``bare``: the backbone step's times of the same rounds; ``heads``:
+    the step's head FLOPs (``model_mfu``: backbone + heads)."""
+    t = statistics.median(times)
+    res = {"ms_per_sample": 1e3 * t / batch, "samples_per_s": batch / t,
+           "backbone_tflops": flops / t / 1e12, "mfu_vs_matmul": flops / t / peak,
+           "backbone_flops_per_sample": flops / batch, "head_flops_per_sample": heads / batch,
+           "model_mfu_vs_matmul": (flops + heads) / t / peak,
+           "n_local": z["n_local"], "local": z["local"], "prototypes": z["k"]}  # fmt: skip
+    if bare:  # efficiency relative to the bare backbone step, round by round
+        res["mfu_over_bare_backbone"] = statistics.median(
+            [(flops / s) / (bare_flops / b) for s, b in zip(times, bare, strict=True)])  # fmt: skip
+        res["model_mfu_over_bare_backbone"] = statistics.median(
+            [((flops + heads) / s) / (bare_flops / b) for s, b in zip(times, bare, strict=True)])  # fmt: skip
+    print(f"SSL step (2 globals + {z['n_local']} locals, teacher+student, K={z['k']}): {1e3 * t / batch:.1f} "
+          f"ms/sample, {batch / t:.2f} samples/s, backbone MFU {100 * flops / t / peak:.1f} % of matmul peak"
+          + (f" = x{res['mfu_over_bare_backbone']:.2f} the bare backbone's (x{res['model_mfu_over_bare_backbone']:.2f}"
+             " counting the heads' FLOPs too)" if bare else ""))  # fmt: skip
+    return res
 
 
 if __name__ == "__main__":

@@ -3,10 +3,11 @@
 import json
 from dataclasses import replace
 
+import pytest
 from typer.testing import CliRunner
 
 from fmct.cli import app
-from fmct.demo import CONFIG_DIR, DemoConfig, headline_rows, run_demo
+from fmct.demo import CONFIG_DIR, DemoConfig, DemoConfigError, headline_rows, run_demo
 
 #: micro sizes shared by both methods' configs (DINO adds its heads, MAE its decoder)
 MICRO_TRAIN = [
@@ -37,7 +38,16 @@ def test_demo_runs_every_stage_and_reuses_them(tmp_path):
     logs: list[str] = []
     summary = run_demo(tmp_path, MICRO, log=logs.append)
     report = json.loads((tmp_path / "report" / "report.json").read_text())
-    assert {r["model"] for r in headline_rows(report)} == {"ssl", "random-init", "scratch"}
+    assert {r["model"] for r in headline_rows(report)} == {
+        "ssl",
+        "random-init",
+        "resnet3d-scratch",
+        "hu-histogram",
+    }
+    # the headline's paired differences: SSL minus every other model, at each fraction and test set
+    diffs = {(d["vs"], d["labels"], d["test"]) for d in summary["differences"]}
+    for other in ("random-init", "resnet3d-scratch", "hu-histogram"):
+        assert (other, "1", "id") in diffs
     assert {r["test"] for r in summary["rows"]} <= {"id", "ood"} and summary["rows"]
     for kind in ("backbone", "classifier"):
         assert (tmp_path / "models" / kind / "model.safetensors").exists()
@@ -54,6 +64,24 @@ def test_demo_runs_every_stage_and_reuses_them(tmp_path):
     assert sum("reused" in m for m in logs) == 6, logs  # synth, 2 ingests, pretrain, evaluate, models
 
 
+def test_demo_with_a_given_backbone_skips_pool_and_pretraining(tmp_path):
+    """DemoConfig.backbone (the CLI passes the shipped weights): no pool, no pretraining; that backbone is
+    evaluated and exported; a backbone that is not a model directory is refused before any stage."""
+    first = tmp_path / "first"
+    run_demo(first, replace(MICRO, n_labelled=16, n_ood=4), log=lambda _: None)
+    logs: list[str] = []
+    backbone = first / "runs" / "ssl" / "model"
+    summary = run_demo(tmp_path / "second", replace(MICRO, backbone=str(backbone)), log=logs.append)
+    assert not any("pretrain" in m or "ingest-pool" in m for m in logs if "…" in m), logs
+    assert not (tmp_path / "second" / "cohort" / "a_pool").exists()
+    assert {r["model"] for r in summary["rows"]} >= {"ssl", "random-init"}
+    exported = tmp_path / "second" / "models" / "backbone" / "model.safetensors"
+    assert exported.read_bytes() == (backbone / "model.safetensors").read_bytes()
+    with pytest.raises(DemoConfigError, match="not a model directory"):
+        run_demo(tmp_path / "third", replace(MICRO, backbone=str(tmp_path)), log=lambda _: None)
+    assert not (tmp_path / "third").exists()
+
+
 def test_demo_with_the_mae_config(tmp_path):
     """`fmct demo --config configs/mae-demo-cpu.yaml`: the same chain with an MAE-pretrained backbone."""
     cfg = replace(
@@ -64,7 +92,7 @@ def test_demo_with_the_mae_config(tmp_path):
     summary = run_demo(tmp_path, cfg, log=lambda _: None)
     backbone = json.loads((tmp_path / "models" / "backbone" / "config.json").read_text())
     assert backbone["training"]["method"] == "mae" and backbone["training"]["steps"] == 2
-    assert {r["model"] for r in summary["rows"]} == {"ssl", "random-init", "scratch"}
+    assert {r["model"] for r in summary["rows"]} == {"ssl", "random-init", "resnet3d-scratch", "hu-histogram"}
     assert (tmp_path / "models" / "classifier" / "model.safetensors").exists()
 
 

@@ -8,8 +8,25 @@ Public API::
     probs = model.predict("scan_folder/")          # ClassifierModel: {finding: probability}
 """
 
-from fmct import preprocess  # noqa: F401  (callable package: fmct.preprocess(path_or_volume, cfg))
-from fmct.api import load_model
+from __future__ import annotations
+
+from typing import Any
+
+from fmct import omp_policy
+
+omp_policy.apply_default()  # before anything imports torch: OpenMP threads sleep when idle (see module)
+
+from fmct.api import load_model  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["load_model", "preprocess", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    """``fmct.preprocess`` is imported on first use (it pulls numpy, scipy and pydicom), so that ``import
+    fmct`` and ``fmct --help`` stay fast. It is a callable package: ``fmct.preprocess(path_or_volume, cfg)``."""
+    if name == "preprocess":
+        import importlib
+
+        return importlib.import_module("fmct.preprocess")
+    raise AttributeError(f"module 'fmct' has no attribute {name!r}")

@@ -7,6 +7,8 @@ calls the library; heavy imports (torch, pydicom …) happen inside those functi
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from fmct.commands import (
@@ -23,6 +25,7 @@ from fmct.commands import (
     retrieve,
     synth,
 )
+from fmct.commands._common import DEBUG, named
 
 app = typer.Typer(
     name="fmct",
@@ -33,18 +36,40 @@ app = typer.Typer(
     rich_markup_mode="markdown",
 )
 
-app.command("ingest")(ingest.ingest)
-app.command("synth")(synth.synth)
-app.command("pretrain")(pretrain.pretrain)
-app.command("embed")(embed.embed)
-app.command("probe")(probe.probe)
-app.command("finetune")(finetune.finetune)
-app.command("evaluate")(evaluate.evaluate)
+
+def _print_version(value: bool) -> None:
+    if value:
+        from fmct import __version__
+
+        typer.echo(f"fmct {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print fmct's version and exit."
+    ),
+    debug: bool = typer.Option(
+        False, "--debug", help="Show the full traceback of an unexpected error (otherwise one line)."
+    ),
+) -> None:
+    """3D self-supervised foundation models for head CT: ingest, synth, pretrain, evaluate, predict."""
+    DEBUG.set(debug or bool(os.environ.get("FMCT_DEBUG")))  # set on every call: no leak between calls
+
+
+app.command("ingest")(named("ingest")(ingest.ingest))
+app.command("synth")(named("synth")(synth.synth))
+app.command("pretrain")(named("pretrain")(pretrain.pretrain))
+app.command("embed")(named("embed")(embed.embed))
+app.command("probe")(named("probe")(probe.probe))
+app.command("finetune")(named("finetune")(finetune.finetune))
+app.command("evaluate")(named("evaluate")(evaluate.evaluate))
 app.add_typer(labels.app, name="labels", help="Import labels from public head-CT datasets (RSNA, CQ500).")
-app.command("predict")(predict.predict)
-app.command("retrieve")(retrieve.retrieve)
-app.command("export")(export.export)
-app.command("demo")(demo.demo)
+app.command("predict")(named("predict")(predict.predict))
+app.command("retrieve")(named("retrieve")(retrieve.retrieve))
+app.command("export")(named("export")(export.export))
+app.command("demo")(named("demo")(demo.demo))
 
 
 def main() -> None:  # pragma: no cover - entry point

@@ -7,8 +7,9 @@ Stages (each reused when re-run; delete its folder to redo it)::
     store_pool/, store_eval/   fmct ingest (the pool and the labelled scans never share a store)
     runs/ssl/ fmct pretrain (configs/demo-cpu.yaml: DINO + iBOT + KoLeo, tiny 3D ViT)
     report/   fmct evaluate: SSL linear probe vs the same ViT at random init (frozen; both read the max
-              over the intracranial patch tokens, ``brain_max``) vs the same ViT trained from scratch,
-              at several label fractions; ID vs OOD; bootstrap CIs
+              over the intracranial patch tokens, ``brain_max``) vs a 3D ResNet trained from scratch vs a
+              logistic regression on the intracranial HU histogram, at several label fractions; ID vs
+              OOD; bootstrap CIs and paired differences (SSL minus each other model)
     models/   backbone/ (the pretrained ViT) and classifier/ (backbone + linear probe): both are model
               directories that `fmct predict` accepts
 """
@@ -27,6 +28,8 @@ import pandas as pd
 
 #: Where the repository's configs live (the demo uses configs/demo-cpu.yaml).
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+#: The pretrained backbone shipped with the repository (made by ``make weights``; its model card says how).
+SHIPPED_BACKBONE = Path(__file__).resolve().parents[2] / "weights" / "demo-vit"
 
 
 @dataclass
@@ -43,16 +46,24 @@ class DemoConfig:
     deface: bool = (
         True  # stores are defaced (face-reconstruction risk); the models record it, predict repeats it
     )
+    #: a model directory to evaluate instead of pretraining in the demo (no pool is made); the CLI passes the
+    #: shipped SHIPPED_BACKBONE unless told to pretrain (``fmct demo --pretrain``, ``--config``, ``--set``)
+    backbone: str | None = None
     pretrain_config: str = str(CONFIG_DIR / "demo-cpu.yaml")
     pretrain_overrides: list[str] = field(default_factory=list)
     fractions: list[float] = field(default_factory=lambda: [0.1, 1.0])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    scratch_arch: str = "resnet3d"  # the from-scratch baseline: resnet3d, or vit3d (the SSL ViT's own config)
+    scratch_input_size: int = 48  # its input cube edge in voxels (the demo ViT's global view is 48³)
     scratch_epochs: int = 6
     scratch_fractions: list[float] = field(default_factory=lambda: [0.1, 1.0])
     scratch_seeds: list[int] = field(default_factory=lambda: [0])
+    histogram_size: int = (
+        48  # cube edge of the intracranial HU-histogram reference (fmct.evaluate.hu_histogram)
+    )
     n_boot: int = 1000
     #: frozen-feature readout of the SSL and random-init probes and of the exported classifier: the max
-    #: over the intracranial patch tokens (README "Reading the brain, not the head"); or cls+mean, cls, ...
+    #: over the intracranial patch tokens (docs/results.md "Reading the brain, not the head"); or cls+mean, cls, ...
     feature: str = "brain_max"
 
 
@@ -86,7 +97,7 @@ def _cohort(out: Path, cfg: DemoConfig) -> dict[str, Any]:
     from fmct.synth import generate_cohort
 
     parts = {
-        "a_pool": ("a", cfg.n_pool, cfg.seed * 1000 + 1),
+        **({} if cfg.backbone else {"a_pool": ("a", cfg.n_pool, cfg.seed * 1000 + 1)}),
         "a_labelled": ("a", cfg.n_labelled, cfg.seed * 1000 + 2),
         "b": ("b", cfg.n_ood, cfg.seed * 1000 + 3),
         "c": ("c", cfg.n_ood, cfg.seed * 1000 + 4),
@@ -112,6 +123,33 @@ def _ingest(inputs: list[Path], store: Path, cfg: DemoConfig) -> dict[str, Any]:
     if summary.ok == 0:
         raise RuntimeError(f"ingest into {store} produced no scans: {summary.line()}")
     return {"line": summary.line()}
+
+
+def _pool_and_pretrain(
+    out: Path, cfg: DemoConfig, tcfg: dict[str, Any] | None, stages: Stages, store_fp: dict[str, Any]
+) -> tuple[Path, dict[str, Any]]:
+    """Ingest the unlabelled pool and pretrain on it; returns the backbone directory and the fingerprint
+    of what made it."""
+    assert tcfg is not None
+    stages.run("ingest-pool", lambda: _ingest([out / "cohort" / "a_pool"], out / "store_pool", cfg), store_fp)
+    pre_fp = {
+        **store_fp,
+        "config": Path(cfg.pretrain_config).read_text(),
+        "overrides": cfg.pretrain_overrides,
+    }
+    run = out / "runs" / "ssl"
+    stages.run("pretrain", lambda: _pretrain(out / "store_pool", run, tcfg), pre_fp)
+    return run / "model", pre_fp
+
+
+def _file_sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 class DemoConfigError(ValueError):
@@ -142,22 +180,31 @@ def _pretrain(store: Path, run: Path, tcfg: dict[str, Any]) -> dict[str, Any]:
     return {"step": res["step"], "loss": last.get("loss"), "model": str(run / "model")}
 
 
+#: Name of the from-scratch baseline in the report, by ``DemoConfig.scratch_arch``.
+SCRATCH_NAME = {"resnet3d": "resnet3d-scratch", "vit3d": "vit-scratch"}
+
+
+def _scratch_spec(backbone: Path, cfg: DemoConfig) -> dict[str, Any]:
+    """Fine-tuning spec of the from-scratch baseline: a 3D ResNet, or the SSL ViT's architecture re-initialised."""
+    spec: dict[str, Any] = {
+        "mode": "full",
+        "epochs": cfg.scratch_epochs,
+        "fractions": cfg.scratch_fractions,
+        "seeds": cfg.scratch_seeds,
+    }
+    if cfg.scratch_arch == "vit3d":
+        return {**spec, "model": str(backbone), "scratch": True}
+    return {**spec, "arch": "resnet3d", "scratch": True, "input_size": cfg.scratch_input_size}
+
+
 def _evaluate(out: Path, labels: Path, store: Path, backbone: Path, cfg: DemoConfig, log) -> dict[str, Any]:
     from fmct.evaluate.protocol import run_protocol
 
     models: dict[str, Any] = {
         "ssl": str(backbone),
         "random-init": {"model": str(backbone), "random_init": True},
-        "scratch": {
-            "finetune": {
-                "model": str(backbone),
-                "scratch": True,
-                "mode": "full",
-                "epochs": cfg.scratch_epochs,
-                "fractions": cfg.scratch_fractions,
-                "seeds": cfg.scratch_seeds,
-            }
-        },
+        SCRATCH_NAME[cfg.scratch_arch]: {"finetune": _scratch_spec(backbone, cfg)},
+        "hu-histogram": {"hu_histogram": {"size": cfg.histogram_size}},
     }
     protocol = {
         "fractions": cfg.fractions,
@@ -237,65 +284,82 @@ def headline_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def headline_differences(report: dict[str, Any], reference: str = "ssl") -> list[dict[str, Any]]:
+    """Paired macro-AUROC differences ``reference − other`` (same test scans, same bootstrap replicates)
+    per other model × label fraction × test set: ``{"vs", "labels", "test", "diff", "ci"}``."""
+    rows = []
+    for c in report.get("comparisons", []):
+        if c.get("metric") != "auroc" or reference not in (c["a"], c["b"]):
+            continue
+        sign = 1.0 if c["a"] == reference else -1.0
+        lo, hi = (sign * v for v in c["ci"])
+        rows.append(
+            {
+                "vs": c["b"] if sign > 0 else c["a"],
+                "labels": c["setting"],
+                "test": c["test_set"],
+                "diff": sign * c["value"],
+                "ci": [min(lo, hi), max(lo, hi)],
+            }
+        )
+    return rows
+
+
 def run_demo(
     out: str | Path, cfg: DemoConfig | None = None, log: Callable[[str], None] | None = None
 ) -> dict:
     """Run (or resume) the demo in ``out``; returns ``{"report": path, "rows": headline rows, ...}``.
 
+    With ``cfg.backbone`` (a model directory, e.g. the shipped :data:`SHIPPED_BACKBONE`) the pool is neither
+    made nor pretrained on: that backbone is evaluated. Otherwise the demo pretrains ``cfg.pretrain_config``.
+
     Raises:
         DemoConfigError: a bad pretraining config or override, before any stage runs (``out`` untouched).
     """
     cfg = cfg or DemoConfig()
-    tcfg = _pretrain_config(cfg)  # fail now, not after the cohort and the stores are made
+    tcfg = None if cfg.backbone else _pretrain_config(cfg)  # fail now, not after the cohort is made
+    if cfg.scratch_arch not in SCRATCH_NAME:
+        raise DemoConfigError(f"scratch_arch must be one of {sorted(SCRATCH_NAME)}, got {cfg.scratch_arch!r}")
+    if cfg.backbone and not (Path(cfg.backbone) / "model.safetensors").is_file():
+        raise DemoConfigError(f"{cfg.backbone}: not a model directory (no model.safetensors)")
     out = Path(out)
     log = log or print
     stages = Stages(out, log)
     base = asdict(cfg)
-    data_fp = {k: base[k] for k in ("seed", "n_pool", "n_labelled", "n_ood", "size")}
+    data_fp = {k: base[k] for k in ("seed", "n_pool", "n_labelled", "n_ood", "size", "backbone")}
     store_fp = {**data_fp, "spacing": cfg.spacing, "deface": cfg.deface}
-    pre_fp = {
-        **store_fp,
-        "config": Path(cfg.pretrain_config).read_text(),
-        "overrides": cfg.pretrain_overrides,
-    }
     t0 = time.perf_counter()
     cohort = out / "cohort"
     stages.run("synth", lambda: _cohort(cohort, cfg), data_fp)
     labels = cohort / "labels.csv"
-    stages.run("ingest-pool", lambda: _ingest([cohort / "a_pool"], out / "store_pool", cfg), store_fp)
     stages.run(
         "ingest-eval",
         lambda: _ingest([cohort / n for n in ("a_labelled", "b", "c")], out / "store_eval", cfg),
         store_fp,
     )
-    run = out / "runs" / "ssl"
-    stages.run("pretrain", lambda: _pretrain(out / "store_pool", run, tcfg), pre_fp)
-    eval_fp = {
-        **pre_fp,
-        **{
-            k: base[k]
-            for k in (
-                "fractions",
-                "seeds",
-                "scratch_epochs",
-                "scratch_fractions",
-                "scratch_seeds",
-                "n_boot",
-                "feature",
-            )  # fmt: skip
-        },
-    }
+    if cfg.backbone:
+        backbone = Path(cfg.backbone)
+        pre_fp = {**store_fp, "backbone_sha256": _file_sha256(backbone / "model.safetensors")}
+        log(
+            f"backbone: {backbone} (shipped weights; `fmct demo --pretrain` pretrains one in the demo's budget)"
+        )
+    else:
+        backbone, pre_fp = _pool_and_pretrain(out, cfg, tcfg, stages, store_fp)
+    eval_keys = ("fractions", "seeds", "scratch_arch", "scratch_input_size", "histogram_size", "scratch_epochs",
+                 "scratch_fractions", "scratch_seeds", "n_boot", "feature")  # fmt: skip
+    eval_fp = {**pre_fp, **{k: base[k] for k in eval_keys}}
     stages.run(
         "evaluate",
-        lambda: _evaluate(out / "report", labels, out / "store_eval", run / "model", cfg, log),
+        lambda: _evaluate(out / "report", labels, out / "store_eval", backbone, cfg, log),
         eval_fp,
     )
     models = stages.run(
-        "models", lambda: _export_models(out, run / "model", labels, out / "report", cfg.feature), eval_fp
+        "models", lambda: _export_models(out, backbone, labels, out / "report", cfg.feature), eval_fp
     )
     report = json.loads((out / "report" / "report.json").read_text())
     rows = headline_rows(report)
     summary = {
+        "differences": headline_differences(report),
         "report_html": str(out / "report" / "report.html"),
         "report_json": str(out / "report" / "report.json"),
         "models": models,

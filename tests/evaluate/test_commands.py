@@ -84,8 +84,12 @@ def test_embed_probe_and_save_classifier(tmp_path, tiny_model_dir) -> None:  # t
 
 
 def test_finetune_and_evaluate_commands(tmp_path, tiny_model_dir) -> None:  # type: ignore[no-untyped-def]
+    from fmct.evaluate.splits import make_splits
+
     df = make_labels(32, seed=6)
-    store = write_disk_store(tmp_path / "store", MemoryStore(df))
+    sp = make_splits(df, None)
+    gone = list(sp.loc[sp["split"] == "train", "scan_id"])[:2]  # labelled, never ingested
+    store = write_disk_store(tmp_path / "store", MemoryStore(df), [s for s in df["scan_id"] if s not in gone])
     df.to_csv(tmp_path / "labels.csv", index=False)
     r = runner.invoke(
         app,
@@ -108,6 +112,8 @@ def test_finetune_and_evaluate_commands(tmp_path, tiny_model_dir) -> None:  # ty
         ],
     )
     assert r.exit_code == 0, r.output
+    out = r.output.replace("\n", "")
+    assert "fmct finetune: warning: 2 of " in out and f"(e.g. {gone[0]}, {gone[1]})" in out, r.output
     assert json.loads((tmp_path / "ft" / "config.json").read_text())["kind"] == "classifier"
     save_embeddings(separable_embeddings(df, FINDINGS3), tmp_path / "e.parquet")
     (tmp_path / "eval.yaml").write_text(
@@ -115,9 +121,19 @@ def test_finetune_and_evaluate_commands(tmp_path, tiny_model_dir) -> None:  # ty
         f"data: {store}\nout: {tmp_path / 'ev'}\nprotocol:\n  fractions: [1.0]\n  seeds: [0]\n  n_boot: 30\n  plots: false\n"
     )
     r = runner.invoke(
-        app, ["evaluate", "--config", str(tmp_path / "eval.yaml"), "--model", f"m2={tiny_model_dir}"]
+        app,
+        [
+            "evaluate",
+            "--config",
+            str(tmp_path / "eval.yaml"),
+            "--model",
+            f"m2={tiny_model_dir}",
+            "--feature",
+            "cls+mean",
+        ],
     )
     assert r.exit_code == 0, r.output
+    assert "warning: 2 of 32 labelled scan(s) have no scan in the store" in r.output.replace("\n", "")
     rep = json.loads((tmp_path / "ev" / "report.json").read_text())
     assert {x["model"] for x in rep["results"]} == {"emb", "m2"}
     assert (tmp_path / "ev" / "report.html").is_file()
@@ -157,17 +173,32 @@ def test_clear_errors(tmp_path) -> None:  # type: ignore[no-untyped-def]
             str(tmp_path),
         ],
     )
-    assert r.exit_code == 1 and "nope.parquet" in r.output and "Traceback" not in r.output
+    assert r.exit_code == 2 and "nope.parquet" in r.output and "Traceback" not in r.output
+    assert r.output.startswith("fmct probe: ")  # one error style: fmct <command>: <what> (<file>)
     r = runner.invoke(
         app, ["labels", "import", "--format", "rsna", str(tmp_path / "a.csv"), "--out", "o.csv"]
     )
-    assert r.exit_code == 1 and "a.csv" in r.output
+    assert r.exit_code == 2 and "a.csv" in r.output and r.output.startswith("fmct labels import: ")
     (tmp_path / "a.csv").write_text("ID,Label\n")
     r = runner.invoke(
         app, ["labels", "import", "--format", "rsna", str(tmp_path / "a.csv"), "--out", "o.csv"]
     )
-    assert r.exit_code == 1 and "--dicom" in r.output
+    assert r.exit_code == 2 and "--dicom" in r.output
     r = runner.invoke(app, ["finetune", "--data", str(tmp_path), "--labels", "l.csv", "--out", "o"])
-    assert r.exit_code == 1 and ("--model" in r.output or "--arch" in r.output)
+    assert r.exit_code == 2 and ("--model" in r.output or "--arch" in r.output)
     r = runner.invoke(app, ["evaluate", "--labels", "l.csv"])
-    assert r.exit_code == 1 and "no model" in r.output
+    assert r.exit_code == 2 and "no model" in r.output and r.output.startswith("fmct evaluate: ")
+
+
+def test_embed_names_a_truncated_scan_file(tmp_path, tiny_model_dir) -> None:  # type: ignore[no-untyped-def]
+    df = make_labels(6, seed=1)
+    store = write_disk_store(tmp_path / "store", MemoryStore(df))
+    sid = sorted(df["scan_id"])[2]
+    npy = store / "scans" / f"{sid}.npy"
+    npy.write_bytes(npy.read_bytes()[:-100])
+    for workers in ("1", "2"):  # in this process, and re-raised from a DataLoader worker
+        args = ["--model", str(tiny_model_dir), "--data", str(store), "--out", str(tmp_path / "e.parquet")]
+        r = runner.invoke(app, ["embed", *args, "--workers", workers])
+        assert r.exit_code == 1, r.output
+        assert f"scan {sid}: file truncated" in r.output and str(npy) in r.output.replace("\n", "")
+        assert "Traceback" not in r.output

@@ -138,3 +138,37 @@ def test_embed_store_writes_the_brain_max_readout(tmp_path) -> None:  # type: ig
     save_embeddings(Embeddings(e.scan_ids, e.cls, e.mean_patch), tmp_path / "old.parquet")
     with pytest.raises(ValueError, match="re-run `fmct embed`"):
         load_embeddings(tmp_path / "old.parquet").feature("brain_max")
+
+
+def test_nan_and_inf_embeddings_are_refused_naming_file_scans_and_kind(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from fmct.cli import app
+
+    ids = [f"s{i:02d}" for i in range(12)]
+    cls = np.random.default_rng(0).normal(size=(12, 4)).astype(np.float32)
+    mean = cls.copy()
+    cls[[1, 3, 4, 5, 6, 7], 2] = np.nan  # six scans: five shown
+    mean[9, 0] = -np.inf
+    path = save_embeddings(Embeddings(ids, cls, mean), tmp_path / "emb.parquet")
+    with pytest.raises(ValueError) as err:
+        load_embeddings(path)
+    msg = str(err.value)
+    assert msg.startswith(f"{path}: NaN in cls of 6 scan(s): s01, s03, s04, s05, s06, ...; ")
+    assert "Inf in mean_patch of 1 scan(s): s09" in msg
+    labels = make_labels(12)
+    labels["scan_id"] = ids
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+    r = CliRunner().invoke(
+        app,
+        [
+            "probe",
+            "--embeddings",
+            str(path),
+            "--labels",
+            str(tmp_path / "labels.csv"),
+            "--out",
+            str(tmp_path / "p"),
+        ],
+    )
+    assert r.exit_code == 1 and "NaN in cls of 6 scan(s)" in r.output.replace("\n", ""), r.output

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fmct.evaluate.label_table import label_matrix, read_labels
+from fmct.evaluate.label_table import keep_matched, label_matrix, read_labels, unmatched_note
 
 
 def _csv(tmp_path, text: str):
@@ -34,3 +34,14 @@ def test_bad_labels_are_refused_with_the_reason(tmp_path, text, match):
     with pytest.raises(ValueError, match=match) as err:
         read_labels(_csv(tmp_path, text))
     assert "labels.csv" in str(err.value)
+
+
+def test_unmatched_ids_are_counted_with_up_to_five_examples():
+    wanted = [f"s{i}" for i in range(10)]
+    warned: list[str] = []
+    assert keep_matched(wanted, wanted[3:], "embedding", warned.append) == wanted[3:]
+    assert warned == ["3 of 10 labelled scan(s) have no embedding and are left out (e.g. s0, s1, s2)"]
+    assert unmatched_note(wanted, ["s9"], "embedding").endswith("(e.g. s0, s1, s2, s3, s4, ...)")
+    assert unmatched_note(wanted, wanted, "embedding") is None
+    with pytest.raises(ValueError, match="none of the 10 labelled scans has an embedding"):
+        keep_matched(wanted, ["x"], "embedding", warned.append)

@@ -118,6 +118,11 @@ def test_predict_store_scan_matches_file(model_dir, nifti_scan, tmp_path):
     # judged on the recorded source grid, not on the stored 1 mm grid
     assert "in-plane spacing 3.50 mm" in " ".join(from_store["warnings"])
     assert missing["status"] == "failed" and "nope" in missing["error"]
+    npy = tmp_path / "store" / "scans" / f"{scan_id}.npy"
+    npy.write_bytes(npy.read_bytes()[:-7])  # a truncated store file: the error names the scan and the file
+    (damaged,) = predict_paths(model_dir, [f"{tmp_path / 'store'}::{scan_id}"])
+    assert damaged["status"] == "failed"
+    assert f"scan {scan_id}: file truncated" in damaged["error"] and str(npy) in damaged["error"]
 
 
 def test_predict_dicom_folder_and_skipped_series(model_dir, tmp_path):
@@ -150,7 +155,8 @@ def test_predict_folder_with_two_series_errors_or_takes_the_thinnest(model_dir, 
     res = runner.invoke(app, ["predict", "--model", str(model_dir), str(study), "--out", str(out)])
     assert res.exit_code == 1, res.output
     error = json.loads(out.read_text())["results"][0]["error"]
-    assert "2 usable CT series" in error and str(a) in error and str(b) in error
+    assert "2 usable CT series" in error and f"dicom/{a.name} (" in error and f"dicom/{b.name} (" in error
+    assert str(study) not in error and str(study) not in res.output
     args = ["predict", "--model", str(model_dir), str(study), "--out", str(out), "--series", "thinnest"]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output

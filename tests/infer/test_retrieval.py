@@ -87,13 +87,15 @@ def test_retrieve_by_scan_id(index_file):
 def test_retrieve_cli_json_and_table(index_file):
     wide, _, _ = index_file
     runner = CliRunner()
-    res = runner.invoke(app, ["retrieve", "--index", str(wide), "--query", "a", "-k", "2", "--json"])
+    res = runner.invoke(
+        app, ["retrieve", "--index", str(wide), "--query", "a", "-k", "2", "--json", "--feature", "cls"]
+    )
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     assert [h["scan_id"] for h in doc["neighbours"]][0] == "b" and len(doc["neighbours"]) == 2
-    res = runner.invoke(app, ["retrieve", "--index", str(wide), "--query", "a"])
+    res = runner.invoke(app, ["retrieve", "--index", str(wide), "--query", "a", "--feature", "cls"])
     assert res.exit_code == 0 and "cosine" in res.output
-    res = runner.invoke(app, ["retrieve", "--index", str(wide), "--query", "nope"])
+    res = runner.invoke(app, ["retrieve", "--index", str(wide), "--query", "nope", "--feature", "cls"])
     assert res.exit_code == 2 and "not a scan_id" in res.output
 
 
@@ -153,3 +155,12 @@ def test_fmct_embed_layout_and_poolings(tmp_path):
     )
     assert res.exit_code == 0, res.output
     assert len(json.loads(res.stdout)["neighbours"]) == 4
+
+
+def test_an_index_with_inf_is_refused_naming_the_scan(tmp_path) -> None:
+    path = tmp_path / "idx.parquet"
+    pd.DataFrame(
+        {"scan_id": ["a", "b", "c"], "embedding": [[0.0, 1.0], [np.inf, 0.0], [1.0, 1.0]]}
+    ).to_parquet(path)
+    with pytest.raises(ValueError, match=r"idx.parquet: Inf in embedding of 1 scan\(s\): b \("):
+        load_embeddings(path)

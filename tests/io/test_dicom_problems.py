@@ -58,8 +58,11 @@ def test_truncated_pixel_data_invalid(factory):
     s = factory.ct(n=12)
     data = s.files[3].read_bytes()
     s.files[3].write_bytes(data[: len(data) - 500])
-    with pytest.raises(InvalidScan, match="(?i)truncated|pixel"):
+    with pytest.raises(InvalidScan, match="(?i)truncated|pixel") as err:
         read_series(_only(s.folder))
+    # the bad file is named, relative to the folder given to discover (no absolute path)
+    assert err.value.reason.startswith(f"{s.folder.name}/{s.files[3].name}: pixel data truncated (")
+    assert str(s.folder.parent) not in err.value.reason
 
 
 def test_missing_pixel_data_invalid(factory):

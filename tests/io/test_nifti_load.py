@@ -82,7 +82,9 @@ def test_load_volume_selection(factory, tmp_path):
     factory.ct(n=3, image_type=("ORIGINAL", "PRIMARY", "LOCALIZER"), folder=root / "scout")
     with pytest.raises(InvalidScan, match="2 usable CT series") as err:
         load_volume(root)
-    assert str(root / "thick") in str(err.value) and str(root / "thin") in str(err.value)  # which is where
+    # which is where: relative to the folder given (its own name first), never the absolute path above it
+    assert "study/thick (" in str(err.value) and "study/thin (" in str(err.value)
+    assert str(tmp_path) not in str(err.value)
     assert "--series thinnest" in str(err.value)
     vol = load_volume(root, multiple="thinnest")
     np.testing.assert_array_equal(vol.array, thin.hu)

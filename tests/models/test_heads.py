@@ -49,8 +49,20 @@ def test_dino_head_batch_norm_separates_near_identical_inputs() -> None:
     for mode in (True, False):
         bn.train(mode)
         assert bn(x).std(0).mean() > 100 * spread_plain
-    with pytest.raises(ValueError, match="N >= 2"):
-        bn(torch.randn(1, 48))
+    with pytest.raises(ValueError, match="rows"):
+        bn(torch.randn(2, 3, 48))
+
+
+def test_dino_head_batch_norm_with_fewer_than_two_rows() -> None:
+    """0 or 1 rows (an iBOT step with 0 / 1 masked patches): (N, K) scores, finite; one row gets the limit of
+    batch standardisation (centred = 0), i.e. the same scores whatever the row; gradients reach the head."""
+    torch.manual_seed(0)
+    bn = DINOHead(48, 32, hidden_dim=64, bottleneck_dim=16, norm="batch")
+    assert bn(torch.randn(0, 48)).shape == (0, 32)
+    a, b = bn(torch.randn(1, 48)), bn(torch.randn(1, 48))
+    assert a.shape == (1, 32) and torch.isfinite(a).all() and torch.allclose(a, b)
+    a.sum().backward()
+    assert all(p.grad is not None for p in bn.last_layer.parameters())
     with pytest.raises(ValueError, match="norm"):
         DINOHead(48, 32, norm="layer")
 

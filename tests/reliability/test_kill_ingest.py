@@ -60,6 +60,7 @@ def test_sigkill_mid_ingest_then_rerun_gives_a_complete_store(tmp_path: Path) ->
     done = CliRunner().invoke(app, args)  # the completing run, in this process
     assert done.exit_code == 0, done.output
     assert "leftover file(s) of an interrupted run" in done.output
+    assert "took over the stale lock of an ingest that ended without releasing it (pid " in done.output
     assert f"{n2} already present" in done.output
 
     # no leftovers anywhere

@@ -5,12 +5,13 @@ ingest -> pretrain -> embed -> probe (+ classifier) -> predict --saliency, and n
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
 import pydicom
 import pytest
-from reliakit import TINY_PRETRAIN, find_bytes
+from reliakit import TINY_PRETRAIN, find_bytes, write_head
 from typer.testing import CliRunner
 
 from fmct.cli import app
@@ -127,8 +128,98 @@ def test_no_sentinel_in_console_output(pipeline) -> None:
 
 def test_models_and_reports_carry_no_source_paths(pipeline) -> None:
     """Model directories and probe reports do not name the input folder (real folders are often named
-    after patients); the store's manifest does (by design: it is the provenance record)."""
+    after patients); the store's manifest names inputs only relative to the input root (see below)."""
     cohort = str(pipeline["cohort"]).encode()
     out = pipeline["out"]
     shared = [out / "run" / "model", out / "clf", out / "probe", out / "emb.parquet"]
     assert find_bytes(shared, [cohort]) == []
+
+
+#: a PACS export whose folder and file names carry the patient's name and record number
+PHI_NAMES = ["DOE", "JANE", "MRN123456"]
+
+
+@pytest.fixture(scope="module")
+def phi_folders(pipeline) -> dict:
+    """``in/DOE_JANE_MRN123456/STUDY_DOE^JANE/``: two series (one with a truncated file), a NIfTI named
+    after the patient and a text file; ingested and predicted with and without --hash-sources."""
+    root = pipeline["root"] / "phi"
+    study = root / "in" / "DOE_JANE_MRN123456" / "STUDY_DOE^JANE"
+    series = sorted((pipeline["cohort"] / "dicom").iterdir())
+    for k in (0, 1):
+        shutil.copytree(series[k], study / f"SERIES_{k + 1}_DOE")
+    bad = sorted((study / "SERIES_2_DOE").glob("*.dcm"))[3]
+    bad.write_bytes(bad.read_bytes()[:-900])  # pixel data truncated: the reason names the file
+    write_head(study / "DOE_JANE_MRN123456.nii.gz", seed=3)
+    (study / "notes_DOE_JANE.txt").write_text("not a scan\n")
+    clf = pipeline["out"] / "clf"
+    runs: dict = {}
+    for mode, flag in (("hashed", ["--hash-sources"]), ("relative", [])):
+        out, logs = pipeline["root"] / f"phi_out_{mode}", []
+        res = CliRunner().invoke(app, ["ingest", str(root / "in"), "--out", str(out / "store"), *flag])
+        logs.append(res.output)
+        assert res.exit_code == 0, res.output
+        inputs = [study / "SERIES_1_DOE", study / "DOE_JANE_MRN123456.nii.gz", study / "SERIES_2_DOE",
+                  study / "MISSING_DOE"]  # fmt: skip
+        args = ["predict", *map(str, inputs), "--model", str(clf), "--out", str(out / "pred" / "result.json"),
+                "--saliency", str(out / "saliency"), "--methods", "attention", "--findings", "ich", *flag]  # fmt: skip
+        res = CliRunner().invoke(app, args)
+        logs.append(res.output)
+        assert res.exit_code == 0, res.output
+        runs[mode] = {"out": out, "logs": "\n".join(logs)}
+    return {"root": root, "study": study, **runs}
+
+
+def _texts(out: Path) -> str:
+    """Every text output under ``out`` (json, csv, txt, ...) and every parquet table's values and file
+    names, as one string."""
+    parts = [str(p.relative_to(out)) for p in out.rglob("*")]
+    for p in out.rglob("*"):
+        if p.suffix == ".parquet":
+            parts.append(pd.read_parquet(p).to_csv())
+        elif p.is_file() and p.suffix in (".json", ".csv", ".txt", ".md", ".yaml", ".html", ".log", ""):
+            parts.append(p.read_text(errors="replace"))
+    return "\n".join(parts)
+
+
+def test_hashed_sources_leave_no_name_from_the_folders(phi_folders) -> None:
+    run = phi_folders["hashed"]
+    out = run["out"]
+    man = pd.read_parquet(out / "store" / "manifest.parquet")
+    assert sorted(man.status) == ["failed", "ok", "ok", "skipped"], man[["status", "reason"]]
+    assert man.source.str.match(r"^h-[0-9a-f]{16}$").all(), list(man.source)
+    assert man.source.nunique() == 4
+    failed = man[man.status == "failed"].iloc[0]
+    assert failed.reason.startswith("h-") and "pixel data truncated" in failed.reason
+    results = json.loads((out / "pred" / "result.json").read_text())["results"]
+    assert [r["status"] for r in results] == ["ok", "ok", "failed", "failed"]
+    assert all(r["input"].startswith("h-") for r in results)
+    # nothing from the folder or file names: not in any text output, file name, console line ...
+    text = _texts(out)
+    assert [n for n in PHI_NAMES if n in text] == []
+    assert [n for n in PHI_NAMES if n in run["logs"]] == []
+    # ... nor anywhere in any byte of any output (the record number is long enough to search binaries)
+    assert find_bytes([out], [b"MRN123456"]) == []
+    # the salt stays in the store, printed nowhere
+    salt = (out / "store" / ".salt").read_text().strip()
+    assert len(salt) >= 32 and salt not in run["logs"] and salt not in text.replace(salt, "", 1)
+    # a re-run of the hashed store keeps the same names
+    res = CliRunner().invoke(app, ["ingest", str(phi_folders["root"] / "in"), "--out", str(out / "store")])
+    assert res.exit_code == 0 and "already present" in res.output
+    again = pd.read_parquet(out / "store" / "manifest.parquet")
+    assert sorted(again.source) == sorted(man.source)
+
+
+def test_sources_are_relative_to_the_input_root(phi_folders) -> None:
+    run = phi_folders["relative"]
+    out = run["out"]
+    above = f"{phi_folders['root']}/"  # the absolute path above the input root
+    man = pd.read_parquet(out / "store" / "manifest.parquet")
+    assert man.source.str.startswith("in/DOE_JANE_MRN123456/STUDY_DOE^JANE/").all(), list(man.source)
+    reason = man[man.status == "failed"].iloc[0].reason
+    assert reason.startswith("in/DOE_JANE_MRN123456/STUDY_DOE^JANE/SERIES_2_DOE/"), reason
+    results = json.loads((out / "pred" / "result.json").read_text())["results"]
+    assert [r["input"] for r in results] == ["SERIES_1_DOE", "DOE_JANE_MRN123456.nii.gz", "SERIES_2_DOE",
+                                             "MISSING_DOE"]  # fmt: skip
+    assert results[3]["error"] == "FileNotFoundError: MISSING_DOE: no such file or folder"
+    assert above not in _texts(out) and above not in run["logs"]

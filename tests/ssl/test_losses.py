@@ -58,7 +58,9 @@ def test_sinkhorn_marginals() -> None:
     assert float(qc.sum(dim=0).max()) < 16 / 8 * 1.1
 
 
-def test_ibot_loss_weights_each_image_equally() -> None:
+def test_ibot_loss_weights_each_image_equally_over_all_images() -> None:
+    """Each masked image's mean CE, summed, over the number of ALL global images (dinov2's reduction):
+    3 images, 2 of them masked -> (mean_0 + mean_2) / 3, not / 2."""
     torch.manual_seed(0)
     loss = IBOTPatchLoss(out_dim=5, student_temp=0.1)
     masks = torch.zeros(3, 6, dtype=torch.bool)
@@ -67,9 +69,19 @@ def test_ibot_loss_weights_each_image_equally() -> None:
     s = torch.randn(5, 5)
     t = F.softmax(torch.randn(5, 5), dim=-1)
     ce = cross_entropy(t, s, 0.1)
-    expected = (float(ce[:1].mean()) + float(ce[1:].mean())) / 2
+    expected = (float(ce[:1].mean()) + float(ce[1:].mean())) / 3
     assert math.isclose(float(loss(s, t, masks)), expected, rel_tol=1e-5)
     assert float(loss(s[:0], t[:0], torch.zeros(3, 6, dtype=torch.bool))) == 0.0
+
+
+def test_ibot_loss_hand_computed() -> None:
+    """Two prototypes, student temperature 1: CE = -sum p log softmax(s). Image 0 masks two patches with
+    scores (0, 0) against targets (1, 0) -> CE log 2 each; image 1 is unmasked. Loss = log 2 / 2 images."""
+    loss = IBOTPatchLoss(out_dim=2, student_temp=1.0)
+    masks = torch.tensor([[True, True, False], [False, False, False]])
+    s = torch.zeros(2, 2)
+    t = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    assert math.isclose(float(loss(s, t, masks)), math.log(2.0) / 2, rel_tol=1e-6)
 
 
 def test_koleo_known_points() -> None:

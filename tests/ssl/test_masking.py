@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from fmct.ssl.masking import block_mask_3d, ibot_masks, random_masking
+from fmct.ssl.masking import block_mask_3d, ibot_masks, masked_ratios, random_masking
 
 
 def test_block_mask_never_exceeds_target_and_gets_close() -> None:
@@ -48,3 +49,34 @@ def test_random_masking_roundtrip() -> None:
         masked_idx = mask[b].nonzero()[:, 0]
         order = torch.cat([keep[b], masked_idx])
         assert torch.equal(order[restore[b]], torch.arange(64))
+
+
+def test_masked_ratios_are_drawn_inside_their_bins() -> None:
+    """(0.1, 0.5) in 3 bins: [0.1, 0.233), [0.233, 0.367), [0.367, 0.5]; each ratio inside its own bin,
+    and over many draws the mean is the range's midpoint 0.3 (the bins' lower edges would give 0.233)."""
+    g = torch.Generator().manual_seed(0)
+    edges = [0.1, 0.1 + 0.4 / 3, 0.1 + 0.8 / 3, 0.5]
+    draws = torch.stack([masked_ratios(3, (0.1, 0.5), g) for _ in range(2000)])
+    for i in range(3):
+        assert float(draws[:, i].min()) >= edges[i] - 1e-6 and float(draws[:, i].max()) <= edges[i + 1] + 1e-6
+        # spread over the bin, not pinned to an edge
+        assert float(draws[:, i].max() - draws[:, i].min()) > 0.9 * (edges[i + 1] - edges[i])
+    assert abs(float(draws.mean()) - 0.3) < 0.005
+    one = torch.stack([masked_ratios(1, (0.1, 0.5), g) for _ in range(2000)])
+    assert abs(float(one.mean()) - 0.3) < 0.01 and float(one.min()) < 0.12 and float(one.max()) > 0.48
+
+
+def test_ibot_masks_mean_ratio_near_midpoint() -> None:
+    """Masked images of 3-image batches on a 6^3 grid mask ~0.3 of their patches on average (block masks
+    may fall a little short of their target, never above it)."""
+    g = torch.Generator().manual_seed(0)
+    fr = torch.cat([ibot_masks(3, (6, 6, 6), (0.1, 0.5), 1.0, g).float().mean(dim=1) for _ in range(300)])
+    assert 0.26 < float(fr.mean()) <= 0.3
+
+
+def test_mask_params_are_checked() -> None:
+    for bad in ((0.5, 0.1), (-0.1, 0.5), (0.1, 1.5)):
+        with pytest.raises(ValueError, match="mask_ratio"):
+            ibot_masks(2, (2, 2, 2), bad, 0.5)
+    with pytest.raises(ValueError, match="mask_probability"):
+        ibot_masks(2, (2, 2, 2), (0.1, 0.5), 1.5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from fmct.ssl.mae import MAEMetaArch, patchify
@@ -105,3 +106,84 @@ def test_state_dict_holds_student_once_and_teacher_stays_eval() -> None:
     assert any(k.startswith("student.") for k in keys) and any(k.startswith("teacher.") for k in keys)
     arch.train()
     assert arch.student.training and not arch.teacher.training
+
+
+def test_batch_norm_heads_train_with_no_or_one_masked_patch() -> None:
+    """head_norm=batch with mask_probability 0 (no masked patch) or one masked patch in the whole batch:
+    a finite step whose iBOT loss is 0 / finite, and the iBOT head still in the graph (DDP needs it)."""
+    for prob, ratio, n_masked in ((0.0, [0.1, 0.5], 0), (0.25, [0.02, 0.02], 1)):
+        torch.manual_seed(0)
+        cfg = {**DINO, "head_norm": "batch", "mask_probability": prob, "mask_ratio": ratio}
+        arch = DINOMetaArch(build_backbone(TINY, 32), cfg)
+        loss, parts, aux = arch.compute_loss(
+            _batch(), {"teacher_temp": 0.04}, torch.Generator().manual_seed(0)
+        )
+        assert int(aux["masks"].sum()) == n_masked
+        assert torch.isfinite(loss) and torch.isfinite(parts["ibot"])
+        if n_masked == 0:
+            assert float(parts["ibot"]) == 0.0
+        loss.backward()
+        assert arch.student.ibot_head.last_layer.weight.grad is not None
+
+
+def test_mae_decoder_has_mae_initialisation() -> None:
+    """Decoder Linear layers Xavier-uniform (|w| <= sqrt(6 / (fan_in + fan_out)), std = bound / sqrt(3)) with
+    zero biases, as MAE's reference code; PyTorch's default would give std = 1 / sqrt(3 fan_in)."""
+    torch.manual_seed(0)
+    arch = MAEMetaArch(build_backbone(TINY, 32), {"decoder_dim": 64, "decoder_depth": 2, "decoder_heads": 2})
+    m = arch.student
+    linears = [m.decoder_embed, m.decoder_pred] + [
+        x for x in m.decoder_blocks.modules() if isinstance(x, torch.nn.Linear)
+    ]
+    for lin in linears:
+        fan_out, fan_in = lin.weight.shape
+        bound = (6.0 / (fan_in + fan_out)) ** 0.5
+        assert float(lin.weight.abs().max()) <= bound + 1e-6
+        assert abs(float(lin.weight.std()) - bound / 3**0.5) < 0.1 * bound / 3**0.5
+        assert lin.bias is None or float(lin.bias.abs().max()) == 0.0
+
+
+def test_soft_tissue_patches_pick_the_inside_of_the_skull() -> None:
+    """A 32³ head of 8³ patches: air outside, a 4-voxel skull shell, 30 HU brain inside. Windowed as the
+    store does; the patches wholly inside the brain are soft tissue, the ones with skull or air are not."""
+    from fmct.preprocess.windows import DEFAULT_WINDOWS, apply_windows
+    from fmct.ssl.mae import soft_tissue_patches
+
+    hu = torch.full((32, 32, 32), -1000.0)
+    hu[4:28, 4:28, 4:28] = 1000.0
+    hu[8:24, 8:24, 8:24] = 30.0  # the 2x2x2 central patches (voxels 8..23) are all brain
+    x = apply_windows(hu, DEFAULT_WINDOWS)[None]
+    w = soft_tissue_patches(x, DEFAULT_WINDOWS, (8, 8, 8)).reshape(1, 4, 4, 4)
+    expected = torch.zeros(4, 4, 4)
+    expected[1:3, 1:3, 1:3] = 1.0
+    assert torch.equal(w[0], expected)
+
+
+def test_mae_loss_on_soft_tissue_patches_only() -> None:
+    """mae.loss_patches=soft_tissue: the loss is the mean over masked patches that are soft tissue, so an
+    error confined to air patches does not count."""
+    arch = MAEMetaArch(
+        build_backbone(TINY, 32),
+        {
+            "decoder_dim": 24,
+            "decoder_depth": 1,
+            "decoder_heads": 2,
+            "loss_patches": "soft_tissue",
+            "norm_pix_loss": False,
+        },
+    )
+    m = arch.student
+    x = torch.rand(2, 3, 32, 32, 32)
+    weights = torch.zeros(2, 64)
+    weights[:, 21] = 1.0  # one patch per scan counts
+    out = m(x, torch.Generator().manual_seed(0), weights)
+    target = patchify(x, (8, 8, 8))
+    per_patch = ((out["pred"] - target) ** 2).mean(-1)
+    use = out["mask"].float() * weights
+    assert float(out["loss"]) == pytest.approx(
+        float((per_patch * use).sum() / use.sum().clamp_min(1)), rel=1e-5
+    )
+    with pytest.raises(ValueError, match="windows"):
+        arch.compute_loss({"global": x}, {}, torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="loss_patches"):
+        MAEMetaArch(build_backbone(TINY, 32), {"loss_patches": "brain"})

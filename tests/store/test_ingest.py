@@ -10,7 +10,8 @@ from fmct.store.batch import in_shard
 
 def _rows(store):
     df = store.manifest
-    return {(r.source.split("/in/")[-1]): r for r in df.itertuples()}
+    assert all(s.startswith("in/") for s in df.source), list(df.source)  # relative to the input root
+    return {r.source.removeprefix("in/"): r for r in df.itertuples()}
 
 
 def test_ingest_end_to_end(inputs, tmp_path):

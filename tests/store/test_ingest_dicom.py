@@ -13,7 +13,17 @@ MARKER_LPS = np.array([6.0, -8.0, 4.0])  # patient (LPS) mm
 
 
 def _series(
-    folder: Path, n: int, size=48, px=0.9, dz=2.0, image_type="AXIAL", patient="SECRET-PID-123", rescale=True
+    folder: Path,
+    n: int,
+    size=48,
+    px=0.9,
+    dz=2.0,
+    image_type="AXIAL",
+    patient="SECRET-PID-123",
+    rescale=True,
+    number=None,
+    description=None,
+    prefix="im",
 ):
     folder.mkdir(parents=True, exist_ok=True)
     study, series = generate_uid(), generate_uid()
@@ -29,12 +39,16 @@ def _series(
         meta.MediaStorageSOPClassUID = CTImageStorage
         meta.MediaStorageSOPInstanceUID = generate_uid()
         meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = FileDataset(str(folder / f"im{order[k]:03d}"), {}, file_meta=meta, preamble=b"\0" * 128)
+        ds = FileDataset(str(folder / f"{prefix}{order[k]:03d}"), {}, file_meta=meta, preamble=b"\0" * 128)
         ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = CTImageStorage, meta.MediaStorageSOPInstanceUID, "CT"
         ds.PatientID, ds.PatientName = patient, "Doe^Jane"
         ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
         ds.ImageType = ["ORIGINAL", "PRIMARY", image_type]
         ds.InstanceNumber = int(order[k]) + 1
+        if number is not None:
+            ds.SeriesNumber = number
+        if description is not None:
+            ds.SeriesDescription = description
         ds.ImagePositionPatient = [float(c[0]), float(c[0]), float(z)]
         ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
         ds.PixelSpacing, ds.SliceThickness = [px, px], dz
@@ -95,3 +109,59 @@ def test_manifest_says_what_was_repaired_and_refuses_unrescaled_series(tmp_path)
     assert rows["gap"].status == "ok" and "filled 1 missing slice" in rows["gap"].warnings
     assert rows["raw"].status == "failed" and "not look like HU" in rows["raw"].reason
     assert rows["raw"].warnings == ""
+
+
+def test_series_without_preamble_is_ingested(tmp_path):
+    """Files written without the 128-byte preamble (File Meta kept) are one ok series, not 24 rejects."""
+    _series(tmp_path / "in" / "nopreamble", 24)
+    for f in (tmp_path / "in" / "nopreamble").iterdir():
+        f.write_bytes(f.read_bytes()[132:])  # no preamble, no DICM: starts with the (0002,0000) element
+    summary = ingest([tmp_path / "in"], tmp_path / "store")
+    assert (summary.ok, summary.skipped, summary.failed) == (1, 0, 0), summary.rows
+    row = ScanStore(tmp_path / "store").manifest.iloc[0]
+    assert row.status == "ok" and row.n_files == 24 and list(row.source_spacing_mm) == [0.9, 0.9, 2.0]
+
+
+def test_truncated_pixel_data_names_the_file(tmp_path):
+    """The manifest reason names the truncated file, relative to the input root."""
+    _series(tmp_path / "in" / "patient1" / "axial", 24)
+    victim = sorted((tmp_path / "in" / "patient1" / "axial").iterdir())[5]
+    victim.write_bytes(victim.read_bytes()[:-2000])
+    summary = ingest([tmp_path / "in"], tmp_path / "store")
+    assert (summary.ok, summary.failed) == (0, 1)
+    reason = ScanStore(tmp_path / "store").manifest.iloc[0].reason
+    assert reason.startswith(f"in/patient1/axial/{victim.name}: pixel data truncated ("), reason
+    assert str(tmp_path) not in reason
+
+
+def _dicomdir(path: Path) -> None:
+    """A minimal DICOMDIR (Media Storage Directory; its records are not needed to be one)."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.1.3.10"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.FileSetID = "EXPORT"
+    pydicom.dcmwrite(path, ds, enforce_file_format=True)
+
+
+def test_series_sharing_a_folder_are_told_apart_and_dicomdir_gets_a_row(tmp_path):
+    flat = tmp_path / "in" / "export"
+    _series(flat, 24, number=3, description="HEAD 2mm DOE JANE MRN4471", prefix="a")
+    _series(flat, 20, number=7, description="BONE 2mm", prefix="b")
+    _dicomdir(tmp_path / "in" / "DICOMDIR")
+    ingest([tmp_path / "in"], tmp_path / "store")
+    df = ScanStore(tmp_path / "store").manifest
+    assert len(df) == 3, df
+    index = df[df.kind == "file"].iloc[0]
+    assert index.status == "skipped" and index.reason.startswith("DICOMDIR index, not an image")
+    series = df[df.kind == "dicom"].set_index("series_number")
+    assert (
+        sorted(series.index) == [3, 7] and series.loc[3, "n_files"] == 24 and series.loc[7, "n_files"] == 20
+    )
+    assert series.source.nunique() == 1  # one folder: the series number and file count tell them apart
+    assert series.series_description.isna().all()  # free text: only on request
+    # on request, cleaned of the header's identifying words (Doe^Jane) and digit runs (the MRN)
+    ingest([tmp_path / "in"], tmp_path / "store2", series_description=True)
+    desc = ScanStore(tmp_path / "store2").manifest.set_index("series_number").series_description
+    assert desc[3] == "HEAD 2mm * * *" and desc[7] == "BONE 2mm"

@@ -189,3 +189,34 @@ def test_ddp_and_fsdp_two_processes_gloo(tiny_store, tiny_overrides, tmp_path) -
         for key in ("knn_auroc_macro", "knn_auroc_brain_max"):
             assert key in a and key in b  # monitored after update 1, every 2nd and the last: all 3
             assert abs(a[key] - b[key]) < 1e-6
+
+
+def test_clip_grad_null_trains_without_clipping(tiny_store, tiny_overrides, tmp_path) -> None:
+    """clip_grad: null passes validation and must train (it crashed on float(None) at the first step); the
+    gradient norm is still logged."""
+    cfg = resolve_config(
+        None, tiny_overrides + ["clip_grad=null", "max_steps=2", "checkpoint_every=0", "export=false"]
+    )
+    res = train(cfg, tiny_store, tmp_path / "r", progress=False)
+    assert res["step"] == 2 and res["last"]["grad_norm"] > 0
+
+
+def test_mae_soft_tissue_loss_trains(tiny_store, tiny_overrides, tmp_path) -> None:
+    """mae.loss_patches=soft_tissue reads the windows the loop hands to the batch and trains."""
+    args = ["method=mae", "mae.loss_patches=soft_tissue", "max_steps=2", "checkpoint_every=0", "export=false"]
+    res = train(resolve_config(None, tiny_overrides + args), tiny_store, tmp_path / "s", progress=False)
+    assert res["step"] == 2 and res["last"]["mae"] >= 0.0
+    with pytest.raises(ValueError, match="mae.loss_patches"):
+        resolve_config(None, ["mae.loss_patches=skull"])
+
+
+def test_pretrain_in_a_log_prints_progress_lines(tiny_store, tiny_overrides, tmp_path) -> None:
+    """Output that is not a terminal (a SLURM log) gets a plain progress line every log_every steps."""
+    r = CliRunner().invoke(
+        app,
+        ["pretrain", "--data", str(tiny_store), "--out", str(tmp_path / "r"), *tiny_overrides,
+         "max_steps=3", "checkpoint_every=0", "log_every=1"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    for step in (1, 2, 3):
+        assert f"pretrain {step}/3 (" in r.output, r.output

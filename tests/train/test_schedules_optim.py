@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 import random
 from pathlib import Path
@@ -13,7 +14,7 @@ import torch
 from fmct.models.vit3d import ViT3D, ViT3DConfig
 from fmct.train import monitors
 from fmct.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from fmct.train.config import resolve_config
+from fmct.train.config import adamw_betas, max_grad_norm, resolve_config
 from fmct.train.optim import apply_schedules, build_optimizer, param_groups
 from fmct.train.schedules import SSLSchedules, cosine_with_warmup, linear_warmup
 
@@ -82,6 +83,10 @@ def test_config_unknown_keys_error(tmp_path) -> None:
         ("optim.momentum_teacher=-0.1", r"'optim.momentum_teacher' must be >= 0 and <= 1"),
         ("optim.teacher_temp=0", r"'optim.teacher_temp' must be > 0"),
         ("clip_grad=-1", r"'clip_grad' must be >= 0"),
+        ("dino.mask_probability=1.5", r"'dino.mask_probability' must be >= 0 and <= 1"),
+        ("dino.mask_ratio=[0.5,0.1]", r"dino.mask_ratio must be \[lo, hi\] with 0 <= lo <= hi <= 1"),
+        ("mae.mask_ratio=0", r"'mae.mask_ratio' must be > 0 and <= 1"),
+        ("optim.betas=[0.9,1.5]", r"'optim.betas' must be \[beta1, beta2\] in \[0, 1\)"),
     ],
 )
 def test_config_values_out_of_range_error(override, match) -> None:
@@ -94,6 +99,7 @@ def test_config_in_range_values_and_shipped_configs_pass() -> None:
         None, ["optim.lr=1e-4", "clip_grad=null", "optim.layer_decay=1", "checkpoint_every=0"]
     )
     assert cfg["optim"]["lr"] == pytest.approx(1e-4) and cfg["clip_grad"] is None
+    assert max_grad_norm(cfg) == float("inf")
     for path in sorted((Path(__file__).parents[2] / "configs").glob("*.yaml")):
         resolve_config(path)
 
@@ -149,3 +155,63 @@ def test_shipped_configs_resolve(name: str) -> None:
     path = Path(__file__).resolve().parents[2] / "configs" / f"{name}.yaml"
     cfg = resolve_config(path, ["max_steps=30", "checkpoint_every=10"])
     assert cfg["max_steps"] == 30 and cfg["method"] in ("dino", "mae")
+
+
+def test_adamw_betas_follow_the_method_reference_unless_set() -> None:
+    """dinov2 trains with AdamW betas (0.9, 0.999), MAE with (0.9, 0.95); an explicit optim.betas wins."""
+    assert adamw_betas(resolve_config(None, [])) == (0.9, 0.999)
+    assert adamw_betas(resolve_config(None, ["method=mae"])) == (0.9, 0.95)
+    assert adamw_betas(resolve_config(None, ["method=mae", "optim.betas=[0.8,0.99]"])) == (0.8, 0.99)
+
+
+def _adamw_net() -> torch.nn.Module:
+    torch.manual_seed(0)
+    net = torch.nn.Module()
+    net.backbone = ViT3D(ViT3DConfig(img_size=16, patch_size=8, embed_dim=12, depth=2, num_heads=2))
+    net.head = torch.nn.Linear(12, 4)
+    return net
+
+
+def _assert_same_params(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    """Parameters equal to float rounding, except the key part of the qkv biases: in exact arithmetic its
+    gradient is zero (softmax ignores a per-query shift), so Adam turns rounding noise there into +-lr steps."""
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters(), strict=True):
+        if name.endswith("attn.qkv.bias"):
+            d = pa.shape[0] // 3
+            pa, pb = torch.cat([pa[:d], pa[2 * d :]]), torch.cat([pb[:d], pb[2 * d :]])
+        torch.testing.assert_close(pa, pb, atol=1e-6, rtol=1e-5, msg=lambda m, n=name: f"{n}: {m}")
+
+
+def _train(net: torch.nn.Module, opt: torch.optim.Optimizer, steps: range) -> None:
+    """A few steps of a fixed regression with changing lr/wd (as the schedules do)."""
+    x = torch.rand(2, 3, 16, 16, 16, generator=torch.Generator().manual_seed(1))
+    for s in steps:
+        apply_schedules(opt, 1e-2 / (1 + s), 0.04 + 0.01 * s, freeze_last_layer=s < 1)
+        opt.zero_grad(set_to_none=True)
+        net.head(net.backbone(x)).sin().sum().backward()
+        opt.step()
+
+
+def test_build_optimizer_fused_matches_reference_adamw_and_loads_its_state() -> None:
+    """The fused AdamW gives the per-parameter loop's parameters (to float rounding) and resumes from a
+    state dict the loop implementation saved (checkpoints of earlier versions)."""
+    nets = [_adamw_net(), _adamw_net()]
+    fast = build_optimizer(param_groups(nets[0], "backbone.", 0.9, {"head.weight"}))
+    groups = param_groups(nets[1], "backbone.", 0.9, {"head.weight"})
+    ref = torch.optim.AdamW([{k: v for k, v in g.items() if k != "names"} for g in groups], lr=0.0,
+                            weight_decay=0.0, foreach=False)  # fmt: skip
+    assert fast.defaults["fused"] is True and not ref.defaults["fused"]
+    _train(nets[0], fast, range(4))
+    _train(nets[1], ref, range(4))
+    _assert_same_params(nets[0], nets[1])
+    # resume: a fused optimiser loads the loop optimiser's state and continues like it
+    resumed = _adamw_net()
+    resumed.load_state_dict(nets[1].state_dict())
+    opt = build_optimizer(param_groups(resumed, "backbone.", 0.9, {"head.weight"}))
+    buf = io.BytesIO()  # through bytes, as a checkpoint: the loaded state shares no tensor with ref's
+    torch.save(ref.state_dict(), buf)
+    buf.seek(0)
+    opt.load_state_dict(torch.load(buf, weights_only=True))
+    _train(resumed, opt, range(4, 6))
+    _train(nets[1], ref, range(4, 6))
+    _assert_same_params(resumed, nets[1])

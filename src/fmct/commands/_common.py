@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any, NoReturn, TypeVar
 
 import typer
@@ -10,10 +13,54 @@ import typer
 T = TypeVar("T")
 
 
-def fail(message: str, code: int = 1) -> NoReturn:
-    """Print ``error: message`` to stderr and exit with ``code`` (no traceback)."""
-    typer.echo(f"error: {message}", err=True)
+#: Exit codes of every command: a usage error (an option missing, out of range, or naming no such file) and a
+#: data error (the files given are there but their content cannot be used).
+USAGE_ERROR, DATA_ERROR = 2, 1
+
+
+#: Whether unexpected errors show their traceback (``fmct --debug``, or the FMCT_DEBUG environment variable).
+DEBUG: ContextVar[bool] = ContextVar("fmct_debug", default=bool(os.environ.get("FMCT_DEBUG")))
+
+#: The subcommand running now (``"probe"``, ``"labels import"``), set by :func:`named`.
+CURRENT_COMMAND: ContextVar[str] = ContextVar("fmct_command", default="")
+
+
+def named(name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """Decorator for a subcommand function: while it runs, :func:`command_name` is ``"fmct <name>"``."""
+
+    def wrap(fn: Callable[..., T]) -> Callable[..., T]:
+        @functools.wraps(fn)  # typer reads the signature through __wrapped__
+        def run(*args: Any, **kwargs: Any) -> T:
+            token = CURRENT_COMMAND.set(name)
+            try:
+                return fn(*args, **kwargs)
+            except Exception as e:  # a bug, not a user error: one line unless --debug
+                if DEBUG.get() or type(e).__module__.split(".")[0] in ("typer", "click"):
+                    raise
+                fail(f"internal error: {type(e).__name__}: {e} (run `fmct --debug ...` for the traceback)")
+            finally:
+                CURRENT_COMMAND.reset(token)
+
+        return run
+
+    return wrap
+
+
+def command_name() -> str:
+    """``"fmct <command>"`` of the subcommand running now (see :func:`named`); ``"fmct"`` outside one."""
+    name = CURRENT_COMMAND.get()
+    return f"fmct {name}" if name else "fmct"
+
+
+def fail(message: str, code: int = DATA_ERROR) -> NoReturn:
+    """Print ``fmct <command>: message`` to stderr and exit with ``code`` (no traceback)."""
+    typer.echo(f"{command_name()}: {message}", err=True)
     raise typer.Exit(code)
+
+
+def usage(message: str) -> NoReturn:
+    """:func:`fail` with the usage-error code (2)."""
+    fail(message, USAGE_ERROR)
 
 
 def parse_list(text: str | None, cast: Callable[[str], T], what: str) -> list[T]:
@@ -23,7 +70,7 @@ def parse_list(text: str | None, cast: Callable[[str], T], what: str) -> list[T]
     try:
         return [cast(v.strip()) for v in str(text).split(",") if v.strip()]
     except ValueError:
-        fail(f"{what}: expected a comma-separated list, got {text!r}")
+        usage(f"{what}: expected a comma-separated list, got {text!r}")
 
 
 def seeds_option(seeds: str) -> list[int]:
@@ -35,10 +82,17 @@ def seeds_option(seeds: str) -> list[int]:
 
 
 def run_or_fail(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Call ``fn``; turn expected input errors into one-line messages."""
+    """Call ``fn``; turn expected input errors into one-line messages: a missing file exits 2 (usage), a file
+    whose content cannot be used exits 1 (data)."""
+    from fmct.store.reader import StoreReadError
+
     try:
         return fn(*args, **kwargs)
-    except (FileNotFoundError, ValueError, KeyError) as e:
+    except StoreReadError as e:  # a damaged scan file (possibly re-raised from a DataLoader worker)
+        fail(e.one_line())
+    except FileNotFoundError as e:  # a path given on the command line that is not there
+        usage(str(e).strip("'\""))
+    except (ValueError, KeyError) as e:
         fail(str(e).strip("'\""))
 
 
@@ -50,9 +104,7 @@ def load_classifier(model: Any, command: str, hint: str) -> Any:
     try:
         clf = resolve_model(model)
     except (FileNotFoundError, ValueError) as exc:
-        typer.echo(f"fmct {command}: cannot load model {model}: {exc}", err=True)
-        raise typer.Exit(2) from None
+        usage(f"cannot load model {model}: {exc}")
     if not hasattr(clf, "labels"):
-        typer.echo(f"fmct {command}: {model} is a backbone without a classifier head; {hint}", err=True)
-        raise typer.Exit(2)
+        usage(f"{model} is a backbone without a classifier head; {hint}")
     return clf

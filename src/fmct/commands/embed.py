@@ -9,12 +9,18 @@ import typer
 
 def embed(
     model: Path = typer.Option(
-        ..., "--model", help="Model directory (backbone or classifier, ViT or ResNet)."
+        ..., "--model", "-m", help="Model directory (backbone or classifier, ViT or ResNet)."
     ),
-    data: Path = typer.Option(..., "--data", help="Store directory written by `fmct ingest`."),
-    out: Path = typer.Option(..., "--out", help="Output embeddings file (.parquet)."),
+    data: Path = typer.Option(..., "--data", "-d", help="Store directory written by `fmct ingest`."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output embeddings file (.parquet)."),
     batch_size: int = typer.Option(4, "--batch-size", min=1, help="Scans per forward pass."),
-    workers: int = typer.Option(0, "--workers", min=0, help="Parallel loading processes (0 = main process)."),
+    workers: int = typer.Option(
+        1,
+        "--workers",
+        "-j",
+        min=0,
+        help="Processes loading scans (0 or 1: this process; N >= 2: N loader processes).",
+    ),
     no_patch: bool = typer.Option(
         False, "--no-patch", help="Do not keep patch tokens (attentive probe needs them)."
     ),
@@ -24,17 +30,23 @@ def embed(
     Patch tokens are saved beside the output as `<name>.patch.npy` (float16). The run is resumable:
     scans already in the output (or in its part files from an interrupted run) are skipped.
     """
-    from fmct.commands._common import fail, run_or_fail
+    from fmct.commands._common import run_or_fail, usage
     from fmct.evaluate.embed import embed_store, load_embeddings
 
     if not model.exists():
-        fail(f"{model}: no such model directory")
+        usage(f"{model}: no such model directory")
     if not (data / "manifest.parquet").exists():
-        fail(f"{data}: not an fmct store (no manifest.parquet)")
+        usage(f"{data}: not an fmct store (no manifest.parquet)")
     if out.suffix != ".parquet":
-        fail(f"{out}: the output must be a .parquet file")
+        usage(f"{out}: the output must be a .parquet file")
     run_or_fail(
-        embed_store, model, data, out, batch_size=batch_size, workers=workers, keep_patch=not no_patch
+        embed_store,
+        model,
+        data,
+        out,
+        batch_size=batch_size,
+        workers=workers if workers >= 2 else 0,
+        keep_patch=not no_patch,
     )
     emb = load_embeddings(out, with_patch=False)
     typer.echo(f"wrote {out}: {len(emb.scan_ids)} scans, dim {emb.cls.shape[1] if emb.cls.size else 0}")

@@ -23,16 +23,28 @@ protocol: {n_boot: 1000, feature: cls+mean}  (also fractions, seeds, methods, sh
 
 def evaluate(
     config: Path | None = typer.Option(None, "--config", help="eval.yaml (see below); flags override it."),
-    model: list[str] = typer.Option(None, "--model", help="NAME=MODEL_DIR or NAME=EMB.parquet (repeatable)."),
+    model: list[str] = typer.Option(
+        None, "--model", "-m", metavar="NAME=PATH", help="NAME=MODEL_DIR or NAME=EMB.parquet (repeatable)."
+    ),
     labels: Path | None = typer.Option(None, "--labels", help="labels.csv."),
-    data: list[Path] = typer.Option(None, "--data", help="Store folder(s) (repeatable)."),
+    data: list[Path] = typer.Option(
+        None, "--data", "-d", metavar="STORE", help="Store folder(s) (repeatable)."
+    ),
     splits: Path | None = typer.Option(None, "--splits", help="splits.csv (default: patient-level splits)."),
-    out: Path | None = typer.Option(None, "--out", help="Output folder for report.json/.md/.html."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Output folder for report.json/.md/.html."),
     fractions: str | None = typer.Option(None, "--fractions", help="e.g. 0.01,0.1,1.0"),
     seeds: str | None = typer.Option(None, "--seeds", help="Number of seeds or a list like 0,1,2."),
     method: str | None = typer.Option(None, "--method", help="linear, knn, attentive (comma-separated)."),
     n_boot: int | None = typer.Option(None, "--n-boot", min=10, help="Bootstrap resamples."),
-    set_: list[str] = typer.Option(None, "--set", help="Override a config value: protocol.n_boot=200."),
+    feature: str | None = typer.Option(
+        None,
+        "--feature",
+        help="Readout of frozen embeddings: brain_max (max over the intracranial patch tokens; the default "
+        "unless the config sets protocol.feature), cls, mean_patch or cls+mean.",
+    ),
+    set_: list[str] = typer.Option(
+        None, "--set", metavar="KEY=VALUE", help="Override a config value: protocol.n_boot=200."
+    ),
 ) -> None:
     """Run the evaluation protocol (probes × label fractions × seeds, ID vs OOD, bootstrap CIs,
     paired model comparisons, ROC/PR curves, calibration) and write report.json, report.md, report.html.
@@ -41,7 +53,7 @@ def evaluate(
     """
     import yaml
 
-    from fmct.commands._common import fail, parse_list, run_or_fail, seeds_option
+    from fmct.commands._common import parse_list, run_or_fail, seeds_option, usage
     from fmct.config import load_config
     from fmct.evaluate.protocol import ProtocolConfig, run_protocol
 
@@ -49,7 +61,7 @@ def evaluate(
     try:
         cfg = load_config(config, [], defaults)
     except (OSError, ValueError, yaml.YAMLError) as e:
-        fail(f"{config}: {e}")
+        usage(f"{config}: {e}")
     for item in set_ or []:
         key, _, value = item.partition("=")
         node = cfg
@@ -60,7 +72,7 @@ def evaluate(
     for item in model or []:
         name, sep, spec = item.partition("=")
         if not sep or not name or not spec:
-            fail(f"--model {item!r}: expected NAME=PATH")
+            usage(f"--model {item!r}: expected NAME=PATH")
         cfg["models"][name] = spec
     if labels:
         cfg["labels"] = str(labels)
@@ -79,14 +91,15 @@ def evaluate(
         proto["methods"] = parse_list(method, str, "--method")
     if n_boot:
         proto["n_boot"] = n_boot
+    proto["feature"] = feature or proto.get("feature") or "brain_max"
     if not cfg["models"]:
-        fail("no model to evaluate: give --model NAME=PATH or a models: section in --config")
+        usage("no model to evaluate: give --model NAME=PATH or a models: section in --config")
     if not cfg["labels"]:
-        fail("no labels: give --labels or labels: in --config")
+        usage("no labels: give --labels or labels: in --config")
     stores = cfg["data"] if isinstance(cfg["data"], list) else [cfg["data"]]
     for s in stores:
         if not (Path(s) / "manifest.parquet").exists():
-            fail(f"{s}: not an fmct store (no manifest.parquet)")
+            usage(f"{s}: not an fmct store (no manifest.parquet)")
     pcfg = run_or_fail(ProtocolConfig.from_dict, proto)
     store = None if not stores else (stores[0] if len(stores) == 1 else stores)
     report = run_or_fail(

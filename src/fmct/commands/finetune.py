@@ -8,20 +8,26 @@ import typer
 
 
 def finetune(
-    data: Path = typer.Option(..., "--data", help="Store directory written by `fmct ingest`."),
+    data: Path = typer.Option(..., "--data", "-d", help="Store directory written by `fmct ingest`."),
     labels: Path = typer.Option(..., "--labels", help="labels.csv (scan_id, patient_id, site, findings)."),
     out: Path = typer.Option(
-        ..., "--out", help="Output classifier model directory (usable by `fmct predict`)."
+        ..., "--out", "-o", help="Output classifier model directory (usable by `fmct predict`)."
     ),
-    model: Path | None = typer.Option(None, "--model", help="Pretrained model directory to start from."),
+    model: Path | None = typer.Option(
+        None, "--model", "-m", help="Pretrained model directory to start from."
+    ),
     splits: Path | None = typer.Option(None, "--splits", help="splits.csv; default: patient-level splits."),
     mode: str = typer.Option("full", "--mode", help="full, lora (ViT only) or linear (frozen backbone)."),
-    epochs: int = typer.Option(10, "--epochs", min=1),
+    epochs: int = typer.Option(
+        10, "--epochs", min=1, help="Passes over the training scans (early stopping may end sooner)."
+    ),
     lr: float = typer.Option(3e-4, "--lr", help="Peak learning rate of the last backbone layer."),
     layer_decay: float = typer.Option(0.75, "--layer-decay", help="Layer-wise lr decay (1 = none)."),
-    batch_size: int = typer.Option(4, "--batch-size", min=1),
+    batch_size: int = typer.Option(4, "--batch-size", min=1, help="Scans per optimiser step."),
     fraction: float = typer.Option(1.0, "--fraction", help="Fraction of the training labels to use."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(
+        0, "--seed", help="Seed of the label subset, the head's init and the batch order."
+    ),
     scratch: bool = typer.Option(
         False, "--scratch", help="Random init of --model's architecture (baseline)."
     ),
@@ -36,17 +42,17 @@ def finetune(
     Multi-label BCE with pos_weight; findings with a single class in the training labels are masked.
     LoRA adapters (ViT qkv/proj/fc layers) are merged into the weights before saving.
     """
-    from fmct.commands._common import fail, run_or_fail
+    from fmct.commands._common import fail, run_or_fail, usage
     from fmct.evaluate.finetune import FinetuneConfig, build_model
     from fmct.evaluate.finetune import finetune as run_finetune
-    from fmct.evaluate.label_table import label_columns, label_matrix, read_labels
+    from fmct.evaluate.label_table import label_columns, label_matrix, read_labels, unmatched_note
     from fmct.evaluate.splits import load_splits, make_splits, subsample_fraction
     from fmct.store import ScanStore
 
     if model is None and arch is None:
-        fail("give --model (pretrained) or --arch (train from scratch)")
+        usage("give --model (pretrained) or --arch (train from scratch)")
     if not (data / "manifest.parquet").exists():
-        fail(f"{data}: not an fmct store (no manifest.parquet)")
+        usage(f"{data}: not an fmct store (no manifest.parquet)")
     cfg = run_or_fail(
         FinetuneConfig,
         mode=mode,
@@ -62,10 +68,16 @@ def finetune(
     sp = run_or_fail(load_splits, splits) if splits else run_or_fail(make_splits, df, train_site)
     have = set(store.scan_ids)
     findings = label_columns(df)
-    tr = [s for s in sp.loc[sp["split"] == "train", "scan_id"] if s in have]
+    train_ids = list(sp.loc[sp["split"] == "train", "scan_id"])
+    tr = [s for s in train_ids if s in have]
     va = [s for s in sp.loc[sp["split"] == "val", "scan_id"] if s in have]
     if not tr:
         fail(f"{labels}: no training scan of the labels is in the store {data}")
+    note = unmatched_note(
+        train_ids + list(sp.loc[sp["split"] == "val", "scan_id"]), have, "scan in the store"
+    )
+    if note:
+        typer.echo(f"fmct finetune: warning: {note} ({labels})", err=True)
     y_tr = label_matrix(df, tr, findings)
     rows = run_or_fail(subsample_fraction, y_tr, fraction, seed)
     tr, y_tr = [tr[i] for i in rows], y_tr[rows]

@@ -6,15 +6,22 @@ from pathlib import Path
 
 import typer
 
+from fmct.commands._common import named
+
 app = typer.Typer(no_args_is_help=True)
 
 
 @app.command("import")
+@named("labels import")
 def import_labels(
-    files: list[Path] = typer.Argument(..., help="RSNA stage_2_train.csv or CQ500 reads.csv."),
+    files: list[Path] = typer.Argument(
+        ..., metavar="FILE...", help="RSNA stage_2_train.csv or CQ500 reads.csv."
+    ),
     fmt: str = typer.Option(..., "--format", help="rsna or cq500."),
-    out: Path = typer.Option(..., "--out", help="Output labels.csv."),
-    dicom: list[Path] = typer.Option(None, "--dicom", help="DICOM folder(s) mapping images to scan ids."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output labels.csv."),
+    dicom: list[Path] = typer.Option(
+        None, "--dicom", metavar="DIR", help="DICOM folder(s) mapping images to scan ids."
+    ),
     site: str | None = typer.Option(
         None, "--site", help="Value of the site column (default: the format name)."
     ),
@@ -27,20 +34,20 @@ def import_labels(
     """
     import pandas as pd
 
-    from fmct.commands._common import fail, run_or_fail
+    from fmct.commands._common import run_or_fail, usage
     from fmct.evaluate.label_import import import_cq500, import_rsna, write_labels
 
     fmt = fmt.lower()
     if fmt not in ("rsna", "cq500"):
-        fail(f"--format must be rsna or cq500, got {fmt!r}")
+        usage(f"--format must be rsna or cq500, got {fmt!r}")
     for f in files:
         if not f.exists():
-            fail(f"{f}: no such file")
+            usage(f"{f}: no such file")
     for d in dicom or []:
         if not d.exists():
-            fail(f"{d}: no such DICOM folder")
+            usage(f"{d}: no such DICOM folder")
     if fmt == "rsna" and not dicom:
-        fail("RSNA labels are per slice: give --dicom DIR so slices can be grouped into series")
+        usage("RSNA labels are per slice: give --dicom DIR so slices can be grouped into series")
     frames = []
     for f in files:
         if fmt == "rsna":

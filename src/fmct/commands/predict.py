@@ -34,6 +34,12 @@ def predict(
         help="A folder with several usable CT series: error (default; the error lists them and their "
         "folders) or thinnest (use the one with the thinnest slices; noted in the warnings).",
     ),
+    hash_sources: bool = typer.Option(
+        False,
+        "--hash-sources",
+        help="Name inputs in result.json and on the console by a salted hash instead of their own "
+        "file/folder name (the salt is kept in .salt beside the result file).",
+    ),
 ) -> None:
     """Predict findings for each INPUT with a classifier model directory.
 
@@ -42,7 +48,8 @@ def predict(
     finding, model name/version, the preprocessing used, timings (read / preprocess / model seconds) and
     warnings when the scan is outside what the model saw (thick slices, small field of view, coarse
     spacing). A scan that cannot be used gets an "error" entry; the others still run. Exit code 1 only when
-    every input failed.
+    every input failed. Inputs are named by their own file/folder name (never the path above it), or by a
+    salted hash with --hash-sources.
     """
     import json
     import os
@@ -66,6 +73,11 @@ def predict(
     if series not in ("error", "thinnest"):
         typer.echo(f"fmct predict: --series must be error or thinnest, got {series!r}", err=True)
         raise typer.Exit(2)
+    salt = None
+    if hash_sources:
+        from fmct.io.sources import store_salt
+
+        salt = store_salt(out.parent)
     finding_list = [f.strip() for f in findings.split(",") if f.strip()] if findings else None
     bad = sorted(set(finding_list or []) - set(clf.labels))
     if bad:
@@ -89,6 +101,7 @@ def predict(
             methods=method_list,
             on_done=lambda _e: progress.advance(task),
             series=series,
+            salt=salt,
         )
 
     doc = {

@@ -8,9 +8,22 @@ from pathlib import Path
 import typer
 
 
+def _require_scans(data: Path, fail) -> None:
+    """``fail`` (before any run folder is made) when the store has no scan stored ``ok``."""
+    from fmct.store import ScanStore
+
+    store = ScanStore(data)
+    if not store.scan_ids:
+        n = len(store.manifest)
+        fail(
+            f"no usable scans in {data}: 0 of {n} input(s) were stored ok "
+            f"(the reasons are in {data / 'manifest.parquet'})"
+        )
+
+
 def pretrain(
     overrides: list[str] = typer.Argument(
-        None, help="config overrides key=value, e.g. max_steps=30 optim.lr=1e-4"
+        None, metavar="[KEY=VALUE]...", help="config overrides key=value, e.g. max_steps=30 optim.lr=1e-4"
     ),
     config: Path = typer.Option(None, "--config", "-c", help="YAML config (e.g. configs/demo-cpu.yaml)"),
     data: Path = typer.Option(None, "--data", "-d", help="store folder written by `fmct ingest`"),
@@ -80,7 +93,11 @@ def pretrain(
         run = out
     if not (Path(data) / "manifest.parquet").exists():
         fail(f"{data}: not a store (no manifest.parquet); create one with `fmct ingest`")
+    if not export_only:
+        _require_scans(Path(data), fail)
 
+    from fmct.diskspace import NoSpaceError
+    from fmct.store import StoreReadError
     from fmct.train.distributed import cleanup
     from fmct.train.loop import NonFiniteLoss, export_run, train
 
@@ -93,6 +110,12 @@ def pretrain(
     except NonFiniteLoss as e:
         typer.echo(f"fmct pretrain: stopped: {e}", err=True)
         raise typer.Exit(3) from None
+    except NoSpaceError as e:  # checkpoint / export write: the last complete checkpoint is kept
+        typer.echo(f"fmct pretrain: {e}; free some space and continue with --resume {run}", err=True)
+        raise typer.Exit(1) from None
+    except StoreReadError as e:  # a damaged scan file: name it (resume continues once it is re-ingested)
+        typer.echo(f"fmct pretrain: {e.one_line()}", err=True)
+        raise typer.Exit(1) from None
     finally:
         cleanup()
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports for all

@@ -13,7 +13,7 @@ def probe(
     ),
     labels: Path = typer.Option(..., "--labels", help="labels.csv (scan_id, patient_id, site, findings)."),
     out: Path = typer.Option(
-        ..., "--out", help="Output folder (report.json, report.md, report.html, plots)."
+        ..., "--out", "-o", help="Output folder (report.json, report.md, report.html, plots)."
     ),
     splits: Path | None = typer.Option(None, "--splits", help="splits.csv; default: patient-level splits."),
     method: str = typer.Option(
@@ -27,7 +27,7 @@ def probe(
     ),
     seeds: str = typer.Option("3", "--seeds", help="Number of seeds, or an explicit list like 0,1,2."),
     feature: str = typer.Option(
-        "cls+mean",
+        "brain_max",
         "--feature",
         help="cls, mean_patch, cls+mean, or brain_max (max over the patch tokens inside the cranial cavity; "
         "needs embeddings made by this fmct; a saved classifier pools the same way).",
@@ -43,19 +43,19 @@ def probe(
         "model directory usable by `fmct predict`; needs --model.",
     ),
     model: Path | None = typer.Option(
-        None, "--model", help="The model directory that produced the embeddings."
+        None, "--model", "-m", help="The model directory that produced the embeddings."
     ),
     no_plots: bool = typer.Option(False, "--no-plots", help="Skip ROC/PR and reliability plots."),
 ) -> None:
     """Fit probes on the training split (C / k / epoch chosen on validation), score the ID test split
     and the other sites (OOD), with bootstrap 95% CIs. Findings with one class in train are n/a.
     """
-    from fmct.commands._common import fail, parse_list, run_or_fail, seeds_option
+    from fmct.commands._common import parse_list, run_or_fail, seeds_option, usage
     from fmct.evaluate.embed import load_embeddings
     from fmct.evaluate.protocol import ProtocolConfig, run_protocol
 
     if save_classifier is not None and model is None:
-        fail("--save-classifier needs --model (the backbone that produced the embeddings)")
+        usage("--save-classifier needs --model (the backbone that produced the embeddings)")
     emb = run_or_fail(load_embeddings, embeddings)
     run_or_fail(emb.feature, feature)  # an unknown kind or a file without brain_max, before any fitting
     cfg = run_or_fail(
@@ -72,7 +72,7 @@ def probe(
         },
     )
     if not cfg.fractions and not cfg.shots:
-        fail("give at least one label fraction or --shots")
+        usage("give at least one label fraction or --shots")
     name = embeddings.name.removesuffix(".parquet")
     report = run_or_fail(
         run_protocol,

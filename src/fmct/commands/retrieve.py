@@ -17,9 +17,11 @@ def retrieve(
     ),
     k: int = typer.Option(10, "-k", min=1, help="Number of neighbours."),
     pooling: str = typer.Option(
-        "cls",
+        "brain_max",
+        "--feature",
         "--pooling",
-        help="Embedding used: cls | mean_patch | cls+mean | brain_max (max over the intracranial patch tokens).",
+        help="Readout compared: brain_max (max over the intracranial patch tokens; the demo's readout), cls, "
+        "mean_patch or cls+mean. --pooling is the older name.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:

@@ -17,7 +17,9 @@ def synth(
         False, "--masks", help="Also write a label-map NIfTI of the findings per scan."
     ),
     preview: bool = typer.Option(False, "--preview", help="Also write a PNG montage per scan."),
-    workers: int = typer.Option(1, "--workers", "-j", min=1, help="Parallel processes."),
+    workers: int = typer.Option(
+        1, "--workers", "-j", min=0, help="Processes (0 or 1: this process; N >= 2: N worker processes)."
+    ),
     size: int = typer.Option(256, "--size", min=16, help="In-plane matrix (pixel spacing = FOV / size)."),
     start: int = typer.Option(0, "--start", min=0, help="First scan index (to extend a cohort)."),
 ) -> None:

@@ -157,7 +157,33 @@ def load_embeddings(path: str | Path, with_patch: bool = True) -> Embeddings:
         if patch.shape[0] != len(ids):
             raise ValueError(f"{pp}: {patch.shape[0]} rows but {path} has {len(ids)}")
     brain = mat("brain_max") if "brain_max" in table.column_names else None
-    return Embeddings(ids, mat("cls"), mat("mean_patch"), patch, meta, brain)
+    cls, mean_patch = mat("cls"), mat("mean_patch")
+    check_finite(path, ids, {"cls": cls, "mean_patch": mean_patch, "brain_max": brain})
+    return Embeddings(ids, cls, mean_patch, patch, meta, brain)
+
+
+def check_finite(path: str | Path, ids: Sequence[str], columns: dict[str, np.ndarray | None]) -> None:
+    """Refuse embeddings with NaN or Inf values, naming the file, the column, NaN or Inf, and up to 5 scan
+    ids of each.
+
+    Args:
+        columns: name -> ``(N, D)`` matrix whose rows are ``ids`` (``None`` entries are skipped).
+
+    Raises:
+        ValueError: ``"<path>: NaN in cls of 2 scan(s): a, b; Inf in ... (re-embed them or drop them)"``.
+    """
+    problems = []
+    for name, m in columns.items():
+        if m is None or m.size == 0:
+            continue
+        m = np.asarray(m)
+        for what, bad in (("NaN", np.isnan(m).any(axis=1)), ("Inf", np.isinf(m).any(axis=1))):
+            if bad.any():
+                rows = np.flatnonzero(bad)
+                shown = ", ".join(str(ids[i]) for i in rows[:5]) + (", ..." if len(rows) > 5 else "")
+                problems.append(f"{what} in {name} of {len(rows)} scan(s): {shown}")
+    if problems:
+        raise ValueError(f"{path}: {'; '.join(problems)} (re-embed those scans or drop their rows)")
 
 
 # ---------------------------------------------------------------------------------------------------- compute
@@ -455,9 +481,19 @@ class _progress:
 
     def __enter__(self) -> Callable[[int], None]:
         if self.how is True:
-            from rich.progress import Progress
+            from fmct.progress import progress
 
-            self._bar = Progress(transient=False)
+            def cols() -> list[Any]:
+                from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+
+                return [
+                    TextColumn("{task.description}"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TimeRemainingColumn(),
+                ]
+
+            self._bar = progress(cols)
             self._bar.__enter__()
             self._task = self._bar.add_task(self.label, total=self.total)
 

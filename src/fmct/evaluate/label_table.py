@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -57,3 +57,38 @@ def label_matrix(df: pd.DataFrame, scan_ids: Sequence[str], findings: Sequence[s
         if f in table:
             out[:, j] = pd.to_numeric(table[f], errors="coerce").to_numpy(dtype=np.float64)
     return out
+
+
+def unmatched_note(
+    wanted: Sequence[str], have: Collection[str], what: str, n_examples: int = 5
+) -> str | None:
+    """``"N of M labelled scan(s) have no <what> and are left out (e.g. a, b, c, d, e)"``, or ``None``
+    when every id of ``wanted`` is in ``have``."""
+    have = set(have)
+    lost = [s for s in wanted if s not in have]
+    if not lost:
+        return None
+    shown = ", ".join(str(s) for s in lost[:n_examples]) + (", ..." if len(lost) > n_examples else "")
+    return f"{len(lost)} of {len(wanted)} labelled scan(s) have no {what} and are left out (e.g. {shown})"
+
+
+def keep_matched(
+    wanted: Sequence[str], have: Collection[str], what: str, warn: Callable[[str], None]
+) -> list[str]:
+    """The ids of ``wanted`` that are in ``have`` (order kept); ``warn`` says how many were not and
+    shows up to 5 (see :func:`unmatched_note`).
+
+    Raises:
+        ValueError: none of ``wanted`` is in ``have`` (labels of another store?).
+    """
+    have = set(have)
+    kept = [s for s in wanted if s in have]
+    if wanted and not kept:
+        raise ValueError(
+            f"none of the {len(wanted)} labelled scans has {'an' if what[0] in 'aeiou' else 'a'} {what} (e.g. {wanted[0]}): "
+            "were the labels and the scans from the same store?"
+        )
+    note = unmatched_note(wanted, have, what)
+    if note:
+        warn(note)
+    return kept

@@ -14,7 +14,8 @@
 Model specs (values of ``models``): an :class:`~fmct.evaluate.embed.Embeddings` object, an embeddings
 ``.parquet`` path, a model directory (embedded here, cached in ``out_dir/embeddings``), or a dict:
 ``{"embeddings": path}``, ``{"model": dir, "random_init": true}`` (same architecture, random weights,
-frozen), or ``{"finetune": {"model": dir | null, "scratch": bool, "arch": "vit3d" | "resnet3d" | preset,
+frozen), ``{"hu_histogram": {"size": 64}}`` (the intracranial HU histogram, a hand-made reference probed
+like an embedding: :mod:`fmct.evaluate.hu_histogram`), or ``{"finetune": {"model": dir | null, "scratch": bool, "arch": "vit3d" | "resnet3d" | preset,
 "input_size": 64, "mode": "full" | "lora" | "linear", "epochs": ..., ...}}`` (fine-tuned per fraction and seed).
 """
 
@@ -41,7 +42,13 @@ from fmct.evaluate.embed import (
     open_store,
     save_embeddings,
 )
-from fmct.evaluate.label_table import label_columns, label_matrix, read_labels
+from fmct.evaluate.label_table import (
+    keep_matched,
+    label_columns,
+    label_matrix,
+    read_labels,
+    unmatched_note,
+)
 from fmct.evaluate.splits import (
     assert_patient_disjoint,
     few_shot,
@@ -279,6 +286,8 @@ def _resolve_embeddings(
     if isinstance(spec, Mapping):
         if "finetune" in spec:
             return None
+        if "hu_histogram" in spec:
+            return _histogram(name, spec["hu_histogram"], store, scan_ids, log, cubes)
         if "embeddings" in spec:
             return load_embeddings(spec["embeddings"])
         if "model" not in spec:
@@ -329,6 +338,56 @@ def _resolve_embeddings(
     return load_embeddings(out)
 
 
+def _histogram(
+    name: str,
+    opts: Any,
+    store: Any,
+    scan_ids: Sequence[str],
+    log: Callable[[str], None],
+    cubes: Callable[[int], CubeCache] | None,
+) -> Embeddings:
+    """The intracranial HU-histogram reference (:mod:`fmct.evaluate.hu_histogram`) of every scan, from the
+    shared cube cache when there is one; ``opts``: ``true`` or ``{"size": cube edge in voxels, default 64}``."""
+    from fmct.evaluate.hu_histogram import histogram_embeddings
+
+    if store is None:
+        raise ValueError(
+            f"model {name!r}: the HU histogram is computed from the scans, but no store was given"
+        )
+    size = int((opts if isinstance(opts, Mapping) else {}).get("size", 64))
+    log(f"{name}: intracranial HU histogram of {len(scan_ids)} scans at {size}³")
+    cache = cubes(size) if cubes is not None else CubeCache(store, scan_ids, size)
+    return histogram_embeddings(cache, {"model_name": name})
+
+
+@dataclass
+class _Sets:
+    """The scans and arrays one protocol run evaluates on (built by :func:`_prepare_sets`).
+
+    ``ids``: split -> scan ids (train, val, test, ood); ``tests``: test set name (id, ood) -> scan ids;
+    ``y``: split -> ``(n, F)`` labels; ``weights``: test set -> ``(n_boot, n)`` bootstrap replicate weights.
+    """
+
+    df: pd.DataFrame
+    findings: list[str]
+    splits: pd.DataFrame
+    ids: dict[str, list[str]]
+    tests: dict[str, list[str]] = field(default_factory=dict)
+    y: dict[str, np.ndarray] = field(default_factory=dict)
+    weights: dict[str, np.ndarray] = field(default_factory=dict)
+    patient: pd.Series | None = None
+
+
+@dataclass
+class _Fits:
+    """Results of fitting every model (:func:`_fit_models`): per (model, method, setting, test set) the
+    bootstrap replicates of each seed; the headline setting's first-seed scores; one row per fit."""
+
+    per_seed: dict[tuple[str, str, str, str], list[dict]] = field(default_factory=dict)
+    scores: dict[tuple[str, str, str], np.ndarray] = field(default_factory=dict)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+
 def run_protocol(
     models: Mapping[str, Any],
     labels: str | Path | pd.DataFrame,
@@ -361,6 +420,57 @@ def run_protocol(
     log = log or (lambda _m: None)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if isinstance(store, list | tuple):
+        store = MultiStore(store)
+    elif store is not None:
+        store = open_store(store)
+    sets = _prepare_sets(labels, splits, cfg, store, log)
+    needed = [s for k in ("train", "val", "test", "ood") for s in sets.ids[k]]
+    cube_fn = _cube_cache(store, needed, log) if (cfg.cache_inputs and store is not None) else None
+    embs: dict[str, Embeddings] = {}
+    for name, spec in models.items():
+        e = _resolve_embeddings(name, spec, store, out_dir, cfg, needed, log, cube_fn)
+        if e is not None:
+            embs[name] = e
+    _keep_embedded(sets, embs, needed, log)
+    _finish_sets(sets, cfg)
+    subsets = _train_subsets(cfg, sets.y["train"])
+    headline = subsets[0][0] if not cfg.fractions else f"{float(max(cfg.fractions)):g}"
+    fits = _fit_models(models, _Fitting(embs, sets, headline, cfg, store, out_dir, cube_fn, log), subsets)
+    calibration, plots = _calibration_and_plots(fits.scores, sets, headline, cfg, out_dir, write)
+    report: dict[str, Any] = {
+        "meta": _report_meta(models, sets, headline, cfg),
+        "results": _results(fits.per_seed, subsets, sets),
+        "comparisons": _comparisons(fits.per_seed, list(models), sets.findings),
+        "calibration": calibration,
+        "plots": plots,
+        "runs": fits.runs,
+    }
+    if hooks is None:
+        from fmct.evaluate.retrieval_eval import retrieval_report
+
+        hooks = {"retrieval": retrieval_report}
+    if hooks and embs:
+        ctx = Context(sets.splits, sets.df, sets.findings, embs, out_dir, cfg)
+        for hname, fn in hooks.items():
+            report[hname] = fn(ctx)
+    report["meta"]["seconds"] = round(time.time() - t0, 2)
+    if write:
+        from fmct.evaluate.report import write_report
+
+        save_splits(sets.splits, out_dir / "splits.csv")
+        write_report(report, out_dir)
+    return report
+
+
+def _prepare_sets(
+    labels: str | Path | pd.DataFrame,
+    splits: str | Path | pd.DataFrame | None,
+    cfg: ProtocolConfig,
+    store: Any,
+    log: Callable[[str], None],
+) -> _Sets:
+    """Labels, findings and patient-disjoint splits restricted to labelled scans (and to the store's)."""
     df = labels.copy() if isinstance(labels, pd.DataFrame) else read_labels(labels)
     findings = label_columns(df, cfg.findings)
     if not findings:
@@ -371,31 +481,34 @@ def run_protocol(
         sp = splits.copy() if isinstance(splits, pd.DataFrame) else load_splits(splits)
     assert_patient_disjoint(sp)
     sp = sp[sp["scan_id"].isin(set(df["scan_id"]))]
-    if isinstance(store, list | tuple):
-        store = MultiStore(store)
-    elif store is not None:
-        store = open_store(store)
     if store is not None:
         have = set(store.scan_ids)
-        sp = sp[sp["scan_id"].isin(have) | ~sp["split"].isin(["train", "val", "test", "ood"])]
+        used = sp["split"].isin(["train", "val", "test", "ood"])
+        keep_matched(list(sp.loc[used, "scan_id"]), have, "scan in the store", lambda m: log(f"warning: {m}"))
+        sp = sp[sp["scan_id"].isin(have) | ~used]
     ids = {k: list(sp.loc[sp["split"] == k, "scan_id"]) for k in ("train", "val", "test", "ood")}
-    needed = ids["train"] + ids["val"] + ids["test"] + ids["ood"]
-    cube_caches: dict[int, CubeCache] = {}
+    return _Sets(df, findings, sp, ids)
+
+
+def _cube_cache(store: Any, needed: list[str], log: Callable[[str], None]) -> Callable[[int], CubeCache]:
+    """``size -> CubeCache``: HU cubes of every evaluated scan at ``size``³, loaded once, shared by all models."""
+    caches: dict[int, CubeCache] = {}
 
     def cubes(size: int) -> CubeCache:
-        """HU cubes of every evaluated scan at ``size``³, loaded once and shared by all models."""
-        if size not in cube_caches:
+        if size not in caches:
             log(f"loading {len(needed)} scans at {size}³")
-            cube_caches[size] = CubeCache(store, needed, size)
-        return cube_caches[size]
+            caches[size] = CubeCache(store, needed, size)
+        return caches[size]
 
-    cube_fn = cubes if (cfg.cache_inputs and store is not None) else None
-    embs: dict[str, Embeddings] = {}
-    for name, spec in models.items():
-        e = _resolve_embeddings(name, spec, store, out_dir, cfg, needed, log, cube_fn)
-        if e is not None:
-            embs[name] = e
-    for name, e in embs.items():  # evaluate every model on the same scans
+    return cubes
+
+
+def _keep_embedded(
+    sets: _Sets, embs: dict[str, Embeddings], needed: list[str], log: Callable[[str], None]
+) -> None:
+    """Evaluate every model on the same scans: drop from ``sets.ids`` the scans some model has no embedding of
+    (an error when a model has none of them)."""
+    for name, e in embs.items():
         have_e = set(e.scan_ids)
         lost = [s for s in needed if s not in have_e]
         if lost and len(lost) == len(needed):
@@ -404,99 +517,135 @@ def run_protocol(
                 f"among its {len(have_e)} scan ids): were the labels and the embeddings made from the same store?"
             )
         if lost:
-            log(f"{name}: {len(lost)} scan(s) have no embedding and are left out of every model's evaluation")
-            ids = {k: [s for s in v if s in have_e] for k, v in ids.items()}
-    if not ids["train"]:
+            log(
+                f"warning: {name}: {unmatched_note(needed, have_e, 'embedding')}, for every model's evaluation"
+            )
+            sets.ids = {k: [s for s in v if s in have_e] for k, v in sets.ids.items()}
+
+
+def _finish_sets(sets: _Sets, cfg: ProtocolConfig) -> None:
+    """Test sets, label matrices and the bootstrap replicate weights (patients resampled when they repeat)."""
+    if not sets.ids["train"]:
         raise ValueError("the training split is empty")
-    tests = {name: ids[s] for name, s in TEST_SETS.items() if ids[s]}
-    if not tests:
+    sets.tests = {name: sets.ids[s] for name, s in TEST_SETS.items() if sets.ids[s]}
+    if not sets.tests:
         raise ValueError("no test scans (neither an ID test split nor OOD scans)")
-    y = {k: label_matrix(df, v, findings) for k, v in ids.items()}
-    pid = df.set_index("scan_id")["patient_id"] if "patient_id" in df else None
-    weights = {
+    sets.y = {k: label_matrix(sets.df, v, sets.findings) for k, v in sets.ids.items()}
+    pid = sets.df.set_index("scan_id")["patient_id"] if "patient_id" in sets.df else None
+    sets.patient = pid
+    sets.weights = {
         name: bs.bootstrap_weights(
             len(t),
             cfg.n_boot,
             cfg.boot_seed,
             None if pid is None else pid.reindex(t).fillna("").astype(str).to_numpy(),
         )
-        for name, t in tests.items()
+        for name, t in sets.tests.items()
     }
-    subsets = _train_subsets(cfg, y["train"])
 
-    per_seed: dict[tuple[str, str, str, str], list[dict]] = {}
-    scores_keep: dict[tuple[str, str, str], np.ndarray] = {}
-    runs: list[dict[str, Any]] = []
-    headline = subsets[0][0] if not cfg.fractions else f"{float(max(cfg.fractions)):g}"
+
+@dataclass
+class _Fitting:
+    """What every fit of one protocol run shares (:func:`_fit_models`), and where the results go (``fits``)."""
+
+    embs: dict[str, Embeddings]
+    sets: _Sets
+    headline: str
+    cfg: ProtocolConfig
+    store: Any
+    out_dir: Path
+    cube_fn: Callable[[int], CubeCache] | None
+    log: Callable[[str], None]
+    fits: _Fits = field(default_factory=_Fits)
+
+
+def _fit_models(
+    models: Mapping[str, Any],
+    ctx: _Fitting,
+    subsets: list[tuple[str, dict[str, Any], Callable]],
+) -> _Fits:
+    """Every model × method × training subset × seed: fit on train (select on val), score the test sets."""
     for name, spec in models.items():
         is_ft = isinstance(spec, Mapping) and "finetune" in spec
-        methods = [f"finetune-{(spec['finetune'] or {}).get('mode', 'full')}"] if is_ft else cfg.methods
-        ft_spec = dict(cfg.finetune, **(spec["finetune"] or {})) if is_ft else {}
-        seeds = ft_spec.pop("seeds", cfg.seeds) if is_ft else cfg.seeds
-        only = ft_spec.pop("fractions", None) if is_ft else None
-        for method, (setting, sfields, pick), seed in itertools.product(methods, subsets, seeds):
+        methods = [f"finetune-{(spec['finetune'] or {}).get('mode', 'full')}"] if is_ft else ctx.cfg.methods
+        ft_spec = dict(ctx.cfg.finetune, **(spec["finetune"] or {})) if is_ft else None
+        seeds = ft_spec.pop("seeds", ctx.cfg.seeds) if ft_spec is not None else ctx.cfg.seeds
+        only = ft_spec.pop("fractions", None) if ft_spec is not None else None
+        for method, (setting, sfields, pick) in itertools.product(methods, subsets):
             if only is not None and sfields["fraction"] not in [float(f) for f in only]:
                 continue
-            tsec = time.time()
-            rows = pick(seed)
-            tr = [ids["train"][i] for i in rows]
-            y_tr = y["train"][rows]
-            if is_ft:
-                preds = _finetune_predict(
-                    name,
-                    ft_spec,
-                    store,
-                    tr,
-                    y_tr,
-                    ids["val"],
-                    y["val"],
-                    tests,
-                    findings,
-                    seed,
-                    out_dir,
-                    cube_fn,
-                )
-            else:
-                preds = _fit_predict_probe(
-                    method, embs[name], cfg.feature, tr, y_tr, ids["val"], y["val"], tests, findings, seed
-                )
-            for tname, s in preds.items():
-                yt = label_matrix(df, tests[tname], findings)
-                per_seed.setdefault((name, method, setting, tname), []).append(
-                    _replicates(yt, s, weights[tname], findings)
-                )
-                if setting == headline and seed == seeds[0]:
-                    scores_keep[(name, method, tname)] = s
-            runs.append(
-                {
-                    "model": name,
-                    "method": method,
-                    "setting": setting,
-                    "seed": int(seed),
-                    "n_train": len(tr),
-                    "seconds": round(time.time() - tsec, 3),
-                }
-            )
-            log(f"{name} {method} {setting} seed {seed}: {len(tr)} training scans")
+            for seed in distinct_seeds(method, sfields, seeds):
+                _fit_one(ctx, name, ft_spec, method, setting, pick(seed), seed, first=seed == seeds[0])
+    return ctx.fits
 
-    results = []
+
+def distinct_seeds(method: str, sfields: Mapping[str, Any], seeds: Sequence[int]) -> list[int]:
+    """The seeds that can give different results: a linear or kNN probe on all training labels (fraction 1)
+    fits the same data the same way whatever the seed (lbfgs and kNN are deterministic), so it runs once."""
+    if method in ("linear", "knn") and sfields.get("fraction") == 1.0:
+        return list(seeds[:1])
+    return list(seeds)
+
+
+def _fit_one(
+    ctx: _Fitting,
+    name: str,
+    ft_spec: dict[str, Any] | None,
+    method: str,
+    setting: str,
+    rows: np.ndarray,
+    seed: int,
+    first: bool,
+) -> None:
+    """Fit one model (fine-tuned when ``ft_spec`` is given, else probed with ``method``) on the training
+    ``rows`` with ``seed``; adds its test-set replicates, scores (``first`` seed of the headline) and run row."""
+    sets, tsec = ctx.sets, time.time()
+    tr = [sets.ids["train"][i] for i in rows]
+    y_tr = sets.y["train"][rows]
+    if ft_spec is not None:
+        preds = _finetune_predict(
+            name, ft_spec, ctx.store, tr, y_tr, sets.ids["val"], sets.y["val"], sets.tests, sets.findings, seed,
+            ctx.out_dir, ctx.cube_fn,
+        )  # fmt: skip
+    else:
+        preds = _fit_predict_probe(
+            method, ctx.embs[name], ctx.cfg.feature, tr, y_tr, sets.ids["val"], sets.y["val"], sets.tests,
+            sets.findings, seed,
+        )  # fmt: skip
+    for tname, s in preds.items():
+        yt = label_matrix(sets.df, sets.tests[tname], sets.findings)
+        reps = _replicates(yt, s, sets.weights[tname], sets.findings)
+        ctx.fits.per_seed.setdefault((name, method, setting, tname), []).append(reps)
+        if setting == ctx.headline and first:
+            ctx.fits.scores[(name, method, tname)] = s
+    ctx.fits.runs.append({"model": name, "method": method, "setting": setting, "seed": int(seed),
+                          "n_train": len(tr), "seconds": round(time.time() - tsec, 3)})  # fmt: skip
+    ctx.log(f"{name} {method} {setting} seed {seed}: {len(tr)} training scans")
+
+
+def _results(
+    per_seed: dict[tuple[str, str, str, str], list[dict]],
+    subsets: list[tuple[str, dict[str, Any], Callable]],
+    sets: _Sets,
+) -> list[dict[str, Any]]:
+    """One result row per model × method × setting × test set: metrics aggregated over seeds, with CIs."""
+    out = []
     for (name, method, setting, tname), reps in per_seed.items():
         sfields = next(f for s, f, _ in subsets if s == setting)
-        results.append(
-            {
-                "model": name,
-                "method": method,
-                "setting": setting,
-                **sfields,
-                "test_set": tname,
-                "n_test": len(tests[tname]),
-                "n_seeds": len(reps),
-                **_aggregate(reps, findings),
-            }
-        )
-    comparisons = []
+        out.append({"model": name, "method": method, "setting": setting, **sfields, "test_set": tname,
+                    "n_test": len(sets.tests[tname]), "n_seeds": len(reps), **_aggregate(reps, sets.findings)})  # fmt: skip
+    return out
+
+
+def _comparisons(
+    per_seed: dict[tuple[str, str, str, str], list[dict]], names: list[str], findings: list[str]
+) -> list[dict[str, Any]]:
+    """Paired differences: every pair of models with the same method, setting and test set (AUROC and AP),
+    and fine-tuned models against the probes of the same setting (AUROC). Each side's metric is averaged
+    over its own seeds (a fine-tuned baseline may run fewer seeds than a probe) on the same bootstrap
+    replicates of the same test scans."""
+    out = []
     keys = sorted({(m, s, t) for (_, m, s, t) in per_seed})
-    names = list(models)
     for (method, setting, tname), (a, b) in itertools.product(keys, itertools.combinations(names, 2)):
         ra, rb = per_seed.get((a, method, setting, tname)), per_seed.get((b, method, setting, tname))
         if ra is None or rb is None or len(ra) != len(rb):
@@ -504,44 +653,37 @@ def run_protocol(
         for metric in ("auroc", "ap"):
             c = _compare(ra, rb, findings, metric)
             if c is not None:
-                comparisons.append(
-                    {
-                        "a": a,
-                        "b": b,
-                        "method": method,
-                        "setting": setting,
-                        "test_set": tname,
-                        "metric": metric,
-                        **c,
-                    }
-                )
-    # cross-method comparisons with fine-tuned models (same setting) are paired too
+                out.append({"a": a, "b": b, "method": method, "setting": setting, "test_set": tname,
+                            "metric": metric, **c})  # fmt: skip
     for (ka, ra), (kb, rb) in itertools.combinations(per_seed.items(), 2):
-        if ka[0] == kb[0] or ka[1] == kb[1] or ka[2:] != kb[2:] or len(ra) != len(rb):
+        if ka[0] == kb[0] or ka[1] == kb[1] or ka[2:] != kb[2:]:
             continue
         if not (ka[1].startswith("finetune") or kb[1].startswith("finetune")):
             continue
         c = _compare(ra, rb, findings, "auroc")
         if c is not None:
-            comparisons.append(
-                {
-                    "a": ka[0],
-                    "b": kb[0],
-                    "method": f"{ka[1]} vs {kb[1]}",
-                    "setting": ka[2],
-                    "test_set": ka[3],
-                    "metric": "auroc",
-                    **c,
-                }
-            )
+            out.append({"a": ka[0], "b": kb[0], "method": f"{ka[1]} vs {kb[1]}", "setting": ka[2],
+                        "test_set": ka[3], "metric": "auroc", **c})  # fmt: skip
+    return out
 
-    calibration, plots = {}, {}
-    for (name, method, tname), s in scores_keep.items():
-        yt = label_matrix(df, tests[tname], findings)
+
+def _calibration_and_plots(
+    scores: dict[tuple[str, str, str], np.ndarray],
+    sets: _Sets,
+    headline: str,
+    cfg: ProtocolConfig,
+    out_dir: Path,
+    write: bool,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """ECE per finding and pooled of the headline setting's first seed, and its ROC/PR and reliability plots."""
+    calibration: dict[str, Any] = {}
+    plots: dict[str, Any] = {}
+    for (name, method, tname), s in scores.items():
+        yt = label_matrix(sets.df, sets.tests[tname], sets.findings)
         key = f"{name}/{method}/{tname}"
         calibration[key] = {
             "setting": headline,
-            "ece": {f: _ece(yt[:, j], s[:, j]) for j, f in enumerate(findings)},
+            "ece": {f: _ece(yt[:, j], s[:, j]) for j, f in enumerate(sets.findings)},
             "ece_pooled": _ece(yt.ravel(), s.ravel()),
         }
         if cfg.plots and write:
@@ -549,54 +691,32 @@ def run_protocol(
 
             stem = f"{name}_{method}_{tname}".replace("/", "_")
             title = f"{name} {method} {tname} (labels {headline}, seed {cfg.seeds[0]})"
+            curves = plot_curves(yt, s, sets.findings, title, out_dir / "plots" / f"{stem}_curves.png")
+            rel = plot_reliability(yt, s, title, out_dir / "plots" / f"{stem}_reliability.png")
             plots[key] = {
-                "curves": str(
-                    plot_curves(yt, s, findings, title, out_dir / "plots" / f"{stem}_curves.png").relative_to(
-                        out_dir
-                    )
-                ),
-                "reliability": str(
-                    plot_reliability(yt, s, title, out_dir / "plots" / f"{stem}_reliability.png").relative_to(
-                        out_dir
-                    )
-                ),
+                "curves": str(curves.relative_to(out_dir)),
+                "reliability": str(rel.relative_to(out_dir)),
             }
+    return calibration, plots
 
-    report: dict[str, Any] = {
-        "meta": {
-            "findings": findings,
-            "test_sets": {k: len(v) for k, v in tests.items()},
-            "n_train": len(ids["train"]),
-            "n_val": len(ids["val"]),
-            "headline_setting": headline,
-            "train_site": cfg.train_site or _train_site(sp),
-            "config": _jsonable(vars(cfg)),
-            "models": {k: _describe(v) for k, v in models.items()},
-            "patients_resampled": bool(
-                pid is not None and any(len(set(pid.reindex(t))) < len(t) for t in tests.values())
-            ),
-        },
-        "results": results,
-        "comparisons": comparisons,
-        "calibration": calibration,
-        "plots": plots,
-        "runs": runs,
+
+def _report_meta(
+    models: Mapping[str, Any], sets: _Sets, headline: str, cfg: ProtocolConfig
+) -> dict[str, Any]:
+    pid = sets.patient
+    return {
+        "findings": sets.findings,
+        "test_sets": {k: len(v) for k, v in sets.tests.items()},
+        "n_train": len(sets.ids["train"]),
+        "n_val": len(sets.ids["val"]),
+        "headline_setting": headline,
+        "train_site": cfg.train_site or _train_site(sets.splits),
+        "config": _jsonable(vars(cfg)),
+        "models": {k: _describe(v) for k, v in models.items()},
+        "patients_resampled": bool(
+            pid is not None and any(len(set(pid.reindex(t))) < len(t) for t in sets.tests.values())
+        ),
     }
-    if hooks is None:
-        from fmct.evaluate.retrieval_eval import retrieval_report
-
-        hooks = {"retrieval": retrieval_report}
-    if hooks and embs:
-        ctx = Context(sp, df, findings, embs, out_dir, cfg)
-        for hname, fn in hooks.items():
-            report[hname] = fn(ctx)
-    report["meta"]["seconds"] = round(time.time() - t0, 2)
-    if write:
-        from fmct.evaluate.report import write_report
-
-        save_splits(sp, out_dir / "splits.csv")
-        write_report(report, out_dir)
-    return report
 
 
 def _finetune_predict(

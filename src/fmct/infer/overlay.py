@@ -131,23 +131,11 @@ def save_montage(
 
 
 def save_nifti(array: np.ndarray, affine: np.ndarray, out: str | Path, dtype: str = "float32") -> Path:
-    """Write ``array (X, Y, Z)`` with voxel -> RAS ``affine`` as NIfTI (atomically).
+    """Write a map ``(X, Y, Z)`` with voxel -> RAS ``affine`` as NIfTI (:func:`fmct.io.nifti.write_nifti`).
 
     ``dtype="uint8"`` stores 8-bit values with a scale factor (nibabel picks slope/intercept): 4x smaller
     files for maps in ``[0, 1]``, read back as float by any viewer.
     """
-    import nibabel as nib
+    from fmct.io.nifti import write_nifti
 
-    out = Path(out)
-    suffix = ".nii.gz" if out.name.endswith(".gz") else ".nii"
-    tmp = _atomic_path(out, suffix)
-    try:
-        img = nib.Nifti1Image(np.asarray(array, dtype=np.float32), np.asarray(affine, dtype=np.float64))
-        img.set_qform(img.affine, code=1)
-        img.set_sform(img.affine, code=1)
-        img.header.set_data_dtype(np.dtype(dtype))
-        nib.save(img, tmp)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out
+    return write_nifti(np.asarray(array, dtype=np.float32), affine, out, dtype=dtype)

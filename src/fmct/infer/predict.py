@@ -9,6 +9,9 @@ ingest makes) -> ``fmct.preprocess.preprocess`` with the preprocessing recorded 
      "model_s", "saliency_s"}, "warnings": [...], "source": {"shape", "spacing_mm", "extent_mm"},
      "saliency": {...}}     # or {"input", "status", "error"} when the scan cannot be used
 
+``input`` names the input by its own file/folder name (or a salted hash), never by the path above it:
+folder names often hold patient names.
+
 Saliency heat maps (NIfTI) are written on the grid of the scan as read: the original DICOM/NIfTI
 geometry, or the stored (already preprocessed) grid for ``STORE::scan_id`` inputs.
 """
@@ -91,30 +94,54 @@ def probabilities(model: Any, x: torch.Tensor) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------- inputs
 
 
-def read_input(spec: str, series: str = "error") -> tuple[Volume, bool]:
+def _is_store_ref(spec: str) -> bool:
+    return STORE_SEP in spec and not Path(spec).exists()
+
+
+def input_namer(spec: str, salt: str | None = None) -> Any:
+    """The :class:`fmct.io.sources.SourceNamer` of one input (its own name, or a salted hash)."""
+    from fmct.io.sources import SourceNamer
+
+    root = spec.rsplit(STORE_SEP, 1)[0] if _is_store_ref(spec) else spec
+    return SourceNamer([root], salt)
+
+
+def input_name(spec: str, salt: str | None = None) -> str:
+    """How an input is named in results and on the console: its own file/folder name (``STORE::scan_id``
+    as the store folder's name and the scan id), or a salted hash; never the path above it."""
+    namer = input_namer(spec, salt)
+    if _is_store_ref(spec):
+        root, scan_id = spec.rsplit(STORE_SEP, 1)
+        return f"{namer(root)}{STORE_SEP}{scan_id}"
+    return namer(spec)
+
+
+def read_input(spec: str, series: str = "error", namer: Any = None) -> tuple[Volume, bool]:
     """Load one input. Returns ``(volume, already_preprocessed)``.
 
     ``spec``: a NIfTI file, a DICOM folder, or ``STORE::scan_id`` (a scan from an ``fmct ingest`` store).
     ``series``: a folder with several usable CT series is an error (``"error"``) or gives its thinnest
-    (``"thinnest"``, noted in the warnings); see :func:`fmct.io.load_volume`.
+    (``"thinnest"``, noted in the warnings); see :func:`fmct.io.load_volume`. ``namer`` names paths in
+    error messages (default: :func:`input_namer`).
     Raises ``fmct.io.errors.ScanProblem`` (skipped/failed series) or ``FileNotFoundError``.
     """
-    if STORE_SEP in spec and not Path(spec).exists():
+    namer = namer or input_namer(spec)
+    if _is_store_ref(spec):
         root, scan_id = spec.rsplit(STORE_SEP, 1)
         from fmct.store import ScanStore
 
         store = ScanStore(Path(root))
         if scan_id not in set(store.scan_ids):
-            raise FileNotFoundError(f"scan {scan_id!r} is not an ok scan of store {root}")
+            raise FileNotFoundError(f"scan {scan_id!r} is not an ok scan of store {namer(root)}")
         vol = store.load(scan_id)
         vol.meta.setdefault("scan_id", scan_id)
         return vol, True
     path = Path(spec)
     if not path.exists():
-        raise FileNotFoundError(f"{spec}: no such file or folder")
+        raise FileNotFoundError(f"{namer(spec)}: no such file or folder")
     from fmct.io import load_volume
 
-    return load_volume(path, multiple=series), False
+    return load_volume(path, multiple=series, namer=namer), False
 
 
 def world_extent(vol: Volume) -> np.ndarray:
@@ -183,20 +210,25 @@ def predict_one(
     methods: Sequence[str] | None = None,
     name: str | None = None,
     series: str = "error",
+    salt: str | None = None,
 ) -> dict[str, Any]:
-    """Predict one input; never raises for a bad scan (the entry gets ``"error"``)."""
+    """Predict one input; never raises for a bad scan (the entry gets ``"error"``). ``"input"`` is
+    :func:`input_name` (``salt``: a salted hash, and so is a NIfTI file's scan id)."""
     from fmct.io.errors import ScanProblem
     from fmct.preprocess import preprocess
     from fmct.preprocess.model_input import to_model_input
 
     labels = list(model.labels)
     pre = model_preprocessing(model)
-    entry: dict[str, Any] = {"input": str(spec), "model": model_info(model)}
+    namer = input_namer(str(spec), salt)
+    entry: dict[str, Any] = {"input": input_name(str(spec), salt), "model": model_info(model)}
     timings: dict[str, float] = {}
     try:
         t0 = time.perf_counter()
-        source, from_store = read_input(str(spec), series)
+        source, from_store = read_input(str(spec), series, namer)
         timings["read_s"] = time.perf_counter() - t0
+        if namer.hashed and source.meta.get("source_kind") == "nifti":  # its id is its file name
+            source.meta["scan_id"] = namer.hash(spec)
         entry["scan_id"] = source.meta.get("scan_id")
         t0 = time.perf_counter()
         cfg = preprocess_config(pre)
@@ -207,10 +239,12 @@ def predict_one(
         probs = probabilities(model, x[None])[0]
         timings["model_s"] = time.perf_counter() - t0
     except ScanProblem as exc:
-        entry.update(status=getattr(exc, "status", "failed"), error=exc.reason, timings=timings)
+        error = namer.scrub(exc.reason, [spec])
+        entry.update(status=getattr(exc, "status", "failed"), error=error, timings=timings)
         return entry
     except Exception as exc:  # one bad input must not stop the others
-        entry.update(status="failed", error=f"{type(exc).__name__}: {exc}", timings=timings)
+        error = namer.scrub(f"{type(exc).__name__}: {exc}", [spec])
+        entry.update(status="failed", error=error, timings=timings)
         return entry
     entry.update(
         status="ok",
@@ -265,6 +299,7 @@ def predict_paths(
     methods: Sequence[str] | None = None,
     on_done: Callable[[dict[str, Any]], None] | None = None,
     series: str = "error",
+    salt: str | None = None,
 ) -> list[dict[str, Any]]:
     """Predict every input (see module docstring for the entry format).
 
@@ -276,6 +311,7 @@ def predict_paths(
         methods: saliency methods (default :data:`fmct.infer.saliency.METHODS`).
         on_done: called with each entry as it finishes (progress bars).
         series: ``"error"`` or ``"thinnest"``: what a folder holding several usable CT series gives.
+        salt: name inputs by a salted hash (see :func:`input_name`); default: by their own name.
     """
     model = resolve_model(model)
     if hasattr(model, "eval"):
@@ -283,14 +319,14 @@ def predict_paths(
     results = []
     used: set[str] = set()
     for i, spec in enumerate(inputs):
-        text = str(spec)
+        text = input_name(str(spec), salt)
         base = text.rsplit(STORE_SEP, 1)[1] if STORE_SEP in text else Path(text).name
         name = _safe_name(base.removesuffix(".gz").removesuffix(".nii"))
         if name in used:
             name = f"{name}_{i}"
         used.add(name)
         entry = predict_one(
-            model, str(spec), saliency_dir, saliency_findings, methods, name=name, series=series
+            model, str(spec), saliency_dir, saliency_findings, methods, name=name, series=series, salt=salt
         )
         results.append(entry)
         if on_done is not None:

@@ -71,6 +71,9 @@ def load_embeddings(path: str | Path, pooling: str = "cls") -> tuple[list[str], 
         raise ValueError(
             f"{path}: no embedding columns found (expected cls/mean_patch, 'embedding' or e0..eD-1)"
         )
+    from fmct.evaluate.embed import check_finite
+
+    check_finite(path, ids, {pooling if "cls" in df.columns else "embedding": emb})
     return ids, emb
 
 

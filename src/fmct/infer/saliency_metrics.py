@@ -1,4 +1,4 @@
-"""Scores of a saliency map against a ground-truth finding mask (used by benchmarks/saliency_score.py).
+"""Scores of a saliency map against a ground-truth finding mask (used by experiments/saliency_score.py).
 
 * mass share — the fraction of the map's total mass that falls inside the mask (``1`` = all of it);
   a uniform map scores the mask's volume fraction.

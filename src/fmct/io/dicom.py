@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from fmct.io.dicom_discover import DiscoveryResult, Rejected, SeriesRef, discover
+from fmct.io.dicom_file import read_dicom
 from fmct.io.dicom_frames import CT_SOP_CLASSES, Frame, check_skip, frames_of, uid_name
 from fmct.io.dicom_geometry import (
     affine_ras,
@@ -106,7 +107,7 @@ def read_series(
 
 def _scrub(message: str, headers: list[Any], ref: SeriesRef, strip_quoted: bool = True) -> str:
     """``message`` without PHI values of the series' headers, raw UIDs and (``strip_quoted``) any quoted
-    value a library echoed from a header; at most 160 characters."""
+    value a library echoed from a header; at most 240 characters."""
     secrets = {ref.series_uid}
     for ds in headers[:3]:
         for kw in _PHI_KEYWORDS:
@@ -122,16 +123,14 @@ def _scrub(message: str, headers: list[Any], ref: SeriesRef, strip_quoted: bool 
     if strip_quoted:
         message = re.sub(r"b?'[^']*'|b?\"[^\"]*\"", "<value>", message)
     message = " ".join(message.split())
-    return message[:160]
+    return message[:240]
 
 
 def _read_series(ref: SeriesRef, headers: list[Any], min_slices: int, gap_tol: float, max_missing: int):
-    import pydicom
-
     if not ref.files:
         raise InvalidScan("series without files")
     # Cheap early exit on the first header: MR, SR, SC ... are skipped without reading pixels.
-    first = pydicom.dcmread(ref.files[0], stop_before_pixels=True, force=False)
+    first = read_dicom(ref.files[0], stop_before_pixels=True)
     headers.append(first)
     check_skip(first)
     if ref.n_files < min_slices and int(first.get("NumberOfFrames", 1) or 1) < 2:
@@ -180,7 +179,7 @@ def _read_series(ref: SeriesRef, headers: list[Any], min_slices: int, gap_tol: f
         raise InvalidScan(f"series too large ({cols}x{rows}x{len(frames)} voxels)")
     meta_ds = datasets[frames[0].file_index]
     with stage("decode"):
-        stack = _decode(frames, datasets, sources, rows, cols)
+        stack = _decode(ref, frames, datasets, sources, rows, cols)
 
     with stage("stack"):
         # Duplicate positions: identical pixels -> keep one (warning); different pixels -> InvalidScan.
@@ -223,46 +222,68 @@ def _read_series(ref: SeriesRef, headers: list[Any], min_slices: int, gap_tol: f
 
 def _read_files(ref: SeriesRef, headers: list[Any]) -> tuple[list[Frame], list[Any], list[tuple]]:
     """Parse every file's header (pixel data left on disk): ``(frames, datasets, sources)`` where
-    ``sources[i] = (path, offset of its pixel data element or None)``."""
-    import pydicom
-
+    ``sources[i] = (path, offset of its pixel data element or None)``. A file's problem names the file."""
     frames: list[Frame] = []
     datasets: list[Any] = []
     sources: list[tuple] = []
     for path in ref.files:
-        with open(path, "rb") as fh:
-            ds = pydicom.dcmread(fh, stop_before_pixels=True, force=False)
-            offset = fh.tell()
-            has_pixels = pixel_tag_at(fh, ds)
+        try:
+            ds, offset, has_pixels = _read_header(path)
+        except Exception as exc:  # name the file; read_series scrubs PHI out of the message
+            why = _scrub(str(exc).replace(str(path), "<file>"), headers, ref)
+            raise InvalidScan(f"{ref.name_of(path)}: unreadable DICOM: {type(exc).__name__}: {why}") from exc
         datasets.append(ds)
-        sources.append((path, offset if has_pixels else None))
+        sources.append((path, offset))
         if len(headers) < 3:
             headers.append(ds)
         check_skip(ds)
-        frames.extend(frames_of(ds, len(datasets) - 1, has_pixels))
+        try:
+            frames.extend(frames_of(ds, len(datasets) - 1, has_pixels))
+        except InvalidScan as exc:
+            raise InvalidScan(f"{ref.name_of(path)}: {exc.reason}") from None
     return frames, datasets, sources
 
 
+def _read_header(path) -> tuple[Any, int | None, bool | None]:
+    """``(dataset, pixel data offset, has pixel data)``: the header alone with where its pixel data starts;
+    a file without the 128-byte preamble is read whole by :func:`read_dicom` (offset and flag ``None``)."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    with open(path, "rb") as fh:
+        try:
+            ds = pydicom.dcmread(fh, stop_before_pixels=True, force=False)
+        except InvalidDicomError:
+            ds = None
+        else:
+            has_pixels = pixel_tag_at(fh, ds)
+            return ds, (fh.tell() if has_pixels else None), has_pixels
+    return read_dicom(path), None, None
+
+
 def _decode(
-    frames: list[Frame], datasets: list[Any], sources: list[tuple], rows: int, cols: int
+    ref: SeriesRef, frames: list[Frame], datasets: list[Any], sources: list[tuple], rows: int, cols: int
 ) -> np.ndarray:
     """Sorted frames -> ``(Z, rows, cols)`` HU stack, int16 when every rescale is integer and the values
     fit (exact), else float32. Uncompressed 16-bit files are read straight into the stack, one at a time;
-    others are read whole with pydicom when their turn comes (multi-frame files once)."""
-    import pydicom
-
+    others are read whole with pydicom when their turn comes (multi-frame files once). A pixel data problem
+    names its file."""
     cache: dict = {}
     full: dict[int, Any] = {}
 
     def pixels(f: Frame) -> np.ndarray:
         path, offset = sources[f.file_index]
-        if f.frame is None and offset is not None:
-            raw = read_native16(path, offset, datasets[f.file_index], rows, cols)
-            if raw is not None:
-                return raw
-        if f.file_index not in full:
-            full[f.file_index] = pydicom.dcmread(path, force=False)
-        return stored_pixels(full[f.file_index], f.frame, rows, cols, cache)
+        try:
+            if f.frame is None and offset is not None:
+                raw = read_native16(path, offset, datasets[f.file_index], rows, cols)
+                if raw is not None:
+                    return raw
+            if f.file_index not in full:
+                ds = datasets[f.file_index]
+                full[f.file_index] = ds if "PixelData" in ds else read_dicom(path)
+            return stored_pixels(full[f.file_index], f.frame, rows, cols, cache)
+        except InvalidScan as exc:
+            raise InvalidScan(f"{ref.name_of(path)}: {exc.reason}") from None
 
     # decode one frame before allocating, so absurd header sizes fail on the real pixel data first
     raw = pixels(frames[0])
@@ -276,8 +297,10 @@ def _decode(
             rescale_into(stack[k], raw, f.slope, f.intercept)
         if f.frame is None:  # release the file's bytes (and pydicom's cached pixel array) early
             full.pop(f.file_index, None)
+            datasets[f.file_index] = None
     cache.clear()
     full.clear()
+    datasets.clear()
     if stack.dtype.kind == "f" and not np.isfinite(stack).all():
         raise InvalidScan("pixel values are not finite after rescale")
     return stack

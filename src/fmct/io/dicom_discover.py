@@ -3,18 +3,23 @@
 ``discover`` walks folders of any depth, with any file names, holding any number of patients, studies
 and series, and groups the DICOM files by SeriesInstanceUID. Files that are not DICOM (or that are too
 broken to read a header from) come back as :class:`Rejected`; NIfTI files and DICOMDIR indexes are
-skipped quietly (the caller handles NIfTI).
+skipped quietly (the caller handles NIfTI); a DICOMDIR index is a :class:`Rejected` ("DICOMDIR index,
+not an image"): its images are found by walking the folders, so the index itself is not read.
 """
 
 from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from fmct.io.dicom_describe import IDENTIFYING_TAGS, clean_description, series_number
+from fmct.io.dicom_file import read_dicom
 from fmct.io.ids import patient_id_from_dicom, scan_id_from_series_uid, study_id_from_uid
+from fmct.io.sources import SourceNamer
 
 #: Tags read by ``discover`` (headers only, pixel data never touched).
 _DISCOVER_TAGS = [
@@ -23,9 +28,13 @@ _DISCOVER_TAGS = [
     "PatientID",
     "Modality",
     "SOPClassUID",
+    "SeriesNumber",
+    "SeriesDescription",
+    *IDENTIFYING_TAGS,
 ]
 _DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 _NIFTI_SUFFIXES = (".nii", ".nii.gz")
+DICOMDIR_REASON = "DICOMDIR index, not an image (the images it lists are read from the folders)"
 
 
 @dataclass(frozen=True)
@@ -41,7 +50,11 @@ class SeriesRef:
     """One DICOM series found by :func:`discover`.
 
     ``series_uid`` is the raw SeriesInstanceUID: it must stay inside ``fmct.io`` (never print or store it);
-    use the pseudonymous ``scan_id`` / ``patient_id`` / ``study_id`` everywhere else.
+    use the pseudonymous ``scan_id`` / ``patient_id`` / ``study_id`` everywhere else. ``namer`` names a
+    file of the series in messages (:class:`fmct.io.sources.SourceNamer`: relative to the input root, or
+    a salted hash); without one a file is named by its file name. ``series_number`` (SeriesNumber) and
+    ``description`` (SeriesDescription cleaned of identifying words, see :mod:`fmct.io.dicom_describe`)
+    tell series in one folder apart; each is the most common value among the files.
     """
 
     series_uid: str
@@ -51,9 +64,16 @@ class SeriesRef:
     files: list[Path]
     modality: str
     n_files: int = 0
+    series_number: int | None = None
+    description: str | None = field(default=None, repr=False)
+    namer: Callable[[Path], str] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.n_files = len(self.files)
+
+    def name_of(self, path: Path) -> str:
+        """How ``path`` (one of ``files``) is named in messages (never an absolute path)."""
+        return self.namer(path) if self.namer is not None else Path(path).name
 
     def __repr__(self) -> str:  # never show the raw UID
         return f"SeriesRef(scan_id={self.scan_id!r}, modality={self.modality!r}, n_files={self.n_files})"
@@ -94,9 +114,7 @@ def iter_files(paths: Iterable[str | os.PathLike]) -> Iterator[Path]:
 
 def _header(path: Path):
     """Read the few tags ``discover`` needs; raises on non-DICOM / unreadable files."""
-    import pydicom
-
-    return pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_DISCOVER_TAGS, force=False)
+    return read_dicom(path, stop_before_pixels=True, specific_tags=_DISCOVER_TAGS)
 
 
 def _text(ds, keyword: str) -> str:
@@ -108,7 +126,7 @@ def _reject_reason(exc: Exception) -> str:
     from pydicom.errors import InvalidDicomError
 
     if isinstance(exc, InvalidDicomError):
-        return "not a DICOM file (no DICM preamble/header)"
+        return "not a DICOM file (no DICM prefix, no File Meta header)"
     if isinstance(exc, (EOFError, OSError)) and not isinstance(exc, FileNotFoundError):
         return f"unreadable DICOM header (truncated file?): {type(exc).__name__}"
     if isinstance(exc, FileNotFoundError):
@@ -116,11 +134,14 @@ def _reject_reason(exc: Exception) -> str:
     return f"unreadable DICOM header: {type(exc).__name__}"
 
 
-def discover(paths: Sequence[str | os.PathLike]) -> DiscoveryResult:
+def discover(
+    paths: Sequence[str | os.PathLike], namer: Callable[[Path], Any] | None = None
+) -> DiscoveryResult:
     """Group the DICOM files under ``paths`` (folders and/or files) into series.
 
     Args:
         paths: folders (walked recursively) and/or files, in any mix (a single path is accepted too).
+        namer: names files in messages (default: relative to ``paths``, see :class:`SourceNamer`).
 
     Returns:
         :class:`DiscoveryResult` with one :class:`SeriesRef` per SeriesInstanceUID (files sorted by path)
@@ -128,6 +149,7 @@ def discover(paths: Sequence[str | os.PathLike]) -> DiscoveryResult:
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
+    namer = namer or SourceNamer(paths)
     groups: dict[str, list[tuple[Path, object]]] = {}
     rejected: list[Rejected] = []
     for path in iter_files(paths):
@@ -145,6 +167,7 @@ def discover(paths: Sequence[str | os.PathLike]) -> DiscoveryResult:
             meta = getattr(ds, "file_meta", None)
             sop = _text(ds, "SOPClassUID") or (_text(meta, "MediaStorageSOPClassUID") if meta else "")
             if sop == _DICOMDIR_SOP_CLASS or path.name.upper() == "DICOMDIR":
+                rejected.append(Rejected(path, DICOMDIR_REASON))
                 continue
             uid = _text(ds, "SeriesInstanceUID")
         except Exception as exc:  # a value that cannot be decoded
@@ -171,11 +194,27 @@ def discover(paths: Sequence[str | os.PathLike]) -> DiscoveryResult:
                 study_id=study_id_from_uid(_safe_text(first, "StudyInstanceUID") or None),
                 files=[p for p, _ in members],
                 modality=modalities.most_common(1)[0][0],
+                series_number=_most_common(series_number(ds) for _, ds in members),
+                description=_most_common(_safe_call(clean_description, ds) for _, ds in members),
+                namer=namer,
             )
         )
     series.sort(key=lambda s: s.scan_id)
     rejected.sort(key=lambda r: str(r.path))
     return DiscoveryResult(series=series, rejected=rejected)
+
+
+def _most_common(values: Iterable[Any]) -> Any:
+    """The most common non-``None`` value (``None`` when there is none)."""
+    counts = Counter(v for v in values if v is not None)
+    return counts.most_common(1)[0][0] if counts else None
+
+
+def _safe_call(fn: Callable[[Any], Any], ds: Any) -> Any:
+    try:
+        return fn(ds)
+    except Exception:  # an undecodable value counts as missing
+        return None
 
 
 def _safe_text(ds, keyword: str) -> str:

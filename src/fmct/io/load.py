@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -16,11 +17,11 @@ def _is_nifti(path: Path) -> bool:
     return path.name.lower().endswith(_NIFTI)
 
 
-def _folder_of(ref, root: Path) -> str:
-    """The folder holding a series' files (their common parent; ``root`` when it has none)."""
+def _folder_of(ref, root: Path, namer) -> str:
+    """The name of the folder holding a series' files (their common parent; ``root`` when it has none)."""
     parents = {f.parent for f in ref.files}
     folder = Path(os.path.commonpath([str(d) for d in parents])) if parents else root
-    return str(folder)
+    return namer(folder)
 
 
 def load_volume(
@@ -28,6 +29,7 @@ def load_volume(
     *,
     multiple: Literal["error", "thinnest"] = "error",
     min_slices: int = 10,
+    namer: Callable[[Path], str] | None = None,
 ) -> Volume:
     """Read ``path`` as one float32 HU :class:`Volume` (voxel->RAS affine).
 
@@ -40,6 +42,8 @@ def load_volume(
             listing them (by pseudonymous scan id); ``"thinnest"`` keeps the one with the smallest slice
             spacing (most slices on ties) and notes the choice in ``meta["warnings"]``.
         min_slices: passed to ``read_series``.
+        namer: names paths in error messages (default :class:`fmct.io.sources.SourceNamer` of ``path``:
+            relative to its parent folder, never absolute).
 
     Raises:
         InvalidScan / SkipScan: no usable series (the single series' own error if there was one series),
@@ -47,26 +51,29 @@ def load_volume(
     """
     from fmct.io.dicom import discover, read_series
     from fmct.io.nifti import read_nifti
+    from fmct.io.sources import SourceNamer
 
     p = Path(path)
+    namer = namer or SourceNamer([p])
+    name = namer(p)
     if not p.exists():
-        raise InvalidScan(f"{p}: no such file or folder")
+        raise InvalidScan(f"{name}: no such file or folder")
     if p.is_file() and _is_nifti(p):
         return read_nifti(p)
-    found = discover([p.parent if p.is_file() else p])
+    found = discover([p.parent if p.is_file() else p], namer=namer)
     series = found.series
     if p.is_file():
         series = [s for s in series if p in s.files or p.resolve() in {f.resolve() for f in s.files}]
         if not series:
-            raise InvalidScan(f"{p}: not a readable DICOM file")
+            raise InvalidScan(f"{name}: not a readable DICOM file")
     if not series:
         niftis = sorted(f for f in p.rglob("*") if f.is_file() and _is_nifti(f))
         if len(niftis) == 1:
             return read_nifti(niftis[0])
         extra = f", {len(niftis)} NIfTI files" if niftis else ""
-        raise InvalidScan(f"{p}: no DICOM series found ({len(found.rejected)} non-DICOM files{extra})")
+        raise InvalidScan(f"{name}: no DICOM series found ({len(found.rejected)} non-DICOM files{extra})")
 
-    folders = {ref.scan_id: _folder_of(ref, p) for ref in series}
+    folders = {ref.scan_id: _folder_of(ref, p, namer) for ref in series}
     usable: list[Volume] = []
     problems: list[tuple[str, ScanProblem]] = []
     n_usable = 0
@@ -86,15 +93,15 @@ def load_volume(
             raise problems[0][1]
         listed = "; ".join(f"{sid}: {exc.status} ({exc.reason})" for sid, exc in problems[:6])
         cls = InvalidScan if any(isinstance(e, InvalidScan) for _, e in problems) else SkipScan
-        raise cls(f"{p}: no usable CT series among {len(problems)} series: {listed}")
+        raise cls(f"{name}: no usable CT series among {len(problems)} series: {listed}")
     if len(usable) > 1:
         listed = ", ".join(
-            f"{folders.get(v.meta['scan_id'], p)} ({v.meta['scan_id']}, {v.meta['n_slices']} slices, "
+            f"{folders.get(v.meta['scan_id'], name)} ({v.meta['scan_id']}, {v.meta['n_slices']} slices, "
             f"{v.meta['slice_spacing']:.2f} mm)"
             for v in usable
         )
         raise InvalidScan(
-            f"{p}: {len(usable)} usable CT series: {listed}; pass one series' folder, or take the thinnest "
+            f"{name}: {len(usable)} usable CT series: {listed}; pass one series' folder, or take the thinnest "
             f"(fmct predict --series thinnest; load_volume(..., multiple='thinnest'))"
         )
     vol = usable[0]

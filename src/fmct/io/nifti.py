@@ -1,4 +1,5 @@
-"""NIfTI file -> :class:`~fmct.io.volume.Volume` (float32 HU, nibabel's affine: sform if set, else qform)."""
+"""NIfTI files: read one into a :class:`~fmct.io.volume.Volume` (float32 HU, nibabel's affine: sform if set,
+else qform) and write arrays with their affine (atomically, byte-reproducibly)."""
 
 from __future__ import annotations
 
@@ -62,3 +63,38 @@ def read_nifti(path: str | os.PathLike) -> Volume:
         "warnings": warnings,
     }
     return Volume(array=data, affine=affine, meta=meta)
+
+
+def write_nifti(
+    array: np.ndarray, affine: np.ndarray, path: str | os.PathLike, dtype: str | None = None
+) -> Path:
+    """Write ``array (X, Y, Z)`` with its voxel -> RAS mm ``affine`` as NIfTI-1, atomically (a temporary file in
+    the same folder, then ``os.replace``) and byte-reproducibly (no time stamps).
+
+    The sform carries the affine; the qform too when the affine is a rotation times a scale (a sheared,
+    gantry-tilted grid has no qform). Units are mm. ``dtype`` (e.g. ``"uint8"`` for maps in ``[0, 1]``) is the
+    stored type, nibabel picking slope/intercept; default: the array's own.
+
+    Returns:
+        ``path``.
+    """
+    import nibabel as nib
+
+    path = Path(path)
+    affine = np.asarray(affine, dtype=np.float64)
+    img = nib.Nifti1Image(np.asarray(array) if dtype is None else np.asarray(array, dtype=np.float32), affine)
+    rot = affine[:3, :3] / np.linalg.norm(affine[:3, :3], axis=0)
+    orthogonal = np.allclose(rot.T @ rot, np.eye(3), atol=1e-6)
+    img.set_sform(affine, code=1)
+    img.set_qform(affine if orthogonal else None, code=1 if orthogonal else 0)
+    img.header.set_xyzt_units("mm", "sec")
+    if dtype is not None:
+        img.header.set_data_dtype(np.dtype(dtype))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{path.name}")  # a fixed name: gzip records it, and the bytes must not vary
+    try:
+        nib.save(img, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

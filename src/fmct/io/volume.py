@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -50,3 +51,29 @@ class Volume:
     def origin(self) -> np.ndarray:
         """World position (RAS mm) of voxel ``(0, 0, 0)``."""
         return self.affine[:3, 3].copy()
+
+    @property
+    def orientation(self) -> str:
+        """Axis codes of the array axes in world space, e.g. ``"RAS"`` (nibabel's ``aff2axcodes``)."""
+        import nibabel as nib
+
+        return "".join(nib.aff2axcodes(self.affine))
+
+    def __repr__(self) -> str:
+        a = self.array
+        rng = f"{float(a.min()):.0f} to {float(a.max()):.0f} HU" if a.size else "empty"
+        sp = "x".join(f"{v:.3g}" for v in self.spacing)
+        return f"Volume(shape={self.shape}, spacing={sp} mm, orientation={self.orientation}, {rng}, dtype={a.dtype})"
+
+    def to_nifti(self, path: str | Path) -> Path:
+        """Write as NIfTI (``.nii`` / ``.nii.gz``) with this affine, atomically; ``meta`` is not stored."""
+        from fmct.io.nifti import write_nifti
+
+        return write_nifti(self.array, self.affine, path)
+
+    @classmethod
+    def from_nifti(cls, path: str | Path) -> Volume:
+        """Read a 3D NIfTI (:func:`fmct.io.nifti.read_nifti`: float32 HU, nibabel's affine)."""
+        from fmct.io.nifti import read_nifti
+
+        return read_nifti(path)

@@ -56,7 +56,11 @@ class DINOHead(nn.Module):
     call then needs at least 2 rows. Measured on the demo store (tiny ViT, K = 256): the teacher entropy at
     step 0 drops from 5.54 to 3.5-4.3 (log K = 5.55); with EMA centering and near-identical global views
     (configs/demo-cpu.yaml) the DINO loss then falls to 4.8-5.1 in 100-150 steps, while without this head it
-    stays at log K (README, "What makes DINO learn at CPU scale").
+    stays at log K (docs/results.md, "What makes DINO learn at CPU scale").
+
+    With fewer than 2 rows (an iBOT call with 0 or 1 masked patches) batch statistics are undefined; the
+    head then uses the limit of batch standardisation, ``x - mean(x) = 0``: each normalised layer outputs its
+    bias, so the call still returns ``(rows, K)`` scores and keeps every parameter in the graph (DDP).
     """
 
     def __init__(
@@ -87,11 +91,23 @@ class DINOHead(nn.Module):
         self.last_layer = WeightNormLinear(bottleneck_dim, out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(..., in_dim) -> (..., K)``; with ``norm="batch"``, ``(N, in_dim) -> (N, K)`` for any N >= 0."""
         if self.norm == "batch":
-            if x.ndim != 2 or x.shape[0] < 2:
-                raise ValueError(f"DINOHead(norm='batch') needs (N >= 2, D) rows, got {tuple(x.shape)}")
+            if x.ndim != 2:
+                raise ValueError(f"DINOHead(norm='batch') needs (N, D) rows, got {tuple(x.shape)}")
+            if x.shape[0] < 2:
+                return self.last_layer(F.normalize(self._mlp_few_rows(x), dim=-1, eps=1e-6))
         z = F.normalize(self.mlp(x), dim=-1, eps=1e-6)
         return self.last_layer(z)
+
+    def _mlp_few_rows(self, x: torch.Tensor) -> torch.Tensor:
+        """The MLP on ``(N < 2, D)`` rows: batch norm replaced by its ``N -> 1`` limit (centred rows are 0)."""
+        for layer in self.mlp:
+            if isinstance(layer, nn.BatchNorm1d):
+                x = x * 0.0 * layer.weight + layer.bias  # centred rows are 0; the graph is kept (DDP)
+            else:
+                x = layer(x)
+        return x
 
 
 class LinearClassifier(nn.Module):

@@ -82,6 +82,8 @@ class Attention(nn.Module):
 
     The default path uses ``F.scaled_dot_product_attention``; with ``return_attention=True`` the
     attention is computed explicitly as ``softmax(Q K^T / sqrt(d))`` and returned as ``(B, H, T, T)``.
+    Q, K and V come from one fused ``Linear(D, 3D)`` (``qkv``; output channels ordered q | k | v, heads
+    within each), the layout every saved checkpoint uses.
     """
 
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True) -> None:
@@ -97,8 +99,10 @@ class Attention(nn.Module):
         self, x: torch.Tensor, return_attention: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         b, t, d = x.shape
-        qkv = self.qkv(x).reshape(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # (B, H, T, hd) each
+        # (B, T, 3, H, hd) split on dim 2, then (B, H, T, hd) views: the same strides SDPA always saw, but
+        # the backward stacks dq/dk/dv straight into the (B, T, 3D) layout of qkv's output (no extra copy)
+        qkv = self.qkv(x).view(b, t, 3, self.num_heads, self.head_dim)
+        q, k, v = (u.transpose(1, 2) for u in qkv.unbind(2))  # (B, H, T, hd) each
         attn = None
         if return_attention:
             attn = torch.softmax((q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim), dim=-1)

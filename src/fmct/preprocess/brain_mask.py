@@ -4,7 +4,7 @@ The cranial cavity of a non-contrast head CT is the largest connected body of so
 blood: about -5 to 110 HU) once a one-voxel erosion has cut the thin bridges to the scalp through
 foramina and skull gaps. This is crude next to a skull-stripping network, but it needs no model, takes
 10-20 ms per 48³ or 96³ cube (measured on 2 busy cores) and is all the ``brain_max`` readout needs: it only
-has to keep scalp, face, skull and air out of the pooled patch tokens (README "Does pretraining learn?":
+has to keep scalp, face, skull and air out of the pooled patch tokens (docs/results.md "Does pretraining learn?":
 pooling over every patch lets head pose and shape dominate the embedding).
 """
 

@@ -21,7 +21,7 @@ def apply_windows(hu, windows: Sequence[Sequence[float]] = DEFAULT_WINDOWS):
     Returns:
         ``float32`` array/tensor of shape ``(len(windows), *S)``; same kind as ``hu``.
     """
-    torch = sys.modules.get("torch")  # a tensor implies torch is imported; never import it for numpy input
+    torch = sys.modules.get("torch")  # a tensor exists only once torch is imported; numpy callers skip it
     if torch is not None and isinstance(hu, torch.Tensor):
         x = hu.float()
         chans = [((x - (lv - w / 2.0)) / w).clamp_(0.0, 1.0) for lv, w in windows]

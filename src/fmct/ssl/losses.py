@@ -112,8 +112,10 @@ class DINOLoss(CenteredTeacher):
 class IBOTPatchLoss(CenteredTeacher):
     """iBOT loss on masked patches: student scores of masked tokens vs teacher targets of the same tokens.
 
-    Each masked image contributes the mean over its masked patches; the loss is the mean over masked
-    images (so an image with few masked patches weighs as much as one with many).
+    Each masked image contributes the mean over its masked patches; the sum of those is divided by the
+    number of *all* global images, masked or not (dinov2's ``iBOTPatchLoss.forward_masked``: ``-loss.sum() /
+    student_masks_flat.shape[0]``). With ``mask_probability`` p the loss is therefore about p times the
+    mean over masked images, and the weight ``ibot_weight`` means what it means in dinov2 / iBOT.
     """
 
     def __init__(
@@ -126,14 +128,13 @@ class IBOTPatchLoss(CenteredTeacher):
         self, student_masked: torch.Tensor, teacher_targets: torch.Tensor, masks: torch.Tensor
     ) -> torch.Tensor:
         """``student_masked``/``teacher_targets``: ``(M, K)`` for the ``M = masks.sum()`` masked patches in
-        ``masks`` ``(B, N)`` row-major order."""
+        ``masks`` ``(B, N)`` row-major order, ``B`` = every global image of the batch. Returns a scalar."""
         if student_masked.shape[0] == 0:
             return student_masked.sum() * 0.0
         ce = cross_entropy(teacher_targets, student_masked, self.student_temp)  # (M,)
         per_img = masks.sum(dim=1)  # (B,)
         weights = (1.0 / per_img.clamp_min(1).float()).repeat_interleave(per_img)  # (M,)
-        n_imgs = (per_img > 0).sum().clamp_min(1)
-        return (ce * weights).sum() / n_imgs
+        return (ce * weights).sum() / max(masks.shape[0], 1)
 
 
 class KoLeoLoss(nn.Module):

@@ -7,6 +7,7 @@ as ``(B, N, p_x * p_y * p_z * C)``; the loss is the MSE on masked patches, per-p
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -23,7 +24,13 @@ MAE_DEFAULTS: dict[str, Any] = {
     "decoder_depth": 2,
     "decoder_heads": 4,
     "norm_pix_loss": True,
+    "loss_patches": "all",  # all | soft_tissue (masked patches >= 90 % soft tissue: the brain, not skull/air)
 }
+
+#: Values of ``mae.loss_patches``.
+LOSS_PATCHES = ("all", "soft_tissue")
+#: A patch counts as soft tissue when at least this fraction of its voxels lies in ``SOFT_TISSUE_HU``.
+SOFT_PATCH_FRACTION = 0.9
 
 
 def patchify(x: torch.Tensor, patch: tuple[int, int, int]) -> torch.Tensor:
@@ -35,12 +42,45 @@ def patchify(x: torch.Tensor, patch: tuple[int, int, int]) -> torch.Tensor:
     return t.reshape(b, (X // px) * (Y // py) * (Z // pz), px * py * pz * c)
 
 
+def soft_tissue_patches(
+    x: torch.Tensor, windows: Sequence[Sequence[float]], patch: tuple[int, int, int]
+) -> torch.Tensor:
+    """``(B, N)`` float 0/1: patches of model inputs ``x (B, C, X, Y, Z)`` whose voxels are at least
+    :data:`SOFT_PATCH_FRACTION` soft tissue (:data:`fmct.preprocess.brain_mask.SOFT_TISSUE_HU`, CSF to acute
+    blood), read back from the widest window. With 8³ patches of ~4 mm voxels these are the patches inside
+    the cranial cavity (plus thick soft tissue such as the neck): skull, air and the head's edge are out.
+    A fast, torch-only stand-in for the connected-component cavity of ``brain_max`` (20 ms per cube there)."""
+    from fmct.preprocess.brain_mask import SOFT_TISSUE_HU, hu_from_channels
+
+    hu = hu_from_channels(x, windows)
+    soft = ((hu > SOFT_TISSUE_HU[0]) & (hu < SOFT_TISSUE_HU[1])).float()[:, None]
+    frac = torch.nn.functional.avg_pool3d(soft, kernel_size=patch, stride=patch).flatten(1)
+    return (frac >= SOFT_PATCH_FRACTION).float()
+
+
+def init_mae_layer(m: nn.Module) -> None:
+    """MAE's initialisation (He et al. 2022, official code): Linear weights Xavier-uniform with zero bias,
+    LayerNorm weight 1 and bias 0. Applied to the decoder; the encoder keeps :class:`ViT3D`'s own
+    initialisation, shared with DINO (docs/ssl-recipe.md)."""
+    if isinstance(m, nn.Linear):
+        nn.init.xavier_uniform_(m.weight)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
+
+
 class MAEModel(nn.Module):
     """Encoder (:class:`ViT3D`, visible tokens only) + transformer decoder predicting all patches."""
 
     def __init__(self, backbone: ViT3D, cfg: dict[str, Any]) -> None:
         super().__init__()
         c = {**MAE_DEFAULTS, **cfg}
+        if c["loss_patches"] not in LOSS_PATCHES:
+            raise ValueError(
+                f"mae.loss_patches must be one of {list(LOSS_PATCHES)}, got {c['loss_patches']!r}"
+            )
         self.cfg = c
         self.backbone = backbone
         backbone.mask_token.requires_grad_(False)  # MAE drops masked tokens instead (keeps DDP happy)
@@ -55,9 +95,19 @@ class MAEModel(nn.Module):
         cin = backbone.config.in_chans
         self.decoder_pred = nn.Linear(dd, int(torch.tensor(backbone.patch_size).prod()) * cin)
         nn.init.normal_(self.mask_token, std=0.02)
+        for m in (self.decoder_embed, self.decoder_blocks, self.decoder_norm, self.decoder_pred):
+            m.apply(init_mae_layer)
 
-    def forward(self, x: torch.Tensor, noise_gen: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        """``x (B, C, X, Y, Z)`` -> ``{"loss", "pred" (B, N, P), "mask" (B, N), "cls" (B, D)}``."""
+    def forward(
+        self,
+        x: torch.Tensor,
+        noise_gen: torch.Generator | None = None,
+        patch_weights: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """``x (B, C, X, Y, Z)`` -> ``{"loss", "pred" (B, N, P), "mask" (B, N), "cls" (B, D)}``.
+
+        ``patch_weights (B, N)``: the loss is the weighted mean over masked patches (default: every masked
+        patch weighs 1)."""
         bb = self.backbone
         grid = bb.grid_size(x.shape)
         n = grid[0] * grid[1] * grid[2]
@@ -80,7 +130,8 @@ class MAEModel(nn.Module):
             var = target.var(dim=-1, keepdim=True)
             target = (target - mu) / (var + 1e-6).sqrt()
         per_patch = ((pred.float() - target.float()) ** 2).mean(dim=-1)
-        loss = (per_patch * mask).sum() / mask.sum().clamp_min(1)
+        w = mask.float() if patch_weights is None else mask.float() * patch_weights.to(per_patch)
+        loss = (per_patch * w).sum() / w.sum().clamp_min(1)
         # copies, not views: FSDP2 hooks backward on the outputs, which a view can lose (see StudentNet)
         return {"loss": loss, "pred": pred.clone(), "mask": mask, "cls": enc["cls"].clone()}
 
@@ -109,7 +160,12 @@ class MAEMetaArch(nn.Module):
         self, batch: dict[str, Any], values: dict[str, Any], gen: torch.Generator
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         x = batch["global"]
-        out = self.student_forward(x, gen)
+        weights = None
+        if self.student.cfg["loss_patches"] == "soft_tissue":
+            if not batch.get("windows"):
+                raise ValueError("mae.loss_patches=soft_tissue needs the batch's windows (batch['windows'])")
+            weights = soft_tissue_patches(x, batch["windows"], self.student.backbone.patch_size)
+        out = self.student_forward(x, gen, weights)
         return out["loss"], {"mae": out["loss"].detach()}, {"teacher_cls": out["cls"].detach().float()}
 
     def update_teacher(self, momentum: float) -> None:

@@ -68,6 +68,33 @@ def block_mask_3d(
     return mask
 
 
+def masked_ratios(
+    n_masked: int, ratio_range: tuple[float, float], generator: torch.Generator
+) -> torch.Tensor:
+    """Mask ratios for ``n_masked`` images: ``ratio_range`` is cut into ``n_masked`` equal bins and the
+    i-th image's ratio is drawn uniformly inside the i-th bin (dinov2's collate), so the ratios cover the
+    range evenly and their expected mean is the range's midpoint.
+
+    Returns:
+        ``(n_masked,)`` float ratios in ``[lo, hi]``.
+    """
+    lo, hi = (float(v) for v in ratio_range)
+    edges = torch.linspace(lo, hi, n_masked + 1)
+    u = torch.rand(n_masked, generator=generator)
+    return edges[:-1] + u * (edges[1:] - edges[:-1])
+
+
+def check_mask_params(ratio_range: Sequence[float], probability: float) -> None:
+    """Raise ``ValueError`` unless ``0 <= lo <= hi <= 1`` and ``0 <= probability <= 1``."""
+    if len(ratio_range) != 2:
+        raise ValueError(f"mask_ratio must be [lo, hi], got {list(ratio_range)!r}")
+    lo, hi = (float(v) for v in ratio_range)
+    if not 0.0 <= lo <= hi <= 1.0:
+        raise ValueError(f"mask_ratio must be [lo, hi] with 0 <= lo <= hi <= 1, got {list(ratio_range)!r}")
+    if not 0.0 <= float(probability) <= 1.0:
+        raise ValueError(f"mask_probability must be between 0 and 1, got {probability!r}")
+
+
 def ibot_masks(
     n_images: int,
     grid: Sequence[int],
@@ -77,21 +104,20 @@ def ibot_masks(
 ) -> torch.Tensor:
     """iBOT masks for a batch of global views.
 
-    ``round(n_images * probability)`` images get a block mask; their ratios are spread evenly over
-    ``ratio_range`` (as DINOv2's collate does), the other images are unmasked. Which images are masked is
-    shuffled.
+    ``round(n_images * probability)`` images get a block mask, with ratios from :func:`masked_ratios`; the
+    other images are unmasked. Which images are masked is shuffled.
 
     Returns:
         ``(n_images, prod(grid))`` bool.
     """
+    check_mask_params(ratio_range, probability)
     g = generator if generator is not None else torch.Generator().manual_seed(0)
     n_patches = math.prod(int(v) for v in grid)
     n_masked = int(round(n_images * probability))
-    lo, hi = ratio_range
     masks = torch.zeros(n_images, n_patches, dtype=torch.bool)
     if n_masked == 0:
         return masks
-    ratios = torch.linspace(lo, hi, n_masked + 1)[:-1] if n_masked > 1 else torch.tensor([(lo + hi) / 2])
+    ratios = masked_ratios(n_masked, ratio_range, g)
     order = torch.randperm(n_images, generator=g)[:n_masked]
     for r, i in zip(ratios.tolist(), order.tolist(), strict=True):
         masks[i] = block_mask_3d(grid, int(n_patches * r), g).reshape(-1)

@@ -182,5 +182,4 @@ class DINOMetaArch(nn.Module):
                 m.reshard()
         sp = [p.detach() for p in self.student.parameters()]
         tp = list(self.teacher.parameters())
-        torch._foreach_mul_(tp, momentum)
-        torch._foreach_add_(tp, sp, alpha=1.0 - momentum)
+        torch._foreach_lerp_(tp, sp, 1.0 - momentum)  # one pass: m * t + (1 - m) * s

@@ -12,6 +12,7 @@ __all__ = [
     "MANIFEST_COLUMNS",
     "IngestSummary",
     "ScanStore",
+    "StoreReadError",
     "build_manifest",
     "ingest",
     "parse_shard",
@@ -24,6 +25,7 @@ _LAZY = {
     "MANIFEST_COLUMNS": ("fmct.store.manifest", "COLUMNS"),
     "build_manifest": ("fmct.store.manifest", "build_manifest"),
     "ScanStore": ("fmct.store.reader", "ScanStore"),
+    "StoreReadError": ("fmct.store.reader", "StoreReadError"),
     "write_scan": ("fmct.store.writer", "write_scan"),
 }
 

@@ -20,11 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fmct.diskspace import NoSpaceError
 from fmct.io.errors import ScanProblem, SkipScan
+from fmct.store.lock import StoreLock
 from fmct.store.manifest import build_manifest, make_row, path_key, read_record, records_dir, write_record
 from fmct.store.writer import (
     TMP_SUFFIX,
     scan_complete,
+    scan_damage,
     scan_paths,
     target_of_tmp,
     write_scan,
@@ -48,6 +51,9 @@ class WorkItem:
     study_id: str | None
     n_files: int
     payload: Any
+    series_number: int | None = None
+    series_description: str | None = None
+    origin: str = ""  # the input's real path: only to scrub it out of messages, never stored
 
     def row_fields(self) -> dict[str, Any]:
         """The manifest fields known before the scan is read."""
@@ -59,13 +65,16 @@ class WorkItem:
             patient_id=self.patient_id,
             study_id=self.study_id,
             n_files=self.n_files,
+            series_number=self.series_number,
+            series_description=self.series_description,
         )
 
 
 @dataclass
 class IngestSummary:
     """Counts of this run (``present`` = already in the store, not re-processed; ``warned`` = scans stored
-    this run whose manifest row has warnings) and the manifest path."""
+    this run whose manifest row has warnings; ``damaged`` = stored scans whose file was found damaged
+    (wrong size) and were re-done) and the manifest path."""
 
     ok: int = 0
     skipped: int = 0
@@ -73,6 +82,9 @@ class IngestSummary:
     present: int = 0
     cleaned: int = 0
     warned: int = 0
+    took_over: str | None = None
+    unlocked: str | None = None
+    damaged: list[str] = field(default_factory=list)
     manifest: Path | None = None
     rows: list[dict[str, Any]] = field(default_factory=list)
 
@@ -141,45 +153,61 @@ def walk_inputs(paths: Iterable[Path], exclude: Path | None = None) -> list[Path
     return out
 
 
-def _discover(files: Sequence[Path]):
+def _discover(files: Sequence[Path], namer=None):
     from fmct.io.dicom import discover
 
-    return discover(files)
+    return discover(files, namer=namer)
 
 
 def plan(
-    inputs: Sequence[str | os.PathLike], exclude: Path | None = None
+    inputs: Sequence[str | os.PathLike],
+    exclude: Path | None = None,
+    series_description: bool = False,
+    salt: str | None = None,
 ) -> tuple[list[WorkItem], list[dict[str, Any]]]:
     """Find the work: one item per DICOM series and per NIfTI file, plus rows for rejected files and
-    duplicate ids. Reads headers only; files under ``exclude`` (the store itself) are ignored."""
+    duplicate ids. Reads headers only; files under ``exclude`` (the store itself) are ignored;
+    ``series_description``: keep the cleaned SeriesDescription of DICOM series. Sources are named
+    relative to ``inputs`` or, with ``salt``, by salted hash (then NIfTI scan ids are hashes too: their
+    file names may be patient names); see :class:`fmct.io.sources.SourceNamer`."""
     from fmct.io.ids import patient_id_from_dicom, scan_id_from_nifti
+    from fmct.io.sources import SourceNamer
 
     files = walk_inputs([Path(p) for p in inputs], exclude)
     niftis = [f for f in files if f.name.lower().endswith(_NIFTI)]
     items: list[WorkItem] = []
     rows: list[dict[str, Any]] = []
-    found = _discover([f for f in files if not f.name.lower().endswith(_NIFTI)])
+    namer = SourceNamer(inputs, salt)
+    found = _discover([f for f in files if not f.name.lower().endswith(_NIFTI)], namer)
     for ref in found.series:
-        src = os.path.commonpath([str(f.parent) for f in ref.files]) if ref.files else ""
+        folder = os.path.commonpath([str(f.parent) for f in ref.files]) if ref.files else ""
         items.append(
-            WorkItem(ref.scan_id, "dicom", src, ref.scan_id, ref.patient_id, ref.study_id, ref.n_files, ref)
-        )
+            WorkItem(
+                ref.scan_id, "dicom", namer(folder), ref.scan_id, ref.patient_id, ref.study_id, ref.n_files,
+                ref, series_number=ref.series_number,
+                series_description=ref.description if series_description else None,
+                origin=os.path.abspath(folder),
+            )
+        )  # fmt: skip
     for rej in found.rejected:
         rows.append(
             make_row(
-                key=path_key(rej.path),
+                key=path_key(rej.path, salt),
                 kind="file",
-                source=str(rej.path),
+                source=namer(rej.path),
                 status=getattr(rej, "status", "skipped"),
                 reason=rej.reason,
                 n_files=1,
             )
         )
     for nii in niftis:
-        sid = scan_id_from_nifti(nii)
+        sid = namer.hash(nii) if namer.hashed else scan_id_from_nifti(nii)
         items.append(
-            WorkItem(sid, "nifti", str(nii), sid, patient_id_from_dicom(None, fallback=sid), None, 1, nii)
-        )
+            WorkItem(
+                sid, "nifti", namer(nii), sid, patient_id_from_dicom(None, fallback=sid), None, 1, nii,
+                origin=os.path.abspath(nii),
+            )
+        )  # fmt: skip
     unique: list[WorkItem] = []
     first: dict[str, str] = {}
     for it in items:
@@ -212,6 +240,11 @@ def _read(item: WorkItem, min_slices: int):
     return read_series(item.payload, min_slices=min_slices)
 
 
+def _scrub_origin(text: str, item: WorkItem) -> str:
+    """``text`` with the input's real path (as a library may have echoed it) replaced by its source name."""
+    return text.replace(item.origin, item.source) if item.origin else text
+
+
 def process_item(item: WorkItem, root: str, cfg_dict: dict[str, Any], min_slices: int) -> dict[str, Any]:
     """Read, preprocess and store one input; write and return its manifest row. Never raises for a bad scan."""
     from fmct.preprocess import PreprocessConfig, preprocess
@@ -224,6 +257,7 @@ def process_item(item: WorkItem, root: str, cfg_dict: dict[str, Any], min_slices
         if item.kind == "nifti":
             row["patient_id"] = vol.meta.get("patient_id") or row["patient_id"]
             row["study_id"] = vol.meta.get("study_id") or row["study_id"]
+            vol.meta["scan_id"] = item.scan_id  # a hashed id replaces the file name
         if min(vol.shape) < min_slices:
             raise SkipScan(f"only {min(vol.shape)} slices (< min_slices {min_slices})")
         out = preprocess(vol, PreprocessConfig.from_dict(cfg_dict))
@@ -238,11 +272,13 @@ def process_item(item: WorkItem, root: str, cfg_dict: dict[str, Any], min_slices
             spacing_mm=[round(s, 4) for s in out.spacing],
         )
     except ScanProblem as exc:
-        row.update(status=exc.status, reason=exc.reason[:_MAX_REASON])
+        row.update(status=exc.status, reason=_scrub_origin(exc.reason, item)[:_MAX_REASON])
     except MemoryError:
         row.update(status="failed", reason="out of memory")
+    except NoSpaceError:  # not this scan's fault: the whole batch stops
+        raise
     except Exception as exc:  # one bad scan never stops the batch
-        row.update(status="failed", reason=f"{type(exc).__name__}: {exc}"[:_MAX_REASON])
+        row.update(status="failed", reason=_scrub_origin(f"{type(exc).__name__}: {exc}", item)[:_MAX_REASON])
     row["seconds"] = round(time.perf_counter() - t0, 3)
     row = make_row(**row)
     write_record(Path(root), row)
@@ -271,11 +307,38 @@ def cleanup(root: Path, shard: tuple[int, int] | None = None) -> int:
     return removed
 
 
-def _init_worker() -> None:
-    """One compute thread per worker. Ingest itself never imports torch (it would cost ~230 MB of RSS per
-    worker); should anything import it later, it reads these variables then."""
+def _die_with_parent(parent_pid: int, poll_s: float = 1.0) -> None:
+    """Make this worker process exit when ``parent_pid`` (the ingest process) dies, even by SIGKILL:
+    ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` on Linux, plus a watchdog thread that polls ``getppid`` (other
+    platforms, and the window before ``prctl``)."""
+    import signal
+    import sys
+    import threading
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):  # pragma: no cover - no libc prctl: the watchdog remains
+            pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="fmct-parent-watch", daemon=True).start()
+
+
+def _init_worker(parent_pid: int) -> None:
+    """Die with the parent; one compute thread per worker. Ingest itself never imports torch (it would cost
+    ~230 MB of RSS per worker); should anything import it later, it reads these variables then."""
     import sys
 
+    _die_with_parent(parent_pid)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = "1"
     if "torch" in sys.modules:
@@ -299,15 +362,22 @@ def _run_parallel(items: list[WorkItem], root: Path, args: tuple, workers: int) 
     (scans in flight when a pool breaks are retried one at a time)."""
     ctx = multiprocessing.get_context("spawn")
     broken: list[WorkItem] = []
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker) as ex:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),)
+    ) as ex:
         futs = {ex.submit(process_item, it, str(root), *args): it for it in items}
         for fut in as_completed(futs):
             try:
                 yield fut.result()
             except BrokenProcessPool:
                 broken.append(futs[fut])
+            except NoSpaceError:
+                ex.shutdown(wait=True, cancel_futures=True)
+                raise
     for it in broken:
-        with ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=_init_worker) as ex:
+        with ProcessPoolExecutor(
+            max_workers=1, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),)
+        ) as ex:
             try:
                 yield ex.submit(process_item, it, str(root), *args).result()
             except BrokenProcessPool:
@@ -322,6 +392,8 @@ def ingest(
     shard: tuple[int, int] | None = None,
     min_slices: int = 10,
     progress: bool = False,
+    series_description: bool = False,
+    hash_sources: bool = False,
 ) -> IngestSummary:
     """Ingest DICOM folders / NIfTI files into the store at ``out``.
 
@@ -333,9 +405,18 @@ def ingest(
         shard: ``(K, N)``: only the inputs whose stable hash falls in shard K of N (1-based).
         min_slices: volumes with fewer voxels than this along any axis are skipped.
         progress: show a rich progress bar.
+        series_description: keep each DICOM series' SeriesDescription in the manifest, cleaned of words
+            found in the header's identifying attributes and of long digit runs (free text: PS3.15's
+            Basic Profile removes it, so it is off by default).
+        hash_sources: name inputs (``source``, file names in reasons, NIfTI scan ids) by a salted hash
+            instead of their path relative to ``inputs``; the salt is kept in ``out/.salt``. A store that
+            has a salt stays hashed on later runs.
 
     Returns:
         :class:`IngestSummary`; ``manifest.parquet`` rebuilt from all records of the store.
+
+    Raises:
+        fmct.store.lock.StoreBusy: another live run writes this store (or an overlapping shard).
     """
     from fmct.preprocess import PreprocessConfig
 
@@ -343,12 +424,35 @@ def ingest(
     root = Path(out)
     (root / "scans").mkdir(parents=True, exist_ok=True)
     records_dir(root).mkdir(parents=True, exist_ok=True)
-    cfg_dict = cfg.to_dict()
+    with StoreLock(root, shard) as lock:
+        summary = IngestSummary(took_over=lock.took_over, unlocked=lock.unlocked)
+        naming = {"series_description": series_description, "hash_sources": hash_sources}
+        _ingest_locked(inputs, root, cfg.to_dict(), workers, shard, min_slices, progress, summary, naming)
+    return summary
+
+
+def _ingest_locked(
+    inputs: Sequence[str | os.PathLike],
+    root: Path,
+    cfg_dict: dict[str, Any],
+    workers: int,
+    shard: tuple[int, int] | None,
+    min_slices: int,
+    progress: bool,
+    summary: IngestSummary,
+    naming: dict[str, bool],
+) -> None:
+    """The body of :func:`ingest`, run while holding the store's (shard's) write lock. ``naming``: its
+    ``series_description`` and ``hash_sources`` arguments."""
+    from fmct.io.sources import SALT_FILE, store_salt
+
     write_store_info(root, cfg_dict)
-    summary = IngestSummary()
+    series_description = naming["series_description"]
+    salt = store_salt(root) if naming["hash_sources"] or (root / SALT_FILE).is_file() else None
+    full = False
     try:
         summary.cleaned = cleanup(root, shard)
-        items, rows = plan(inputs, exclude=root)
+        items, rows = plan(inputs, exclude=root, series_description=series_description, salt=salt)
         for row in rows:
             if in_shard(row["key"], shard):
                 write_record(root, row)
@@ -359,10 +463,16 @@ def ingest(
                 continue
             rec = read_record(root, it.key)
             if rec and rec.get("status") == "ok" and scan_complete(root, it.scan_id):
-                summary.present += 1
-                summary.rows.append(rec)
-            else:
-                todo.append(it)
+                damage = scan_damage(root, it.scan_id)
+                if damage is None:
+                    summary.present += 1
+                    if rec.get("source") != it.source:  # named as this run names it (relative / hashed)
+                        rec["source"] = it.source
+                        write_record(root, rec)
+                    summary.rows.append(rec)
+                    continue
+                summary.damaged.append(f"{it.scan_id} ({damage})")
+            todo.append(it)
         args = (cfg_dict, min_slices)
         results = (
             (process_item(it, str(root), *args) for it in todo)
@@ -370,23 +480,28 @@ def ingest(
             else _run_parallel(todo, root, args, min(workers, len(todo)))
         )
         if progress and todo:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+            from fmct.progress import progress as make_progress
 
-            cols = (
-                TextColumn("ingest"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeRemainingColumn(),
-                TextColumn("{task.description}"),
-            )
-            with Progress(*cols, transient=False) as bar:
-                task = bar.add_task("", total=len(todo))
+            def cols() -> list[Any]:
+                from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+
+                return [TextColumn("ingest"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                        TextColumn("{task.fields[last]}")]  # fmt: skip
+
+            with make_progress(cols, lambda f: f"last {f['last']}") as bar:
+                task = bar.add_task("ingest", total=len(todo), last="")
                 for row in results:
                     summary.add(row)
-                    bar.update(task, advance=1, description=f"{row['scan_id']} {row['status']}")
+                    bar.update(task, advance=1, last=f"{row['scan_id']} {row['status']}")
         else:
             for row in results:
                 summary.add(row)
+    except NoSpaceError:  # the disk is full: stop (every next scan would fail), keep what is stored
+        full = True
+        raise
     finally:
-        summary.manifest = build_manifest(root)
-    return summary
+        try:
+            summary.manifest = build_manifest(root)
+        except NoSpaceError:
+            if not full:
+                raise

@@ -4,6 +4,9 @@
 localizer dropped, a missing slice interpolated, duplicate slices merged, the thinnest of several series
 picked); empty when nothing was.
 
+``source`` names the input relative to the input root it was found under (starting with that root's
+name), or by salted hash (``ingest(hash_sources=True)``): never an absolute path.
+
 Rows live as one JSON record per input in ``STORE/records/<key>.json`` (written atomically as each
 input finishes, so a killed run loses at most the inputs in flight). ``manifest.parquet`` is rebuilt
 from the records; a row whose status is ``ok`` but whose scan files are gone is reported as failed.
@@ -22,6 +25,8 @@ if TYPE_CHECKING:  # pandas (+ pyarrow, ~100 MB) is imported only where a manife
     import pandas as pd
 
 #: Manifest columns, in order. ``key`` names the record file; ``kind`` is dicom / nifti / file.
+#: ``series_number`` (DICOM SeriesNumber), ``n_files`` and, with ``ingest(series_description=True)``,
+#: ``series_description`` (cleaned, see :mod:`fmct.io.dicom_describe`) tell series in one folder apart.
 COLUMNS = [
     "scan_id",
     "patient_id",
@@ -32,6 +37,8 @@ COLUMNS = [
     "kind",
     "source",
     "n_files",
+    "series_number",
+    "series_description",
     "shape",
     "spacing_mm",
     "source_spacing_mm",
@@ -41,9 +48,13 @@ COLUMNS = [
 STATUSES = ("ok", "skipped", "failed")
 
 
-def path_key(path: str | Path) -> str:
-    """Record key of an input that has no scan id (a rejected file): ``r-`` + hash of its path."""
-    return "r-" + hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()[:16]
+def path_key(path: str | Path, salt: str | None = None) -> str:
+    """Record key of an input that has no scan id (a rejected file): ``r-`` + hash of its resolved path
+    (salted when ``salt`` is given)."""
+    text = str(Path(path).resolve())
+    if salt is not None:
+        text = f"{salt}\0{text}"
+    return "r-" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def records_dir(root: Path) -> Path:
@@ -96,7 +107,7 @@ def manifest_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     import pandas as pd
 
     df = pd.DataFrame([{c: r.get(c) for c in COLUMNS} for r in rows], columns=COLUMNS)
-    for c in ("n_files",):
+    for c in ("n_files", "series_number"):
         df[c] = df[c].astype("Int64")
     df["seconds"] = df["seconds"].astype("float64")
     df["warnings"] = df["warnings"].fillna("").astype(str)

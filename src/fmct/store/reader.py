@@ -12,7 +12,16 @@ import pandas as pd
 
 from fmct.io.volume import Volume
 from fmct.store.manifest import read_manifest
-from fmct.store.writer import scan_paths
+from fmct.store.writer import file_crc32, npy_size_problem, scan_paths
+
+
+class StoreReadError(ValueError):
+    """A stored scan cannot be read: the message names the scan id, the file and the reason."""
+
+    def one_line(self) -> str:
+        """The message without the worker traceback a ``DataLoader`` re-raise puts in front of it."""
+        last = str(self).strip().splitlines()[-1] if str(self).strip() else ""
+        return last.split("StoreReadError: ", 1)[-1]
 
 
 class ScanStore:
@@ -63,15 +72,43 @@ class ScanStore:
         _, side = scan_paths(self.root, scan_id)
         if not side.is_file():
             raise KeyError(f"{scan_id}: not in store {self.root}")
-        return json.loads(side.read_text())
+        try:
+            return json.loads(side.read_text())
+        except (OSError, ValueError) as exc:
+            raise StoreReadError(
+                f"scan {scan_id}: sidecar unreadable: {exc}; re-run fmct ingest ({side})"
+            ) from None
 
     def load(self, scan_id: str, mmap: bool = False) -> Volume:
         """The stored scan as a :class:`Volume` (``int16 (X, Y, Z)`` HU; ``meta`` holds ``scan_id``,
-        ``preprocess`` and the source's de-identified facts). ``mmap=True`` memory-maps the array."""
+        ``preprocess`` and the source's de-identified facts). ``mmap=True`` memory-maps the array.
+
+        Raises:
+            StoreReadError: the ``.npy`` is missing, of the wrong size (checked before reading) or
+                unreadable; the message names the scan and the file.
+        """
         side = self.meta(scan_id)
         npy, _ = scan_paths(self.root, scan_id)
-        arr = np.load(npy, mmap_mode="r" if mmap else None, allow_pickle=False)
+        problem = npy_size_problem(npy, side.get("file_bytes"))
+        if problem is None:
+            try:
+                arr = np.load(npy, mmap_mode="r" if mmap else None, allow_pickle=False)
+            except (OSError, ValueError, EOFError) as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+        if problem is not None:
+            raise StoreReadError(f"scan {scan_id}: {problem}; re-run fmct ingest to redo it ({npy})")
         meta = dict(side.get("meta") or {})
         meta["scan_id"] = scan_id
         meta.setdefault("preprocess", side.get("preprocess"))
         return Volume(arr, np.asarray(side["affine"], dtype=np.float64), meta)
+
+    def verify(self, scan_id: str) -> str | None:
+        """Why the stored scan's ``.npy`` is damaged (size, or CRC-32 against its sidecar), or ``None``.
+
+        Reads the whole file (about 10 ms per 17 MB scan); ``load`` checks only the size."""
+        side = self.meta(scan_id)
+        npy, _ = scan_paths(self.root, scan_id)
+        problem = npy_size_problem(npy, side.get("file_bytes"))
+        if problem is None and side.get("crc32") and file_crc32(npy) != side["crc32"]:
+            problem = f"checksum {file_crc32(npy)} differs from the recorded {side['crc32']}"
+        return problem

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from fmct.io.ids import patient_id_from_dicom, scan_id_from_nifti, scan_id_from_series_uid
+from fmct.io.nifti import write_nifti
 from fmct.labels import FINDINGS
 from fmct.synth.dicom_writer import synth_patient_id, synth_uids, write_dicom_series
 from fmct.synth.scan import DEFAULT_SIZE, SynthScan, synth_scan
@@ -38,23 +39,6 @@ def scan_ids(site: str, seed: int, index: int) -> tuple[str, str]:
     """``(scan_id, patient_id)`` of scan ``index`` exactly as ingest computes them from its DICOM tags."""
     sid = scan_id_from_series_uid(synth_uids(site, seed, index)["series"])
     return sid, patient_id_from_dicom(synth_patient_id(site, seed, index), fallback=sid)
-
-
-def write_nifti(array: np.ndarray, affine: np.ndarray, path: Path) -> Path:
-    """Write ``array`` with ``affine`` (voxel -> RAS) as NIfTI-1, atomically and byte-reproducibly."""
-    import nibabel as nib
-
-    img = nib.Nifti1Image(array, affine)
-    rot = affine[:3, :3] / np.linalg.norm(affine[:3, :3], axis=0)
-    orthogonal = np.allclose(rot.T @ rot, np.eye(3), atol=1e-6)
-    img.set_sform(affine, code=1)
-    img.set_qform(affine if orthogonal else None, code=1 if orthogonal else 0)
-    img.header.set_xyzt_units("mm", "sec")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
-    nib.save(img, tmp)
-    os.replace(tmp, path)
-    return path
 
 
 def _one(job: tuple) -> dict:
@@ -133,18 +117,15 @@ def generate_cohort(
         for i in range(start, start + n)
     ]
     rows: list[dict | None] = [None] * n
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from fmct.progress import progress as make_progress
 
-    bar = Progress(
-        TextColumn(f"synth site {st.name}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        disable=not progress,
-        transient=False,
-    )
-    with bar:
-        task = bar.add_task("synth", total=n)
+    def cols() -> list:
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+
+        return [TextColumn(f"synth site {st.name}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+
+    with make_progress(cols, enabled=progress) as bar:
+        task = bar.add_task(f"synth site {st.name}", total=n)
         if workers <= 1:
             for j, job in enumerate(jobs):
                 rows[j] = _one(job)

@@ -3,7 +3,8 @@
 Only tensors and primitive containers are stored: model/optimiser state dicts, the step, RNG states
 (python as nested lists, numpy as a tensor + ints, torch as a ByteTensor). Writing goes to a temp file in
 the same folder, is fsync'ed, the previous checkpoint is kept as ``checkpoint-prev.pt`` and the new one
-moved into place with ``os.replace``: a crash at any point leaves a loadable checkpoint.
+moved into place with ``os.replace``: a crash at any point leaves a loadable checkpoint, and the temp file
+of a killed write is removed by the next save or load (resume).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from fmct.diskspace import NoSpaceError, no_space
 
 CHECKPOINT = "checkpoint.pt"
 PREVIOUS = "checkpoint-prev.pt"
@@ -59,10 +62,39 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_tmp(run_dir: str | Path) -> list[Path]:
+    """Remove the ``.<name>.tmp-<pid>`` files (e.g. ``.checkpoint.pt.tmp-1234``, up to a checkpoint each)
+    that writers killed mid-write left in ``run_dir``: those whose process is gone from this host.
+    Returns the files removed."""
+    removed = []
+    for p in Path(run_dir).glob(".*.tmp-*"):
+        pid = p.name.rsplit(".tmp-", 1)[-1]
+        if p.is_file() and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
 def save_checkpoint(run_dir: str | Path, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` to ``run_dir/checkpoint.pt`` atomically; the former one becomes ``checkpoint-prev.pt``."""
+    """Write ``payload`` to ``run_dir/checkpoint.pt`` atomically; the former one becomes ``checkpoint-prev.pt``.
+
+    Raises:
+        fmct.diskspace.NoSpaceError: the disk filled up ("no space left on RUN (writing checkpoint.pt)");
+            the partial file is removed, the checkpoints already there are untouched.
+    """
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
+    remove_stale_tmp(run)
     final = run / CHECKPOINT
     tmp = run / f".{CHECKPOINT}.tmp-{os.getpid()}"
     try:
@@ -78,15 +110,21 @@ def save_checkpoint(run_dir: str | Path, payload: dict[str, Any]) -> Path:
             os.fsync(dfd)
         finally:
             os.close(dfd)
+    except BaseException as exc:
+        if no_space(exc, final):  # judged before the partial file frees its space
+            tmp.unlink(missing_ok=True)
+            raise NoSpaceError(final) from exc
+        raise
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        tmp.unlink(missing_ok=True)
     return final
 
 
 def load_checkpoint(run_dir: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load ``run_dir/checkpoint.pt`` (falling back to ``checkpoint-prev.pt`` if the newest is unreadable)."""
+    """Load ``run_dir/checkpoint.pt`` (falling back to ``checkpoint-prev.pt`` if the newest is unreadable);
+    first removes the temp files of writes killed midway (:func:`remove_stale_tmp`)."""
     run = Path(run_dir)
+    remove_stale_tmp(run)
     errors = []
     for name in (CHECKPOINT, PREVIOUS):
         p = run / name

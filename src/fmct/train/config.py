@@ -20,7 +20,7 @@ DEFAULTS: dict[str, Any] = {
     "batch_size": 8,  # per process
     "checkpoint_every": 50,
     "monitor_every": 25,
-    "log_every": 1,
+    "log_every": 0,  # steps between progress lines when the output is a log, not a terminal; 0 = every 30 s
     "labels": None,  # labels.csv for the kNN AUROC monitor
     "knn_max_scans": 96,
     "precision": "auto",  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
@@ -73,7 +73,7 @@ DEFAULTS: dict[str, Any] = {
         "weight_decay": 0.04,
         "weight_decay_end": 0.2,
         "layer_decay": 0.9,
-        "betas": [0.9, 0.999],
+        "betas": None,  # AdamW (beta1, beta2); null = the method's reference (see adamw_betas)
         "freeze_last_layer_steps": 0,
         "teacher_temp": 0.07,
         "warmup_teacher_temp": 0.04,
@@ -109,8 +109,11 @@ RANGES: tuple[tuple[str, bool, float, float | None, bool], ...] = (
     ("batch_size", True, 1, None, True),
     ("checkpoint_every", True, 0, None, True),
     ("monitor_every", True, 0, None, True),
+    ("log_every", True, 0, None, True),
     ("knn_max_scans", True, 1, None, True),
     ("clip_grad", False, 0.0, None, True),
+    ("dino.mask_probability", False, 0.0, 1.0, True),
+    ("mae.mask_ratio", False, 0.0, 1.0, False),
     ("optim.lr", False, 0.0, None, False),
     ("optim.min_lr", False, 0.0, None, True),
     ("optim.warmup_steps", True, 0, None, True),
@@ -144,11 +147,58 @@ def _check_ranges(cfg: Mapping[str, Any]) -> None:
             raise ValueError(f"config key {key!r} must be {kind}{span}, got {node!r}")
 
 
+#: AdamW betas of each method's reference recipe: dinov2 (``adamw_beta1/2``) and MAE (He et al. 2022, Table 8).
+REFERENCE_BETAS: dict[str, tuple[float, float]] = {"dino": (0.9, 0.999), "mae": (0.9, 0.95)}
+
+
+def adamw_betas(cfg: Mapping[str, Any]) -> tuple[float, float]:
+    """``optim.betas`` when set, else the reference betas of ``cfg["method"]`` (:data:`REFERENCE_BETAS`)."""
+    betas = (cfg.get("optim") or {}).get("betas")
+    if betas is None:
+        return REFERENCE_BETAS[cfg.get("method", "dino")]
+    return (float(betas[0]), float(betas[1]))
+
+
+def max_grad_norm(cfg: Mapping[str, Any]) -> float:
+    """The gradient-norm clip: ``clip_grad``, or ``inf`` (no clipping, the norm is still logged) when it is
+    null or 0."""
+    clip = cfg.get("clip_grad")
+    return float(clip) if clip else float("inf")
+
+
+def _check_lists(cfg: Mapping[str, Any]) -> None:
+    """Two-number keys: ``optim.betas`` in ``[0, 1)`` and ``dino.mask_ratio`` ``[lo, hi]`` in ``[0, 1]``."""
+    from fmct.ssl.masking import check_mask_params
+
+    betas = (cfg.get("optim") or {}).get("betas")
+    if betas is not None:
+        ok = isinstance(betas, list | tuple) and len(betas) == 2
+        if not ok or not all(isinstance(b, int | float) and 0.0 <= float(b) < 1.0 for b in betas):
+            raise ValueError(
+                f"config key 'optim.betas' must be [beta1, beta2] in [0, 1) or null, got {betas!r}"
+            )
+    dino = cfg.get("dino") or {}
+    if "mask_ratio" in dino:
+        try:
+            check_mask_params(dino["mask_ratio"], dino.get("mask_probability", 0.5))
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"config key dino.{e}") from None
+
+
 def check_values(cfg: Mapping[str, Any]) -> None:
     """Raise ``ValueError`` for values of a resolved config that cannot work together (keys are checked by
-    :func:`check_keys`): numeric keys outside :data:`RANGES`; ``best_by`` must name a kNN monitor key and
-    needs ``labels``; ``snapshot_every`` is a whole number of steps >= 0."""
+    :func:`check_keys`): numeric keys outside :data:`RANGES`; two-number keys (:func:`_check_lists`);
+    ``best_by`` must name a kNN monitor key and needs ``labels``; ``snapshot_every`` is a whole number of
+    steps >= 0."""
     _check_ranges(cfg)
+    _check_lists(cfg)
+    from fmct.ssl.mae import LOSS_PATCHES
+
+    loss_patches = (cfg.get("mae") or {}).get("loss_patches", "all")
+    if loss_patches not in LOSS_PATCHES:
+        raise ValueError(
+            f"config key 'mae.loss_patches' must be one of {list(LOSS_PATCHES)}, got {loss_patches!r}"
+        )
     best = cfg.get("best_by")
     if best is not None:
         if best not in BEST_BY_KEYS:

@@ -2,7 +2,7 @@
 
 Self-supervised losses and collapse monitors say little about which step's features serve downstream tasks
 best (on the synthetic cohort the DINO + iBOT features of the demo config peak and then decline while the
-losses keep falling; README "Does pretraining learn?"). Two config keys keep what is needed to choose:
+losses keep falling; docs/results.md "Does pretraining learn?"). Two config keys keep what is needed to choose:
 
 - ``snapshot_every: N`` exports the teacher backbone every N steps to ``RUN/snapshots/step-NNNNNN/`` (a model
   directory each, loadable with ``fmct.load_model``), so any step can be evaluated afterwards;
@@ -53,7 +53,7 @@ def describe_best(best: Mapping[str, Any], steps_done: int) -> str:
 
     The first monitor runs after the first update, when the teacher is still close to its random
     initialisation; if no later teacher beat it, the line says so (seen on the synthetic cohort: a 1200-step
-    iBOT-only run whose 1,000-scan monitor never beat its value after step 1, README Results).
+    iBOT-only run whose 1,000-scan monitor never beat its value after step 1, docs/results.md).
     """
     line = f"best {best['key']} {float(best['value']):.3f} at step {best['step']}: {best['path']}"
     if int(best["step"]) <= 1 < steps_done:

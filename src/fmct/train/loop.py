@@ -14,6 +14,7 @@ import math
 import os
 import random
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +122,7 @@ def save_backbone(
 class KnnMonitor:
     """kNN AUROC of frozen teacher features on a small labelled subset of the store: of the CLS token
     (``knn_auroc_macro``) and of the max over the intracranial patch tokens (``knn_auroc_brain_max``, the
-    ``fmct embed`` readout that ignores scalp, skull and head pose; README "Reading the brain")."""
+    ``fmct embed`` readout that ignores scalp, skull and head pose; docs/results.md "Reading the brain")."""
 
     def __init__(self, store: Any, labels_csv: str, size: int, windows: Any, max_scans: int) -> None:
         import pandas as pd
@@ -168,14 +169,21 @@ class KnnMonitor:
         return rec
 
 
-def _progress(enabled: bool, total: int, start: int):
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+def _progress(enabled: bool, total: int, start: int, every_n: int = 0):
+    """The pretraining progress: a rich bar on a terminal; in a log, a plain line every ``every_n`` steps
+    (``log_every``), or every 30 s when it is 0."""
+    from fmct.progress import progress
 
-    prog = Progress(
-        TextColumn("pretrain"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-        TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[sps]:.1f} samples/s"),
-        TimeElapsedColumn(), TimeRemainingColumn(), disable=not enabled,
-    )  # fmt: skip
+    def columns() -> list[Any]:
+        from rich.progress import BarColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        return [TextColumn("pretrain"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[sps]:.1f} samples/s"),
+                TimeElapsedColumn(), TimeRemainingColumn()]  # fmt: skip
+
+    prog = progress(
+        columns, lambda f: f"loss {f['loss']:.4f} {f['sps']:.1f} samples/s", enabled=enabled, every_n=every_n
+    )
     task = prog.add_task("pretrain", total=total, completed=start, loss=float("nan"), sps=0.0)
     return prog, task
 
@@ -193,187 +201,260 @@ def train(
     Raises:
         NonFiniteLoss: on NaN/Inf loss or gradients (after writing nothing for that step).
     """
-    from fmct.config import save_config
     from fmct.train.config import check_values
 
     check_values(cfg)
-    run = Path(run_dir)
-    info = info or init_distributed(cfg["device"])
-    _seed_all(int(cfg["seed"]))
-    store = open_store(data_root)
-    windows = store_windows(store, cfg)
-    aug = aug_config(cfg, windows)
-    arch = build_arch(cfg, len(windows)).to(info.device)
-    start = 0
-    ck: dict[str, Any] | None = None
-    if resume:
-        ck = load_checkpoint(run, map_location="cpu")
-        arch.load_state_dict(ck["model"])
-        start = int(ck["step"])
-    strategy = cfg["distributed"]["strategy"]
-    fsdp = strategy == "fsdp" and info.enabled
-    arch.set_student_forward(wrap_student(arch.student, info, strategy))
-    if fsdp and hasattr(arch, "teacher"):
-        wrap_student(arch.teacher, info, strategy)
-    # the optimiser is built after wrapping: FSDP2 replaces the parameters by sharded ones
-    groups = param_groups(
-        arch.student, "backbone.", float(cfg["optim"]["layer_decay"]), arch.last_layer_names()
-    )
-    opt = build_optimizer(groups, tuple(cfg["optim"]["betas"]))
-    last_params = [p for g in groups if g["is_last_layer"] for p in g["params"]]
-    if ck is not None:
-        load_optimizer_state(arch, opt, ck["optimizer"], fsdp)
-        if info.is_main:
-            set_rng_state(ck["rng"])
-        else:
-            _seed_all(sample_seed(int(cfg["seed"]), start, salt=100 + info.rank))
-        del ck
-    elif info.rank:
-        _seed_all(sample_seed(int(cfg["seed"]), 0, salt=100 + info.rank))
-    if info.is_main:
-        run.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run / "config.yaml")
-        (run / "run.json").write_text(json.dumps({"data": str(Path(data_root).resolve())}))
-    sched = make_schedules(cfg)
-    precision = resolve_precision(cfg["precision"], info.device)
-    max_steps = int(cfg["max_steps"])
-    bsz = int(cfg["batch_size"])
-    on_device = cfg["data"]["augment_on"] == "device"
-    if cfg["data"]["augment_on"] not in ("loader", "device"):
-        raise ValueError(f"data.augment_on must be 'loader' or 'device', got {cfg['data']['augment_on']!r}")
-    dataset = SSLDataset(
-        store, store.scan_ids, aug, int(cfg["data"]["cache_size"]), int(cfg["seed"]), augment=not on_device
-    )
-    loader = make_loader(
-        dataset, start, max_steps, bsz, info.rank, info.world, int(cfg["data"]["num_workers"])
-    )
-    # kNN monitor (DINO and MAE): embeds on rank 0; under FSDP every rank joins the weight gather first
-    knn = None
-    if cfg["labels"] and info.is_main:
-        knn = KnnMonitor(store, cfg["labels"], aug.global_size, windows, int(cfg["knn_max_scans"]))
-    keeper = ModelKeeper(
-        run,
-        lambda bb, out, n: save_backbone(bb, store, cfg, windows, out, n),
-        snapshot_every=int(cfg.get("snapshot_every") or 0),
-        best_by=cfg.get("best_by"),
-        resume=resume,
-    )
-    monitor_net = None
-    if cfg["labels"] or keeper.needs_backbone:
-        monitor_net = MonitorBackbone(arch, fsdp, info, lambda: build_arch(cfg, len(windows)))
-
-    metrics_path = run / "metrics.jsonl"
-    writer = None
-    if info.is_main:
-        _trim_metrics(metrics_path, start)
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(run / "tb"), purge_step=start)
-    mfile = open(metrics_path, "a") if info.is_main else None  # noqa: SIM115
-    prog, task = _progress(progress and info.is_main, max_steps, start)
-    ck_every, mon_every = int(cfg["checkpoint_every"]), int(cfg["monitor_every"])
-    params = [p for p in arch.student.parameters() if p.requires_grad]
+    s = _Session.open(cfg, data_root, Path(run_dir), resume, info or init_distributed(cfg["device"]))
+    max_steps, start = int(cfg["max_steps"]), s.start
+    log = _MetricsLog(s.run, start, s.info.is_main)
+    prog, task = _progress(progress and s.info.is_main, max_steps, start, int(cfg.get("log_every") or 0))
+    ck_every = int(cfg["checkpoint_every"])
     last: dict[str, Any] = {}
     step = start
-    arch.train()
+    s.arch.train()
     t_prev = time.perf_counter()
-
-    def checkpoint(step_done: int) -> None:
-        model_sd, opt_sd = full_state(arch, opt, fsdp)  # collective under FSDP
-        if info.is_main:
-            save_checkpoint(run, {"step": step_done, "model": model_sd, "optimizer": opt_sd,
-                                  "rng": rng_state(), "method": cfg["method"]})  # fmt: skip
-
     try:
         with prog:
-            for step, batch in zip(range(start, max_steps), loader, strict=False):
-                if on_device:
-                    batch = augment_batch(batch, dataset.crop, int(cfg["seed"]), info.device)
-                v = sched.values(step)
-                apply_schedules(opt, v["lr"], v["wd"], v["freeze_last_layer"])
-                gen = torch.Generator().manual_seed(sample_seed(int(cfg["seed"]), step, salt=3 + info.rank))
-                b = {
-                    k: (t.to(info.device, non_blocking=True) if torch.is_tensor(t) else t)
-                    for k, t in batch.items()
-                }
-                b["n_global"] = aug.n_global
-                with autocast(precision, info.device):
-                    loss, parts, aux = arch.compute_loss(b, v, gen)
-                opt.zero_grad(set_to_none=True)
-                bad = torch.tensor([0.0 if torch.isfinite(loss).item() else 1.0], device=info.device)
-                if not bad.item():
-                    loss.backward()
-                    if v["freeze_last_layer"]:
-                        for p in last_params:
-                            p.grad = None
-                    gn = torch.nn.utils.clip_grad_norm_(params, float(cfg["clip_grad"]) or float("inf"))
-                    if not torch.isfinite(gn).item():
-                        bad += 1
-                all_reduce_mean(bad)
-                if bad.item() > 0:
-                    raise NonFiniteLoss(
-                        f"non-finite loss or gradient at step {step} (rank {info.rank}); "
-                        f"scans in this batch: {', '.join(batch['scan_ids'])}"
-                    )
-                opt.step()
-                arch.update_teacher(float(v["momentum"]))
-
-                pt = torch.stack([loss.detach().float()] + [t.float() for t in parts.values()])
-                all_reduce_mean(pt)
+            for step, batch in zip(range(start, max_steps), s.loader, strict=False):
+                rec, aux = s.step(step, batch)
                 now = time.perf_counter()
-                rec: dict[str, Any] = {"step": step, "loss": float(pt[0])}
-                rec.update({k: float(x) for k, x in zip(parts, pt[1:].tolist(), strict=True)})
-                rec.update({"lr": v["lr"], "wd": v["wd"], "teacher_temp": v["teacher_temp"],
-                            "momentum": v["momentum"], "grad_norm": float(gn),
-                            "samples_per_s": bsz * info.world / max(now - t_prev, 1e-9)})  # fmt: skip
+                rec["samples_per_s"] = int(cfg["batch_size"]) * s.info.world / max(now - t_prev, 1e-9)
                 t_prev = now
-                # monitors after the first update, after every mon_every-th and after the last (so that they
-                # score the same teachers as snapshots and checkpoints: step index s = s + 1 updates done)
-                if mon_every and (step == 0 or (step + 1) % mon_every == 0 or step == max_steps - 1):
-                    if "teacher_probs" in aux:
-                        rec.update(monitors.teacher_entropy(aux["teacher_probs"]))
-                    rec["effective_rank"] = monitors.effective_rank(aux["teacher_cls"])
-                    if monitor_net is not None and cfg["labels"]:
-                        backbone = monitor_net()  # collective under FSDP
-                        if knn is not None and backbone is not None:
-                            rec.update(knn(backbone, info.device))
-                            keeper.offer(rec, backbone, step + 1)
+                s.monitor(step, rec, aux)
                 last = rec
-                if info.is_main:
-                    assert mfile is not None and writer is not None
-                    mfile.write(json.dumps(rec) + "\n")
-                    mfile.flush()
-                    for k, x in rec.items():
-                        if k != "step" and isinstance(x, float) and math.isfinite(x):
-                            writer.add_scalar(f"pretrain/{k}", x, step)
+                log.write(rec, step)
                 prog.update(task, completed=step + 1, loss=rec["loss"], sps=rec["samples_per_s"])
                 done = step + 1
-                if monitor_net is not None and keeper.wants_snapshot(done):
-                    backbone = monitor_net()  # collective under FSDP
-                    if info.is_main and backbone is not None:
-                        keeper.snapshot(backbone, done)
+                if s.monitor_net is not None and s.keeper.wants_snapshot(done):
+                    backbone = s.monitor_net()  # collective under FSDP
+                    if s.info.is_main and backbone is not None:
+                        s.keeper.snapshot(backbone, done)
                 if ck_every and done % ck_every == 0 and done < max_steps:
-                    checkpoint(done)
+                    s.checkpoint(done)
         final = max(step + 1, start) if max_steps > start else start
         if max_steps > start:
-            checkpoint(final)
-        export_arch = arch
-        if fsdp:  # gather the full weights into an unsharded copy on rank 0
-            model_sd, _ = full_state(arch, None, True)
-            export_arch = build_arch(cfg, len(windows))
-            if info.is_main:
-                export_arch.load_state_dict(model_sd)
-        checks = _rank_checks(export_arch, info) if not fsdp else [_rank_checks(export_arch, DistInfo())[0]]
-        if info.is_main:
-            (run / "rank_checks.json").write_text(json.dumps(checks))
-            if cfg.get("export", True):
-                export_model(export_arch, store, cfg, windows, run / "model", final)
+            s.checkpoint(final)
+        s.export(final)
     finally:
-        if mfile is not None:
-            mfile.close()
-        if writer is not None:
-            writer.close()
-    return {"step": final, "last": last, "run_dir": str(run)}
+        log.close()
+    return {"step": final, "last": last, "run_dir": str(s.run)}
+
+
+class _MetricsLog:
+    """``RUN/metrics.jsonl`` (one JSON line per step) and TensorBoard scalars, on the main rank only; on
+    resume the lines past the checkpoint are dropped first."""
+
+    def __init__(self, run: Path, start: int, main: bool) -> None:
+        self.file = self.writer = None
+        if main:
+            _trim_metrics(run / "metrics.jsonl", start)
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(run / "tb"), purge_step=start)
+            self.file = open(run / "metrics.jsonl", "a")  # noqa: SIM115
+
+    def write(self, rec: dict[str, Any], step: int) -> None:
+        if self.file is None or self.writer is None:
+            return
+        self.file.write(json.dumps(rec) + "\n")
+        self.file.flush()
+        for k, x in rec.items():
+            if k != "step" and isinstance(x, float) and math.isfinite(x):
+                self.writer.add_scalar(f"pretrain/{k}", x, step)
+
+    def close(self) -> None:
+        for f in (self.file, self.writer):
+            if f is not None:
+                f.close()
+
+
+@dataclass
+class _Session:
+    """Everything one pretraining run holds: config, store, model, optimiser, data, monitors, keeper.
+
+    Made by :meth:`open` (fresh or resumed from ``RUN/checkpoint.pt``); :meth:`step` trains one batch,
+    :meth:`monitor` adds the monitors to a step's record, :meth:`checkpoint` and :meth:`export` write."""
+
+    cfg: dict[str, Any]
+    run: Path
+    info: DistInfo
+    store: Any
+    windows: list[list[float]]
+    aug: AugmentConfig
+    arch: Any
+    fsdp: bool
+    opt: torch.optim.Optimizer
+    last_params: list[torch.Tensor]
+    start: int
+    dataset: SSLDataset
+    loader: Any
+    keeper: ModelKeeper
+    sched: SSLSchedules
+    precision: Any
+    knn: KnnMonitor | None = None
+    monitor_net: MonitorBackbone | None = None
+    params: list[torch.Tensor] = field(default_factory=list)
+
+    @classmethod
+    def open(
+        cls, cfg: dict[str, Any], data_root: str | Path, run: Path, resume: bool, info: DistInfo
+    ) -> _Session:
+        from fmct.config import save_config
+        from fmct.train.config import adamw_betas
+
+        _seed_all(int(cfg["seed"]))
+        store = open_store(data_root)
+        windows = store_windows(store, cfg)
+        aug = aug_config(cfg, windows)
+        arch = build_arch(cfg, len(windows)).to(info.device)
+        start, ck = 0, None
+        if resume:
+            ck = load_checkpoint(run, map_location="cpu")
+            arch.load_state_dict(ck["model"])
+            start = int(ck["step"])
+        strategy = cfg["distributed"]["strategy"]
+        fsdp = strategy == "fsdp" and info.enabled
+        arch.set_student_forward(wrap_student(arch.student, info, strategy))
+        if fsdp and hasattr(arch, "teacher"):
+            wrap_student(arch.teacher, info, strategy)
+        # the optimiser is built after wrapping: FSDP2 replaces the parameters by sharded ones
+        groups = param_groups(
+            arch.student, "backbone.", float(cfg["optim"]["layer_decay"]), arch.last_layer_names()
+        )
+        opt = build_optimizer(groups, adamw_betas(cfg))
+        if ck is not None:
+            load_optimizer_state(arch, opt, ck["optimizer"], fsdp)
+            if info.is_main:
+                set_rng_state(ck["rng"])
+            else:
+                _seed_all(sample_seed(int(cfg["seed"]), start, salt=100 + info.rank))
+            del ck
+        elif info.rank:
+            _seed_all(sample_seed(int(cfg["seed"]), 0, salt=100 + info.rank))
+        if info.is_main:
+            run.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, run / "config.yaml")
+            (run / "run.json").write_text(json.dumps({"data": str(Path(data_root).resolve())}))
+        if cfg["data"]["augment_on"] not in ("loader", "device"):
+            raise ValueError(
+                f"data.augment_on must be 'loader' or 'device', got {cfg['data']['augment_on']!r}"
+            )
+        on_device = cfg["data"]["augment_on"] == "device"
+        dataset = SSLDataset(store, store.scan_ids, aug, int(cfg["data"]["cache_size"]), int(cfg["seed"]),
+                             augment=not on_device)  # fmt: skip
+        loader = make_loader(dataset, start, int(cfg["max_steps"]), int(cfg["batch_size"]), info.rank, info.world,
+                             int(cfg["data"]["num_workers"]))  # fmt: skip
+        keeper = ModelKeeper(
+            run,
+            lambda bb, out, n: save_backbone(bb, store, cfg, windows, out, n),
+            snapshot_every=int(cfg.get("snapshot_every") or 0),
+            best_by=cfg.get("best_by"),
+            resume=resume,
+        )
+        last_params = [p for g in groups if g["is_last_layer"] for p in g["params"]]
+        precision = resolve_precision(cfg["precision"], info.device)
+        s = cls(cfg, run, info, store, windows, aug, arch, fsdp, opt, last_params, start, dataset, loader, keeper,
+                make_schedules(cfg), precision)  # fmt: skip
+        s._monitors()
+        s.params = [p for p in arch.student.parameters() if p.requires_grad]
+        return s
+
+    def _monitors(self) -> None:
+        """kNN monitor (DINO and MAE): embeds on rank 0; under FSDP every rank joins the weight gather first."""
+        cfg = self.cfg
+        if cfg["labels"] and self.info.is_main:
+            self.knn = KnnMonitor(self.store, cfg["labels"], self.aug.global_size, self.windows,
+                                  int(cfg["knn_max_scans"]))  # fmt: skip
+        if cfg["labels"] or self.keeper.needs_backbone:
+            self.monitor_net = MonitorBackbone(
+                self.arch, self.fsdp, self.info, lambda: build_arch(cfg, len(self.windows))
+            )
+
+    def step(self, step: int, batch: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """One optimiser step and EMA update on ``batch``; returns the step's record (losses, schedules,
+        grad norm) and the loss's ``aux`` tensors for the monitors.
+
+        Raises:
+            NonFiniteLoss: NaN/Inf loss or gradient on any rank (before the optimiser steps).
+        """
+        from fmct.train.config import max_grad_norm
+
+        cfg, info = self.cfg, self.info
+        if cfg["data"]["augment_on"] == "device":
+            batch = augment_batch(batch, self.dataset.crop, int(cfg["seed"]), info.device)
+        v = self.sched.values(step)
+        apply_schedules(self.opt, v["lr"], v["wd"], v["freeze_last_layer"])
+        gen = torch.Generator().manual_seed(sample_seed(int(cfg["seed"]), step, salt=3 + info.rank))
+        b = {k: (t.to(info.device, non_blocking=True) if torch.is_tensor(t) else t) for k, t in batch.items()}
+        b["n_global"] = self.aug.n_global
+        b["windows"] = self.windows
+        with autocast(self.precision, info.device):
+            loss, parts, aux = self.arch.compute_loss(b, v, gen)
+        self.opt.zero_grad(set_to_none=True)
+        bad = torch.tensor([0.0 if torch.isfinite(loss).item() else 1.0], device=info.device)
+        gn = torch.tensor(float("nan"))
+        if not bad.item():
+            loss.backward()
+            if v["freeze_last_layer"]:
+                for p in self.last_params:
+                    p.grad = None
+            gn = torch.nn.utils.clip_grad_norm_(self.params, max_grad_norm(cfg))
+            if not torch.isfinite(gn).item():
+                bad += 1
+        all_reduce_mean(bad)
+        if bad.item() > 0:
+            raise NonFiniteLoss(
+                f"non-finite loss or gradient at step {step} (rank {info.rank}); "
+                f"scans in this batch: {', '.join(batch['scan_ids'])}"
+            )
+        self.opt.step()
+        self.arch.update_teacher(float(v["momentum"]))
+        pt = torch.stack([loss.detach().float()] + [t.float() for t in parts.values()])
+        all_reduce_mean(pt)
+        rec: dict[str, Any] = {"step": step, "loss": float(pt[0])}
+        rec.update({k: float(x) for k, x in zip(parts, pt[1:].tolist(), strict=True)})
+        rec.update({"lr": v["lr"], "wd": v["wd"], "teacher_temp": v["teacher_temp"], "momentum": v["momentum"],
+                    "grad_norm": float(gn)})  # fmt: skip
+        return rec, aux
+
+    def monitor(self, step: int, rec: dict[str, Any], aux: dict[str, Any]) -> None:
+        """Monitors after the first update, after every ``monitor_every``-th and after the last (so that they
+        score the same teachers as snapshots and checkpoints: step index s = s + 1 updates done)."""
+        mon_every, max_steps = int(self.cfg["monitor_every"]), int(self.cfg["max_steps"])
+        if not mon_every or not (step == 0 or (step + 1) % mon_every == 0 or step == max_steps - 1):
+            return
+        if "teacher_probs" in aux:
+            rec.update(monitors.teacher_entropy(aux["teacher_probs"]))
+        rec["effective_rank"] = monitors.effective_rank(aux["teacher_cls"])
+        if self.monitor_net is not None and self.cfg["labels"]:
+            backbone = self.monitor_net()  # collective under FSDP
+            if self.knn is not None and backbone is not None:
+                rec.update(self.knn(backbone, self.info.device))
+                self.keeper.offer(rec, backbone, step + 1)
+
+    def checkpoint(self, step_done: int) -> None:
+        model_sd, opt_sd = full_state(self.arch, self.opt, self.fsdp)  # collective under FSDP
+        if self.info.is_main:
+            save_checkpoint(self.run, {"step": step_done, "model": model_sd, "optimizer": opt_sd,
+                                       "rng": rng_state(), "method": self.cfg["method"]})  # fmt: skip
+
+    def export(self, final: int) -> None:
+        """Per-rank weight checksums (``RUN/rank_checks.json``) and the teacher backbone to ``RUN/model``."""
+        export_arch = self.arch
+        if self.fsdp:  # gather the full weights into an unsharded copy on rank 0
+            model_sd, _ = full_state(self.arch, None, True)
+            export_arch = build_arch(self.cfg, len(self.windows))
+            if self.info.is_main:
+                export_arch.load_state_dict(model_sd)
+        checks = (
+            _rank_checks(export_arch, self.info)
+            if not self.fsdp
+            else [_rank_checks(export_arch, DistInfo())[0]]
+        )
+        if self.info.is_main:
+            (self.run / "rank_checks.json").write_text(json.dumps(checks))
+            if self.cfg.get("export", True):
+                export_model(export_arch, self.store, self.cfg, self.windows, self.run / "model", final)
 
 
 class MonitorBackbone:

@@ -9,9 +9,9 @@ macro AUROC over A's runs minus the mean over B's gets one paired bootstrap 95 %
 
 Usage::
 
-    python benchmarks/compare_pretrain_runs.py WORK_A WORK_B --labels ev/labels.csv [--feature brain_max]
+    python experiments/compare_pretrain_runs.py WORK_A WORK_B --labels ev/labels.csv [--feature brain_max]
 
-Prints the table and writes ``benchmarks/results/compare_pretrain_runs[_TAG].json``.
+Prints the table and writes ``experiments/results/compare_pretrain_runs[_TAG].json``.
 """
 
 from __future__ import annotations

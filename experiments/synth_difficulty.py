@@ -12,8 +12,8 @@ held-out site a (ID) and on sites b and c (OOD):
   tissue (largest soft-tissue component of the cube) - a transparent check of how much of each finding
   is plain density.
 
-Writes benchmarks/results/synth_difficulty.json.
-Usage: python benchmarks/synth_difficulty.py [--n-a 1200] [--n-test-a 200] [--n-ood 150] [--epochs 30]
+Writes experiments/results/synth_difficulty.json.
+Usage: python experiments/synth_difficulty.py [--n-a 1200] [--n-test-a 200] [--n-ood 150] [--epochs 30]
 
 The criterion is only "learnable but not trivial" (some findings clearly detected, not every AUROC 1.0,
 OOD lower than ID); the generator must never be tuned to favour a method. Prevalences are doubled for
@@ -76,23 +76,12 @@ def generate(site: str, n: int, seed: int, size: int, prevalence, workers: int):
 
 
 # ---------------------------------------------------------------- HU-histogram baseline
-HIST_EDGES = np.arange(-24.0, 105.0, 4.0)  # 32 bins of 4 HU: CSF .. acute blood
-
-
 def hu_histogram(cubes: np.ndarray) -> np.ndarray:
-    """``(n, 34)``: HU histogram (fractions) of the intracranial soft tissue, its volume and > 50 HU count."""
-    from fmct.preprocess.brain_mask import intracranial_mask
+    """``(n, 34)`` intracranial HU histograms (:func:`fmct.evaluate.hu_histogram.hu_histogram`) of ``(n, L, L, L)``
+    HU cubes."""
+    from fmct.evaluate.hu_histogram import hu_histogram as one
 
-    out = []
-    for v in cubes:
-        inside = intracranial_mask(v)
-        if not inside.any():
-            out.append(np.zeros(len(HIST_EDGES) + 1))
-            continue
-        vals = v[inside].astype(np.float32)
-        h = np.histogram(vals, bins=HIST_EDGES)[0] / max(1, inside.sum())
-        out.append(np.r_[h, inside.sum() / 1e4, (vals > 50).sum() / 1e3])
-    return np.asarray(out)
+    return np.stack([one(v) for v in cubes])
 
 
 def fit_hu_hist(x_tr, y_tr, tests):

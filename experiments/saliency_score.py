@@ -9,9 +9,9 @@ same way (and against the mask itself, smoothed: the upper bound, which also che
 geometry). The classifier is --model (a classifier directory, e.g. from `fmct finetune`) or, by default,
 a small ViT trained here from scratch on the synthetic training scans for --train-s seconds (its test
 macro AUROC is reported: maps of a model that learned little cannot be expected to localise).
-Writes ``benchmarks/results/saliency.json``.
+Writes ``experiments/results/saliency.json``.
 
-    python benchmarks/saliency_score.py [--model DIR] [--n-train 32] [--n-test 12] [--train-s 120]
+    python experiments/saliency_score.py [--model DIR] [--n-train 32] [--n-test 12] [--train-s 120]
 """
 
 from __future__ import annotations

@@ -12,15 +12,15 @@ with one paired bootstrap 95 % CI over patients (:func:`fmct.evaluate.bootstrap.
 - ``oracle``: the snapshot with the best held-out kNN AUROC (chosen *on* the held-out labels, so an upper
   bound for step selection, not a result).
 
-Usage (the runs of the README's "Choosing the step" paragraph)::
+Usage (the runs of docs/results.md, "Choosing the step")::
 
     fmct pretrain --config configs/demo-cpu.yaml --data pool/store --out runs/s0 max_steps=1200 \\
         monitor_every=100 snapshot_every=100 labels=pool/labels.csv knn_max_scans=300 \\
         best_by=knn_auroc_brain_max
-    python benchmarks/pretrain_curve.py runs/s0 runs/s1 --eval ev/store --labels ev/labels.csv \\
+    python experiments/pretrain_curve.py runs/s0 runs/s1 --eval ev/store --labels ev/labels.csv \\
         --feature brain_max --synth-seed 77 --rescore-labels pool/labels.csv --tag demo_1200_2seeds
 
-Embeddings are cached in ``RUN/curve_emb/``. Writes ``benchmarks/results/pretrain_curve[_TAG].json``.
+Embeddings are cached in ``RUN/curve_emb/``. Writes ``experiments/results/pretrain_curve[_TAG].json``.
 About 8 s per model to embed 800 scans on 2 cores.
 """
 

@@ -12,14 +12,14 @@ difference). From ``metrics.jsonl``: DINO / iBOT losses and teacher entropy vs l
 Usage::
 
     make demo   # once, for demo_out/store_pool, demo_out/store_eval, demo_out/cohort/labels.csv
-    python benchmarks/pretrain_evidence.py [--steps 800] [--random-seeds 3] [--work DIR] [key=value ...]
+    python experiments/pretrain_evidence.py [--steps 800] [--random-seeds 3] [--work DIR] [key=value ...]
 
-The demo's 200 labelled site-a scans give CIs of about +-0.05; the README's numbers use 800 held-out scans
+The demo's 200 labelled site-a scans give CIs of about +-0.05; docs/results.md uses 800 held-out scans
 of a separate cohort (about 15 min to make on 2 cores)::
 
     fmct synth ev --n 800 --site a --seed 77 --size 128 -j 2
     fmct ingest ev/dicom --out ev/store --spacing 2 -j 2 --deface   # defaced, as the demo's pool is
-    python benchmarks/pretrain_evidence.py --steps 100 --eval ev/store --labels ev/labels.csv --tag demo100
+    python experiments/pretrain_evidence.py --steps 100 --eval ev/store --labels ev/labels.csv --tag demo100
 
 A larger unlabelled pool the same way (``fmct synth pool --n 1000 --site a --seed 1001 --size 128`` +
 ``fmct ingest pool/dicom --out pool/store --spacing 2 --deface``, then ``--pool pool/store``).
@@ -32,10 +32,11 @@ the mean over them minus the mean over the random inits, with one paired bootstr
 cubes the ViT sees, which tells what the kNN and linear probes can reach on these scans. ``--synth-seed 77``
 (the seed of the ``fmct synth`` call that made the held-out set) regenerates each held-out scan's generator
 parameters (pose, head shape, skull thickness, atrophy, ventricle size) and reports how well the features encode
-them (5-fold CV R² of a ridge regression). ``_brain_only_store.py`` makes the brain-only stores of the README row.
+them (5-fold CV R² of a ridge regression). ``_brain_only_store.py`` makes the brain-only stores
+(docs/results.md).
 
 Trailing ``key=value`` pairs are passed to ``fmct pretrain`` as config overrides. Writes
-``benchmarks/results/pretrain_evidence[_TAG].json``. About 1.5-2 s per step on 2 cores with the demo config
+``experiments/results/pretrain_evidence[_TAG].json``. About 1.5-2 s per step on 2 cores with the demo config
 (MAE: about 0.3 s), plus about 10 s per model to embed 800 scans.
 """
 
@@ -117,13 +118,12 @@ def reference_features(store: Path, ids: list[str], size: int) -> np.ndarray:
     (``synth_difficulty.py``: logistic regression on it reaches macro AUROC ~0.76), so the kNN and linear
     numbers of the networks can be read against what the same probe gets from it.
     """
-    from synth_difficulty import hu_histogram
-
     from fmct.evaluate.embed import open_store
+    from fmct.evaluate.hu_histogram import hu_histogram
     from fmct.preprocess.model_input import cube_hu
 
     st = open_store(store)
-    return np.concatenate([hu_histogram(cube_hu(st.load(i), size)[0].numpy()[None]) for i in ids])
+    return np.stack([hu_histogram(cube_hu(st.load(i), size)[0].numpy()) for i in ids])
 
 
 #: Generator parameters of a synthetic scan that :func:`generator_parameters` reads back.

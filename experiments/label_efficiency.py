@@ -12,13 +12,13 @@ Protocol (all in one run, same harness, same splits, same bootstrap resamples):
 - macro AUROC (mean ± sd over seeds, 95 % bootstrap CI, resampling patients) on ID and OOD, and paired
   bootstrap differences ssl − each baseline.
 
-Prints a table and writes ``benchmarks/results/label_efficiency.json``. Usage::
+Prints a table and writes ``experiments/results/label_efficiency.json``. Usage::
 
-    python benchmarks/label_efficiency.py [--n-pool 200] [--n-labelled 240] [--n-ood 80] [--steps 40]
+    python experiments/label_efficiency.py [--n-pool 200] [--n-labelled 240] [--n-ood 80] [--steps 40]
         [--seeds 3] [--scratch-epochs 8] [--workers 2] [--work DIR] [--keep]
         [--feature cls+mean|brain_max] [--tag TAG]
 
-``--feature`` is what the linear probes read (default ``cls+mean``, as in the README row;
+``--feature`` is what the linear probes read (default ``cls+mean``, as in docs/results.md's first run;
 ``brain_max`` is the intracranial-patch readout that ``make demo`` probes); ``--tag`` writes
 ``label_efficiency_TAG.json`` instead, so a second run does not overwrite the first.
 """

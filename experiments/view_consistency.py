@@ -9,10 +9,10 @@ initialised backbone and, with ``--model``, a trained one; one row per augmentat
 
 Usage::
 
-    python benchmarks/view_consistency.py [--store demo_out/store_pool] [--model demo_out/runs/ssl/model]
+    python experiments/view_consistency.py [--store demo_out/store_pool] [--model demo_out/runs/ssl/model]
         [--n 32] [--setting NAME:key=value,key=value ...]
 
-Writes ``benchmarks/results/view_consistency.json``. About 5 s per setting and model on 2 cores.
+Writes ``experiments/results/view_consistency.json``. About 5 s per setting and model on 2 cores.
 """
 
 from __future__ import annotations

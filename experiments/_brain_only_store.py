@@ -1,6 +1,6 @@
 """Copy an fmct store with everything but the brain set to air (for the brain-only row of pretrain_evidence).
 
-A helper, not a benchmark (`run_all.py` skips files starting with ``_``).
+A helper for one experiment, not an experiment itself (hence the leading ``_``).
 
 Every voxel farther than ``--margin-mm`` from the brain mask of :func:`fmct.preprocess.deface.brain_mask`
 (the largest soft-tissue body inside the skull, holes filled) becomes -1000 HU; shapes, affines and
@@ -10,8 +10,8 @@ preprocessing option: the brain mask is a threshold rule checked on synthetic he
 
 Usage::
 
-    python benchmarks/_brain_only_store.py pool/store pool/store_brain
-    python benchmarks/_brain_only_store.py ev/store ev/store_brain
+    python experiments/_brain_only_store.py pool/store pool/store_brain
+    python experiments/_brain_only_store.py ev/store ev/store_brain
 """
 
 from __future__ import annotations
