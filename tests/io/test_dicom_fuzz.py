@@ -153,7 +153,7 @@ def _mutate(raw: bytes, mut: tuple) -> bytes:
 
 
 def _check_volume(vol) -> None:
-    assert vol.array.ndim == 3 and vol.array.dtype == np.float32
+    assert vol.array.ndim == 3 and vol.array.dtype in (np.float32, np.int16)
     assert np.isfinite(vol.array).all()
     assert np.isfinite(vol.affine).all() and abs(np.linalg.det(vol.affine[:3, :3])) > 0
     assert all(s > 0 for s in vol.shape)

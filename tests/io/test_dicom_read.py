@@ -18,7 +18,7 @@ def _only(folder):
 def test_shuffled_names_and_instance_numbers_sorted_by_position(factory):
     s = factory.ct(n=20, shuffle_seed=3)
     vol = read_series(_only(s.folder))
-    assert vol.array.dtype == np.float32
+    assert vol.array.dtype == np.int16  # integer rescale: exact HU without a float32 copy of the scan
     assert vol.shape == (32, 32, 20)
     np.testing.assert_array_equal(vol.array, s.hu)
     np.testing.assert_allclose(vol.affine, s.affine, atol=1e-5)
@@ -39,7 +39,30 @@ def test_affine_maps_voxels_to_ras(factory):
 def test_per_slice_rescale(factory):
     s = factory.ct(n=12, rescale=[(1.0, -1024.0), (2.0, -1000.0), (0.5, 0.0), (1.0, 0.0)])
     vol = read_series(_only(s.folder))
+    assert vol.array.dtype == np.float32  # a slope of 0.5 gives fractional HU
     np.testing.assert_allclose(vol.array, s.hu, atol=0.5)
+
+
+def test_integer_rescale_read_as_exact_int16(factory):
+    s = factory.ct(n=12, rescale=[(1.0, -1024.0), (2.0, -1000.0)])
+    vol = read_series(_only(s.folder))
+    assert vol.array.dtype == np.int16
+    np.testing.assert_array_equal(vol.array, s.hu)
+
+
+def test_hu_beyond_int16_fall_back_to_float32(factory):
+    import pydicom
+
+    s = factory.ct(n=12)
+    ds = pydicom.dcmread(s.files[5])  # files are in slice order
+    ds.RescaleSlope, ds.RescaleIntercept = "2", "0"
+    ds.PixelData = np.full((32, 32), 30000, "<i2").tobytes()  # 60000 HU: beyond int16
+    ds.save_as(s.files[5], enforce_file_format=True)
+    vol = read_series(_only(s.folder))
+    assert vol.array.dtype == np.float32
+    expected = s.hu.copy()
+    expected[:, :, 5] = 60000.0
+    np.testing.assert_array_equal(vol.array, expected)
 
 
 def test_descending_positions_and_reversed_stack(factory):
@@ -63,8 +86,8 @@ def test_gantry_tilt_gives_sheared_affine(factory):
     # image plane tilted about the L-R axis, slice positions advance straight along S (z)
     s = factory.ct(n=14, row_cos=(1, 0, 0), col_cos=(0, np.cos(t), -np.sin(t)), stack_dir=(0, 0, 1), dz=2.0)
     vol = read_series(_only(s.folder))
-    assert vol.meta["tilt_deg"] == pytest.approx(15.0, abs=0.01)
-    assert any("gantry tilt 15.0 degrees" in w for w in vol.meta["warnings"])
+    assert vol.meta["tilt_deg"] == pytest.approx(-15.0, abs=0.01)  # slices drift anterior going up
+    assert any("gantry tilt -15.0 degrees" in w for w in vol.meta["warnings"])
     np.testing.assert_allclose(vol.affine, s.affine, atol=1e-5)
     np.testing.assert_allclose(vol.affine[:3, 2], [0, 0, 2.0], atol=1e-6)  # stacking vector, not the normal
     np.testing.assert_array_equal(vol.array, s.hu)
@@ -98,7 +121,7 @@ def test_uneven_spacing_resampled_with_warning(factory):
     vol = read_series(_only(s.folder))
     assert vol.shape[2] == 12
     assert vol.spacing[2] == pytest.approx(2.5)
-    assert any("uneven slice spacing" in w for w in vol.meta["warnings"])
+    assert any("variable slice spacing" in w for w in vol.meta["warnings"])
     # HU is linear in z, so linear interpolation on the regular grid is exact
     expected = factory_pattern(32, 32, np.arange(12) * 2.5)
     np.testing.assert_allclose(vol.array, expected, atol=1e-3)

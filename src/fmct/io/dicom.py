@@ -1,7 +1,8 @@
 """DICOM CT series -> :class:`~fmct.io.volume.Volume`.
 
 ``discover`` (headers only) groups files into :class:`SeriesRef`; ``read_series`` keeps axial CT image
-series and turns them into a float32 HU volume with a voxel->RAS affine:
+series and turns them into an HU volume (int16 when every slice's rescale gives integer HU within int16,
+exactly the values a float32 read gives; float32 otherwise) with a voxel->RAS affine:
 
 * skipped (:class:`SkipScan`): other modalities (MR, ...), dose reports / structured reports, secondary
   captures, non-CT SOP classes, localizers/scouts (ImageType LOCALIZER), fewer than ``min_slices``
@@ -10,9 +11,12 @@ series and turns them into a float32 HU volume with a voxel->RAS affine:
   orientations or pixel spacings, NaN/Inf or zero rescale, slices not on one line, more than
   ``max_missing`` missing slices, two slices at the same position with different pixels, and any other
   unreadable file ("unreadable DICOM: <ExceptionType>: <message>").
-* handled, with a note in ``meta["warnings"]``: uneven spacing (resampled to a regular grid), 1-2 missing
-  slices (interpolated), duplicate positions with identical pixels (dropped), localizer images mixed into
-  an axial series (dropped). Gantry tilt is kept in a sheared affine (``meta["tilt_deg"]``).
+* handled, with a note in ``meta["warnings"]``: uneven or variable spacing (resampled to a regular grid;
+  e.g. 4 mm slices then 7 mm slices, a gap being real only where the slice thicknesses do not cover it),
+  1-2 missing slices (interpolated), duplicate positions with identical pixels (dropped), localizer images mixed into
+  an axial series (dropped). Gantry tilt is kept in a sheared affine (``meta["tilt_deg"]``, signed: see
+  :func:`fmct.io.dicom_geometry.tilt_degrees`). Slice spacings (``meta["slice_spacing"]``, warnings,
+  errors) are measured perpendicular to the slices, not along a tilted stack.
 
 Slices are sorted by position along the image-plane normal, never by file name or InstanceNumber.
 Per-slice rescale slope/intercept are applied. The array is ``(X, Y, Z)`` = (column, row, slice) of the
@@ -41,9 +45,10 @@ from fmct.io.dicom_geometry import (
     stacking_line,
     tilt_degrees,
 )
-from fmct.io.dicom_pixels import rescale_into, stored_pixels
+from fmct.io.dicom_pixels import int16_rescale, pixel_tag_at, read_native16, rescale_into, stored_pixels
 from fmct.io.errors import InvalidScan, ScanProblem, SkipScan
 from fmct.io.volume import Volume
+from fmct.timing import stage
 
 __all__ = ["DiscoveryResult", "Rejected", "SeriesRef", "discover", "read_series"]
 
@@ -68,7 +73,7 @@ def read_series(
     gap_tolerance: float = 0.1,
     max_missing: int = 2,
 ) -> Volume:
-    """Read one discovered series as a float32 HU volume.
+    """Read one discovered series as an HU volume (int16 when exact, else float32; see module doc).
 
     Args:
         ref: from :func:`discover`.
@@ -78,7 +83,7 @@ def read_series(
         max_missing: at most this many missing slices are filled by interpolation; more -> InvalidScan.
 
     Returns:
-        :class:`Volume` with ``array`` ``(X, Y, Z)`` float32 HU, ``affine`` voxel->RAS mm and
+        :class:`Volume` with ``array`` ``(X, Y, Z)`` int16 or float32 HU, ``affine`` voxel->RAS mm and
         de-identified ``meta`` (see module doc).
 
     Raises:
@@ -133,22 +138,8 @@ def _read_series(ref: SeriesRef, headers: list[Any], min_slices: int, gap_tol: f
             raise SkipScan("localizer/scout image")
         raise SkipScan(f"only {ref.n_files} slice(s) (< {min_slices}): localizer or partial series")
 
-    frames: list[Frame] = []
-    datasets: list[Any] = []
-    for path in ref.files:
-        try:
-            ds = read_dicom(path)
-        except Exception as exc:  # name the file; read_series scrubs PHI out of the message
-            why = _scrub(str(exc).replace(str(path), "<file>"), headers, ref)
-            raise InvalidScan(f"{ref.name_of(path)}: unreadable DICOM: {type(exc).__name__}: {why}") from exc
-        datasets.append(ds)
-        if len(headers) < 3:
-            headers.append(ds)
-        check_skip(ds)
-        try:
-            frames.extend(frames_of(ds, len(datasets) - 1))
-        except InvalidScan as exc:
-            raise InvalidScan(f"{ref.name_of(path)}: {exc.reason}") from None
+    with stage("read files"):
+        frames, datasets, sources = _read_files(ref, headers)
 
     warnings: list[str] = []
     n_loc = sum(f.localizer for f in frames)
@@ -177,55 +168,51 @@ def _read_series(ref: SeriesRef, headers: list[Any], min_slices: int, gap_tol: f
     row, col, normal = plane_axes(orient[0])
     check_axial(normal)
 
-    positions = np.stack([f.position for f in frames])
-    order = np.argsort(positions @ normal, kind="stable")
-    frames = [frames[i] for i in order]
-    positions = positions[order]
+    with stage("sort"):
+        positions = np.stack([f.position for f in frames])
+        order = np.argsort(positions @ normal, kind="stable")
+        frames = [frames[i] for i in order]
+        positions = positions[order]
 
     rows, cols = frames[0].rows, frames[0].cols
     if rows * cols * len(frames) > _MAX_VOXELS:
         raise InvalidScan(f"series too large ({cols}x{rows}x{len(frames)} voxels)")
-    cache: dict = {}
     meta_ds = datasets[frames[0].file_index]
-    # decode one frame before allocating, so absurd header sizes fail on the real pixel data first
-    raw = _pixels(ref, datasets, frames[0], rows, cols, cache)
-    stack = np.empty((len(frames), rows, cols), dtype=np.float32)
-    for k, f in enumerate(frames):
-        if k:
-            raw = _pixels(ref, datasets, f, rows, cols, cache)
-        rescale_into(stack[k], raw, f.slope, f.intercept)
-        if f.frame is None:  # release the file's bytes (and pydicom's cached pixel array) early
-            datasets[f.file_index] = None
-    cache.clear()
-    datasets.clear()
-    if not np.isfinite(stack).all():
-        raise InvalidScan("pixel values are not finite after rescale")
+    with stage("decode"):
+        stack = _decode(ref, frames, datasets, sources, rows, cols)
 
-    # Duplicate positions: identical pixels -> keep one (warning); different pixels -> InvalidScan.
-    keep, n_dup = [], 0
-    for group in duplicate_groups(positions @ normal):
-        head = group[0]
-        for other in group[1:]:
-            if not np.array_equal(stack[head], stack[other]):
-                raise InvalidScan("two slices share a position but differ in pixels (mixed acquisitions?)")
-            n_dup += 1
-        keep.append(head)
-    if n_dup:
-        warnings.append(f"dropped {n_dup} duplicate slice(s) at repeated positions (identical pixels)")
-        stack = stack[keep]
-        positions = positions[keep]
-    if len(keep) < min_slices:
-        raise SkipScan(f"only {len(keep)} distinct slice position(s) (< {min_slices})")
+    with stage("stack"):
+        # Duplicate positions: identical pixels -> keep one (warning); different pixels -> InvalidScan.
+        keep, n_dup = [], 0
+        for group in duplicate_groups(positions @ normal):
+            head = group[0]
+            for other in group[1:]:
+                if not np.array_equal(stack[head], stack[other]):
+                    raise InvalidScan(
+                        "two slices share a position but differ in pixels (mixed acquisitions?)"
+                    )
+                n_dup += 1
+            keep.append(head)
+        if n_dup:
+            warnings.append(f"dropped {n_dup} duplicate slice(s) at repeated positions (identical pixels)")
+            stack = stack[keep]
+            positions = positions[keep]
+        if len(keep) < min_slices:
+            raise SkipScan(f"only {len(keep)} distinct slice position(s) (< {min_slices})")
 
-    u, dist = stacking_line(positions, normal)
-    plan = plan_stack(dist, gap_tolerance=gap_tol, max_missing=max_missing)
-    warnings.extend(plan.warnings)
-    if plan.targets is not None:
-        stack = resample_slices(stack, dist, plan.targets)
-    tilt = tilt_degrees(u, normal)
-    if tilt >= 0.5:
-        warnings.append(f"gantry tilt {tilt:.1f} degrees (kept in a sheared affine; resampled to upright)")
-    affine = affine_ras(row, col, px, positions[0], u * plan.step)
+        u, dist = stacking_line(positions, normal)
+        cos = float(u @ normal)  # distances along the (tilted) stack -> perpendicular to the slices
+        thick = np.array([np.nan if f.thickness is None else f.thickness for f in (frames[i] for i in keep)])
+        plan = plan_stack(dist * cos, gap_tolerance=gap_tol, max_missing=max_missing, thickness=thick)
+        warnings.extend(plan.warnings)
+        if plan.targets is not None:
+            stack = resample_slices(stack, dist * cos, plan.targets)
+        tilt = tilt_degrees(u, normal)
+        if abs(tilt) >= 0.5:
+            warnings.append(
+                f"gantry tilt {tilt:.1f} degrees (kept in a sheared affine; resampled to upright)"
+            )
+    affine = affine_ras(row, col, px, positions[0], u * (plan.step / cos))
     if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
         raise InvalidScan("degenerate voxel-to-world geometry")
 
@@ -233,12 +220,90 @@ def _read_series(ref: SeriesRef, headers: list[Any], min_slices: int, gap_tol: f
     return Volume(array=stack.transpose(2, 1, 0), affine=affine, meta=meta)
 
 
-def _pixels(ref: SeriesRef, datasets: list[Any], f: Frame, rows: int, cols: int, cache: dict) -> np.ndarray:
-    """Stored values of frame ``f``; a pixel data problem names its file."""
-    try:
-        return stored_pixels(datasets[f.file_index], f.frame, rows, cols, cache)
-    except InvalidScan as exc:
-        raise InvalidScan(f"{ref.name_of(ref.files[f.file_index])}: {exc.reason}") from None
+def _read_files(ref: SeriesRef, headers: list[Any]) -> tuple[list[Frame], list[Any], list[tuple]]:
+    """Parse every file's header (pixel data left on disk): ``(frames, datasets, sources)`` where
+    ``sources[i] = (path, offset of its pixel data element or None)``. A file's problem names the file."""
+    frames: list[Frame] = []
+    datasets: list[Any] = []
+    sources: list[tuple] = []
+    for path in ref.files:
+        try:
+            ds, offset, has_pixels = _read_header(path)
+        except Exception as exc:  # name the file; read_series scrubs PHI out of the message
+            why = _scrub(str(exc).replace(str(path), "<file>"), headers, ref)
+            raise InvalidScan(f"{ref.name_of(path)}: unreadable DICOM: {type(exc).__name__}: {why}") from exc
+        datasets.append(ds)
+        sources.append((path, offset))
+        if len(headers) < 3:
+            headers.append(ds)
+        check_skip(ds)
+        try:
+            frames.extend(frames_of(ds, len(datasets) - 1, has_pixels))
+        except InvalidScan as exc:
+            raise InvalidScan(f"{ref.name_of(path)}: {exc.reason}") from None
+    return frames, datasets, sources
+
+
+def _read_header(path) -> tuple[Any, int | None, bool | None]:
+    """``(dataset, pixel data offset, has pixel data)``: the header alone with where its pixel data starts;
+    a file without the 128-byte preamble is read whole by :func:`read_dicom` (offset and flag ``None``)."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    with open(path, "rb") as fh:
+        try:
+            ds = pydicom.dcmread(fh, stop_before_pixels=True, force=False)
+        except InvalidDicomError:
+            ds = None
+        else:
+            has_pixels = pixel_tag_at(fh, ds)
+            return ds, (fh.tell() if has_pixels else None), has_pixels
+    return read_dicom(path), None, None
+
+
+def _decode(
+    ref: SeriesRef, frames: list[Frame], datasets: list[Any], sources: list[tuple], rows: int, cols: int
+) -> np.ndarray:
+    """Sorted frames -> ``(Z, rows, cols)`` HU stack, int16 when every rescale is integer and the values
+    fit (exact), else float32. Uncompressed 16-bit files are read straight into the stack, one at a time;
+    others are read whole with pydicom when their turn comes (multi-frame files once). A pixel data problem
+    names its file."""
+    cache: dict = {}
+    full: dict[int, Any] = {}
+
+    def pixels(f: Frame) -> np.ndarray:
+        path, offset = sources[f.file_index]
+        try:
+            if f.frame is None and offset is not None:
+                raw = read_native16(path, offset, datasets[f.file_index], rows, cols)
+                if raw is not None:
+                    return raw
+            if f.file_index not in full:
+                ds = datasets[f.file_index]
+                full[f.file_index] = ds if "PixelData" in ds else read_dicom(path)
+            return stored_pixels(full[f.file_index], f.frame, rows, cols, cache)
+        except InvalidScan as exc:
+            raise InvalidScan(f"{ref.name_of(path)}: {exc.reason}") from None
+
+    # decode one frame before allocating, so absurd header sizes fail on the real pixel data first
+    raw = pixels(frames[0])
+    exact = all(int16_rescale(f.slope, f.intercept) for f in frames)
+    stack = np.empty((len(frames), rows, cols), dtype=np.int16 if exact else np.float32)
+    for k, f in enumerate(frames):
+        if k:
+            raw = pixels(f)
+        if not rescale_into(stack[k], raw, f.slope, f.intercept):  # HU beyond int16: go float32
+            stack = stack.astype(np.float32)
+            rescale_into(stack[k], raw, f.slope, f.intercept)
+        if f.frame is None:  # release the file's bytes (and pydicom's cached pixel array) early
+            full.pop(f.file_index, None)
+            datasets[f.file_index] = None
+    cache.clear()
+    full.clear()
+    datasets.clear()
+    if stack.dtype.kind == "f" and not np.isfinite(stack).all():
+        raise InvalidScan("pixel values are not finite after rescale")
+    return stack
 
 
 def _num(ds, keyword: str) -> float | None:

@@ -40,6 +40,8 @@ class Frame:
         rows, cols: image size.
         slope, intercept: rescale to HU.
         localizer: ImageType / FrameType says LOCALIZER.
+        thickness: SliceThickness in mm (measured perpendicular to the image plane), ``None`` if absent
+            or not a positive number.
     """
 
     file_index: int
@@ -52,6 +54,16 @@ class Frame:
     slope: float
     intercept: float
     localizer: bool
+    thickness: float | None = None
+
+
+def _thickness(src) -> float | None:
+    """A positive, finite SliceThickness (mm) of ``src`` or ``None`` (the tag is optional)."""
+    try:
+        v = float(src.get("SliceThickness", None)) if src is not None else math.nan
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) and v > 0 else None
 
 
 def floats(value, n: int, what: str) -> np.ndarray:
@@ -143,9 +155,12 @@ def _size(ds) -> tuple[int, int]:
     return rows, cols
 
 
-def frames_of(ds, file_index: int) -> list[Frame]:
-    """The frames of one dataset (1 for classic CT, ``NumberOfFrames`` for Enhanced CT)."""
-    if "PixelData" not in ds:
+def frames_of(ds, file_index: int, has_pixels: bool | None = None) -> list[Frame]:
+    """The frames of one dataset (1 for classic CT, ``NumberOfFrames`` for Enhanced CT).
+
+    ``has_pixels``: whether the file holds pixel data, for a dataset read without it (``None``: look in
+    ``ds``)."""
+    if not (("PixelData" in ds) if has_pixels is None else has_pixels):
         raise InvalidScan("CT image without pixel data")
     rows, cols = _size(ds)
     image_localizer = "LOCALIZER" in _words(ds.get("ImageType", None))
@@ -168,6 +183,7 @@ def frames_of(ds, file_index: int) -> list[Frame]:
                 slope=slope,
                 intercept=intercept,
                 localizer=image_localizer,
+                thickness=_thickness(ds),
             )
         ]
     n = int(n_frames) if n_frames is not None else 1
@@ -200,6 +216,9 @@ def frames_of(ds, file_index: int) -> list[Frame]:
                 intercept=intercept,
                 localizer=image_localizer
                 or "LOCALIZER" in _words(ftype.get("FrameType", None) if ftype else None),
+                thickness=_thickness(meas)
+                if meas is not None and "SliceThickness" in meas
+                else _thickness(ds),
             )
         )
     return frames

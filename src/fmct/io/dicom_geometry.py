@@ -92,13 +92,33 @@ def stacking_line(positions: np.ndarray, normal: np.ndarray) -> tuple[np.ndarray
     return u, dist
 
 
-def plan_stack(dist: np.ndarray, gap_tolerance: float = 0.1, max_missing: int = 2) -> StackPlan:
+def _real_gaps(gaps: np.ndarray, thickness: np.ndarray | None, median: float, tol: float) -> np.ndarray:
+    """Which gaps leave tissue unimaged: a gap is real only when it exceeds both the series' median spacing
+    and what the two neighbouring slices' thicknesses cover (``(t_i + t_{i+1}) / 2``), by more than
+    ``tol`` of that. Unknown thicknesses fall back to the median spacing alone. ``(N-1,)`` bool."""
+    allowed = np.full(len(gaps), median)
+    if thickness is not None and len(thickness) == len(gaps) + 1:
+        cover = (np.asarray(thickness[:-1], float) + np.asarray(thickness[1:], float)) / 2.0
+        allowed = np.fmax(allowed, np.where(np.isfinite(cover) & (cover > 0), cover, np.nan))
+    return gaps > allowed * (1.0 + tol) + 1e-3
+
+
+def plan_stack(
+    dist: np.ndarray,
+    gap_tolerance: float = 0.1,
+    max_missing: int = 2,
+    thickness: np.ndarray | None = None,
+) -> StackPlan:
     """Decide how to regularise slices at sorted distinct distances ``dist`` ``(N,)`` mm.
 
-    Regular if no slice is more than ``gap_tolerance`` x median gap away from the uniform grid between the
-    first and last slice. Otherwise resample onto a uniform grid of about the median gap by linear
-    interpolation (warning recorded), unless more than ``max_missing`` slices are missing in total
-    (a gap of ``k`` x median counts ``k - 1``), which raises InvalidScan.
+    ``dist`` is measured perpendicular to the image plane (for a tilted stack, the distance along the
+    stack times the cosine of the tilt), as is ``thickness`` ``(N,)`` (SliceThickness in mm, NaN where
+    unknown). Regular if no slice is more than ``gap_tolerance`` x median gap away from the uniform grid
+    between the first and last slice. Otherwise the slices are resampled onto a uniform grid (about the
+    finer of the series' spacings) by linear interpolation, with a warning; a gap that neither the median
+    spacing nor the neighbours' thicknesses cover (:func:`_real_gaps`) counts ``round(gap / median) - 1``
+    missing slices, and more than ``max_missing`` missing in total raises InvalidScan. So a series whose
+    spacing changes with its slice thickness (13 x 4 mm then 13 x 7 mm) is resampled, not refused.
     """
     n = len(dist)
     gaps = np.diff(dist)
@@ -109,13 +129,15 @@ def plan_stack(dist: np.ndarray, gap_tolerance: float = 0.1, max_missing: int = 
     uniform = dist[0] + step * np.arange(n)
     if float(np.abs(dist - uniform).max()) <= gap_tolerance * median:
         return StackPlan(step=step)
-    missing_per_gap = np.maximum(np.rint(gaps / median).astype(np.int64) - 1, 0)
-    missing = int(missing_per_gap.sum())
+    real = _real_gaps(gaps, thickness, median, gap_tolerance)
+    missing = int(np.where(real, np.maximum(np.rint(gaps / median).astype(np.int64) - 1, 0), 0).sum())
     if missing > max_missing:
         raise InvalidScan(
-            f"{missing} slices missing (largest gap {gaps.max():.2f} mm, median spacing {median:.2f} mm)"
+            f"{missing} slices missing (largest gap {gaps.max():.2f} mm, median spacing {median:.2f} mm, "
+            "measured perpendicular to the slices)"
         )
-    m = int(round(float(dist[-1] - dist[0]) / median)) + 1
+    base = min(median, float(np.percentile(gaps, 25)))  # keep the finer part of a mixed series
+    m = max(int(round(float(dist[-1] - dist[0]) / base)) + 1, 2)
     targets = np.linspace(float(dist[0]), float(dist[-1]), m)
     new_step = float(targets[1] - targets[0])
     if missing:
@@ -124,9 +146,10 @@ def plan_stack(dist: np.ndarray, gap_tolerance: float = 0.1, max_missing: int = 
             f"(gap {gaps.max():.2f} mm, median spacing {median:.2f} mm)"
         )
     else:
+        lo, hi = np.percentile(gaps, [10, 90])
         msg = (
-            f"uneven slice spacing (gaps {gaps.min():.3f}-{gaps.max():.3f} mm) resampled to a regular "
-            f"{new_step:.3f} mm grid by linear interpolation"
+            f"variable slice spacing {lo:.1f}-{hi:.1f} mm resampled to a regular {new_step:.3f} mm grid by "
+            f"linear interpolation (gaps {gaps.min():.2f}-{gaps.max():.2f} mm, none beyond the slice coverage)"
         )
     return StackPlan(step=new_step, targets=targets, warnings=[msg])
 
@@ -165,5 +188,19 @@ def affine_ras(
 
 
 def tilt_degrees(u: np.ndarray, normal: np.ndarray) -> float:
-    """Angle (degrees) between the stacking direction and the image-plane normal (gantry tilt)."""
-    return float(math.degrees(math.acos(min(1.0, abs(float(u @ normal))))))
+    """Signed gantry tilt (degrees): the angle between the stacking direction ``u`` and the image-plane
+    normal (both unit LPS vectors, ``u @ normal > 0``).
+
+    Sign convention (from the geometry, never from the vendor's GantryDetectorTilt tag): with both vectors
+    taken pointing superior, the tilt is **positive when slice positions drift posterior** relative to the
+    normal as the stack advances superior (the image plane's superior normal leans anterior, the usual
+    tilt parallel to the skull base), negative when they drift anterior. A drift purely left-right counts
+    as positive. The Philips series ``dcm_qa_ct/Philips/S21610/S3010`` is +16.5 (its header says +16.5);
+    the GE series ``dcm_qa_ct/GE`` is -18.5 (its header says +18.5: GE records the opposite sense).
+    """
+    cos = min(1.0, abs(float(u @ normal)))
+    angle = math.degrees(math.acos(cos))
+    n_sup = normal if normal[2] >= 0 else -normal
+    u_sup = u if float(u @ n_sup) >= 0 else -u
+    drift = u_sup - n_sup * float(u_sup @ n_sup)  # LPS: +y is posterior
+    return -angle if drift[1] < -1e-9 else angle

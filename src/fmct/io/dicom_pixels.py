@@ -1,4 +1,5 @@
-"""Decode one DICOM frame's stored pixel values and rescale it to HU into a preallocated slot.
+"""Decode one DICOM frame's stored pixel values and rescale it to HU into a preallocated slot (int16 when
+the rescale is integer and the values fit, so a scan is never held as float32 whole; float32 otherwise).
 
 Uncompressed 16-bit grayscale (the common CT case, either byte order) is read straight from the
 PixelData bytes with ``numpy.frombuffer``; anything else (JPEG lossless, JPEG-LS, JPEG 2000, RLE via the
@@ -34,6 +35,11 @@ def _fast_native16(ds, rows: int, cols: int) -> np.ndarray | None:
     need = rows * cols * 2
     if len(data) < need:
         raise InvalidScan(f"pixel data truncated ({len(data)} of {need} bytes)")
+    return _native16_array(data, ds, ts, rows, cols)
+
+
+def _native16_array(data, ds, ts, rows: int, cols: int) -> np.ndarray:
+    """``(rows, cols)`` stored values from at least ``rows * cols * 2`` bytes of native 16-bit pixel data."""
     signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
     dtype = np.dtype(("<" if ts.is_little_endian else ">") + ("i2" if signed else "u2"))
     arr = np.frombuffer(data, dtype=dtype, count=rows * cols).reshape(rows, cols)
@@ -45,6 +51,61 @@ def _fast_native16(ds, rows: int, cols: int) -> np.ndarray | None:
         else:  # clear the unused high bits
             arr = arr & np.uint16((1 << stored) - 1)
     return arr
+
+
+_PIXEL_TAGS = {0x7FE00010, 0x7FE00008, 0x7FE00009}  # PixelData, FloatPixelData, DoubleFloatPixelData
+_LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"SQ", b"UT", b"UC", b"UR"}
+
+
+def pixel_tag_at(fh, ds) -> bool:
+    """Whether the next element of ``fh`` (positioned by ``dcmread(..., stop_before_pixels=True)``) is the
+    pixel data; the file position is left unchanged."""
+    pos = fh.tell()
+    head = fh.read(4)
+    fh.seek(pos)
+    if len(head) < 4:
+        return False
+    little = _transfer_syntax(ds).is_little_endian
+    group = int.from_bytes(head[:2], "little" if little else "big")
+    elem = int.from_bytes(head[2:], "little" if little else "big")
+    return (group << 16 | elem) in _PIXEL_TAGS
+
+
+def read_native16(path, offset: int, ds, rows: int, cols: int) -> np.ndarray | None:
+    """Stored values ``(rows, cols)`` of an uncompressed 16-bit single-frame file, read straight from the
+    PixelData element at ``offset`` (where a header-only ``dcmread`` stopped), so the scan's pixel bytes are
+    never all held at once; ``None`` when the file needs pydicom's decoders.
+
+    Raises :class:`InvalidScan` for truncated pixel data.
+    """
+    ts = _transfer_syntax(ds)
+    if ts.is_encapsulated:
+        return None
+    if int(ds.get("BitsAllocated", 0) or 0) != 16 or int(ds.get("SamplesPerPixel", 1) or 1) != 1:
+        return None
+    order = "little" if ts.is_little_endian else "big"
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        head = fh.read(12)
+        if len(head) < 8 or (int.from_bytes(head[:2], order), int.from_bytes(head[2:4], order)) != (
+            0x7FE0,
+            0x0010,
+        ):
+            return None
+        if not ts.is_implicit_VR and head[4:6] in _LONG_VRS:
+            length, start = int.from_bytes(head[8:12], order), offset + 12
+        elif not ts.is_implicit_VR:
+            length, start = int.from_bytes(head[6:8], order), offset + 8
+        else:
+            length, start = int.from_bytes(head[4:8], order), offset + 8
+        if length == 0xFFFFFFFF:  # undefined length: encapsulated after all
+            return None
+        need = rows * cols * 2
+        fh.seek(start)
+        data = fh.read(min(length, need))
+    if len(data) < need:
+        raise InvalidScan(f"pixel data truncated ({len(data)} of {need} bytes)")
+    return _native16_array(data, ds, ts, rows, cols)
 
 
 def stored_pixels(ds, frame: int | None, rows: int, cols: int, cache: dict) -> np.ndarray:
@@ -86,11 +147,55 @@ def stored_pixels(ds, frame: int | None, rows: int, cols: int, cache: dict) -> n
     return out
 
 
-def rescale_into(dst: np.ndarray, raw: np.ndarray, slope: float, intercept: float) -> None:
-    """``dst[...] = raw * slope + intercept`` in float32, without temporaries beyond ``dst``."""
+def int16_rescale(slope: float, intercept: float) -> bool:
+    """Whether stored integers rescale to integer HU (integer slope and intercept), so an int16 slot can
+    hold them exactly when they fit."""
+    return (
+        float(slope).is_integer()
+        and float(intercept).is_integer()
+        and abs(slope) < 2**15
+        and abs(intercept) < 2**16
+    )
+
+
+def _fits_int16(raw: np.ndarray, slope: int, intercept: int) -> bool:
+    """Whether ``raw * slope + intercept`` stays within int16, from the dtype's range when that suffices."""
+    if raw.dtype.kind not in "iu" or raw.dtype.itemsize > 2:
+        return False
+    info = np.iinfo(raw.dtype)
+    ends = (info.min * slope + intercept, info.max * slope + intercept)
+    if min(ends) >= -(2**15) and max(ends) < 2**15:
+        return True
+    lo, hi = int(raw.min()), int(raw.max())
+    ends = (lo * slope + intercept, hi * slope + intercept)
+    return min(ends) >= -(2**15) and max(ends) < 2**15
+
+
+def rescale_into(dst: np.ndarray, raw: np.ndarray, slope: float, intercept: float) -> bool:
+    """``dst[...] = raw * slope + intercept`` without temporaries beyond ``dst``.
+
+    ``dst`` is a float32 slot, or an int16 slot when :func:`int16_rescale` holds for the series (exact:
+    the same values as float32). Returns False, leaving ``dst`` unspecified, when an int16 ``dst`` cannot
+    hold this frame's values (the caller then switches to float32).
+    """
+    if dst.dtype == np.int16:
+        s, b = int(slope), int(intercept)
+        if not _fits_int16(raw, s, b):
+            return False
+        # int16 arithmetic wraps modulo 2**16, which is exact whenever the true result fits (checked above)
+        src = raw.view(np.int16) if raw.dtype == np.uint16 else raw
+        wrap = lambda v: np.int16(((v + 2**15) % 2**16) - 2**15)  # noqa: E731
+        if s == 1:
+            np.add(src, wrap(b), out=dst, casting="unsafe")
+        else:
+            np.multiply(src, wrap(s), out=dst, casting="unsafe")
+            if b:
+                np.add(dst, wrap(b), out=dst)
+        return True
     if slope == 1.0:
         np.copyto(dst, raw, casting="unsafe")
     else:
         np.multiply(raw, np.float32(slope), out=dst, casting="unsafe")
     if intercept != 0.0:
         np.add(dst, np.float32(intercept), out=dst)
+    return True

@@ -14,7 +14,8 @@ class Volume:
     """A CT volume in world space.
 
     Attributes:
-        array: ``(X, Y, Z)`` voxel values (HU). ``float32`` after reading, ``int16`` once stored.
+        array: ``(X, Y, Z)`` voxel values (HU). ``float32`` after reading (a DICOM series: ``int16`` when its
+            rescale gives integer HU that fit, the same values), ``int16`` once stored.
         affine: ``(4, 4)`` float64 matrix mapping voxel indices ``(i, j, k, 1)`` to RAS+ world
             coordinates in mm (the NIfTI convention).
         meta: de-identified facts about the source (never patient names, IDs or birth dates):

@@ -94,7 +94,7 @@ def crop_head(volume: Volume, threshold_hu: float = -500.0, margin_mm: float = 5
     """
     box, head, others, stride = head_box(volume.array, volume.spacing, threshold_hu, margin_mm)
     cropped = crop_view(volume, box)
-    out = np.array(cropped.array, dtype=np.float32, copy=True)
+    out = np.array(cropped.array, dtype=np.float32, copy=True, order="C")  # C order whatever the input's
     cbox = tuple(slice(lo // st, -(-hi // st)) for (lo, hi), st in zip(box, stride, strict=True))
     others, head = others[cbox], head[cbox]
     if others.any():

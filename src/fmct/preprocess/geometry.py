@@ -1,16 +1,24 @@
-"""Geometry: reorient to RAS and resample to isotropic spacing in one pass, with torch in float32.
+"""Geometry: reorient to RAS and resample to isotropic spacing in one pass (numpy, float32, no torch).
 
 Two paths, both exact in world coordinates (the output affine maps every output voxel to the world
 point it was sampled from):
 
 * **axis-aligned** (the usual case: the direction matrix is a signed permutation, up to a residual that
-  moves no voxel by more than ``0.1 * spacing``): trilinear ``F.interpolate`` along the source axes,
-  then a permute/flip of the (smaller) result into RAS order. Output voxel ``i`` along an axis of
+  moves no voxel by more than ``0.1 * spacing``): trilinear resize along the source axes (edge voxels
+  repeat), then a permute/flip of the (smaller) result into RAS order. Output voxel ``i`` along an axis of
   source spacing ``s0`` samples source index ``(i + 0.5) * s / s0 - 0.5`` (voxel boxes aligned at
   the start of the field of view, the physical extent is kept).
-* **oblique** (gantry tilt, sheared or rotated affines): ``F.grid_sample`` through the full affine onto
-  an RAS-aligned grid covering the world bounding box of the source voxel centres, in slabs to bound
-  memory; points outside the source read as air.
+* **oblique** (gantry tilt, sheared or rotated affines): trilinear sampling through the full affine onto
+  an RAS-aligned grid covering the world bounding box of the source voxel centres (intersected with the
+  head's box when given); points outside the source read as air.
+
+Both run as separable passes (:mod:`fmct.preprocess.interp`): three 1D passes when axis-aligned; under
+gantry tilt (a shear within the plane of two axes, the third axis untouched) one 1D pass along the
+untouched axis and one bilinear pass with a single 2D coordinate map shared by every row; a general
+rotation falls back to ``scipy.ndimage.map_coordinates`` (order 1). The source may be int16 (read as is,
+never copied to float32 whole); values are clipped to ``clip`` as they are gathered.
+The grids and values are those of the torch implementation this replaced (``F.interpolate`` /
+``F.grid_sample``), to float32 rounding (tests/preprocess/test_geometry_equivalence.py).
 """
 
 from __future__ import annotations
@@ -18,14 +26,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from fmct.io.volume import Volume
+from fmct.preprocess.interp import interp_axis, interp_plane, plane_weights
 
 AIR_HU = -1000.0
-#: Output voxels computed per ``grid_sample`` call on the oblique path (bounds the memory of the grid).
-_SLAB_VOXELS = 4_000_000
+#: Output voxels per ``map_coordinates`` call on the general oblique path (bounds the coordinate arrays).
+_SLAB_VOXELS = 2_000_000
+#: Floats of the 1D-pass rows held at once on the tilted path (chunks of output columns).
+_ROWS_BUDGET = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -83,55 +92,80 @@ def is_axis_aligned(affine: np.ndarray, shape: tuple[int, ...], tol_mm: float) -
     return axes if float(np.abs(moved).max()) <= tol_mm else None
 
 
+def _memory_order(arr: np.ndarray) -> list[int]:
+    """Logical axes of ``arr`` from the slowest-varying in memory to the fastest."""
+    return [int(a) for a in np.argsort([-abs(st) for st in arr.strides], kind="stable")]
+
+
+def _resize_separable(
+    src: np.ndarray, out_shape: list[int], scales: tuple[float, ...], clip: tuple[float, float] | None
+) -> np.ndarray:
+    """Trilinear resize (``F.interpolate(align_corners=False)`` with explicit scales, edges clamped) as
+    three 1D passes in memory order, the first two in slabs of the slowest axis. ``(X', Y', Z')`` float32."""
+    mem = _memory_order(src)
+    a = src.transpose(mem)
+    coords = [(np.arange(out_shape[ax]) + 0.5) / scales[ax] - 0.5 for ax in mem]
+    same = [out_shape[ax] == src.shape[ax] and abs(scales[ax] - 1.0) < 1e-12 for ax in mem]
+    buf = np.empty((a.shape[0], out_shape[mem[1]], out_shape[mem[2]]), dtype=np.float32)
+    slab = max(1, 4_000_000 // max(a.shape[1] * a.shape[2], 1))
+    for z0 in range(0, a.shape[0], slab):
+        part, clipped = a[z0 : z0 + slab], False
+        for k in (2, 1):
+            if not same[k]:
+                part = interp_axis(part, k, coords[k], "clamp", clip=None if clipped else clip)
+                clipped = True
+        if not clipped:
+            part = np.clip(part, *clip) if clip is not None else part
+        buf[z0 : z0 + slab] = part
+    if same[0]:
+        res = buf
+    else:  # the slowest axis last, in chunks of the middle one (bounded temporaries)
+        res = np.empty((out_shape[mem[0]],) + buf.shape[1:], dtype=np.float32)
+        rows = max(1, 4_000_000 // max(res.shape[0] * res.shape[2], 1))
+        for y0 in range(0, buf.shape[1], rows):
+            res[:, y0 : y0 + rows] = interp_axis(buf[:, y0 : y0 + rows], 0, coords[0], "clamp")
+    return res.transpose(np.argsort(mem))
+
+
 def _resample_aligned(
-    data: torch.Tensor, affine: np.ndarray, axes: AxisMap, spacing: float
-) -> tuple[torch.Tensor, np.ndarray]:
+    src: np.ndarray, affine: np.ndarray, axes: AxisMap, spacing: float, clip: tuple[float, float] | None
+) -> tuple[np.ndarray, np.ndarray]:
     """Trilinear resize along source axes, then permute/flip into RAS. Returns ``(array, affine)``."""
     src_spacing = np.linalg.norm(affine[:3, :3], axis=0)
     scales = tuple(float(s0 / spacing) for s0 in src_spacing)
-    # index map out -> src for F.interpolate(align_corners=False, explicit scale factors)
-    to_src = np.eye(4)
+    to_src = np.eye(4)  # out index -> src index
     if all(abs(sc - 1.0) < 1e-9 for sc in scales):
-        res = data.clone()  # never write into the caller's array later
+        res = np.array(src, dtype=np.float32)  # never write into the caller's array later
+        if clip is not None:
+            np.clip(res, *clip, out=res)
     else:
-        # interpolate in memory order (DICOM readers hand out transposed (Z, Y, X) buffers), no copy
-        order = [int(a) for a in np.argsort([-st for st in data.stride()], kind="stable")]
-        res = F.interpolate(
-            data.permute(*order)[None, None],
-            scale_factor=[scales[a] for a in order],
-            mode="trilinear",
-            align_corners=False,
-            recompute_scale_factor=False,
-        )[0, 0].permute(*[int(a) for a in np.argsort(order)])
+        out_shape = [int(np.floor(float(n) * sc)) for n, sc in zip(src.shape, scales, strict=True)]
+        res = _resize_separable(src, out_shape, scales, clip)
         for a, sc in enumerate(scales):
             to_src[a, a] = 1.0 / sc
             to_src[a, 3] = 0.5 / sc - 0.5
     aff = snapped_affine(affine, axes) @ to_src
     # permute source axes into RAS order, then flip the reversed ones
-    res = res.permute(*axes.perm)
+    res = res.transpose(axes.perm)
     perm_m = np.zeros((4, 4))
     perm_m[3, 3] = 1.0
-    for k, src in enumerate(axes.perm):
-        perm_m[src, k] = 1.0
+    for k, s in enumerate(axes.perm):
+        perm_m[s, k] = 1.0
     aff = aff @ perm_m
     flips = [k for k in range(3) if axes.flip[k]]
     if flips:
-        res = torch.flip(res, flips)
+        res = res[tuple(slice(None, None, -1) if k in flips else slice(None) for k in range(3))]
         flip_m = np.eye(4)
         for k in flips:
             flip_m[k, k] = -1.0
             flip_m[k, 3] = res.shape[k] - 1
         aff = aff @ flip_m
-    return res.contiguous(), aff
+    return res, aff  # a transposed/flipped view: the head crop (or the int16 cast) copies it in C order
 
 
-def _resample_oblique(
-    data: torch.Tensor, affine: np.ndarray, spacing: float, world_box: tuple | None = None
-) -> tuple[torch.Tensor, np.ndarray]:
-    """Sample the source through its full affine onto an RAS grid covering its world bounding box
-    (intersected with ``world_box = (lo, hi)`` in RAS mm when given)."""
-    affine = np.asarray(affine, dtype=np.float64)
-    world = (_corner_indices(tuple(data.shape)) @ affine.T)[:, :3]
+def _oblique_grid(shape: tuple[int, ...], affine: np.ndarray, spacing: float, world_box) -> tuple:
+    """``(out_shape, out_affine)``: the RAS grid over the world box of the source voxel centres."""
+    world = (_corner_indices(shape) @ affine.T)[:, :3]
     lo, hi = world.min(0), world.max(0)
     if world_box is not None:
         lo, hi = np.maximum(lo, world_box[0]), np.minimum(hi, world_box[1])
@@ -139,56 +173,117 @@ def _resample_oblique(
     out_shape = [int(np.floor((h - low) / spacing + 1e-6)) + 1 for low, h in zip(lo, hi, strict=True)]
     out_aff = np.diag([spacing, spacing, spacing, 1.0])
     out_aff[:3, 3] = lo
-    # out index -> src index, then to grid_sample's normalised coordinates (align_corners=True)
-    m = np.linalg.inv(affine) @ out_aff
-    denom = np.array([max(n - 1, 1) for n in data.shape], dtype=np.float64)
-    norm_m = np.diag([*(2.0 / denom), 1.0])
-    norm_m[:3, 3] = -1.0
-    # rows reversed: grid_sample wants (W, H, D) = (z, y, x) source coordinates in the last dim
-    m = torch.from_numpy((norm_m @ m)[[2, 1, 0]]).float()
-    shifted = (data - AIR_HU)[None, None]  # zero padding outside the source == air
-    out = torch.empty(out_shape, dtype=torch.float32)
+    return out_shape, out_aff
+
+
+def _decoupled_axis(m: np.ndarray, out_shape: list[int]) -> tuple[int, int] | None:
+    """``(src axis s, out axis a)`` such that source index ``s`` depends on output index ``a`` only and
+    ``a`` moves no other source index (to 1e-4 voxel over the grid), e.g. left-right under gantry tilt."""
+    for s in range(3):
+        for a in range(3):
+            if abs(m[s, a]) < 1e-12:
+                continue
+            others_out = [b for b in range(3) if b != a]
+            others_src = [r for r in range(3) if r != s]
+            if all(abs(m[s, b]) * out_shape[b] < 1e-4 for b in others_out) and all(
+                abs(m[r, a]) * out_shape[a] < 1e-4 for r in others_src
+            ):
+                return s, a
+    return None
+
+
+def _sample_decoupled(
+    src: np.ndarray, m: np.ndarray, out_shape: list[int], s: int, a: int, clip
+) -> np.ndarray:
+    """Trilinear sampling (outside = air) as a 1D pass along source axis ``s`` and a bilinear pass over
+    the other two with one coordinate map shared by all rows. ``m`` maps output index -> source index."""
+    r1, r2 = sorted((r for r in range(3) if r != s), key=lambda r: -abs(src.strides[r]))
+    b1, b2 = (b for b in range(3) if b != a)
+    view = src.transpose(r1, r2, s)
+    i, j = np.meshgrid(np.arange(out_shape[b1]), np.arange(out_shape[b2]), indexing="ij")
+    i, j = i.ravel().astype(np.float64), j.ravel().astype(np.float64)
+    c1 = m[r1, b1] * i + m[r1, b2] * j + m[r1, 3]
+    c2 = m[r2, b1] * i + m[r2, b2] * j + m[r2, 3]
+    weights = plane_weights(view.shape[0], view.shape[1], c1, c2)  # shared by every column chunk
+    out = np.empty((out_shape[b1], out_shape[b2], out_shape[a]), dtype=np.float32)  # axes (b1, b2, a)
+    n_rows = view.shape[0] * view.shape[1]
+    chunk = max(8, _ROWS_BUDGET // max(n_rows, 1))  # output columns along a per pass
+    for a0 in range(0, out_shape[a], chunk):
+        cols = np.arange(a0, min(a0 + chunk, out_shape[a]))
+        rows = interp_axis(view, 2, m[s, a] * cols + m[s, 3], "air", AIR_HU, clip)
+        flat = interp_plane(rows.reshape(n_rows, -1), weights, AIR_HU)
+        out[:, :, a0 : a0 + len(cols)] = flat.reshape(out_shape[b1], out_shape[b2], len(cols))
+    return out.transpose(np.argsort([b1, b2, a]))
+
+
+def _sample_general(src: np.ndarray, m: np.ndarray, out_shape: list[int], clip) -> np.ndarray:
+    """Trilinear sampling (outside = air) through any affine: ``map_coordinates`` in slabs of output x."""
+    from scipy.ndimage import map_coordinates
+
+    data = np.array(src, dtype=np.float32)
+    if clip is not None:
+        np.clip(data, *clip, out=data)
+    out = np.empty(out_shape, dtype=np.float32)
     ny, nz = out_shape[1], out_shape[2]
+    jk = (
+        np.stack(np.meshgrid(np.arange(ny), np.arange(nz), indexing="ij"), 0)
+        .reshape(2, -1)
+        .astype(np.float64)
+    )
+    base = m[:3, 1:3] @ jk + m[:3, 3:4]  # (3, ny * nz)
     step = max(1, _SLAB_VOXELS // max(ny * nz, 1))
-    cj = torch.arange(ny, dtype=torch.float32)[None, :, None, None] * m[:3, 1]  # (1, ny, 1, 3)
-    ck = torch.arange(nz, dtype=torch.float32)[None, None, :, None] * m[:3, 2] + m[:3, 3]  # (1, 1, nz, 3)
-    cjk = cj + ck  # (1, ny, nz, 3)
     for x0 in range(0, out_shape[0], step):
-        ii = torch.arange(x0, min(x0 + step, out_shape[0]), dtype=torch.float32)
-        grid = ii[:, None, None, None] * m[:3, 0] + cjk  # (n, ny, nz, 3) normalised source coords
-        out[x0 : x0 + len(ii)] = F.grid_sample(
-            shifted, grid[None], mode="bilinear", padding_mode="zeros", align_corners=True
-        )[0, 0]
-    out += AIR_HU
-    return out, out_aff
+        xs = np.arange(x0, min(x0 + step, out_shape[0]), dtype=np.float64)
+        coords = base[:, None, :] + m[:3, 0][:, None, None] * xs[None, :, None]
+        out[x0 : x0 + len(xs)] = map_coordinates(
+            data, coords.reshape(3, -1), order=1, mode="grid-constant", cval=AIR_HU, prefilter=False
+        ).reshape(len(xs), ny, nz)
+    return out
+
+
+def _resample_oblique(
+    src: np.ndarray, affine: np.ndarray, spacing: float, world_box: tuple | None, clip
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sample the source through its full affine onto an RAS grid covering its world bounding box
+    (intersected with ``world_box = (lo, hi)`` in RAS mm when given)."""
+    affine = np.asarray(affine, dtype=np.float64)
+    out_shape, out_aff = _oblique_grid(src.shape, affine, spacing, world_box)
+    m = np.linalg.inv(affine) @ out_aff  # output index -> source index
+    pair = _decoupled_axis(m, out_shape)
+    if pair is not None:
+        out = _sample_decoupled(src, m, out_shape, *pair, clip)
+    else:
+        out = _sample_general(src, m, out_shape, clip)
+    return out, out_aff  # may be a transposed view: the head crop copies what it keeps
 
 
 def to_ras_isotropic(
-    volume: Volume, spacing: float = 1.0, world_box: tuple | None = None
+    volume: Volume,
+    spacing: float = 1.0,
+    world_box: tuple | None = None,
+    clip: tuple[float, float] | None = None,
 ) -> tuple[Volume, str]:
     """Reorient to RAS and resample to ``spacing`` mm isotropic (trilinear, float32).
 
     Args:
-        volume: any orientation; ``array (X, Y, Z)`` of HU (any dtype), ``affine`` voxel -> RAS mm.
+        volume: any orientation; ``array (X, Y, Z)`` of HU (any dtype, any memory layout; not copied
+            whole), ``affine`` voxel -> RAS mm.
         spacing: output voxel size in mm.
         world_box: optional ``(lo, hi)`` RAS mm corners limiting the output grid (used on the oblique path
             only, where the grid otherwise covers the whole tilted box).
+        clip: optional ``(lo, hi)`` HU: source values are clipped to it before interpolation.
 
     Returns:
-        ``(volume, path)``: float32 ``(X', Y', Z')`` volume whose affine is ``diag(spacing)`` plus an
-        origin, and ``"axis-aligned"`` or ``"oblique"`` naming the path taken.
+        ``(volume, path)``: float32 ``(X', Y', Z')`` volume (C-ordered when axis-aligned, possibly a
+        transposed view when oblique) whose affine is ``diag(spacing)``
+        plus an origin, and ``"axis-aligned"`` or ``"oblique"`` naming the path taken.
     """
     arr = np.asarray(volume.array)
-    if arr.dtype != np.float32:
-        arr = arr.astype(np.float32)  # keeps the memory layout
-    if any(st < 0 for st in arr.strides):
-        arr = np.ascontiguousarray(arr)
-    data = torch.from_numpy(arr)
     axes = is_axis_aligned(volume.affine, volume.shape, tol_mm=0.1 * spacing)
     if axes is not None:
-        out, aff = _resample_aligned(data, volume.affine, axes, spacing)
+        out, aff = _resample_aligned(arr, volume.affine, axes, spacing, clip)
         path = "axis-aligned"
     else:
-        out, aff = _resample_oblique(data, volume.affine, spacing, world_box)
+        out, aff = _resample_oblique(arr, volume.affine, spacing, world_box, clip)
         path = "oblique"
-    return Volume(out.numpy(), aff, dict(volume.meta)), path
+    return Volume(out, aff, dict(volume.meta)), path

@@ -1,7 +1,7 @@
 """THE preprocessing every entry point uses (ingest, embed, predict, the model card).
 
 ``preprocess(path_or_volume, cfg)``: clip HU -> reorient to RAS + resample to isotropic ``spacing``
-(torch trilinear, float32) -> crop to the head -> optional deface (then crop again) -> int16 HU.
+(trilinear, float32, one pass over the head's region of the source) -> crop to the head -> optional deface (then crop again) -> int16 HU.
 The exact :class:`PreprocessConfig` goes into the store and into every model's ``config.json``.
 """
 
@@ -15,6 +15,7 @@ import numpy as np
 
 from fmct.io.volume import Volume
 from fmct.preprocess.windows import DEFAULT_WINDOWS
+from fmct.timing import stage
 
 #: Bumped when the output of ``preprocess`` changes for the same config.
 PREPROCESS_VERSION = 1
@@ -79,7 +80,8 @@ def _load(path: str | os.PathLike) -> Volume:
 
 
 def _to_int16(arr: np.ndarray) -> np.ndarray:
-    out = np.rint(arr)
+    """Rounded, saturated int16 copy (C order); rounds ``arr`` in place (always preprocess' own array)."""
+    out = np.rint(arr, out=arr) if arr.dtype == np.float32 and arr.flags.writeable else np.rint(arr)
     np.clip(out, -32768, 32767, out=out)
     return np.ascontiguousarray(out.astype(np.int16))
 
@@ -102,18 +104,19 @@ def preprocess(path_or_volume: str | os.PathLike | Volume, cfg: PreprocessConfig
         passed in directly; readers already refuse them), values that are not HU (no voxel below
         -500, see :mod:`fmct.preprocess.hu_check`), or defacing asked for but no brain.
     """
-    from fmct.preprocess.crop import crop_head, crop_view, head_box
+    from fmct.preprocess.crop import crop_head
     from fmct.preprocess.deface import deface as deface_volume
     from fmct.preprocess.geometry import to_ras_isotropic
     from fmct.preprocess.hu_check import check_looks_like_hu
 
     cfg = cfg or PreprocessConfig()
     vol = path_or_volume if isinstance(path_or_volume, Volume) else _load(path_or_volume)
-    if np.asarray(vol.array).dtype.kind in "fc" and not np.isfinite(vol.array).all():
-        from fmct.io.errors import InvalidScan
+    with stage("hu check"):
+        if np.asarray(vol.array).dtype.kind in "fc" and not np.isfinite(vol.array).all():
+            from fmct.io.errors import InvalidScan
 
-        raise InvalidScan("volume contains NaN/Inf voxel values")
-    check_looks_like_hu(vol.array)
+            raise InvalidScan("volume contains NaN/Inf voxel values")
+        check_looks_like_hu(vol.array)
     record: dict[str, Any] = {
         **cfg.to_dict(),
         "source_shape": list(vol.shape),
@@ -121,29 +124,42 @@ def preprocess(path_or_volume: str | os.PathLike | Volume, cfg: PreprocessConfig
     }
     src, world_box = vol, None
     if cfg.crop_head:  # cheap pre-crop on the source grid: resample only the head (plus slack)
-        slack = cfg.crop_margin_mm + 2.0 * cfg.spacing
-        box, head, _, stride = head_box(vol.array, vol.spacing, cfg.foreground_hu, slack)
-        src = crop_view(vol, box)
-        centres = np.argwhere(head) * np.asarray(stride) + (np.asarray(stride) - 1) / 2.0
-        world = centres @ vol.affine[:3, :3].T + vol.affine[:3, 3]
-        pad = slack + float(np.max(np.asarray(stride) * np.asarray(vol.spacing)))
-        world_box = (world.min(0) - pad, world.max(0) + pad)
-        del head
-    arr = np.asarray(src.array, dtype=np.float32)
-    lo, hi = cfg.clip_hu
-    if float(arr.min()) < lo or float(arr.max()) > hi:
-        arr = np.clip(arr, lo, hi)
-    out, path = to_ras_isotropic(Volume(arr, src.affine, vol.meta), cfg.spacing, world_box)
-    del arr, src
+        with stage("crop"):
+            src, world_box = _head_region(vol, cfg)
+    # one pass: clip, reorient, resample (tilt included) over the head's region only, from the source dtype
+    with stage("resample"):
+        out, path = to_ras_isotropic(src, cfg.spacing, world_box, clip=cfg.clip_hu)
+    del src
     record["resampling"] = path
     if cfg.crop_head:
-        out, box = crop_head(out, cfg.foreground_hu, cfg.crop_margin_mm)
+        with stage("crop"):
+            out, box = crop_head(out, cfg.foreground_hu, cfg.crop_margin_mm)
         record["crop_box"] = box
     if cfg.deface:
-        out, info = deface_volume(out, margin_mm=cfg.deface_margin_mm)
-        record["deface"] = info
-        if cfg.crop_head:
-            out, _ = crop_head(out, cfg.foreground_hu, cfg.crop_margin_mm)
+        with stage("deface"):
+            out, info = deface_volume(out, margin_mm=cfg.deface_margin_mm)
+            record["deface"] = info
+            if cfg.crop_head:
+                out, _ = crop_head(out, cfg.foreground_hu, cfg.crop_margin_mm)
     meta = dict(vol.meta)
     meta["preprocess"] = record
-    return Volume(_to_int16(out.array), out.affine, meta)
+    with stage("int16"):
+        return Volume(_to_int16(out.array), out.affine, meta)
+
+
+def _head_region(vol: Volume, cfg: PreprocessConfig) -> tuple[Volume, tuple[np.ndarray, np.ndarray]]:
+    """The head's box on the source grid (a view) and its world box (RAS mm, with slack), from ~2 mm."""
+    from fmct.preprocess.crop import crop_view, head_box
+
+    slack = cfg.crop_margin_mm + 2.0 * cfg.spacing
+    box, head, _, stride = head_box(vol.array, vol.spacing, cfg.foreground_hu, slack)
+    # World extent of the head's voxel centres. A linear map takes its extremes over a column of voxels
+    # at the column's first or last voxel, so those (two per column) stand in for all of them.
+    j, k = np.nonzero(head.any(axis=0))
+    first = np.argmax(head, axis=0)[j, k]
+    last = head.shape[0] - 1 - np.argmax(head[::-1], axis=0)[j, k]
+    idx = np.r_[np.c_[first, j, k], np.c_[last, j, k]]
+    centres = idx * np.asarray(stride) + (np.asarray(stride) - 1) / 2.0
+    world = centres @ vol.affine[:3, :3].T + vol.affine[:3, 3]
+    pad = slack + float(np.max(np.asarray(stride) * np.asarray(vol.spacing)))
+    return crop_view(vol, box), (world.min(0) - pad, world.max(0) + pad)

@@ -1,13 +1,12 @@
 """The store of preprocessed scans: ``scans/<scan_id>.npy`` + ``.json``, ``manifest.parquet``.
 
-``ingest`` builds it (crash-safe, resumable, parallel); ``ScanStore`` reads it.
+``ingest`` builds it (crash-safe, resumable, parallel); ``ScanStore`` reads it. The names below are
+imported lazily, so that an ingest worker never imports pandas/pyarrow (about 100 MB of RSS) for the
+reader it does not use.
 """
 
-from fmct.store.batch import IngestSummary, ingest, parse_shard
-from fmct.store.manifest import COLUMNS as MANIFEST_COLUMNS
-from fmct.store.manifest import build_manifest
-from fmct.store.reader import ScanStore, StoreReadError
-from fmct.store.writer import write_scan
+from importlib import import_module
+from typing import Any
 
 __all__ = [
     "MANIFEST_COLUMNS",
@@ -19,3 +18,20 @@ __all__ = [
     "parse_shard",
     "write_scan",
 ]
+_LAZY = {
+    "IngestSummary": ("fmct.store.batch", "IngestSummary"),
+    "ingest": ("fmct.store.batch", "ingest"),
+    "parse_shard": ("fmct.store.batch", "parse_shard"),
+    "MANIFEST_COLUMNS": ("fmct.store.manifest", "COLUMNS"),
+    "build_manifest": ("fmct.store.manifest", "build_manifest"),
+    "ScanStore": ("fmct.store.reader", "ScanStore"),
+    "StoreReadError": ("fmct.store.reader", "StoreReadError"),
+    "write_scan": ("fmct.store.writer", "write_scan"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        return getattr(import_module(module), attr)
+    raise AttributeError(f"module 'fmct.store' has no attribute {name!r}")

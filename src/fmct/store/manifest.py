@@ -17,11 +17,12 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from fmct.store.writer import atomic_write_bytes, atomic_write_json, scan_complete
+
+if TYPE_CHECKING:  # pandas (+ pyarrow, ~100 MB) is imported only where a manifest is built or read
+    import pandas as pd
 
 #: Manifest columns, in order. ``key`` names the record file; ``kind`` is dicom / nifti / file.
 #: ``series_number`` (DICOM SeriesNumber), ``n_files`` and, with ``ingest(series_description=True)``,
@@ -103,6 +104,8 @@ def read_records(root: Path) -> list[dict[str, Any]]:
 
 def manifest_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Rows -> DataFrame with exactly :data:`COLUMNS`."""
+    import pandas as pd
+
     df = pd.DataFrame([{c: r.get(c) for c in COLUMNS} for r in rows], columns=COLUMNS)
     for c in ("n_files", "series_number"):
         df[c] = df[c].astype("Int64")
@@ -130,6 +133,8 @@ def build_manifest(root: Path) -> Path:
 
 def read_manifest(root: Path) -> pd.DataFrame:
     """``manifest.parquet`` of a store (built from the records when the parquet file is missing)."""
+    import pandas as pd
+
     path = Path(root) / "manifest.parquet"
     if path.is_file():
         return pd.read_parquet(path)

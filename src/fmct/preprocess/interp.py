@@ -1,0 +1,115 @@
+"""Linear interpolation kernels (numpy, float32) behind :mod:`fmct.preprocess.geometry`.
+
+Trilinear interpolation is separable: along an axis that maps to one output axis alone, a 1D pass
+(two gathers and a weighted sum) does that axis' share of the work. The kernels gather from the source
+in whatever dtype it has (int16 from the DICOM reader: no float copy of the whole scan), clip the gathered
+values to a HU range and compute in float32.
+
+Outside the source, two conventions (both those of the torch code this replaced):
+
+* ``"clamp"``: coordinates are clamped to ``[0, n - 1]`` (edge voxels repeat; ``F.interpolate``).
+* ``"air"``: a neighbour outside the source reads as ``fill`` (air), so edge voxels blend towards air
+  (``F.grid_sample`` with zero padding around air-shifted data).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _weights_1d(coords: np.ndarray, n: int, mode: str) -> tuple[np.ndarray, ...]:
+    """``(i0, i1, w0, w1, w_out)`` for source coordinates ``coords`` (index units) on an axis of ``n``.
+
+    Each output value is ``src[i0] * w0 + src[i1] * w1 + fill * w_out``; indices are always valid.
+    """
+    c = np.asarray(coords, dtype=np.float64)
+    if mode == "clamp":
+        c = np.clip(c, 0.0, max(n - 1, 0))
+    f = np.floor(c)
+    w1 = c - f
+    i0 = f.astype(np.int64)
+    i1 = i0 + 1
+    w0 = 1.0 - w1
+    if mode == "clamp":
+        i1 = np.minimum(i1, n - 1)
+        return i0, i1, w0, w1, np.zeros_like(w0)
+    ok0 = (i0 >= 0) & (i0 < n)
+    ok1 = (i1 >= 0) & (i1 < n)
+    w_out = np.where(ok0, 0.0, w0) + np.where(ok1, 0.0, w1)
+    return np.where(ok0, i0, 0), np.where(ok1, i1, 0), np.where(ok0, w0, 0.0), np.where(ok1, w1, 0.0), w_out
+
+
+def _clipped(values: np.ndarray, clip: tuple[float, float] | None) -> np.ndarray:
+    out = values.astype(np.float32, copy=values.dtype != np.float32)
+    if clip is not None:
+        np.clip(out, np.float32(clip[0]), np.float32(clip[1]), out=out)
+    return out
+
+
+def interp_axis(
+    src: np.ndarray,
+    axis: int,
+    coords: np.ndarray,
+    mode: str = "clamp",
+    fill: float = 0.0,
+    clip: tuple[float, float] | None = None,
+) -> np.ndarray:
+    """Linear interpolation of ``src`` along ``axis`` at ``coords`` ``(M,)`` (source index units).
+
+    Args:
+        src: any shape and numeric dtype; values are clipped to ``clip`` (after the gather) when given.
+        mode: ``"clamp"`` or ``"air"`` (see module doc); ``fill`` is the value outside for ``"air"``.
+
+    Returns:
+        float32 array of ``src.shape`` with ``axis`` replaced by ``M`` (C order).
+    """
+    i0, i1, w0, w1, w_out = _weights_1d(coords, src.shape[axis], mode)
+    shape = [1] * src.ndim
+    shape[axis] = len(i0)
+    lead = (slice(None),) * axis  # fancy indexing, not np.take: take copies a non-contiguous source whole
+    out = _clipped(src[lead + (i0,)], clip)
+    out *= w0.astype(np.float32).reshape(shape)
+    x1 = _clipped(src[lead + (i1,)], clip)
+    x1 *= w1.astype(np.float32).reshape(shape)
+    out += x1
+    if mode == "air" and w_out.any():
+        out += (w_out * fill).astype(np.float32).reshape(shape)
+    return out
+
+
+def plane_weights(n0: int, n1: int, c0: np.ndarray, c1: np.ndarray) -> tuple[list, np.ndarray]:
+    """Bilinear weights for plane coordinates ``c0, c1`` ``(P,)`` (index units) on an ``n0 x n1`` grid of
+    rows (row ``p * n1 + q`` at plane index ``(p, q)``), outside reading as a fill value.
+
+    Returns:
+        ``(corners, outside)``: four ``(row index (P,), float32 weight (P, 1))`` and the ``(P, 1)`` float32
+        weight of the fill value.
+    """
+    a0, b0, wa0, wb0, _ = _weights_1d(c0, n0, "air")
+    a1, b1, wa1, wb1, _ = _weights_1d(c1, n1, "air")
+    corners, inside = [], np.zeros(len(c0))
+    for i, wi in ((a0, wa0), (b0, wb0)):
+        for j, wj in ((a1, wa1), (b1, wb1)):
+            w = wi * wj
+            inside += w
+            corners.append((i * n1 + j, w.astype(np.float32)[:, None]))
+    return corners, (1.0 - inside).astype(np.float32)[:, None]
+
+
+def interp_plane(rows: np.ndarray, weights: tuple[list, np.ndarray], fill: float) -> np.ndarray:
+    """Bilinear interpolation over a 2D grid of rows with :func:`plane_weights`, outside reading as ``fill``.
+
+    Args:
+        rows: ``(n0 * n1, L)`` float32, row ``p * n1 + q`` holding the source at plane index ``(p, q)``.
+
+    Returns:
+        ``(P, L)`` float32.
+    """
+    corners, outside = weights
+    out = np.multiply(outside, np.float32(fill), dtype=np.float32) * np.ones((1, rows.shape[1]), np.float32)
+    tmp = np.empty_like(out)
+    for idx, w in corners:
+        np.take(rows, idx, axis=0, out=tmp, mode="clip")  # indices are valid; "raise" would buffer
+        tmp *= w
+        out += tmp
+    return out
