@@ -80,7 +80,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
 
-    from fmct.ssl.data import SSLDataset, make_loader, open_store
+    from fmct.ssl.data import SSLDataset, make_loader
+    from fmct.store import open_store
     from fmct.train.config import resolve_config
     from fmct.train.loop import aug_config, build_arch, store_windows
     from fmct.train.optim import build_optimizer, param_groups

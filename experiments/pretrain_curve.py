@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def rescored_monitor(run: Path, snaps: list[Path]) -> dict[int, float]:
         """``{steps: monitor}`` of :class:`fmct.train.loop.KnnMonitor` on ``--rescore-scans`` scans."""
-        from fmct.ssl.data import open_store
+        from fmct.store import open_store
         from fmct.train.loop import KnnMonitor
 
         st = open_store(json.loads((run / "run.json").read_text())["data"])

@@ -118,9 +118,9 @@ def reference_features(store: Path, ids: list[str], size: int) -> np.ndarray:
     (``synth_difficulty.py``: logistic regression on it reaches macro AUROC ~0.76), so the kNN and linear
     numbers of the networks can be read against what the same probe gets from it.
     """
-    from fmct.evaluate.embed import open_store
     from fmct.evaluate.hu_histogram import hu_histogram
     from fmct.preprocess.model_input import cube_hu
+    from fmct.store import open_store
 
     st = open_store(store)
     return np.stack([hu_histogram(cube_hu(st.load(i), size)[0].numpy()) for i in ids])

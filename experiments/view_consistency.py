@@ -67,8 +67,9 @@ def main() -> int:
 
     from fmct import load_model
     from fmct.ssl.augment import AugmentConfig
-    from fmct.ssl.data import SSLDataset, open_store
-    from fmct.ssl.meta_arch import build_backbone
+    from fmct.ssl.data import SSLDataset
+    from fmct.ssl.meta_arch import vit_from_model_config
+    from fmct.store import open_store
 
     torch.set_num_threads(2)
     cfg = yaml.safe_load(args.config.read_text())
@@ -76,7 +77,7 @@ def main() -> int:
     store = open_store(args.store)
     ids = sorted(store.scan_ids)[: args.n]
     torch.manual_seed(0)
-    models = {"random-init": build_backbone(cfg["model"], int(data.get("global_size", 48))).eval()}
+    models = {"random-init": vit_from_model_config(cfg["model"], int(data.get("global_size", 48))).eval()}
     if args.model and (args.model / "config.json").exists():
         loaded = load_model(args.model)
         models["trained"] = getattr(loaded, "backbone", loaded).eval()

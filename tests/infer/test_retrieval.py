@@ -7,9 +7,9 @@ from typer.testing import CliRunner
 
 from fmct.cli import app
 from fmct.infer.retrieval import (
-    average_precision,
-    load_embeddings,
+    load_index,
     nearest,
+    ranking_average_precision,
     retrieval_map,
     retrieve,
 )
@@ -28,8 +28,8 @@ def test_nearest_ranks_by_cosine_and_excludes_query():
 
 def test_average_precision_by_hand():
     # relevant at ranks 1 and 3: AP = (1/1 + 2/3) / 2
-    assert average_precision(np.array([1, 0, 1, 0])) == pytest.approx((1 + 2 / 3) / 2)
-    assert np.isnan(average_precision(np.zeros(3)))
+    assert ranking_average_precision(np.array([1, 0, 1, 0])) == pytest.approx((1 + 2 / 3) / 2)
+    assert np.isnan(ranking_average_precision(np.zeros(3)))
 
 
 def test_retrieval_map_perfect_clusters_and_chance():
@@ -69,7 +69,7 @@ def index_file(tmp_path):
 def test_load_embeddings_both_layouts(index_file):
     wide, lst, emb = index_file
     for path in (wide, lst):
-        ids, e = load_embeddings(path)
+        ids, e = load_index(path)
         assert ids == list("abcdef")
         np.testing.assert_allclose(e, emb, rtol=1e-6)
 
@@ -137,19 +137,19 @@ def test_fmct_embed_layout_and_poolings(tmp_path):
         path,
     )
     with pytest.raises(ValueError, match="no brain_max column"):
-        load_embeddings(path, "brain_max")
+        load_index(path, "brain_max")
     pq.write_table(
         pq.read_table(path).append_column(
             "brain_max", pa.FixedSizeListArray.from_arrays(pa.array((2 * mean).ravel()), 4)
         ),
         path,
     )
-    np.testing.assert_allclose(load_embeddings(path, "brain_max")[1], 2 * mean)
-    np.testing.assert_allclose(load_embeddings(path)[1], cls)
-    np.testing.assert_allclose(load_embeddings(path, "mean_patch")[1], mean)
-    np.testing.assert_allclose(load_embeddings(path, "cls+mean")[1], np.concatenate([cls, mean], 1))
+    np.testing.assert_allclose(load_index(path, "brain_max")[1], 2 * mean)
+    np.testing.assert_allclose(load_index(path)[1], cls)
+    np.testing.assert_allclose(load_index(path, "mean_patch")[1], mean)
+    np.testing.assert_allclose(load_index(path, "cls+mean")[1], np.concatenate([cls, mean], 1))
     with pytest.raises(ValueError, match="pooling"):
-        load_embeddings(path, "max")
+        load_index(path, "max")
     res = CliRunner().invoke(
         app, ["retrieve", "--index", str(path), "--query", "c", "--pooling", "cls+mean", "--json"]
     )
@@ -163,4 +163,4 @@ def test_an_index_with_inf_is_refused_naming_the_scan(tmp_path) -> None:
         {"scan_id": ["a", "b", "c"], "embedding": [[0.0, 1.0], [np.inf, 0.0], [1.0, 1.0]]}
     ).to_parquet(path)
     with pytest.raises(ValueError, match=r"idx.parquet: Inf in embedding of 1 scan\(s\): b \("):
-        load_embeddings(path)
+        load_index(path)

@@ -3,9 +3,9 @@ import torch
 
 from fmct.infer.saliency import (
     attention_rollout,
+    blur_maps,
     capture_attention,
     compute_saliency,
-    gaussian_blur3d,
     grad_x_input,
     gradient_rollout,
     upsample_to_cube,
@@ -60,7 +60,7 @@ def test_grad_x_input_peaks_where_gradient_is():
     m = grad_x_input(x, g, sigma=1.5)
     i, j, k = torch.unravel_index(m[0].argmax(), m[0].shape)
     assert 10 <= i <= 12 and 3 <= j <= 5 and 7 <= k <= 8
-    blurred = gaussian_blur3d(torch.rand(2, 8, 9, 10), 1.0)
+    blurred = blur_maps(torch.rand(2, 8, 9, 10), 1.0)
     assert blurred.shape == (2, 8, 9, 10)
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from fmct.ssl.augment import AugmentConfig
-from fmct.ssl.data import SSLDataset, StepBatchSampler, make_loader, open_store
+from fmct.ssl.data import SSLDataset, StepBatchSampler, make_loader
+from fmct.store import open_store
 
 
 def _dataset(store_root, seed=0) -> SSLDataset:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fmct.ssl.mae import MAEMetaArch, patchify
-from fmct.ssl.meta_arch import DINOMetaArch, build_backbone
+from fmct.ssl.meta_arch import DINOMetaArch, vit_from_model_config
 
 TINY = {"embed_dim": 32, "depth": 2, "num_heads": 2, "patch_size": 8}
 DINO = {"out_dim": 64, "ibot_out_dim": 48, "head_hidden_dim": 32, "head_bottleneck_dim": 16}
@@ -22,7 +22,7 @@ def _batch(b: int = 2) -> dict:
 
 
 def test_dino_step_updates_student_not_teacher_grad() -> None:
-    arch = DINOMetaArch(build_backbone(TINY, 32), DINO)
+    arch = DINOMetaArch(vit_from_model_config(TINY, 32), DINO)
     gen = torch.Generator().manual_seed(0)
     loss, parts, aux = arch.compute_loss(_batch(), {"teacher_temp": 0.04}, gen)
     assert set(parts) == {"dino", "ibot", "koleo"} and torch.isfinite(loss)
@@ -39,7 +39,7 @@ def test_dino_step_updates_student_not_teacher_grad() -> None:
 
 
 def test_ema_update() -> None:
-    arch = DINOMetaArch(build_backbone(TINY, 32), {**DINO, "shared_ibot_head": True})
+    arch = DINOMetaArch(vit_from_model_config(TINY, 32), {**DINO, "shared_ibot_head": True})
     assert arch.student.ibot_head is None
     with torch.no_grad():
         for p in arch.student.parameters():
@@ -52,7 +52,7 @@ def test_ema_update() -> None:
 
 
 def test_sinkhorn_mode_runs() -> None:
-    arch = DINOMetaArch(build_backbone(TINY, 32), {**DINO, "centering": "sinkhorn"})
+    arch = DINOMetaArch(vit_from_model_config(TINY, 32), {**DINO, "centering": "sinkhorn"})
     loss, _, aux = arch.compute_loss(_batch(), {"teacher_temp": 0.07}, torch.Generator().manual_seed(0))
     torch.testing.assert_close(aux["teacher_probs"].sum(-1), torch.ones(4))
     assert float(arch.dino_loss.center.abs().sum()) == 0  # no EMA centre with Sinkhorn-Knopp
@@ -68,7 +68,7 @@ def test_batch_norm_head_gives_non_uniform_teacher_targets_on_alike_inputs() -> 
     for norm in ("none", "batch"):
         torch.manual_seed(1)
         cfg = {**DINO, "centering": "sinkhorn", "head_norm": norm}
-        arch = DINOMetaArch(build_backbone(TINY, 32), cfg)
+        arch = DINOMetaArch(vit_from_model_config(TINY, 32), cfg)
         _, _, aux = arch.compute_loss(batch, {"teacher_temp": 0.04}, torch.Generator().manual_seed(0))
         p = aux["teacher_probs"]
         entropy[norm] = float(-(p * p.clamp_min(1e-12).log()).sum(-1).mean())
@@ -87,7 +87,9 @@ def test_patchify_layout_matches_patch_embed_order() -> None:
 
 
 def test_mae_loss_and_grads() -> None:
-    arch = MAEMetaArch(build_backbone(TINY, 32), {"decoder_dim": 24, "decoder_depth": 1, "decoder_heads": 2})
+    arch = MAEMetaArch(
+        vit_from_model_config(TINY, 32), {"decoder_dim": 24, "decoder_depth": 1, "decoder_heads": 2}
+    )
     x = torch.rand(2, 3, 32, 32, 32)
     loss, parts, aux = arch.compute_loss({"global": x}, {}, torch.Generator().manual_seed(0))
     assert torch.isfinite(loss) and "mae" in parts and aux["teacher_cls"].shape == (2, 32)
@@ -98,7 +100,7 @@ def test_mae_loss_and_grads() -> None:
 
 
 def test_state_dict_holds_student_once_and_teacher_stays_eval() -> None:
-    arch = DINOMetaArch(build_backbone({**TINY, "drop_path_rate": 0.2}, 32), DINO)
+    arch = DINOMetaArch(vit_from_model_config({**TINY, "drop_path_rate": 0.2}, 32), DINO)
     wrapper = torch.nn.Sequential(arch.student)
     arch.set_student_forward(wrapper)
     keys = list(arch.state_dict())
@@ -114,7 +116,7 @@ def test_batch_norm_heads_train_with_no_or_one_masked_patch() -> None:
     for prob, ratio, n_masked in ((0.0, [0.1, 0.5], 0), (0.25, [0.02, 0.02], 1)):
         torch.manual_seed(0)
         cfg = {**DINO, "head_norm": "batch", "mask_probability": prob, "mask_ratio": ratio}
-        arch = DINOMetaArch(build_backbone(TINY, 32), cfg)
+        arch = DINOMetaArch(vit_from_model_config(TINY, 32), cfg)
         loss, parts, aux = arch.compute_loss(
             _batch(), {"teacher_temp": 0.04}, torch.Generator().manual_seed(0)
         )
@@ -130,7 +132,9 @@ def test_mae_decoder_has_mae_initialisation() -> None:
     """Decoder Linear layers Xavier-uniform (|w| <= sqrt(6 / (fan_in + fan_out)), std = bound / sqrt(3)) with
     zero biases, as MAE's reference code; PyTorch's default would give std = 1 / sqrt(3 fan_in)."""
     torch.manual_seed(0)
-    arch = MAEMetaArch(build_backbone(TINY, 32), {"decoder_dim": 64, "decoder_depth": 2, "decoder_heads": 2})
+    arch = MAEMetaArch(
+        vit_from_model_config(TINY, 32), {"decoder_dim": 64, "decoder_depth": 2, "decoder_heads": 2}
+    )
     m = arch.student
     linears = [m.decoder_embed, m.decoder_pred] + [
         x for x in m.decoder_blocks.modules() if isinstance(x, torch.nn.Linear)
@@ -163,7 +167,7 @@ def test_mae_loss_on_soft_tissue_patches_only() -> None:
     """mae.loss_patches=soft_tissue: the loss is the mean over masked patches that are soft tissue, so an
     error confined to air patches does not count."""
     arch = MAEMetaArch(
-        build_backbone(TINY, 32),
+        vit_from_model_config(TINY, 32),
         {
             "decoder_dim": 24,
             "decoder_depth": 1,
@@ -186,4 +190,4 @@ def test_mae_loss_on_soft_tissue_patches_only() -> None:
     with pytest.raises(ValueError, match="windows"):
         arch.compute_loss({"global": x}, {}, torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="loss_patches"):
-        MAEMetaArch(build_backbone(TINY, 32), {"loss_patches": "brain"})
+        MAEMetaArch(vit_from_model_config(TINY, 32), {"loss_patches": "brain"})

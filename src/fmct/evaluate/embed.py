@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from fmct.preprocess.windows import DEFAULT_WINDOWS
+from fmct.store.reader import open_store
 
 
 @dataclass
@@ -187,15 +188,6 @@ def check_finite(path: str | Path, ids: Sequence[str], columns: dict[str, np.nda
 
 
 # ---------------------------------------------------------------------------------------------------- compute
-def open_store(store: Any) -> Any:
-    """A store root path -> :class:`fmct.store.ScanStore`; an object with ``.load(scan_id)`` is returned as is."""
-    if hasattr(store, "load"):
-        return store
-    from fmct.store import ScanStore
-
-    return ScanStore(store)
-
-
 class StoreInputs:
     """``torch`` map-style dataset: index -> ``(scan_id, x (C, S, S, S) float32)`` from a store.
 

@@ -39,7 +39,6 @@ from fmct.evaluate.embed import (
     embed_cache,
     embed_store,
     load_embeddings,
-    open_store,
     save_embeddings,
 )
 from fmct.evaluate.label_table import (
@@ -57,6 +56,7 @@ from fmct.evaluate.splits import (
     save_splits,
     subsample_fraction,
 )
+from fmct.store.reader import open_store
 
 METHODS = ("linear", "knn", "attentive")
 TEST_SETS = {"id": "test", "ood": "ood"}

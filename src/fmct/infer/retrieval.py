@@ -25,7 +25,7 @@ def _stack(col) -> np.ndarray:
     )
 
 
-def load_embeddings(path: str | Path, pooling: str = "cls") -> tuple[list[str], np.ndarray]:
+def load_index(path: str | Path, pooling: str = "cls") -> tuple[list[str], np.ndarray]:
     """Read an embedding table.
 
     Layouts: ``fmct embed`` output (list columns ``cls`` and ``mean_patch``, and ``brain_max``; ``pooling``
@@ -103,7 +103,7 @@ def nearest(
     return [(int(i), float(sims[i])) for i in order[: max(0, min(k, n_valid))]]
 
 
-def average_precision(relevant: np.ndarray) -> float:
+def ranking_average_precision(relevant: np.ndarray) -> float:
     """AP of one ranking: ``relevant`` is a 0/1 vector in ranked order. NaN if nothing is relevant."""
     rel = np.asarray(relevant, dtype=np.float64)
     n_rel = rel.sum()
@@ -155,7 +155,7 @@ def retrieval_map(embeddings: np.ndarray, labels, names: Sequence[str] | None = 
         for q in pos:
             others = known[known != q]
             order = others[np.argsort(-sims[q, others], kind="stable")]
-            aps.append(average_precision(lab[order, j] == 1))
+            aps.append(ranking_average_precision(lab[order, j] == 1))
         out[str(name)] = float(np.mean(aps))
     return out
 
@@ -163,7 +163,7 @@ def retrieval_map(embeddings: np.ndarray, labels, names: Sequence[str] | None = 
 def embed_scan(model, spec: str, pooling: str = "cls", dim: int | None = None) -> np.ndarray:
     """Embed one scan (NIfTI file, DICOM folder or ``STORE::scan_id``) with a model's backbone,
     preprocessed as recorded in the model. ``pooling``: ``cls``, ``mean_patch``, ``cls+mean`` or
-    ``brain_max`` (as in :func:`load_embeddings`); ``dim`` (the index width) is checked. Returns ``(D,)``."""
+    ``brain_max`` (as in :func:`load_index`); ``dim`` (the index width) is checked. Returns ``(D,)``."""
     import torch
 
     from fmct.infer.predict import model_preprocessing, preprocess_config, read_input, resolve_model
@@ -194,7 +194,7 @@ def retrieve(index: str | Path, query: str, model=None, k: int = 10, pooling: st
 
     Returns ``[{"rank", "scan_id", "similarity"}, ...]`` best first (cosine similarity).
     """
-    ids, emb = load_embeddings(index, pooling)
+    ids, emb = load_index(index, pooling)
     if query in ids:
         row = ids.index(query)
         q, exclude = emb[row], row

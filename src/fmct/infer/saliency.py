@@ -75,7 +75,7 @@ def gradient_rollout(
     return r[:, 0, num_prefix:].reshape(b, *grid).float()
 
 
-def gaussian_blur3d(v: torch.Tensor, sigma: float) -> torch.Tensor:
+def blur_maps(v: torch.Tensor, sigma: float) -> torch.Tensor:
     """Separable Gaussian blur of ``(B, X, Y, Z)`` (sigma in voxels; zero padding). Same shape back."""
     if sigma <= 0:
         return v
@@ -95,7 +95,7 @@ def gaussian_blur3d(v: torch.Tensor, sigma: float) -> torch.Tensor:
 
 def grad_x_input(x: torch.Tensor, grad: torch.Tensor, sigma: float) -> torch.Tensor:
     """``(B, C, X, Y, Z)`` input and gradient -> ``(B, X, Y, Z)`` smoothed ``|sum_c x*grad|``."""
-    return gaussian_blur3d((x.detach() * grad.detach()).sum(1).abs(), sigma)
+    return blur_maps((x.detach() * grad.detach()).sum(1).abs(), sigma)
 
 
 def upsample_to_cube(patch_map: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:

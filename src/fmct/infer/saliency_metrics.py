@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from fmct.infer.resample import resample_to_grid
-from fmct.infer.saliency import gaussian_blur3d, normalize01
+from fmct.infer.saliency import blur_maps, normalize01
 
 
 def mask_on_cube(mask: np.ndarray, mask_affine: np.ndarray, grid_affine: np.ndarray, size: int) -> np.ndarray:
@@ -59,4 +59,4 @@ def pointing_hit(
 def random_map(size: int, sigma: float, generator: torch.Generator) -> torch.Tensor:
     """A smooth random ``(S, S, S)`` map in ``[0, 1]`` (Gaussian-blurred uniform noise), the chance peer."""
     noise = torch.rand(1, size, size, size, generator=generator)
-    return normalize01(gaussian_blur3d(noise, sigma))[0]
+    return normalize01(blur_maps(noise, sigma))[0]

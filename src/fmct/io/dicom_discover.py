@@ -19,6 +19,7 @@ from typing import Any
 from fmct.io.dicom_describe import IDENTIFYING_TAGS, clean_description, series_number
 from fmct.io.dicom_file import read_dicom
 from fmct.io.ids import patient_id_from_dicom, scan_id_from_series_uid, study_id_from_uid
+from fmct.io.nifti import is_nifti
 from fmct.io.sources import SourceNamer
 
 #: Tags read by ``discover`` (headers only, pixel data never touched).
@@ -33,7 +34,6 @@ _DISCOVER_TAGS = [
     *IDENTIFYING_TAGS,
 ]
 _DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
-_NIFTI_SUFFIXES = (".nii", ".nii.gz")
 DICOMDIR_REASON = "DICOMDIR index, not an image (the images it lists are read from the folders)"
 
 
@@ -85,10 +85,6 @@ class DiscoveryResult:
 
     series: list[SeriesRef] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
-
-
-def _is_nifti(path: Path) -> bool:
-    return path.name.lower().endswith(_NIFTI_SUFFIXES)
 
 
 def iter_files(paths: Iterable[str | os.PathLike]) -> Iterator[Path]:
@@ -153,7 +149,7 @@ def discover(
     groups: dict[str, list[tuple[Path, object]]] = {}
     rejected: list[Rejected] = []
     for path in iter_files(paths):
-        if _is_nifti(path):
+        if is_nifti(path):
             continue
         if not path.exists():
             rejected.append(Rejected(path, "no such file"))

@@ -8,13 +8,8 @@ from pathlib import Path
 from typing import Literal
 
 from fmct.io.errors import InvalidScan, ScanProblem, SkipScan
+from fmct.io.nifti import is_nifti
 from fmct.io.volume import Volume
-
-_NIFTI = (".nii", ".nii.gz")
-
-
-def _is_nifti(path: Path) -> bool:
-    return path.name.lower().endswith(_NIFTI)
 
 
 def _folder_of(ref, root: Path, namer) -> str:
@@ -58,7 +53,7 @@ def load_volume(
     name = namer(p)
     if not p.exists():
         raise InvalidScan(f"{name}: no such file or folder")
-    if p.is_file() and _is_nifti(p):
+    if p.is_file() and is_nifti(p):
         return read_nifti(p)
     found = discover([p.parent if p.is_file() else p], namer=namer)
     series = found.series
@@ -67,7 +62,7 @@ def load_volume(
         if not series:
             raise InvalidScan(f"{name}: not a readable DICOM file")
     if not series:
-        niftis = sorted(f for f in p.rglob("*") if f.is_file() and _is_nifti(f))
+        niftis = sorted(f for f in p.rglob("*") if f.is_file() and is_nifti(f))
         if len(niftis) == 1:
             return read_nifti(niftis[0])
         extra = f", {len(niftis)} NIfTI files" if niftis else ""

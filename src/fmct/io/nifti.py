@@ -12,6 +12,14 @@ from fmct.io.errors import InvalidScan
 from fmct.io.ids import scan_id_from_nifti
 from fmct.io.volume import Volume
 
+#: File name endings of NIfTI files (case-insensitive).
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+
+def is_nifti(path: str | os.PathLike) -> bool:
+    """Whether ``path``'s name ends in ``.nii`` or ``.nii.gz`` (any case)."""
+    return Path(path).name.lower().endswith(NIFTI_SUFFIXES)
+
 
 def read_nifti(path: str | os.PathLike) -> Volume:
     """Read a 3D NIfTI (``.nii`` / ``.nii.gz``) scan.

@@ -106,7 +106,7 @@ def resample_crops(cube: torch.Tensor, thetas: torch.Tensor, size: int) -> torch
     return out[:, 0] + AIR_HU
 
 
-def gaussian_blur3d(x: torch.Tensor, sigma: float) -> torch.Tensor:
+def blur_volume(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """Separable Gaussian blur of one ``(X, Y, Z)`` volume; ``sigma`` in voxels; edges replicate."""
     r = max(1, int(math.ceil(2.0 * sigma)))
     t = torch.arange(-r, r + 1, dtype=torch.float32, device=x.device)
@@ -149,7 +149,7 @@ def intensity_augment(hu: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) 
     for i in range(hu.shape[0]):
         x = hu[i]
         if float(torch.rand((), generator=g)) < cfg.blur_p:
-            x = gaussian_blur3d(x, float(_uniform(g, *cfg.blur_sigma)))
+            x = blur_volume(x, float(_uniform(g, *cfg.blur_sigma)))
         if float(torch.rand((), generator=g)) < cfg.noise_p:
             sigma = float(_uniform(g, 0.0, cfg.noise_hu))
             x = x + sigma * _randn_like(x, g)

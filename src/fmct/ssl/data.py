@@ -9,16 +9,12 @@ Sample number ``p`` (``p = step * global_batch + rank * batch + i``) fully deter
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from fmct.io.volume import Volume
 from fmct.preprocess.model_input import cube_hu
 from fmct.ssl.augment import AugmentConfig, MultiCrop
 
@@ -33,44 +29,6 @@ def sample_seed(seed: int, p: int, salt: int = 0) -> int:
     z = (z * 0xD6E8FEB86659FD93) & (2**64 - 1)
     z ^= z >> 32
     return z & (2**63 - 1)
-
-
-class _MiniStore:
-    """Read-only fallback for the store layout of docs/ARCHITECTURE.md (used if ``fmct.store`` is absent)."""
-
-    def __init__(self, root: str | Path) -> None:
-        import pandas as pd
-
-        self.root = Path(root)
-        man = self.root / "manifest.parquet"
-        if not man.exists():
-            raise FileNotFoundError(f"{man}: not a store (no manifest.parquet)")
-        self.manifest = pd.read_parquet(man)
-
-    @property
-    def scan_ids(self) -> list[str]:
-        m = self.manifest
-        return [str(s) for s in m.loc[m["status"] == "ok", "scan_id"]]
-
-    def load(self, scan_id: str) -> Volume:
-        side = json.loads((self.root / "scans" / f"{scan_id}.json").read_text())
-        arr = np.load(self.root / "scans" / f"{scan_id}.npy")
-        return Volume(arr, np.asarray(side["affine"], dtype=np.float64), side.get("meta", {}))
-
-    @property
-    def preprocess_config(self) -> dict[str, Any]:
-        for p in sorted((self.root / "scans").glob("*.json")):
-            return dict(json.loads(p.read_text()).get("preprocess", {}))
-        return {}
-
-
-def open_store(root: str | Path) -> Any:
-    """``fmct.store.ScanStore(root)`` when available, else a minimal reader of the same layout."""
-    try:
-        from fmct.store import ScanStore  # type: ignore[attr-defined]
-    except ImportError:
-        return _MiniStore(root)
-    return ScanStore(root)
 
 
 class SSLDataset(Dataset):

@@ -73,7 +73,7 @@ class StudentNet(nn.Module):
         return out
 
 
-def build_backbone(model_cfg: dict[str, Any], global_size: int) -> ViT3D:
+def vit_from_model_config(model_cfg: dict[str, Any], global_size: int) -> ViT3D:
     """ViT3D from the ``model`` config section (keys of :class:`ViT3DConfig`), ``img_size = global_size``."""
     kw = {k: v for k, v in model_cfg.items() if v is not None}
     kw["img_size"] = global_size

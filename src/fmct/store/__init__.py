@@ -15,6 +15,7 @@ __all__ = [
     "StoreReadError",
     "build_manifest",
     "ingest",
+    "open_store",
     "parse_shard",
     "write_scan",
 ]
@@ -26,6 +27,7 @@ _LAZY = {
     "build_manifest": ("fmct.store.manifest", "build_manifest"),
     "ScanStore": ("fmct.store.reader", "ScanStore"),
     "StoreReadError": ("fmct.store.reader", "StoreReadError"),
+    "open_store": ("fmct.store.reader", "open_store"),
     "write_scan": ("fmct.store.writer", "write_scan"),
 }
 

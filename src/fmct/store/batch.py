@@ -35,7 +35,6 @@ from fmct.store.writer import (
 )
 from fmct.timing import stage
 
-_NIFTI = (".nii", ".nii.gz")
 _MAX_REASON = 300
 
 
@@ -171,14 +170,15 @@ def plan(
     relative to ``inputs`` or, with ``salt``, by salted hash (then NIfTI scan ids are hashes too: their
     file names may be patient names); see :class:`fmct.io.sources.SourceNamer`."""
     from fmct.io.ids import patient_id_from_dicom, scan_id_from_nifti
+    from fmct.io.nifti import is_nifti
     from fmct.io.sources import SourceNamer
 
     files = walk_inputs([Path(p) for p in inputs], exclude)
-    niftis = [f for f in files if f.name.lower().endswith(_NIFTI)]
+    niftis = [f for f in files if is_nifti(f)]
     items: list[WorkItem] = []
     rows: list[dict[str, Any]] = []
     namer = SourceNamer(inputs, salt)
-    found = _discover([f for f in files if not f.name.lower().endswith(_NIFTI)], namer)
+    found = _discover([f for f in files if not is_nifti(f)], namer)
     for ref in found.series:
         folder = os.path.commonpath([str(f.parent) for f in ref.files]) if ref.files else ""
         items.append(
@@ -285,7 +285,7 @@ def process_item(item: WorkItem, root: str, cfg_dict: dict[str, Any], min_slices
     return row
 
 
-def cleanup(root: Path, shard: tuple[int, int] | None = None) -> int:
+def remove_partial_writes(root: Path, shard: tuple[int, int] | None = None) -> int:
     """Remove what killed runs left behind in this shard: ``*.tmp`` files and half-written scans
     (a ``.npy`` without its ``.json``, or the reverse). Returns the number of files removed."""
     removed = 0
@@ -451,7 +451,7 @@ def _ingest_locked(
     salt = store_salt(root) if naming["hash_sources"] or (root / SALT_FILE).is_file() else None
     full = False
     try:
-        summary.cleaned = cleanup(root, shard)
+        summary.cleaned = remove_partial_writes(root, shard)
         items, rows = plan(inputs, exclude=root, series_description=series_description, salt=salt)
         for row in rows:
             if in_shard(row["key"], shard):

@@ -112,3 +112,11 @@ class ScanStore:
         if problem is None and side.get("crc32") and file_crc32(npy) != side["crc32"]:
             problem = f"checksum {file_crc32(npy)} differs from the recorded {side['crc32']}"
         return problem
+
+
+def open_store(store: Any) -> Any:
+    """A store root path -> :class:`ScanStore`; an object with ``.load(scan_id)`` (a store already open, an
+    in-memory stand-in) is returned as is."""
+    if hasattr(store, "load"):
+        return store
+    return ScanStore(store)

@@ -23,9 +23,10 @@ import torch
 
 from fmct.preprocess.windows import DEFAULT_WINDOWS
 from fmct.ssl.augment import AugmentConfig
-from fmct.ssl.data import SSLDataset, augment_batch, make_loader, open_store, sample_seed
+from fmct.ssl.data import SSLDataset, augment_batch, make_loader, sample_seed
 from fmct.ssl.mae import MAEMetaArch
-from fmct.ssl.meta_arch import DINOMetaArch, build_backbone
+from fmct.ssl.meta_arch import DINOMetaArch, vit_from_model_config
+from fmct.store.reader import open_store
 from fmct.train import monitors
 from fmct.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from fmct.train.distributed import DistInfo, all_reduce_mean, cleanup, init_distributed, wrap_student
@@ -56,7 +57,7 @@ def store_windows(store: Any, cfg: dict[str, Any]) -> list[list[float]]:
 
 def build_arch(cfg: dict[str, Any], in_chans: int) -> DINOMetaArch | MAEMetaArch:
     """Student/teacher (DINO) or MAE model for a resolved config."""
-    backbone = build_backbone({**cfg["model"], "in_chans": in_chans}, int(cfg["data"]["global_size"]))
+    backbone = vit_from_model_config({**cfg["model"], "in_chans": in_chans}, int(cfg["data"]["global_size"]))
     if cfg["method"] == "mae":
         return MAEMetaArch(backbone, cfg["mae"])
     return DINOMetaArch(backbone, cfg["dino"])
@@ -99,7 +100,7 @@ def _trim_metrics(path: Path, start_step: int) -> None:
     os.replace(tmp, path)
 
 
-def export_model(arch: Any, store: Any, cfg: dict[str, Any], windows: Any, out: Path, step: int) -> Path:
+def export_teacher(arch: Any, store: Any, cfg: dict[str, Any], windows: Any, out: Path, step: int) -> Path:
     """Export the teacher backbone (MAE: the encoder) to ``out`` in the model-directory format."""
     return save_backbone(arch.export_backbone(), store, cfg, windows, out, step)
 
@@ -467,7 +468,7 @@ class _Session:
         if self.info.is_main:
             (self.run / "rank_checks.json").write_text(json.dumps(checks))
             if self.cfg.get("export", True):
-                export_model(export_arch, self.store, self.cfg, self.windows, self.run / "model", final)
+                export_teacher(export_arch, self.store, self.cfg, self.windows, self.run / "model", final)
 
 
 class MonitorBackbone:
@@ -551,7 +552,7 @@ def export_run(run_dir: str | Path, data_root: str | Path | None = None) -> Path
     arch = build_arch(cfg, len(windows))
     ck = load_checkpoint(run)
     arch.load_state_dict(ck["model"])
-    return export_model(arch, store, cfg, windows, run / "model", int(ck["step"]))
+    return export_teacher(arch, store, cfg, windows, run / "model", int(ck["step"]))
 
 
 __all__ = ["NonFiniteLoss", "train", "export_run", "build_arch", "cleanup"]
