@@ -70,7 +70,7 @@ def demo(
             cfg.backbone = str(SHIPPED_BACKBONE)
         else:
             console.print(
-                f"no shipped backbone at {SHIPPED_BACKBONE} (`make weights` makes it): pretraining instead"
+                f"no backbone at {SHIPPED_BACKBONE} (`make weights` makes one): pretraining in the demo"
             )
     try:
         summary = run_demo(out, cfg, log=console.print)
