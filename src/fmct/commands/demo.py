@@ -26,6 +26,15 @@ def demo(
         metavar="KEY=VALUE",
         help="pretraining config override KEY=VALUE (repeatable), e.g. --set max_steps=1200",
     ),
+    backbone: Path = typer.Option(
+        None,
+        "--backbone",
+        "-m",
+        exists=True,
+        file_okay=False,
+        help="a pretrained backbone (model directory) to evaluate instead of pretraining one; its preprocessing "
+        "must match the demo's stores (2 mm, defaced)",
+    ),
     pretrain: bool = typer.Option(
         False,
         "--pretrain",
@@ -65,7 +74,9 @@ def demo(
     if config is not None:
         cfg.pretrain_config = str(config)
     cfg.pretrain_overrides = [*cfg.pretrain_overrides, *(overrides or [])]
-    if not (pretrain or config is not None or overrides):
+    if backbone is not None:
+        cfg.backbone = str(backbone)
+    elif not (pretrain or config is not None or overrides):
         if (SHIPPED_BACKBONE / "model.safetensors").is_file():
             cfg.backbone = str(SHIPPED_BACKBONE)
         else:
