@@ -178,3 +178,29 @@ def test_layer_ids_and_no_weight_decay() -> None:
     assert ids["blocks.0.attn.qkv.weight"] == 1 and ids["blocks.1.mlp.fc2.bias"] == 2
     assert ids["norm.weight"] == m.depth + 1 == m.num_layers
     assert ViT3D(small_cfg()).no_weight_decay() == {"cls_token", "mask_token"}
+
+
+def test_voxel_mlp_patch_embedding_keeps_patches_independent_and_counts_intensity_bands() -> None:
+    """model.voxel_mlp > 0: a pointwise voxel layer + GELU before patchifying. Changing the voxels of one patch
+    changes that patch's token only (masking stays leak-free), and the embedding can express a soft count of
+    voxels in an intensity band (a linear map of the raw patch cannot tell 'half the voxels at 0.6' from
+    'all at 0.3'; a pointwise nonlinearity can)."""
+    torch.manual_seed(0)
+    vit = ViT3D(ViT3DConfig(img_size=16, patch_size=8, embed_dim=16, depth=1, num_heads=2, voxel_mlp=4))
+    x = torch.rand(1, 3, 16, 16, 16)
+    t0 = vit.patch_embed(x)
+    x2 = x.clone()
+    x2[:, :, :8, :8, :8] += 0.5  # patch 0 only
+    t1 = vit.patch_embed(x2)
+    changed = (t1 - t0).abs().amax(dim=-1)[0] > 0
+    assert changed.tolist() == [True] + [False] * 7
+    assert vit.config.to_dict()["voxel_mlp"] == 4 and ViT3D(ViT3DConfig.from_dict(vit.config.to_dict()))
+    half = torch.zeros(1, 3, 16, 16, 16)
+    half[:, :, :8, :8, :4] = 0.6  # patch 0: half its voxels at 0.6 ...
+    flat = torch.zeros(1, 3, 16, 16, 16)
+    flat[:, :, :8, :8, :8] = 0.3  # ... vs all at 0.3: the same patch mean
+    plain = ViT3D(ViT3DConfig(img_size=16, patch_size=8, embed_dim=16, depth=1, num_heads=2))
+    with torch.no_grad():
+        plain.patch_embed.proj.weight.fill_(1.0)  # the patch mean, linearly
+    assert torch.allclose(plain.patch_embed(half)[0, 0], plain.patch_embed(flat)[0, 0], rtol=1e-4)
+    assert not torch.allclose(vit.patch_embed(half)[0, 0], vit.patch_embed(flat)[0, 0], rtol=1e-2)

@@ -23,14 +23,28 @@ def to_3tuple(v: int | tuple[int, ...] | list[int]) -> tuple[int, int, int]:
 
 
 class PatchEmbed3D(nn.Module):
-    """Non-overlapping 3D patches -> tokens: ``(B, C, X, Y, Z) -> (B, N, D)``, N = prod(grid)."""
+    """Non-overlapping 3D patches -> tokens: ``(B, C, X, Y, Z) -> (B, N, D)``, N = prod(grid).
 
-    def __init__(self, patch_size: tuple[int, int, int], in_chans: int, embed_dim: int) -> None:
+    ``voxel_mlp = k > 0`` first maps every voxel's C channels to k features with a pointwise layer and a GELU
+    (a 1x1x1 convolution: no voxel sees another), so a token can sum a nonlinear function of each voxel's
+    intensity over its patch, e.g. how many of its voxels lie in a narrow HU band (a soft histogram bin), which
+    a single linear map of the patch cannot. Patches stay independent, so masked patches leak nothing to
+    their neighbours (iBOT / MAE)."""
+
+    def __init__(
+        self, patch_size: tuple[int, int, int], in_chans: int, embed_dim: int, voxel_mlp: int = 0
+    ) -> None:
         super().__init__()
         self.patch_size = patch_size
-        self.proj = nn.Conv3d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+        self.voxel = (
+            nn.Sequential(nn.Conv3d(in_chans, voxel_mlp, kernel_size=1), nn.GELU()) if voxel_mlp > 0 else None
+        )
+        chans = voxel_mlp if voxel_mlp > 0 else in_chans
+        self.proj = nn.Conv3d(chans, embed_dim, kernel_size=patch_size, stride=patch_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.voxel is not None:
+            x = self.voxel(x)
         return self.proj(x).flatten(2).transpose(1, 2)
 
 

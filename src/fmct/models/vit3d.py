@@ -48,6 +48,9 @@ class ViT3DConfig:
     layerscale_init: float | None = None
     pos_embed: Literal["sincos", "learned"] = "sincos"
     grad_checkpointing: bool = False
+    voxel_mlp: int = (
+        0  # > 0: a pointwise voxel layer with this many features before patchifying (PatchEmbed3D)
+    )
     type: str = field(default="vit3d", repr=False)
 
     def __post_init__(self) -> None:
@@ -124,7 +127,7 @@ class ViT3D(nn.Module):
         self.grad_checkpointing = cfg.grad_checkpointing
         d = cfg.embed_dim
 
-        self.patch_embed = PatchEmbed3D(self.patch_size, cfg.in_chans, d)
+        self.patch_embed = PatchEmbed3D(self.patch_size, cfg.in_chans, d, cfg.voxel_mlp)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
         self.mask_token = nn.Parameter(torch.zeros(1, 1, d))
         self.register_tokens = nn.Parameter(torch.zeros(1, cfg.n_registers, d)) if cfg.n_registers else None

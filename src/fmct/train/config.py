@@ -41,6 +41,7 @@ DEFAULTS: dict[str, Any] = {
         "layerscale_init": None,
         "pos_embed": "sincos",
         "grad_checkpointing": False,
+        "voxel_mlp": 0,  # > 0: pointwise voxel features (k, GELU) before the patch embedding
     },
     "data": {
         "cache_size": 96,
