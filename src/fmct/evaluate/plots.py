@@ -95,7 +95,7 @@ def plot_summary(results: Sequence[dict], path: str | Path) -> Path | None:
     plt = _plt()
     tests = list(dict.fromkeys(r["test_set"] for r in rows))
     fig, axes = plt.subplots(
-        1, len(tests), figsize=(5.2 * len(tests), 4), layout="constrained", squeeze=False
+        1, len(tests), figsize=(5.2 * len(tests), 4), layout="constrained", squeeze=False, sharey=True
     )
     series = list(dict.fromkeys((r["model"], r["method"]) for r in rows))
     cmap = plt.get_cmap("tab10")

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fmct.fileperm import as_umask
+
 BRAIN_WINDOW: tuple[float, float] = (40.0, 80.0)
 
 
@@ -21,6 +23,7 @@ def _atomic_path(out: Path, suffix: str) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=suffix, dir=out.parent)
     os.close(fd)
+    as_umask(tmp)  # mkstemp makes 0600 files: saliency maps are shared like any other output
     return Path(tmp)
 
 

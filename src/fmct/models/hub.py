@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from fmct.fileperm import as_umask
 from fmct.models.factory import architecture_of, build_backbone
 from fmct.models.heads import AttentiveClassifier, LinearClassifier
 from fmct.models.model_card import render_model_card
@@ -456,6 +457,7 @@ def save_pretrained(
         config["weights_sha256"] = _sha256(tmp / WEIGHTS_NAME)
         (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
         (tmp / CARD_NAME).write_text(render_model_card(config, card, n_params))
+        as_umask(tmp)  # mkdtemp made it 0700: group-readable as a plain mkdir would be
         if out.exists():
             if not out.is_dir():
                 raise FileExistsError(f"{out}: exists and is not a directory")
