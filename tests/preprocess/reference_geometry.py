@@ -19,72 +19,21 @@ point it was sampled from):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from fmct.io.volume import Volume
+from fmct.preprocess.geometry import (  # unchanged by the speed work: shared, not copied
+    AxisMap,
+    _corner_indices,
+    is_axis_aligned,
+    snapped_affine,
+)
 
 AIR_HU = -1000.0
 #: Output voxels computed per ``grid_sample`` call on the oblique path (bounds the memory of the grid).
 _SLAB_VOXELS = 4_000_000
-
-
-@dataclass(frozen=True)
-class AxisMap:
-    """How source array axes map onto RAS world axes.
-
-    ``perm[k]`` is the source axis that becomes output axis ``k`` (R, A, S); ``flip[k]`` says whether it
-    runs backwards along that world axis.
-    """
-
-    perm: tuple[int, int, int]
-    flip: tuple[bool, bool, bool]
-
-
-def nearest_axis_map(affine: np.ndarray) -> AxisMap | None:
-    """The signed permutation closest to the affine's direction, or ``None`` if axes are ambiguous
-    (two source axes closest to the same world axis, e.g. a 45 degree rotation)."""
-    rot = np.asarray(affine, dtype=np.float64)[:3, :3]
-    cols = rot / np.maximum(np.linalg.norm(rot, axis=0, keepdims=True), 1e-12)
-    world_of_src = np.argmax(np.abs(cols), axis=0)  # world axis each source axis points along
-    if len(set(world_of_src.tolist())) != 3:
-        return None
-    perm = [0, 0, 0]
-    flip = [False, False, False]
-    for src, w in enumerate(world_of_src.tolist()):
-        perm[w] = src
-        flip[w] = bool(cols[w, src] < 0)
-    return AxisMap(tuple(perm), tuple(flip))  # type: ignore[arg-type]
-
-
-def snapped_affine(affine: np.ndarray, axes: AxisMap) -> np.ndarray:
-    """The affine with its direction replaced by the exact signed permutation ``axes`` (norms kept)."""
-    out = np.array(affine, dtype=np.float64)
-    norms = np.linalg.norm(out[:3, :3], axis=0)
-    out[:3, :3] = 0.0
-    for w, src in enumerate(axes.perm):
-        out[w, src] = -norms[src] if axes.flip[w] else norms[src]
-    return out
-
-
-def _corner_indices(shape: tuple[int, ...]) -> np.ndarray:
-    """``(8, 4)`` homogeneous voxel indices of the corner voxel centres."""
-    ranges = [(0, max(n - 1, 0)) for n in shape]
-    grid = np.array(np.meshgrid(*ranges, indexing="ij")).reshape(3, -1).T
-    return np.c_[grid, np.ones(len(grid))]
-
-
-def is_axis_aligned(affine: np.ndarray, shape: tuple[int, ...], tol_mm: float) -> AxisMap | None:
-    """The axis map when snapping the direction to it moves no voxel centre by more than ``tol_mm``."""
-    axes = nearest_axis_map(affine)
-    if axes is None:
-        return None
-    corners = _corner_indices(shape)
-    moved = (corners @ (np.asarray(affine) - snapped_affine(affine, axes)).T)[:, :3]
-    return axes if float(np.abs(moved).max()) <= tol_mm else None
 
 
 def _resample_aligned(
