@@ -154,3 +154,33 @@ def test_same_losses_while_cpu_hogs_compete(store, reference, tmp_path) -> None:
             h.kill()
             h.wait()
     _assert_same(_steps_losses(run), reference)
+
+
+@pytest.mark.parametrize(
+    ("phase", "slow", "extra"),
+    [
+        ("data loading", "fmct.ssl.data:SSLDataset.__getitem__", []),
+        ("monitor", "fmct.train.monitors:effective_rank", ["monitor_every=2"]),
+        ("checkpoint write", "fmct.train.checkpoint:os.fsync", ["checkpoint_every=2"]),
+    ],
+)
+def test_sigkill_in_each_phase_of_a_step_then_resume(phase, slow, extra, store, reference, tmp_path) -> None:
+    """Issue 32 item 12a: a SIGKILL while a step loads data, while a monitor runs, or in the middle of a
+    checkpoint write (its temporary file on disk) still resumes to the uninterrupted run's losses.
+    (Forward/backward: test_sigkill_after_checkpoint_then_resume_matches_uninterrupted.)"""
+    run = tmp_path / "run"
+    args = ["pretrain", "--data", str(store), "--out", str(run), "--no-progress", *TINY_PRETRAIN, "max_steps=8",
+            "checkpoint_every=4", *extra]  # fmt: skip
+    proc = start_cli(args, tmp_path, slow=slow, delay_s=0.3)
+    if (
+        phase == "checkpoint write"
+    ):  # the step-4 write has its temporary file on disk (the step-2 one is done)
+        wait_until(lambda: len(_steps_losses(run)) >= 4 and any(run.glob(".checkpoint.pt.tmp-*")), proc)
+    else:
+        wait_until(lambda: len(_steps_losses(run)) >= 5, proc)
+    kill_group(proc)
+    assert proc.returncode == -9 and not group_alive(proc.pid)
+    res = CliRunner().invoke(app, ["pretrain", "--resume", str(run), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    _assert_same(_steps_losses(run), reference)
+    assert not list(run.glob(".checkpoint.pt.tmp-*"))  # the killed write's temporary file is gone
