@@ -59,7 +59,6 @@ def demo(
     directories for `fmct predict`).
     """
     from rich.console import Console
-    from rich.table import Table
 
     from fmct.demo import SHIPPED_BACKBONE, DemoConfig, DemoConfigError, run_demo
 
@@ -91,21 +90,7 @@ def demo(
     except (RuntimeError, ValueError, FileNotFoundError) as e:
         console.print(f"[red]fmct demo: {e}[/]")
         raise typer.Exit(1) from None
-    table = Table(title="Macro AUROC over findings (mean over seeds, bootstrap 95 % CI)")
-    for col in ("model", "method", "labels", "test set", "macro AUROC [95 % CI]", "seeds"):
-        table.add_column(col, no_wrap=True)
-    for r in sorted(summary["rows"], key=lambda r: (r["test"], float(r["labels"]), r["model"])):
-        lo, hi = r["ci"]
-        share = f"{float(r['labels']):.0%}"
-        table.add_row(
-            r["model"],
-            r["method"],
-            share,
-            r["test"],
-            f"{r['auroc']:.3f} [{lo:.3f}, {hi:.3f}]",
-            str(r["n_seeds"]),
-        )
-    console.print(table)
+    console.print(_headline_table(summary["rows"]))
     console.print(_differences_table(summary["differences"]))
     console.print(f"models: {summary['models']['backbone']}  {summary['models']['classifier']}")
     console.print(f"report: [bold]{summary['report_html']}[/]  (numbers: {summary['report_json']})")
@@ -128,5 +113,26 @@ def _differences_table(rows: list[dict]):  # noqa: ANN202 - rich Table, imported
             r["test"],
             f"{r['diff']:+.3f} [{lo:+.3f}, {hi:+.3f}]",
             verdict,
+        )
+    return table
+
+
+def _headline_table(rows: list[dict]):  # noqa: ANN202 - rich Table, imported lazily
+    """Macro AUROC (mean over seeds, 95 % CI) per model × label fraction × test set."""
+    from rich.table import Table
+
+    table = Table(title="Macro AUROC over findings (mean over seeds, bootstrap 95 % CI)")
+    for col in ("model", "method", "labels", "test set", "macro AUROC [95 % CI]", "seeds"):
+        table.add_column(col, no_wrap=True)
+    for r in sorted(rows, key=lambda r: (r["test"], float(r["labels"]), r["model"])):
+        lo, hi = r["ci"]
+        share = f"{float(r['labels']):.0%}"
+        table.add_row(
+            r["model"],
+            r["method"],
+            share,
+            r["test"],
+            f"{r['auroc']:.3f} [{lo:.3f}, {hi:.3f}]",
+            str(r["n_seeds"]),
         )
     return table
