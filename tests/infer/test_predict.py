@@ -165,3 +165,20 @@ def test_predict_folder_with_two_series_errors_or_takes_the_thinnest(model_dir, 
     assert any("thinnest of 2" in w for w in entry["warnings"])
     res = runner.invoke(app, [*args[:-1], "all"])
     assert res.exit_code == 2 and "--series must be error or thinnest" in res.output
+
+
+@pytest.mark.parametrize("pooling", ["cls", "brain_max"])
+def test_python_api_and_cli_predict_give_identical_probabilities(
+    make_classifier, nifti_scan, tmp_path, pooling
+):
+    """One path from a model directory to a prediction: fmct.load_model(d).predict(x) and `fmct predict` agree
+    exactly on the same scan (same preprocessing, same model input, same pooling)."""
+    import fmct
+
+    d = make_classifier(seed=3, pooling=pooling).save_pretrained(tmp_path / "m")
+    api = fmct.load_model(d).predict(str(nifti_scan))
+    out = tmp_path / "r.json"
+    res = CliRunner().invoke(app, ["predict", "--model", str(d), str(nifti_scan), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    cli = json.loads(out.read_text())["results"][0]["probabilities"]
+    assert cli == api

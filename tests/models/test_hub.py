@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -103,34 +101,24 @@ def test_brain_max_pooling_needs_a_token_grid_and_a_wide_window(tiny_vit, prepro
 
 
 def test_predict_uses_preprocess_pipeline(tmp_path: Path, tiny_vit, preprocessing, monkeypatch) -> None:
-    """predict(path) = preprocess(path, PreprocessConfig.from_dict(...)) -> to_model_input -> probabilities."""
+    """predict(path) = preprocess(path, the model's PreprocessConfig) -> to_model_input -> probabilities (through
+    fmct.preprocess.model_input.model_input_for, the path `fmct predict` takes too)."""
+    import fmct.preprocess.pipeline as pipeline
     from fmct.io.volume import Volume
 
     calls: dict = {}
 
-    class FakeCfg:
-        @classmethod
-        def from_dict(cls, d):
-            calls["cfg"] = d
-            return cls()
-
     def fake_preprocess(src, cfg):
-        calls["src"] = src
+        calls["src"], calls["cfg"] = src, cfg
         arr = np.full((20, 18, 14), -1000, np.int16)
         arr[4:16, 4:14, 3:11] = 40
         return Volume(arr, np.eye(4), {})
 
-    fake = types.ModuleType("fmct.preprocess")
-    fake.PreprocessConfig = FakeCfg
-    fake.preprocess = fake_preprocess
-    import fmct.preprocess as real
-
-    fake.__path__ = real.__path__
-    monkeypatch.setitem(sys.modules, "fmct.preprocess", fake)
+    monkeypatch.setattr(pipeline, "preprocess", fake_preprocess)
     clf = ClassifierModel.from_backbone(tiny_vit, LABELS, preprocessing=preprocessing).eval()
     res = clf.predict("scan.nii.gz")
-    assert calls["src"] == "scan.nii.gz" and "input_size" not in calls["cfg"]
-    assert calls["cfg"]["windows"] == preprocessing["windows"]
+    assert calls["src"] == "scan.nii.gz" and isinstance(calls["cfg"], pipeline.PreprocessConfig)
+    assert [list(w) for w in calls["cfg"].windows] == [list(w) for w in preprocessing["windows"]]
     assert list(res) == LABELS
 
 

@@ -18,7 +18,6 @@ geometry, or the stored (already preprocessed) grid for ``STORE::scan_id`` input
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -71,14 +70,6 @@ def model_preprocessing(model: Any) -> dict[str, Any]:
     pre.setdefault("windows", [list(w) for w in DEFAULT_WINDOWS])
     pre.setdefault("spacing", 1.0)
     return pre
-
-
-def preprocess_config(pre: dict[str, Any]) -> Any:
-    """``fmct.preprocess.PreprocessConfig`` from a model's preprocessing dict (extra keys ignored)."""
-    from fmct.preprocess import PreprocessConfig
-
-    names = {f.name for f in dataclasses.fields(PreprocessConfig)}
-    return PreprocessConfig.from_dict({k: v for k, v in pre.items() if k in names})
 
 
 def probabilities(model: Any, x: torch.Tensor) -> np.ndarray:
@@ -215,8 +206,7 @@ def predict_one(
     """Predict one input; never raises for a bad scan (the entry gets ``"error"``). ``"input"`` is
     :func:`input_name` (``salt``: a salted hash, and so is a NIfTI file's scan id)."""
     from fmct.io.errors import ScanProblem
-    from fmct.preprocess import preprocess
-    from fmct.preprocess.model_input import to_model_input
+    from fmct.preprocess.model_input import model_input_for, preprocess_config_of
 
     labels = list(model.labels)
     pre = model_preprocessing(model)
@@ -231,9 +221,8 @@ def predict_one(
             source.meta["scan_id"] = namer.hash(spec)
         entry["scan_id"] = source.meta.get("scan_id")
         t0 = time.perf_counter()
-        cfg = preprocess_config(pre)
-        processed = preprocess(source, cfg) if not _already_matches(source, cfg, from_store) else source
-        x, grid_affine = to_model_input(processed, int(pre["input_size"]), pre["windows"])
+        reuse = _already_matches(source, preprocess_config_of(pre), from_store)
+        x, grid_affine, processed = model_input_for(source, pre, reuse=reuse)
         timings["preprocess_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         probs = probabilities(model, x[None])[0]

@@ -166,16 +166,14 @@ def embed_scan(model, spec: str, pooling: str = "cls", dim: int | None = None) -
     ``brain_max`` (as in :func:`load_index`); ``dim`` (the index width) is checked. Returns ``(D,)``."""
     import torch
 
-    from fmct.infer.predict import model_preprocessing, preprocess_config, read_input, resolve_model
-    from fmct.preprocess import preprocess
-    from fmct.preprocess.model_input import to_model_input
+    from fmct.infer.predict import model_preprocessing, read_input, resolve_model
+    from fmct.preprocess.model_input import model_input_for
 
     model = resolve_model(model)
     pre = model_preprocessing(model)
     vol, from_store = read_input(spec)
-    if not (from_store and np.allclose(vol.spacing, float(pre.get("spacing", 1.0)), atol=1e-3)):
-        vol = preprocess(vol, preprocess_config(pre))
-    x, _ = to_model_input(vol, int(pre["input_size"]), pre["windows"])
+    reuse = from_store and bool(np.allclose(vol.spacing, float(pre.get("spacing", 1.0)), atol=1e-3))
+    x, _, _ = model_input_for(vol, pre, reuse=reuse)
     with torch.inference_mode():
         out = model.backbone.forward_features(x[None])
         if pooling == "brain_max":

@@ -315,13 +315,10 @@ class ClassifierModel(_ModelDirectory, nn.Module):
             if x.ndim != 4:
                 raise ValueError(f"expected a (C, S, S, S) model input, got shape {tuple(x.shape)}")
             return x
-        from fmct.preprocess import PreprocessConfig, preprocess
-        from fmct.preprocess.model_input import to_model_input
+        from fmct.preprocess.model_input import model_input_for
 
-        pp = {k: v for k, v in self.preprocessing.items() if k != "input_size"}
-        vol = preprocess(path_or_volume, PreprocessConfig.from_dict(pp))
-        x, _ = to_model_input(vol, self.input_size, pp.get("windows", DEFAULT_WINDOWS))
-        return x
+        pre = {"windows": DEFAULT_WINDOWS, **self.preprocessing, "input_size": self.input_size}
+        return model_input_for(path_or_volume, pre)[0]
 
     def predict(self, path_or_volume: Any) -> dict[str, float]:
         """``{finding: probability}`` for one scan (a NIfTI path, DICOM folder, Volume or model input)."""

@@ -10,6 +10,7 @@ then resized to ``size³`` voxels: aspect ratio is kept, nothing is cut off.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -56,3 +57,36 @@ def to_model_input(
     """
     hu, grid_affine = cube_hu(volume, size)
     return apply_windows(hu, windows), grid_affine
+
+
+def preprocess_config_of(preprocessing: dict[str, Any]) -> Any:
+    """:class:`fmct.preprocess.PreprocessConfig` from a model's preprocessing dict (its other keys, such as
+    ``input_size``, ignored)."""
+    import dataclasses
+
+    from fmct.preprocess.pipeline import PreprocessConfig
+
+    names = {f.name for f in dataclasses.fields(PreprocessConfig)}
+    return PreprocessConfig.from_dict({k: v for k, v in preprocessing.items() if k in names})
+
+
+def model_input_for(
+    scan: Any, preprocessing: dict[str, Any], reuse: bool = False
+) -> tuple[torch.Tensor, np.ndarray, Volume]:
+    """THE path from a scan to what a model directory's network sees, used by ``ClassifierModel.predict``
+    and ``fmct predict`` alike: :func:`fmct.preprocess.preprocess` with the model's recorded preprocessing
+    (skipped when ``reuse``: a store scan already on the model's grid), then :func:`to_model_input`.
+
+    Args:
+        scan: a :class:`Volume`, or a path ``fmct.preprocess`` reads (NIfTI file, DICOM folder).
+        preprocessing: the model's ``config.json`` preprocessing (``input_size`` and ``windows`` included).
+
+    Returns:
+        ``x (C, S, S, S)``, the cube grid's affine ``(4, 4)`` and the preprocessed volume.
+    """
+    from fmct.preprocess.pipeline import preprocess
+
+    processed = scan if reuse else preprocess(scan, preprocess_config_of(preprocessing))
+    windows = preprocessing.get("windows") or DEFAULT_WINDOWS
+    x, grid_affine = to_model_input(processed, int(preprocessing["input_size"]), windows)
+    return x, grid_affine, processed
