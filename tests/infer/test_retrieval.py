@@ -148,7 +148,7 @@ def test_fmct_embed_layout_and_poolings(tmp_path):
     np.testing.assert_allclose(load_index(path)[1], cls)
     np.testing.assert_allclose(load_index(path, "mean_patch")[1], mean)
     np.testing.assert_allclose(load_index(path, "cls+mean")[1], np.concatenate([cls, mean], 1))
-    with pytest.raises(ValueError, match="pooling"):
+    with pytest.raises(ValueError, match="unknown readout .max."):
         load_index(path, "max")
     res = CliRunner().invoke(
         app, ["retrieve", "--index", str(path), "--query", "c", "--pooling", "cls+mean", "--json"]

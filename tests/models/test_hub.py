@@ -207,3 +207,28 @@ def test_model_card_front_matter(tmp_path: Path, tiny_vit, preprocessing) -> Non
         "not for clinical use",
     ):
         assert needle in text, needle
+
+
+def test_one_readout_list_and_old_mean_pooling_still_loads(tmp_path: Path, tiny_vit, preprocessing) -> None:
+    """The readout names come from fmct.models.readout; a classifier saved with the older pooling name
+    "mean" loads as "mean_patch" and pools the same; unknown names say the choices."""
+    import json
+
+    import torch
+
+    from fmct.models.readout import READOUTS, canonical_readout
+
+    assert READOUTS[0] == "brain_max" and canonical_readout("mean") == "mean_patch"
+    with pytest.raises(ValueError, match="use one of brain_max, cls, mean_patch, cls\\+mean"):
+        canonical_readout("max")
+    clf = ClassifierModel.from_backbone(
+        tiny_vit, LABELS, pooling="mean_patch", preprocessing=preprocessing
+    ).eval()
+    d = clf.save_pretrained(tmp_path / "c")
+    cfg = json.loads((d / "config.json").read_text())
+    assert cfg["head"]["pooling"] == "mean_patch"
+    cfg["head"]["pooling"] = "mean"  # as an older fmct wrote it
+    (d / "config.json").write_text(json.dumps(cfg))
+    old = load_model(d)
+    x = torch.rand(1, 3, 16, 16, 16)
+    torch.testing.assert_close(old.predict_proba(x), clf.predict_proba(x))

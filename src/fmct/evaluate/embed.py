@@ -45,22 +45,23 @@ class Embeddings:
     brain_max: np.ndarray | None = None
 
     def feature(self, kind: str = "cls+mean") -> np.ndarray:
-        """Probe features: ``"cls"``, ``"mean_patch"``, ``"cls+mean"`` (concatenation, ``(n, 2D)``) or
-        ``"brain_max"`` (max over intracranial patch tokens; only in files written by ``embed_store``)."""
+        """Probe features of a readout (:mod:`fmct.models.readout`): ``"cls"``, ``"mean_patch"``, ``"cls+mean"``
+        (concatenation, ``(n, 2D)``) or ``"brain_max"`` (only in files written by ``embed_store``)."""
+        from fmct.models.readout import canonical_readout
+
+        kind = canonical_readout(kind)
         if kind == "cls":
             return self.cls
-        if kind in ("mean", "mean_patch"):
+        if kind == "mean_patch":
             return self.mean_patch
         if kind == "cls+mean":
             return np.concatenate([self.cls, self.mean_patch], axis=1)
-        if kind == "brain_max":
-            if self.brain_max is None:
-                raise ValueError(
-                    "these embeddings have no brain_max column (made by an older fmct); "
-                    "re-run `fmct embed` with a new --out to add it (a rerun on the same file skips done scans)"
-                )
-            return self.brain_max
-        raise ValueError(f"unknown feature kind {kind!r}; use cls, mean_patch, cls+mean or brain_max")
+        if self.brain_max is None:
+            raise ValueError(
+                "these embeddings have no brain_max column (made by an older fmct); "
+                "re-run `fmct embed` with a new --out to add it (a rerun on the same file skips done scans)"
+            )
+        return self.brain_max
 
     def select(self, scan_ids: Sequence[str]) -> Embeddings:
         """Rows for ``scan_ids`` in that order (KeyError naming the first missing id)."""

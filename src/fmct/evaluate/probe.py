@@ -158,16 +158,6 @@ def _fit_linear_probe(
     return LinearProbe(list(findings), mean, scale, coef, intercept, chosen, status)
 
 
-#: embeddings feature kind -> pooling name of a saved linear classifier head (fmct.models.hub)
-FEATURE_TO_POOLING = {
-    "cls": "cls",
-    "mean_patch": "mean",
-    "mean": "mean",
-    "cls+mean": "cls+mean",
-    "brain_max": "brain_max",
-}
-
-
 def save_probe_classifier(
     probe: LinearProbe,
     backbone: object,
@@ -194,13 +184,14 @@ def save_probe_classifier(
         backbone = load_model(backbone)
     if isinstance(backbone, ClassifierModel):
         backbone = backbone.as_backbone()
-    if feature not in FEATURE_TO_POOLING:
-        raise ValueError(f"unknown feature {feature!r}")
+    from fmct.models.readout import canonical_readout
+
+    feature = canonical_readout(feature)
     clf = ClassifierModel.from_backbone(
         backbone,
         list(probe.findings),
         head_type="linear",
-        pooling=FEATURE_TO_POOLING[feature],
+        pooling=feature,
         name=name,
         training={
             "task": "linear_probe",

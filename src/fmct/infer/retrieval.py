@@ -16,9 +16,6 @@ import numpy as np
 _NON_EMBEDDING = {"scan_id", "patient_id", "study_id", "site", "split", "status", "source", "view"}
 
 
-POOLINGS: tuple[str, ...] = ("cls", "mean_patch", "cls+mean", "brain_max")
-
-
 def _stack(col) -> np.ndarray:
     return (
         np.stack([np.asarray(v, dtype=np.float32) for v in col]) if len(col) else np.zeros((0, 0), np.float32)
@@ -41,8 +38,9 @@ def load_index(path: str | Path, pooling: str = "cls") -> tuple[list[str], np.nd
     """
     import pandas as pd
 
-    if pooling not in POOLINGS:
-        raise ValueError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
+    from fmct.models.readout import canonical_readout
+
+    pooling = canonical_readout(pooling)
     df = pd.read_parquet(path)
     if "scan_id" not in df.columns:
         raise ValueError(f"{path}: no 'scan_id' column (columns: {list(df.columns)[:8]}...)")

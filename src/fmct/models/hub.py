@@ -25,13 +25,13 @@ from fmct.fileperm import as_umask
 from fmct.models.factory import architecture_of, build_backbone
 from fmct.models.heads import AttentiveClassifier, LinearClassifier
 from fmct.models.model_card import render_model_card
+from fmct.models.readout import canonical_readout, pool_tokens, readout_width
 from fmct.preprocess.windows import DEFAULT_WINDOWS
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
-POOLINGS = ("cls", "mean", "cls+mean", "brain_max")
 KINDS = ("backbone", "classifier")
 
 
@@ -44,22 +44,8 @@ def _version() -> str:
 def pool_features(
     out: dict[str, torch.Tensor], pooling: str = "cls", brain_fractions: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Pool ``forward_features`` output to ``(B, F)``: ``cls`` (D), ``mean`` of patches (D), ``cls+mean`` (2D),
-    ``brain_max`` (D: max over the intracranial patches; needs their ``(B, N)`` ``brain_fractions``,
-    :func:`fmct.preprocess.brain_mask.input_patch_fractions`)."""
-    if pooling == "brain_max":
-        from fmct.preprocess.brain_mask import brain_max_tokens
-
-        if brain_fractions is None:
-            raise ValueError("brain_max pooling needs the patches' intracranial fractions")
-        return brain_max_tokens(out["patch"], brain_fractions)
-    if pooling == "cls":
-        return out["cls"]
-    if pooling == "mean":
-        return out["patch"].mean(1)
-    if pooling == "cls+mean":
-        return torch.cat([out["cls"], out["patch"].mean(1)], dim=-1)
-    raise ValueError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
+    """Pool ``forward_features`` output to ``(B, F)`` (:func:`fmct.models.readout.pool_tokens`)."""
+    return pool_tokens(out, pooling, brain_fractions)
 
 
 def _brain_grid(backbone: nn.Module) -> Any:
@@ -207,8 +193,8 @@ def build_head(head: dict[str, Any], n_labels: int) -> nn.Module:
     ``{"type": "attentive", "in_features", "num_heads"}`` (attentive heads read patch tokens)."""
     kind = head.get("type")
     if kind == "linear":
-        if head.get("pooling", "cls") not in POOLINGS:
-            raise ValueError(f"unknown pooling {head.get('pooling')!r}; choose one of {POOLINGS}")
+        if head.get("pooling", "cls") != "tokens":
+            canonical_readout(head.get("pooling", "cls"))
         return LinearClassifier(int(head["in_features"]), n_labels)
     if kind == "attentive":
         return AttentiveClassifier(
@@ -278,8 +264,8 @@ class ClassifierModel(_ModelDirectory, nn.Module):
         if head_type == "linear":
             head_cfg = {
                 "type": "linear",
-                "in_features": 2 * d if pooling == "cls+mean" else d,
-                "pooling": pooling,
+                "in_features": readout_width(pooling, d),
+                "pooling": canonical_readout(pooling),
             }
         else:
             head_cfg = {"type": head_type, "in_features": d, "num_heads": num_heads, "pooling": "tokens"}
