@@ -2,10 +2,11 @@
 
 Stages (each reused when re-run; delete its folder to redo it)::
 
-    cohort/   fmct synth: site a pool (unlabelled, pretraining), site a labelled (train/val/ID test),
-              sites b and c (external, OOD test)
-    store_pool/, store_eval/   fmct ingest (the pool and the labelled scans never share a store)
-    runs/ssl/ fmct pretrain (configs/demo-cpu.yaml: DINO + iBOT + KoLeo, tiny 3D ViT)
+    cohort/   fmct synth: site a labelled (train/val/ID test), sites b and c (external, OOD test); with
+              pretraining in the demo also a site a pool (unlabelled)
+    store_eval/  fmct ingest of the labelled scans
+    backbone  the given one (``DemoConfig.backbone``; the CLI passes the shipped weights/demo-vit), or
+              store_pool/ + runs/ssl/: fmct ingest of the pool and fmct pretrain (configs/demo-cpu.yaml)
     report/   fmct evaluate: SSL linear probe vs the same ViT at random init (frozen; both read the max
               over the intracranial patch tokens, ``brain_max``) vs a 3D ResNet trained from scratch vs a
               logistic regression on the intracranial HU histogram, at several label fractions; ID vs
@@ -62,9 +63,8 @@ class DemoConfig:
     scratch_epochs: int = 6
     scratch_fractions: list[float] = field(default_factory=lambda: [0.1, 1.0])
     scratch_seeds: list[int] = field(default_factory=lambda: [0])
-    histogram_size: int = (
-        48  # cube edge of the intracranial HU-histogram reference (fmct.evaluate.hu_histogram)
-    )
+    #: cube edge of the intracranial HU-histogram reference (fmct.evaluate.hu_histogram)
+    histogram_size: int = 48
     n_boot: int = 1000
     #: frozen-feature readout of the SSL and random-init probes and of the exported classifier: the max
     #: over the intracranial patch tokens (docs/results.md "Reading the brain, not the head"); or cls+mean, cls, ...
@@ -144,16 +144,6 @@ def _pool_and_pretrain(
     run = out / "runs" / "ssl"
     stages.run("pretrain", lambda: _pretrain(out / "store_pool", run, tcfg), pre_fp)
     return run / "model", pre_fp
-
-
-def _file_sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class DemoConfigError(ValueError):
@@ -359,7 +349,8 @@ def run_demo(
     )
     if cfg.backbone:
         backbone = Path(cfg.backbone)
-        pre_fp = {**store_fp, "backbone_sha256": _file_sha256(backbone / "model.safetensors")}
+        # its config.json holds the weights' SHA-256: new weights redo the evaluation
+        pre_fp = {**store_fp, "backbone_config": (backbone / "config.json").read_text()}
         log(
             f"backbone: {backbone} (shipped weights; `fmct demo --pretrain` pretrains one in the demo's budget)"
         )
