@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from fmct.io.volume import Volume
+
+sys.path.insert(0, str(Path(__file__).parent))  # geomcases: the affines the geometry tests share
 
 
 def world_grid(shape, affine) -> np.ndarray:

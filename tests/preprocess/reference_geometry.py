@@ -28,6 +28,7 @@ from fmct.preprocess.geometry import (  # unchanged by the speed work: shared, n
     AxisMap,
     _corner_indices,
     is_axis_aligned,
+    ras_order_matrix,
     snapped_affine,
 )
 
@@ -62,20 +63,10 @@ def _resample_aligned(
     aff = snapped_affine(affine, axes) @ to_src
     # permute source axes into RAS order, then flip the reversed ones
     res = res.permute(*axes.perm)
-    perm_m = np.zeros((4, 4))
-    perm_m[3, 3] = 1.0
-    for k, src in enumerate(axes.perm):
-        perm_m[src, k] = 1.0
-    aff = aff @ perm_m
     flips = [k for k in range(3) if axes.flip[k]]
     if flips:
         res = torch.flip(res, flips)
-        flip_m = np.eye(4)
-        for k in flips:
-            flip_m[k, k] = -1.0
-            flip_m[k, 3] = res.shape[k] - 1
-        aff = aff @ flip_m
-    return res.contiguous(), aff
+    return res.contiguous(), aff @ ras_order_matrix(axes, tuple(res.shape))
 
 
 def _resample_oblique(

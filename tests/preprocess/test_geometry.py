@@ -1,40 +1,13 @@
 import numpy as np
 import pytest
+from geomcases import CASES
+from geomcases import affine_from as _affine
+from geomcases import rot_z as _rot_z
 
 from fmct.preprocess import PreprocessConfig, preprocess
 from fmct.preprocess.geometry import is_axis_aligned, nearest_axis_map, to_ras_isotropic
 
 MARKER = (6.0, -4.0, 9.0)
-
-
-def _affine(cols, origin):
-    a = np.eye(4)
-    a[:3, :3] = np.asarray(cols, dtype=np.float64).T  # rows given = columns of the affine
-    a[:3, 3] = origin
-    return a
-
-
-def _rot_z(deg):
-    t = np.deg2rad(deg)
-    return np.array([[np.cos(t), -np.sin(t), 0], [np.sin(t), np.cos(t), 0], [0, 0, 1.0]])
-
-
-CASES = {
-    # LPS-like: array x runs to the left, y to the back; anisotropic 0.5 x 0.5 x 2.5 mm
-    "lps_anisotropic": ((100, 100, 22), _affine([[-0.7, 0, 0], [0, -0.7, 0], [0, 0, 2.5]], [35, 35, -25])),
-    # permuted: array axes are (S, R, A), z flipped
-    "permuted": ((26, 64, 60), _affine([[0, 0, -2.0], [1.0, 0, 0], [0, 1.1, 0]], [-32, -33, 25])),
-    # gantry tilt 20 degrees: slices shear along y
-    "tilted": (
-        (64, 64, 24),
-        _affine([[1.0, 0, 0], [0, 1.0, 0], [0, 2.5 * np.tan(np.deg2rad(20)), 2.5]], [-32, -45, -29]),
-    ),
-    # rotated 30 degrees about z
-    "rotated": (
-        (64, 64, 30),
-        np.r_[np.c_[_rot_z(30) * [1.0, 1.0, 2.0], [10.0, -40.0, -29.0]], [[0, 0, 0, 1]]],
-    ),
-}
 
 
 @pytest.mark.parametrize("name", list(CASES))

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from geomcases import CASES as SHARED_CASES
+from geomcases import affine_from
 
 from fmct.io.volume import Volume
 from fmct.preprocess import PreprocessConfig, preprocess
@@ -34,33 +36,12 @@ def _reference():
     return sys.modules[name]
 
 
-def _affine(cols, origin):
-    a = np.eye(4)
-    a[:3, :3] = np.asarray(cols, dtype=np.float64).T
-    a[:3, 3] = origin
-    return a
-
-
-def _rot_z(deg):
-    t = np.deg2rad(deg)
-    return np.array([[np.cos(t), -np.sin(t), 0], [np.sin(t), np.cos(t), 0], [0, 0, 1.0]])
-
-
 CASES = {
-    "lps_anisotropic": ((100, 100, 22), _affine([[-0.7, 0, 0], [0, -0.7, 0], [0, 0, 2.5]], [35, 35, -25])),
-    "permuted": ((26, 64, 60), _affine([[0, 0, -2.0], [1.0, 0, 0], [0, 1.1, 0]], [-32, -33, 25])),
-    "upsampled_z": ((70, 70, 12), _affine([[0.45, 0, 0], [0, 0.45, 0], [0, 0, 5.0]], [-16, -16, -30])),
-    "tilted": (
-        (64, 64, 24),
-        _affine([[1.0, 0, 0], [0, 1.0, 0], [0, 2.5 * np.tan(np.deg2rad(20)), 2.5]], [-32, -45, -29]),
-    ),
+    **SHARED_CASES,
+    "upsampled_z": ((70, 70, 12), affine_from([[0.45, 0, 0], [0, 0.45, 0], [0, 0, 5.0]], [-16, -16, -30])),
     "tilted_lps": (  # LPS->RAS flips, the shear negative, pixels smaller than 1 mm
         (80, 80, 20),
-        _affine([[-0.5, 0, 0], [0, -0.5, 0], [0, -2.0 * np.tan(np.deg2rad(16.5)), 2.0]], [20, 30, -19]),
-    ),
-    "rotated": (
-        (64, 64, 30),
-        np.r_[np.c_[_rot_z(30) * [1.0, 1.0, 2.0], [10.0, -40.0, -29.0]], [[0, 0, 0, 1]]],
+        affine_from([[-0.5, 0, 0], [0, -0.5, 0], [0, -2.0 * np.tan(np.deg2rad(16.5)), 2.0]], [20, 30, -19]),
     ),
 }
 

@@ -75,6 +75,22 @@ def snapped_affine(affine: np.ndarray, axes: AxisMap) -> np.ndarray:
     return out
 
 
+def ras_order_matrix(axes: AxisMap, ras_shape: tuple[int, ...]) -> np.ndarray:
+    """``(4, 4)`` index map from an array put in RAS order (source axes permuted by ``axes.perm``, then the
+    ``axes.flip`` axes reversed; its shape ``ras_shape``) back to the source array's indices: the source
+    affine times this matrix is the RAS array's affine."""
+    m = np.zeros((4, 4))
+    m[3, 3] = 1.0
+    for k, src in enumerate(axes.perm):
+        m[src, k] = 1.0
+    flip_m = np.eye(4)
+    for k in range(3):
+        if axes.flip[k]:
+            flip_m[k, k] = -1.0
+            flip_m[k, 3] = ras_shape[k] - 1
+    return m @ flip_m
+
+
 def _corner_indices(shape: tuple[int, ...]) -> np.ndarray:
     """``(8, 4)`` homogeneous voxel indices of the corner voxel centres."""
     ranges = [(0, max(n - 1, 0)) for n in shape]
@@ -147,20 +163,12 @@ def _resample_aligned(
     aff = snapped_affine(affine, axes) @ to_src
     # permute source axes into RAS order, then flip the reversed ones
     res = res.transpose(axes.perm)
-    perm_m = np.zeros((4, 4))
-    perm_m[3, 3] = 1.0
-    for k, s in enumerate(axes.perm):
-        perm_m[s, k] = 1.0
-    aff = aff @ perm_m
     flips = [k for k in range(3) if axes.flip[k]]
     if flips:
         res = res[tuple(slice(None, None, -1) if k in flips else slice(None) for k in range(3))]
-        flip_m = np.eye(4)
-        for k in flips:
-            flip_m[k, k] = -1.0
-            flip_m[k, 3] = res.shape[k] - 1
-        aff = aff @ flip_m
-    return res, aff  # a transposed/flipped view: the head crop (or the int16 cast) copies it in C order
+    return res, aff @ ras_order_matrix(
+        axes, res.shape
+    )  # a transposed/flipped view: the head crop (or the int16 cast) copies it in C order
 
 
 def _oblique_grid(shape: tuple[int, ...], affine: np.ndarray, spacing: float, world_box) -> tuple:
