@@ -108,3 +108,22 @@ def load_classifier(model: Any, command: str, hint: str) -> Any:
     if not hasattr(clf, "labels"):
         usage(f"{model} is a backbone without a classifier head; {hint}")
     return clf
+
+
+def device_option(what: str = "Where the model runs") -> Any:
+    """The ``--device`` option of the commands that run a network (resolve it with
+    :func:`resolve_device_option`); ``what`` starts its help."""
+    from fmct.device import DEVICE_CHOICES
+
+    return typer.Option("auto", "--device", help=f"{what}: {DEVICE_CHOICES}.")
+
+
+def resolve_device_option(spec: str) -> Any:
+    """The ``torch.device`` of a ``--device`` value, or exit 2 with one sentence (a GPU asked for that this
+    machine does not have, or an unknown name)."""
+    from fmct.device import resolve_device
+
+    try:
+        return resolve_device(spec)
+    except ValueError as e:
+        usage(f"--device: {e}")

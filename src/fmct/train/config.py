@@ -24,7 +24,7 @@ DEFAULTS: dict[str, Any] = {
     "labels": None,  # labels.csv for the kNN AUROC monitor
     "knn_max_scans": 96,
     "precision": "auto",  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
-    "device": "auto",
+    "device": "auto",  # auto (the GPU when one is visible, else CPU) | cpu | cuda | cuda:N
     "clip_grad": 3.0,
     "export": True,
     "snapshot_every": 0,  # steps; > 0 also exports the teacher backbone to RUN/snapshots/step-NNNNNN
@@ -190,7 +190,7 @@ def check_values(cfg: Mapping[str, Any]) -> None:
     """Raise ``ValueError`` for values of a resolved config that cannot work together (keys are checked by
     :func:`check_keys`): numeric keys outside :data:`RANGES`; two-number keys (:func:`_check_lists`);
     ``best_by`` must name a kNN monitor key and needs ``labels``; ``snapshot_every`` is a whole number of
-    steps >= 0."""
+    steps >= 0; ``device`` must name a device this machine has (:func:`fmct.device.resolve_device`)."""
     _check_ranges(cfg)
     _check_lists(cfg)
     from fmct.ssl.mae import LOSS_PATCHES
@@ -214,6 +214,12 @@ def check_values(cfg: Mapping[str, Any]) -> None:
     snap = cfg.get("snapshot_every", 0)
     if isinstance(snap, bool) or not isinstance(snap, int) or snap < 0:
         raise ValueError(f"snapshot_every must be a whole number of steps >= 0, got {snap!r}")
+    from fmct.device import resolve_device
+
+    try:  # a GPU asked for on a machine without one: a clear error now, not a CUDA error mid-run
+        resolve_device(cfg.get("device", "auto"))
+    except ValueError as e:
+        raise ValueError(f"config key 'device': {e}") from None
 
 
 def resolve_config(path: str | Path | None, overrides: Iterable[str] = ()) -> dict[str, Any]:

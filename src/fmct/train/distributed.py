@@ -32,13 +32,16 @@ class DistInfo:
 def init_distributed(device: str = "auto") -> DistInfo:
     """Initialise the process group when launched by torchrun; pick the device.
 
-    ``device``: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+    ``device``: see :func:`fmct.device.resolve_device` (``auto`` and ``cuda`` pick the GPU of ``LOCAL_RANK``);
+    a GPU asked for but not there raises :class:`fmct.device.DeviceUnavailable`.
     """
-    use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
+    from fmct.device import resolve_device
+
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    dev = torch.device("cuda", local) if use_cuda else torch.device("cpu")
+    dev = resolve_device(device, local_rank=local)
+    use_cuda = dev.type == "cuda"
     if use_cuda:
         torch.cuda.set_device(dev)
     if world > 1 and not dist.is_initialized():
