@@ -109,6 +109,8 @@ def test_finetune_and_evaluate_commands(tmp_path, tiny_model_dir) -> None:  # ty
             "lora",
             "--batch-size",
             "8",
+            "--device",
+            "cpu",
         ],
     )
     assert r.exit_code == 0, r.output
@@ -130,12 +132,15 @@ def test_finetune_and_evaluate_commands(tmp_path, tiny_model_dir) -> None:  # ty
             f"m2={tiny_model_dir}",
             "--feature",
             "cls+mean",
+            "--device",
+            "cpu",
         ],
     )
     assert r.exit_code == 0, r.output
     assert "warning: 2 of 32 labelled scan(s) have no scan in the store" in r.output.replace("\n", "")
     rep = json.loads((tmp_path / "ev" / "report.json").read_text())
     assert {x["model"] for x in rep["results"]} == {"emb", "m2"}
+    assert rep["meta"]["config"]["device"] == "cpu"  # the device the networks ran on is in the report
     assert (tmp_path / "ev" / "report.html").is_file()
 
 

@@ -172,3 +172,27 @@ def test_nan_and_inf_embeddings_are_refused_naming_file_scans_and_kind(tmp_path)
         ],
     )
     assert r.exit_code == 1 and "NaN in cls of 6 scan(s)" in r.output.replace("\n", ""), r.output
+
+
+def test_cpu_device_embeds_exactly_as_a_plain_fp32_forward_pass(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """--device cpu (and auto on a machine without a GPU) changes no number: no autocast, no dtype change."""
+    from fmct.evaluate.embed import StoreInputs, embed_batch
+
+    store = MemoryStore(make_labels(5))
+    torch.manual_seed(0)
+    m = tiny_backbone().eval()
+    x = torch.stack([StoreInputs(store, store.scan_ids, 16)[i][1] for i in range(5)])
+    res = embed_batch(m, x)
+    with torch.no_grad():
+        plain = m.backbone.forward_features(x)
+    assert res["cls"].dtype == np.float32
+    np.testing.assert_array_equal(res["cls"], plain["cls"].numpy())
+    np.testing.assert_array_equal(res["patch"], plain["patch"].numpy())
+    a = load_embeddings(embed_store(m, store, tmp_path / "a.parquet", batch_size=5, progress=False))
+    b = load_embeddings(
+        embed_store(m, store, tmp_path / "b.parquet", batch_size=5, progress=False, device="cpu")
+    )
+    np.testing.assert_array_equal(a.cls, plain["cls"].numpy())
+    for col in ("cls", "mean_patch", "brain_max"):
+        np.testing.assert_array_equal(getattr(a, col), getattr(b, col))
+    np.testing.assert_array_equal(np.asarray(a.patch), np.asarray(b.patch))

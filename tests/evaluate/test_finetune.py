@@ -88,3 +88,18 @@ def test_lora_refuses_resnet(setup) -> None:  # type: ignore[no-untyped-def]
 def test_finetune_config_refuses_values_that_cannot_train(kwargs, match) -> None:
     with pytest.raises(ValueError, match=match):
         FinetuneConfig(**kwargs)
+
+
+def test_cpu_device_trains_the_same_weights(setup) -> None:  # type: ignore[no-untyped-def]
+    """finetune(device="cpu") is today's CPU run: same weights, history and predictions to the bit."""
+    st, tr, ytr, va, yva, te = setup
+    runs = []
+    for device in (None, "cpu"):
+        torch.manual_seed(0)
+        model = build_model(tiny_backbone(), FINDINGS3)
+        cfg = FinetuneConfig(epochs=2, lr=1e-3, batch_size=8)
+        model, info = finetune(model, st, tr[:16], ytr[:16], va, yva, FINDINGS3, cfg, device=device)
+        runs.append((model.state_dict(), info["history"], predict_scans(model, st, te)))
+    (w0, h0, p0), (w1, h1, p1) = runs
+    assert all(torch.equal(w0[k], w1[k]) for k in w0) and h0 == h1
+    np.testing.assert_array_equal(p0, p1)

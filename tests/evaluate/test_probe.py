@@ -83,3 +83,11 @@ def test_saved_probe_classifier_predicts_like_the_probe(tmp_path) -> None:  # ty
     clf = load_model(d)
     assert clf.kind == "classifier" and clf.labels == ["ich", "sdh"]
     np.testing.assert_allclose(clf.predict_proba(x).numpy(), p.predict_proba(feats), atol=1e-4)
+
+
+def test_attentive_probe_on_the_cpu_device_is_unchanged(data) -> None:  # type: ignore[no-untyped-def]
+    emb, y = data
+    args = (emb.patch[:60], y[:60], emb.patch[60:90], y[60:90], FINDINGS3)
+    a = fit_attentive_probe(*args, epochs=3, num_heads=2)
+    b = fit_attentive_probe(*args, epochs=3, num_heads=2, device="cpu")
+    np.testing.assert_array_equal(a.predict_proba(emb.patch[90:]), b.predict_proba(emb.patch[90:]))

@@ -139,6 +139,7 @@ def test_predict_dicom_folder_and_skipped_series(model_dir, tmp_path):
         shutil.copy(f, few / f.name)
     ok, skipped = predict_paths(model_dir, [str(series), str(few)])
     assert ok["status"] == "ok" and ok["scan_id"] == series.name, ok.get("error")
+    assert ok["patient_id"].startswith("p-") and ok["study_id"].startswith("t-")  # pseudonymous (fmct.io.ids)
     assert any("slice thickness" in w for w in ok["warnings"])  # 7.2 mm slices at this tiny matrix size
     assert skipped["status"] in ("skipped", "failed") and skipped["error"] and "probabilities" not in skipped
 
@@ -182,3 +183,27 @@ def test_python_api_and_cli_predict_give_identical_probabilities(
     assert res.exit_code == 0, res.output
     cli = json.loads(out.read_text())["results"][0]["probabilities"]
     assert cli == api
+
+
+def test_cpu_device_predicts_exactly_as_a_plain_fp32_forward_pass(
+    model_dir, classifier, nifti_scan, tmp_path
+):
+    """--device cpu (and auto without a GPU) changes no number: the probabilities are those of an fp32
+    forward pass, in the CLI, predict_paths and ClassifierModel.predict alike."""
+    import torch
+
+    from fmct.infer.predict import probabilities
+
+    x = classifier.model_input(str(nifti_scan))[None]
+    with torch.no_grad():
+        plain = torch.sigmoid(classifier(x)).numpy().astype(np.float64)
+    np.testing.assert_array_equal(probabilities(classifier, x), plain)
+    api = classifier.predict(str(nifti_scan), device="cpu")
+    assert list(api.values()) == [float(p) for p in plain[0]]
+    (entry,) = predict_paths(model_dir, [str(nifti_scan)], device="cpu")
+    assert entry["probabilities"] == api
+    out = tmp_path / "r.json"
+    args = ["predict", "--model", str(model_dir), str(nifti_scan), "--out", str(out), "--device", "cpu"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert json.loads(out.read_text())["results"][0]["probabilities"] == api

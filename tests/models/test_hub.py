@@ -232,3 +232,21 @@ def test_one_readout_list_and_old_mean_pooling_still_loads(tmp_path: Path, tiny_
     old = load_model(d)
     x = torch.rand(1, 3, 16, 16, 16)
     torch.testing.assert_close(old.predict_proba(x), clf.predict_proba(x))
+
+
+def test_load_model_places_the_model_on_the_device_asked_for(
+    tmp_path: Path, tiny_vit, preprocessing, monkeypatch
+) -> None:
+    from fmct.device import DeviceUnavailable
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    d = ClassifierModel.from_backbone(tiny_vit, LABELS, preprocessing=preprocessing).save_pretrained(
+        tmp_path / "c"
+    )
+    for where in ("cpu", "auto", torch.device("cpu")):
+        m = api_load_model(d, map_location=where)
+        assert {p.device.type for p in m.parameters()} == {"cpu"} and not m.training
+    with pytest.raises(DeviceUnavailable, match="'cuda:0' asked for but no CUDA GPU is visible"):
+        load_model(d, map_location="cuda:0")
+    with pytest.raises(ValueError, match="unknown device 'gpu'"):
+        load_model(d, map_location="gpu")

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from fmct.commands._common import device_option
+
 
 def embed(
     model: Path = typer.Option(
@@ -24,15 +26,17 @@ def embed(
     no_patch: bool = typer.Option(
         False, "--no-patch", help="Do not keep patch tokens (attentive probe needs them)."
     ),
+    device: str = device_option(),
 ) -> None:
     """Embed every usable scan of a store with a model: one row per scan (scan_id, cls, mean_patch).
 
     Patch tokens are saved beside the output as `<name>.patch.npy` (float16). The run is resumable:
     scans already in the output (or in its part files from an interrupted run) are skipped.
     """
-    from fmct.commands._common import run_or_fail, usage
+    from fmct.commands._common import resolve_device_option, run_or_fail, usage
     from fmct.evaluate.embed import embed_store, load_embeddings
 
+    dev = resolve_device_option(device)  # first: a GPU asked for and missing is said before anything else
     if not model.exists():
         usage(f"{model}: no such model directory")
     if not (data / "manifest.parquet").exists():
@@ -47,6 +51,7 @@ def embed(
         batch_size=batch_size,
         workers=workers if workers >= 2 else 0,
         keep_patch=not no_patch,
+        device=dev,
     )
     emb = load_embeddings(out, with_patch=False)
     typer.echo(f"wrote {out}: {len(emb.scan_ids)} scans, dim {emb.cls.shape[1] if emb.cls.size else 0}")

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from fmct.commands._common import device_option
+
 
 def probe(
     embeddings: Path = typer.Option(
@@ -46,14 +48,16 @@ def probe(
         None, "--model", "-m", help="The model directory that produced the embeddings."
     ),
     no_plots: bool = typer.Option(False, "--no-plots", help="Skip ROC/PR and reliability plots."),
+    device: str = device_option("Where the attentive probe trains (linear and kNN run on the CPU)"),
 ) -> None:
     """Fit probes on the training split (C / k / epoch chosen on validation), score the ID test split
     and the other sites (OOD), with bootstrap 95% CIs. Findings with one class in train are n/a.
     """
-    from fmct.commands._common import parse_list, run_or_fail, seeds_option, usage
+    from fmct.commands._common import parse_list, resolve_device_option, run_or_fail, seeds_option, usage
     from fmct.evaluate.embed import load_embeddings
     from fmct.evaluate.protocol import ProtocolConfig, run_protocol
 
+    dev = resolve_device_option(device)
     if save_classifier is not None and model is None:
         usage("--save-classifier needs --model (the backbone that produced the embeddings)")
     emb = run_or_fail(load_embeddings, embeddings)
@@ -69,6 +73,7 @@ def probe(
             "n_boot": n_boot,
             "train_site": train_site,
             "plots": not no_plots,
+            "device": str(dev),
         },
     )
     if not cfg.fractions and not cfg.shots:

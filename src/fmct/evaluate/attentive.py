@@ -53,15 +53,19 @@ class AttentiveProbe:
     ok: np.ndarray
 
     def predict_proba(self, tokens: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """``(n, N, D) -> (n, F)`` probabilities; NaN for n/a findings."""
+        """``(n, N, D) -> (n, F)`` probabilities (computed where the module is, in fp32); NaN for n/a
+        findings."""
         import torch
 
+        from fmct.device import module_device
+
         self.module.eval()  # type: ignore[attr-defined]
+        dev = module_device(self.module)
         outs = []
         with torch.inference_mode():
             for i in range(0, len(tokens), batch_size):
-                x = torch.as_tensor(np.asarray(tokens[i : i + batch_size], dtype=np.float32))
-                outs.append(torch.sigmoid(self.module(x)).numpy())  # type: ignore[operator]
+                x = torch.as_tensor(np.asarray(tokens[i : i + batch_size], dtype=np.float32)).to(dev)
+                outs.append(torch.sigmoid(self.module(x)).cpu().numpy())  # type: ignore[operator]
         p = np.concatenate(outs) if outs else np.zeros((0, len(self.findings)))
         p = p.astype(np.float64)
         p[:, ~self.ok] = np.nan
@@ -81,15 +85,20 @@ def fit_attentive_probe(
     patience: int = 5,
     num_heads: int = 4,
     seed: int = 0,
+    device: object = None,
 ) -> AttentiveProbe:
     """Train :class:`fmct.models.heads.AttentiveClassifier` on patch tokens ``(n, N, D)``.
 
     Masked BCE with ``pos_weight``; the epoch with the best validation macro AUROC is kept (early
     stopping after ``patience`` epochs without improvement). Without a usable val split, the last
     epoch is kept.
+
+    ``device``: train there (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``; default the CPU), in fp32; the
+    tokens stay in host memory and go to the device one batch at a time.
     """
     import torch
 
+    from fmct.device import place
     from fmct.models.heads import AttentiveClassifier
 
     y_train = np.asarray(y_train, dtype=np.float64)
@@ -101,9 +110,10 @@ def fit_attentive_probe(
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     module = AttentiveClassifier(d, len(findings), num_heads=heads)
+    dev = place(module, device)
     opt = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=weight_decay)
-    target = torch.as_tensor(np.where(ok[None, :], y_train, np.nan), dtype=torch.float32)
-    pw = torch.as_tensor(pos_weight(y_train), dtype=torch.float32)
+    target = torch.as_tensor(np.where(ok[None, :], y_train, np.nan), dtype=torch.float32, device=dev)
+    pw = torch.as_tensor(pos_weight(y_train), dtype=torch.float32, device=dev)
     x_all = torch.as_tensor(np.asarray(tok_train, dtype=np.float32))
     probe = AttentiveProbe(list(findings), module, ok)
     best, best_state, bad = -np.inf, copy.deepcopy(module.state_dict()), 0
@@ -113,7 +123,7 @@ def fit_attentive_probe(
         perm = torch.randperm(len(x_all), generator=g)
         for i in range(0, len(perm), batch_size):
             idx = perm[i : i + batch_size]
-            loss = masked_bce(module(x_all[idx]), target[idx], pw)
+            loss = masked_bce(module(x_all[idx].to(dev, non_blocking=True)), target[idx.to(dev)], pw)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

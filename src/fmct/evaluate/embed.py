@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from fmct.device import place
 from fmct.preprocess.windows import DEFAULT_WINDOWS
 from fmct.store.reader import open_store
 
@@ -303,11 +304,17 @@ def _to_numpy(t: Any) -> np.ndarray:
 
 def embed_batch(model: Any, x: Any) -> dict[str, np.ndarray]:
     """Run ``model.embed`` on a batch ``(B, C, S, S, S)`` under no_grad -> numpy ``cls``, ``mean_patch``,
-    ``patch`` (``mean_patch`` computed from ``patch`` when the model does not return it)."""
+    ``patch`` (``mean_patch`` computed from ``patch`` when the model does not return it).
+
+    The batch goes to the model's device; on CUDA under bf16 autocast (:func:`fmct.device.inference_autocast`),
+    on the CPU in fp32. The outputs are float32 numpy arrays either way."""
     import torch
 
-    with torch.inference_mode():
-        out = model.embed(x)
+    from fmct.device import inference_autocast, module_device
+
+    dev = module_device(model)
+    with torch.inference_mode(), inference_autocast(dev):
+        out = model.embed(x.to(dev, non_blocking=True))
     res = {k: _to_numpy(v) for k, v in out.items() if k in ("cls", "mean_patch", "patch") and v is not None}
     if "mean_patch" not in res and "patch" in res:
         res["mean_patch"] = res["patch"].mean(axis=1)
@@ -327,6 +334,7 @@ def embed_store(
     part_size: int = 32,
     progress: bool | Callable[[int, int], None] = True,
     meta: dict[str, Any] | None = None,
+    device: Any = None,
 ) -> Path:
     """Embed the scans of a store into ``out`` (see the module docstring for the format).
 
@@ -338,6 +346,8 @@ def embed_store(
         workers: DataLoader worker processes (0 = load in the main process).
         part_size: scans per resumable part file.
         progress: show a rich progress bar (True), or a callback ``(done, total)``.
+        device: run the model there (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``; the model is moved);
+            None: where the model is.
 
     Returns:
         ``out`` as a Path. Scans already embedded in ``out`` or its parts are skipped.
@@ -356,6 +366,7 @@ def embed_store(
         model = model.as_backbone()  # a classifier directory: embed with its backbone
     if hasattr(model, "eval"):
         model.eval()
+    on_gpu = place(model, device).type == "cuda"
     size, windows = model_input_spec(model)
     meta.update({"input_size": size, "windows": windows})
     if scan_ids is None:
@@ -363,11 +374,7 @@ def embed_store(
     scan_ids = list(scan_ids)
     parts = _parts_dir(out)
     parts.mkdir(exist_ok=True)
-    done: set[str] = set()
-    if out.exists():
-        done.update(load_embeddings(out, with_patch=False).scan_ids)
-    for p in sorted(parts.glob("part-*.parquet")):
-        done.update(load_embeddings(p, with_patch=False).scan_ids)
+    done = _embedded_ids(out, parts)
     todo = [s for s in scan_ids if s not in done]
     next_part = len(list(parts.glob("part-*.parquet")))
 
@@ -377,6 +384,7 @@ def embed_store(
         batch_size=batch_size,
         num_workers=workers,
         collate_fn=_collate,
+        pin_memory=on_gpu,
     )
     buf: dict[str, list] = {"ids": [], "cls": [], "mean_patch": [], "patch": [], "brain_max": []}
 
@@ -412,6 +420,14 @@ def embed_store(
         flush()
     _merge(out, parts, scan_ids, keep_patch, meta)
     return out
+
+
+def _embedded_ids(out: Path, parts: Path) -> set[str]:
+    """Scan ids already in the output file or in the part files of an interrupted run."""
+    done: set[str] = set()
+    for p in ([out] if out.exists() else []) + sorted(parts.glob("part-*.parquet")):
+        done.update(load_embeddings(p, with_patch=False).scan_ids)
+    return done
 
 
 def _collate(items: list[tuple[Any, ...]]) -> tuple[Any, ...]:
@@ -510,8 +526,10 @@ def embed_cache(
     batch_size: int = 4,
     keep_patch: bool = True,
     meta: dict[str, Any] | None = None,
+    device: Any = None,
 ) -> Embeddings:
-    """Embed the scans of a :class:`CubeCache` (HU cubes already at the model's input size)."""
+    """Embed the scans of a :class:`CubeCache` (HU cubes already at the model's input size) on ``device``
+    (see :func:`embed_store`)."""
     import torch
 
     from fmct.preprocess.brain_mask import brain_max_pool
@@ -521,6 +539,7 @@ def embed_cache(
         raise ValueError(f"cache holds {cache.cubes.shape[-1]}³ cubes but the model expects {size}³")
     if hasattr(model, "eval"):
         model.eval()
+    place(model, device)
     grid_of = getattr(getattr(model, "backbone", None), "grid_size", None)  # None: no brain_max readout
     acc: dict[str, list[np.ndarray]] = {"cls": [], "mean_patch": [], "patch": [], "brain_max": []}
     for i in range(0, len(cache.scan_ids), batch_size):

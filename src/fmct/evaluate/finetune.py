@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fmct.device import module_device, place
 from fmct.evaluate.attentive import macro_auroc, masked_bce, pos_weight
 from fmct.evaluate.embed import CubeCache, _progress, model_input_spec
 from fmct.preprocess.windows import DEFAULT_WINDOWS
@@ -172,6 +173,7 @@ def finetune(
     out_dir: str | Path | None = None,
     progress: bool | Callable[[int, int], None] = False,
     cache: dict[str, CubeCache] | None = None,
+    device: Any = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Fine-tune ``model`` (a ClassifierModel from :func:`build_model`) on train, select on val.
 
@@ -181,6 +183,9 @@ def finetune(
         out_dir: when given, the best model is saved there (classifier directory) after training,
             and ``checkpoint/`` holds the best weights so far during training.
         cache: optional ``{"train": CubeCache, "val": CubeCache}`` to reuse loaded scans.
+        device: train there (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``; the model is moved, and stays
+            there), in fp32; None: where the model is. Scans stay in host memory, one batch at a time goes
+            to the device.
 
     Returns:
         ``(model, info)`` — the best-on-val model (eval mode, LoRA merged) and a dict with ``history``
@@ -199,14 +204,11 @@ def finetune(
     tr = cache.get("train") or CubeCache(store, train_ids, size, progress)
     va = cache.get("val") or CubeCache(store, val_ids, size, progress)
 
-    if cfg.mode == "lora":
-        model = _apply_lora(model, cfg)
-    elif cfg.mode == "linear":
-        for name, p in model.named_parameters():
-            p.requires_grad = name.startswith("head.")
+    model = _trainable(model, cfg)
+    dev = place(model, device)  # after LoRA: its adapters are moved too
     opt = torch.optim.AdamW(_param_groups(model, cfg))
-    target = torch.as_tensor(np.where(ok[None, :], y_train, np.nan), dtype=torch.float32)
-    pw = torch.as_tensor(pos_weight(y_train), dtype=torch.float32)
+    target = torch.as_tensor(np.where(ok[None, :], y_train, np.nan), dtype=torch.float32, device=dev)
+    pw = torch.as_tensor(pos_weight(y_train), dtype=torch.float32, device=dev)
     steps_per_epoch = max(1, int(np.ceil(len(tr.scan_ids) / cfg.batch_size)))
     total = cfg.epochs * steps_per_epoch
     sched = torch.optim.lr_scheduler.OneCycleLR(
@@ -217,24 +219,7 @@ def finetune(
     t0 = time.time()
     with _progress(progress, total, f"fine-tuning ({cfg.mode})") as advance:
         for epoch in range(cfg.epochs):
-            model.train()
-            if cfg.mode == "linear":
-                model.backbone.eval()
-            perm = torch.randperm(len(tr.scan_ids), generator=g)
-            losses = []
-            for i in range(0, len(perm), cfg.batch_size):
-                idx = perm[i : i + cfg.batch_size]
-                x = tr.batch(idx, windows)
-                if cfg.flip_prob > 0 and torch.rand((), generator=g) < cfg.flip_prob:
-                    x = x.flip(2)  # left-right (X = R in RAS)
-                loss = masked_bce(model(x), target[idx], pw)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 3.0)
-                opt.step()
-                sched.step()
-                losses.append(float(loss.detach()))
-                advance(1)
+            losses = _train_epoch(model, tr, windows, (target, pw), (opt, sched), cfg, g, advance)
             val_scores = _predict_cache(model, va, windows, cfg.batch_size)
             val_scores[:, ~ok] = np.nan
             score = macro_auroc(y_val, val_scores) if len(va.scan_ids) else float("nan")
@@ -274,6 +259,52 @@ def finetune(
     return model, info
 
 
+def _trainable(model: Any, cfg: FinetuneConfig) -> Any:
+    """The model with the parameters ``cfg.mode`` trains set to ``requires_grad`` (LoRA adapters injected)."""
+    if cfg.mode == "lora":
+        return _apply_lora(model, cfg)
+    if cfg.mode == "linear":
+        for name, p in model.named_parameters():
+            p.requires_grad = name.startswith("head.")
+    return model
+
+
+def _train_epoch(
+    model: Any,
+    tr: CubeCache,
+    windows: Sequence[Sequence[float]],
+    labels: tuple[torch.Tensor, torch.Tensor],
+    steppers: tuple[torch.optim.Optimizer, Any],
+    cfg: FinetuneConfig,
+    g: torch.Generator,
+    advance: Callable[[int], None],
+) -> list[float]:
+    """One pass over the training scans in a random order (``g``), on the model's device; returns the
+    batch losses. ``labels``: ``(target (n, F), pos_weight (F,))`` on that device; ``steppers``:
+    ``(optimizer, lr scheduler)``."""
+    (target, pw), (opt, sched) = labels, steppers
+    dev = module_device(model)
+    model.train()
+    if cfg.mode == "linear":
+        model.backbone.eval()
+    perm = torch.randperm(len(tr.scan_ids), generator=g)
+    losses = []
+    for i in range(0, len(perm), cfg.batch_size):
+        idx = perm[i : i + cfg.batch_size]
+        x = tr.batch(idx, windows).to(dev, non_blocking=True)
+        if cfg.flip_prob > 0 and torch.rand((), generator=g) < cfg.flip_prob:
+            x = x.flip(2)  # left-right (X = R in RAS)
+        loss = masked_bce(model(x), target[idx.to(dev)], pw)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 3.0)
+        opt.step()
+        sched.step()
+        losses.append(float(loss.detach()))
+        advance(1)
+    return losses
+
+
 def _save(
     model: Any,
     out: Path,
@@ -295,9 +326,13 @@ def _save(
 
 @torch.no_grad()
 def _predict_cache(model: Any, cache: CubeCache, windows: Sequence[Sequence[float]], bs: int) -> np.ndarray:
+    """``(n, L)`` sigmoid probabilities of the cached scans, computed where the model is (fp32)."""
     model.eval()
+    dev = module_device(model)
     outs = [
-        torch.sigmoid(model(cache.batch(torch.arange(i, min(i + bs, len(cache.scan_ids))), windows))).numpy()
+        torch.sigmoid(model(cache.batch(torch.arange(i, min(i + bs, len(cache.scan_ids))), windows).to(dev)))
+        .cpu()
+        .numpy()
         for i in range(0, len(cache.scan_ids), bs)
     ]
     n_out = len(model.labels)
@@ -308,18 +343,21 @@ def _predict_cache(model: Any, cache: CubeCache, windows: Sequence[Sequence[floa
 def predict_scans(
     model: Any, store: Any, scan_ids: Sequence[str], batch_size: int = 4, workers: int = 0
 ) -> np.ndarray:
-    """``(n, L)`` sigmoid probabilities of a classifier for scans of a store (store order kept)."""
+    """``(n, L)`` sigmoid probabilities of a classifier for scans of a store (store order kept), computed
+    where the model is (fp32)."""
     from torch.utils.data import DataLoader
 
     from fmct.evaluate.embed import StoreInputs
 
     size, windows = model_input_spec(model)
     model.eval()
+    dev = module_device(model)
     loader = DataLoader(
         StoreInputs(store, scan_ids, size, windows),
         batch_size=batch_size,
         num_workers=workers,
         collate_fn=lambda items: torch.stack([x for _, x in items]),
+        pin_memory=dev.type == "cuda",
     )
-    outs = [torch.sigmoid(model(x)).numpy() for x in loader]
+    outs = [torch.sigmoid(model(x.to(dev, non_blocking=True))).cpu().numpy() for x in loader]
     return np.concatenate(outs).astype(np.float64) if outs else np.zeros((0, len(model.labels)))

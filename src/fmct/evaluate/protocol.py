@@ -83,6 +83,7 @@ class ProtocolConfig:
     workers: int = 0
     cache_inputs: bool = True  # keep int16 HU cubes of the evaluated scans in memory (shared by all models)
     finetune: dict[str, Any] = field(default_factory=dict)
+    device: str = "auto"  # where networks run (embedding, attentive probes, fine-tuning): fmct.device
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ProtocolConfig:
@@ -138,8 +139,10 @@ def _fit_predict_probe(
     tests: Mapping[str, Sequence[str]],
     findings: Sequence[str],
     seed: int,
+    device: Any = None,
 ) -> dict[str, np.ndarray]:
-    """Fit a probe on train (select on val) and score each test set. Test ids never reach the fit."""
+    """Fit a probe on train (select on val) and score each test set. Test ids never reach the fit; the
+    attentive probe trains on ``device`` (linear and kNN probes are scikit-learn, on the CPU)."""
     if method == "linear":
         from fmct.evaluate.probe import fit_linear_probe
 
@@ -159,7 +162,9 @@ def _fit_predict_probe(
 
         if emb.patch is None:
             raise ValueError("the attentive probe needs patch tokens (embed with patch tokens kept)")
-        p = fit_attentive_probe(emb.select(tr).patch, y_tr, emb.select(va).patch, y_va, findings, seed=seed)
+        p = fit_attentive_probe(
+            emb.select(tr).patch, y_tr, emb.select(va).patch, y_va, findings, seed=seed, device=device
+        )
         return {k: p.predict_proba(emb.select(ids).patch) for k, ids in tests.items()}
     raise ValueError(f"unknown method {method!r}")
 
@@ -321,6 +326,7 @@ def _resolve_embeddings(
             cfg.batch_size,
             keep_patch="attentive" in cfg.methods,
             meta={"model_name": name},
+            device=cfg.device,
         )
         save_embeddings(emb, out)
         return emb
@@ -334,6 +340,7 @@ def _resolve_embeddings(
         keep_patch="attentive" in cfg.methods,
         progress=False,
         meta={"model_name": name},
+        device=cfg.device,
     )
     return load_embeddings(out)
 
@@ -611,12 +618,12 @@ def _fit_one(
     if ft_spec is not None:
         preds = _finetune_predict(
             name, ft_spec, ctx.store, tr, y_tr, sets.ids["val"], sets.y["val"], sets.tests, sets.findings, seed,
-            ctx.out_dir, ctx.cube_fn,
+            ctx.out_dir, ctx.cube_fn, ctx.cfg.device,
         )  # fmt: skip
     else:
         preds = _fit_predict_probe(
             method, ctx.embs[name], ctx.cfg.feature, tr, y_tr, sets.ids["val"], sets.y["val"], sets.tests,
-            sets.findings, seed,
+            sets.findings, seed, ctx.cfg.device,
         )  # fmt: skip
     for tname, s in preds.items():
         yt = label_matrix(sets.df, sets.tests[tname], sets.findings)
@@ -773,6 +780,7 @@ def _finetune_predict(
     seed: int,
     out_dir: Path,
     cubes: Callable[[int], CubeCache] | None = None,
+    device: Any = None,
 ) -> dict[str, np.ndarray]:
     from fmct.evaluate.embed import model_input_spec
     from fmct.evaluate.finetune import FinetuneConfig, _predict_cache, build_model, finetune, predict_scans
@@ -797,6 +805,7 @@ def _finetune_predict(
         ftc,
         out_dir=(out_dir / "models" / f"{name}_seed{seed}_n{len(tr)}") if save else None,
         cache=None if cache is None else {"train": cache.subset(tr), "val": cache.subset(va)},
+        device=device,
     )
     if cache is not None:
         return {

@@ -4,7 +4,8 @@ Every input goes through the same path as training data: ``fmct.io.load_volume``
 ingest makes) -> ``fmct.preprocess.preprocess`` with the preprocessing recorded in the model directory
 -> ``fmct.preprocess.model_input.to_model_input`` -> the classifier. One entry per input::
 
-    {"input", "scan_id", "status": "ok"|"failed"|"skipped", "probabilities": {finding: p},
+    {"input", "scan_id", "patient_id", "study_id" (pseudonymous, DICOM and store scans),
+     "status": "ok"|"failed"|"skipped", "probabilities": {finding: p},
      "model": {"name", "version"}, "preprocessing": {...}, "timings": {"read_s", "preprocess_s",
      "model_s", "saliency_s"}, "warnings": [...], "source": {"shape", "spacing_mm", "extent_mm"},
      "saliency": {...}}     # or {"input", "status", "error"} when the scan cannot be used
@@ -73,8 +74,14 @@ def model_preprocessing(model: Any) -> dict[str, Any]:
 
 
 def probabilities(model: Any, x: torch.Tensor) -> np.ndarray:
-    """``(B, C, S, S, S) -> (B, L)`` probabilities (``predict_proba`` if present, else sigmoid(logits))."""
-    with torch.inference_mode():
+    """``(B, C, S, S, S) -> (B, L)`` probabilities (``predict_proba`` if present, else sigmoid(logits)),
+    computed where the model is: on CUDA under bf16 autocast, on the CPU in fp32
+    (:func:`fmct.device.inference_autocast`)."""
+    from fmct.device import inference_autocast, module_device
+
+    dev = module_device(model)
+    with torch.inference_mode(), inference_autocast(dev):
+        x = x.to(dev)
         fn = getattr(model, "predict_proba", None)
         p = fn(x) if callable(fn) else torch.sigmoid(model(x))
     if isinstance(p, torch.Tensor):
@@ -220,6 +227,7 @@ def predict_one(
         if namer.hashed and source.meta.get("source_kind") == "nifti":  # its id is its file name
             source.meta["scan_id"] = namer.hash(spec)
         entry["scan_id"] = source.meta.get("scan_id")
+        entry.update({k: source.meta[k] for k in ("patient_id", "study_id") if source.meta.get(k)})
         t0 = time.perf_counter()
         reuse = _already_matches(source, preprocess_config_of(pre), from_store)
         x, grid_affine, processed = model_input_for(source, pre, reuse=reuse)
@@ -289,8 +297,9 @@ def predict_paths(
     on_done: Callable[[dict[str, Any]], None] | None = None,
     series: str = "error",
     salt: str | None = None,
+    device: Any = None,
 ) -> list[dict[str, Any]]:
-    """Predict every input (see module docstring for the entry format).
+    """Predict every input (see module docstring for the entry format), with one model load.
 
     Args:
         model: a loaded ``ClassifierModel`` (or its directory).
@@ -301,10 +310,16 @@ def predict_paths(
         on_done: called with each entry as it finishes (progress bars).
         series: ``"error"`` or ``"thinnest"``: what a folder holding several usable CT series gives.
         salt: name inputs by a salted hash (see :func:`input_name`); default: by their own name.
+        device: run the model there (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``; a loaded model is
+            moved); None: where the model is. Probabilities under bf16 autocast on CUDA, fp32 on the CPU;
+            saliency in fp32.
     """
+    from fmct.device import place
+
     model = resolve_model(model)
     if hasattr(model, "eval"):
         model.eval()
+    place(model, device)
     results = []
     used: set[str] = set()
     for i, spec in enumerate(inputs):

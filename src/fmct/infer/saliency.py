@@ -149,10 +149,12 @@ def compute_saliency(
         methods: subset of :data:`METHODS`.
 
     Returns:
-        ``{finding: {method: (S, S, S) float32 in [0, 1]}}`` (only ``grad_x_input`` for a non-ViT
+        ``{finding: {method: (S, S, S) float32 in [0, 1]}}`` on the CPU (only ``grad_x_input`` for a non-ViT
         backbone); the class-agnostic ``attention`` map is the
-        same tensor under every finding.
+        same tensor under every finding. Computed where the model is, in fp32.
     """
+    from fmct.device import module_device
+
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         raise ValueError(f"unknown saliency methods {unknown}; choose from {METHODS}")
@@ -168,7 +170,7 @@ def compute_saliency(
     sigma = float(max(backbone.patch_size)) / 2.0 if is_vit else 2.0
     was_training = model.training
     model.eval()
-    xg = x.detach().clone().requires_grad_(True)
+    xg = x.detach().to(module_device(model)).clone().requires_grad_(True)
     try:
         with torch.enable_grad(), capture_attention(backbone) if is_vit else nullcontext([]) as attns:
             logits = model(xg)
@@ -195,7 +197,7 @@ def compute_saliency(
                         maps["grad_rollout"] = normalize01(upsample_to_cube(pm, size))[0]
                     if "grad_x_input" in methods:
                         maps["grad_x_input"] = normalize01(grad_x_input(xg, grads[0], sigma))[0]
-                out[f] = {m: maps[m].float() for m in methods}
+                out[f] = {m: maps[m].float().cpu() for m in methods}
     finally:
         model.train(was_training)
     return out

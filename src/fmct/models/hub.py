@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from fmct.device import place, resolve_device
 from fmct.fileperm import as_umask
 from fmct.models.factory import architecture_of, build_backbone
 from fmct.models.heads import AttentiveClassifier, LinearClassifier
@@ -306,12 +307,17 @@ class ClassifierModel(_ModelDirectory, nn.Module):
         pre = {"windows": DEFAULT_WINDOWS, **self.preprocessing, "input_size": self.input_size}
         return model_input_for(path_or_volume, pre)[0]
 
-    def predict(self, path_or_volume: Any) -> dict[str, float]:
-        """``{finding: probability}`` for one scan (a NIfTI path, DICOM folder, Volume or model input)."""
-        x = self.model_input(path_or_volume)
-        param = next(self.parameters())
-        probs = self.predict_proba(x[None].to(param.device, param.dtype))[0]
-        return {name: float(p) for name, p in zip(self.labels, probs.cpu().tolist(), strict=True)}
+    def predict(self, path_or_volume: Any, device: str | torch.device | None = None) -> dict[str, float]:
+        """``{finding: probability}`` for one scan (a NIfTI path, DICOM folder, Volume or model input).
+
+        ``device``: move the model there first (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``); None: run
+        where it is. On CUDA under bf16 autocast, on the CPU in fp32 (as ``fmct predict``).
+        """
+        from fmct.infer.predict import probabilities
+
+        place(self, device)
+        probs = probabilities(self, self.model_input(path_or_volume)[None])[0]
+        return {name: float(p) for name, p in zip(self.labels, probs.tolist(), strict=True)}
 
     def as_backbone(self) -> BackboneModel:
         """The backbone (shared, not copied) as a :class:`BackboneModel`."""
@@ -476,11 +482,13 @@ def read_config(path: str | Path) -> dict[str, Any]:
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> BackboneModel | ClassifierModel:
-    """Load a model directory written by :func:`save_pretrained` (safetensors only), in eval mode.
+    """Load a model directory written by :func:`save_pretrained` (safetensors only), in eval mode, on
+    ``map_location`` (``"cpu"``, ``"auto"``, ``"cuda"``, ``"cuda:N"``: :func:`fmct.device.resolve_device`).
 
     Raises:
         FileNotFoundError: the directory, config.json or model.safetensors is missing.
         ValueError: pickle weights only (refused), invalid config, or weights not matching the config.
+        fmct.device.DeviceUnavailable: a GPU asked for that this machine does not have.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -504,10 +512,11 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> Ba
     expected = config.get("weights_sha256")
     if expected and _sha256(weights) != expected:
         raise ValueError(f"{weights}: checksum does not match config.json (file corrupted or replaced)")
+    device = resolve_device(map_location)
     model = _build(config)
     try:
-        sd = load_file(str(weights), device=str(map_location))
+        sd = load_file(str(weights), device="cpu")  # into the CPU-built model, then moved once
     except (SafetensorError, OSError) as e:
         raise ValueError(f"{weights}: unreadable safetensors file ({e})") from None
     _load_strict(model, sd, str(d))
-    return model.eval()
+    return model.to(device).eval()
