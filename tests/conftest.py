@@ -6,6 +6,10 @@ import os
 from pathlib import Path
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# The suite checks CPU numbers, as CI (no GPU) sees them: `--device auto` resolves to the CPU here even on a GPU
+# machine. FMCT_TEST_GPU=1 keeps the GPUs visible for the CUDA tests: FMCT_TEST_GPU=1 pytest tests -k cuda
+if not os.environ.get("FMCT_TEST_GPU"):
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
