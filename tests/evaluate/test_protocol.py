@@ -61,11 +61,11 @@ def test_test_scans_never_reach_fitting(labels, tmp_path, monkeypatch) -> None: 
     seen: list[set] = []
     real = protocol._fit_predict_probe
 
-    def spy(method, emb, feature, tr, y_tr, va, y_va, tests, findings, seed):  # type: ignore[no-untyped-def]
+    def spy(method, emb, feature, tr, y_tr, va, y_va, tests, findings, seed, device=None):  # type: ignore[no-untyped-def]
         seen.append(set(tr) | set(va))
         for ids in tests.values():
             assert not (set(ids) & (set(tr) | set(va)))
-        return real(method, emb, feature, tr, y_tr, va, y_va, tests, findings, seed)
+        return real(method, emb, feature, tr, y_tr, va, y_va, tests, findings, seed, device)
 
     monkeypatch.setattr(protocol, "_fit_predict_probe", spy)
     rep = run_protocol(
