@@ -1,5 +1,6 @@
-"""Suite-wide settings (one torch thread per test worker: pytest -n 2 uses both cores; headless plots) and
-the tiny on-disk store (layout of docs/ARCHITECTURE.md) with blob "heads" shared by the ssl and train tests."""
+"""Suite-wide settings (one torch thread per test worker: pytest -n 2 uses both cores; headless plots), the
+tiny on-disk store (layout of docs/ARCHITECTURE.md) with blob "heads" shared by the ssl, train and api tests, and
+a tiny pretraining config for it."""
 
 import json
 import os
@@ -55,3 +56,18 @@ def write_store(root: Path, n: int = 6, seed: int = 0) -> Path:
 @pytest.fixture(scope="session")
 def tiny_store(tmp_path_factory) -> Path:
     return write_store(tmp_path_factory.mktemp("store"))
+
+
+TINY_PRETRAIN = [
+    "model.embed_dim=32", "model.depth=2", "model.num_heads=2", "model.patch_size=8",
+    "data.global_size=32", "data.local_size=16", "data.n_local=2", "data.cache_size=40", "data.num_workers=0",
+    "dino.out_dim=64", "dino.ibot_out_dim=64", "dino.head_hidden_dim=32", "dino.head_bottleneck_dim=16",
+    "mae.decoder_dim=24", "mae.decoder_depth=1", "mae.decoder_heads=2",
+    "batch_size=2", "optim.warmup_steps=2", "optim.warmup_teacher_temp_steps=3", "monitor_every=2",
+]  # fmt: skip
+
+
+@pytest.fixture
+def tiny_overrides() -> list[str]:
+    """Overrides that make the default pretraining config tiny (a 32-wide ViT on 32³ views of tiny_store)."""
+    return list(TINY_PRETRAIN)

@@ -1,32 +1,39 @@
 """fmct: 3D self-supervised foundation models for head CT.
 
-Public API::
+Public API (one function per ``fmct`` command, :mod:`fmct.api`)::
 
     import fmct
-    vol = fmct.preprocess("scan_folder/")          # DICOM folder / NIfTI -> RAS 1 mm head-cropped Volume
-    model = fmct.load_model("run/model")           # BackboneModel or ClassifierModel (safetensors only)
-    probs = model.predict("scan_folder/")          # ClassifierModel: {finding: probability}
+    fmct.ingest(["/data/pacs_export"], "store")           # -> IngestSummary
+    run = fmct.pretrain("configs/demo-cpu.yaml", "store", "runs/ssl")   # -> PretrainSummary
+    emb = fmct.embed(run.model, "store")                  # -> DataFrame, one row per scan
+    rep = fmct.evaluate({"ssl": run.model}, "labels.csv", "store", "eval_out")  # -> EvaluationReport
+    pred = fmct.predict("clf", ["scan_folder/"])          # -> DataFrame, one row per input
+    vol = fmct.preprocess("scan_folder/")                 # DICOM folder / NIfTI -> RAS 1 mm head-cropped Volume
+    model = fmct.load_model("run/model")                  # dir or Hub repo id -> BackboneModel / ClassifierModel
 """
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import Any
 
 from fmct import omp_policy
 
 omp_policy.apply_default()  # before anything imports torch: OpenMP threads sleep when idle (see module)
 
-from fmct.api import load_model  # noqa: E402
-
 __version__ = "0.1.0"
-__all__ = ["load_model", "preprocess", "__version__"]
+
+#: Names imported on first use, so that ``import fmct`` and ``fmct --help`` stay fast (no torch, numpy …).
+_API = ("load_model", "ingest", "pretrain", "embed", "predict")
+#: Callable packages: ``fmct.preprocess(path)`` and ``fmct.evaluate(models, labels, ...)`` call the function,
+#: while ``fmct.preprocess.windows`` / ``fmct.evaluate.metrics`` stay the subpackages' modules.
+_CALLABLE_PACKAGES = ("preprocess", "evaluate")
+__all__ = [*_API, *_CALLABLE_PACKAGES, "__version__"]
 
 
 def __getattr__(name: str) -> Any:
-    """``fmct.preprocess`` is imported on first use (it pulls numpy, scipy and pydicom), so that ``import
-    fmct`` and ``fmct --help`` stay fast. It is a callable package: ``fmct.preprocess(path_or_volume, cfg)``."""
-    if name == "preprocess":
-        import importlib
-
-        return importlib.import_module("fmct.preprocess")
+    if name in _API:
+        return getattr(import_module("fmct.api"), name)
+    if name in _CALLABLE_PACKAGES:
+        return import_module(f"fmct.{name}")
     raise AttributeError(f"module 'fmct' has no attribute {name!r}")

@@ -260,6 +260,19 @@ def _export_models(
             if r["model"] == "ssl"
         ],  # fmt: skip
         "limitations": ["Trained and evaluated on synthetic head CTs: not evidence of clinical performance."],
+        "dataset": {"name": "fmct synthetic head-CT cohort (fmct synth)", "type": "custom"},
+        "results": [
+            {
+                "metric": "roc_auc",
+                "value": r["auroc"],
+                "name": f"macro AUROC, linear probe, {float(r['labels']):.0%} labels",
+                "split": {"id": "test (ID: site a)", "ood": "test (OOD: sites b and c)"}.get(
+                    r["test"], r["test"]
+                ),
+            }
+            for r in headline_rows(report)
+            if r["model"] == "ssl" and float(r["labels"]) == 1.0
+        ],  # the saved classifier is this probe: all training labels
     }
     save_probe_classifier(
         probe,

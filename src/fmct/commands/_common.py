@@ -84,13 +84,14 @@ def seeds_option(seeds: str) -> list[int]:
 def run_or_fail(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Call ``fn``; turn expected input errors into one-line messages: a missing file exits 2 (usage), a file
     whose content cannot be used exits 1 (data)."""
+    from fmct.api.errors import UsageError
     from fmct.store.reader import StoreReadError
 
     try:
         return fn(*args, **kwargs)
     except StoreReadError as e:  # a damaged scan file (possibly re-raised from a DataLoader worker)
         fail(e.one_line())
-    except FileNotFoundError as e:  # a path given on the command line that is not there
+    except (FileNotFoundError, UsageError) as e:  # a path that is not there, options that do not fit
         usage(str(e).strip("'\""))
     except (ValueError, KeyError) as e:
         fail(str(e).strip("'\""))

@@ -10,8 +10,11 @@ from fmct.commands._common import device_option
 
 
 def embed(
-    model: Path = typer.Option(
-        ..., "--model", "-m", help="Model directory (backbone or classifier, ViT or ResNet)."
+    model: str = typer.Option(
+        ...,
+        "--model",
+        "-m",
+        help="Model directory or Hugging Face Hub repo id owner/name (backbone or classifier, ViT or ResNet).",
     ),
     data: Path = typer.Option(..., "--data", "-d", help="Store directory written by `fmct ingest`."),
     out: Path = typer.Option(..., "--out", "-o", help="Output embeddings file (.parquet)."),
@@ -33,25 +36,19 @@ def embed(
     Patch tokens are saved beside the output as `<name>.patch.npy` (float16). The run is resumable:
     scans already in the output (or in its part files from an interrupted run) are skipped.
     """
-    from fmct.commands._common import resolve_device_option, run_or_fail, usage
-    from fmct.evaluate.embed import embed_store, load_embeddings
+    from fmct.api import embed as run_embed
+    from fmct.commands._common import resolve_device_option, run_or_fail
 
     dev = resolve_device_option(device)  # first: a GPU asked for and missing is said before anything else
-    if not model.exists():
-        usage(f"{model}: no such model directory")
-    if not (data / "manifest.parquet").exists():
-        usage(f"{data}: not an fmct store (no manifest.parquet)")
-    if out.suffix != ".parquet":
-        usage(f"{out}: the output must be a .parquet file")
-    run_or_fail(
-        embed_store,
+    emb = run_or_fail(
+        run_embed,
         model,
         data,
         out,
         batch_size=batch_size,
-        workers=workers if workers >= 2 else 0,
+        workers=workers,
         keep_patch=not no_patch,
         device=dev,
     )
-    emb = load_embeddings(out, with_patch=False)
-    typer.echo(f"wrote {out}: {len(emb.scan_ids)} scans, dim {emb.cls.shape[1] if emb.cls.size else 0}")
+    dim = len(emb["cls"].iloc[0]) if len(emb) else 0
+    typer.echo(f"wrote {out}: {len(emb)} scans, dim {dim}")

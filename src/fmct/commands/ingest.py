@@ -48,35 +48,24 @@ def ingest(
     scan never stops the batch. Exits 0 when something was ingested (or everything was already present),
     1 when nothing was, or with --strict when any input failed.
     """
+    from fmct.api import ingest as run_ingest
     from fmct.diskspace import NoSpaceError
-    from fmct.preprocess import PreprocessConfig
-    from fmct.store import ingest as run_ingest
-    from fmct.store import parse_shard
     from fmct.store.lock import StoreBusy
 
-    for p in inputs:
-        if not p.exists():
-            typer.echo(f"fmct ingest: {p}: no such file or folder", err=True)
-            raise typer.Exit(2)
-    try:
-        shard_kn = parse_shard(shard)
-        cfg = PreprocessConfig(spacing=spacing, deface=deface)
-    except ValueError as exc:
-        typer.echo(f"fmct ingest: {exc}", err=True)
-        raise typer.Exit(2) from None
     try:
         summary = run_ingest(
             inputs,
             out,
-            cfg,
+            spacing=spacing,
+            deface=deface,
             workers=workers,
-            shard=shard_kn,
+            shard=shard,
             min_slices=min_slices,
             progress=True,
             series_description=series_description,
             hash_sources=hash_sources,
         )
-    except ValueError as exc:  # e.g. the store was built with other preprocessing
+    except (FileNotFoundError, ValueError) as exc:  # a missing input, a bad shard, other preprocessing
         typer.echo(f"fmct ingest: {exc}", err=True)
         raise typer.Exit(2) from None
     except NoSpaceError as exc:  # stopped: what was stored before is kept, a re-run resumes

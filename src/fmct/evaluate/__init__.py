@@ -7,4 +7,19 @@
 - :mod:`~fmct.evaluate.metrics`, ``bootstrap``, ``calibration`` — AUROC/AP, CIs, paired differences, ECE.
 - :mod:`~fmct.evaluate.protocol` — ``run_protocol`` (the whole protocol) and ``report`` / ``plots``.
 - :mod:`~fmct.evaluate.label_import` — RSNA ICH and CQ500 labels.
+
+Calling the package, ``fmct.evaluate(models, labels, data, out, ...)``, runs :func:`fmct.api.evaluation.evaluate`.
 """
+
+
+class _CallablePackage(__import__("types").ModuleType):
+    """Lets users write ``fmct.evaluate(models, labels, data, out, ...)`` (:func:`fmct.api.evaluation.evaluate`)
+    while ``fmct.evaluate`` stays the package that holds ``embed``, ``metrics``, ``protocol`` …"""
+
+    def __call__(self, *args, **kwargs):
+        from fmct.api.evaluation import evaluate
+
+        return evaluate(*args, **kwargs)
+
+
+__import__("sys").modules[__name__].__class__ = _CallablePackage

@@ -1,7 +1,9 @@
 """Model directories: ``config.json`` + ``model.safetensors`` + ``README.md`` (model card).
 
-Weights are read only from safetensors (never pickle). ``load_model(dir)`` returns a
-:class:`BackboneModel` or a :class:`ClassifierModel` in eval mode.
+Weights are read only from safetensors (never pickle). ``load_model(dir_or_repo_id)`` returns a
+:class:`BackboneModel` or a :class:`ClassifierModel` in eval mode; a Hugging Face Hub repo id ``owner/name`` is
+downloaded first (:mod:`fmct.models.hf_hub`). The classes follow the Hub's conventions: ``from_pretrained``,
+``save_pretrained`` and ``push_to_hub``.
 
 config.json keys: ``fmct_version``, ``kind`` ("backbone" | "classifier"), ``name``, ``architecture``
 (``{"type": "vit3d" | "resnet3d", ...}``), ``preprocessing`` (PreprocessConfig dict + ``input_size``),
@@ -119,11 +121,24 @@ class _ModelDirectory:
             "training": self.training_info,
         }
 
-    def save_pretrained(self, out_dir: str | Path, *, card: dict[str, Any] | None = None) -> Path:
-        """Write this model as a model directory (atomic); returns the directory."""
-        return save_pretrained(
+    def save_pretrained(
+        self,
+        save_directory: str | Path,
+        *,
+        card: dict[str, Any] | None = None,
+        push_to_hub: bool = False,
+        repo_id: str | None = None,
+        **push_kwargs: Any,
+    ) -> Path:
+        """Write this model as a model directory (atomic); returns the directory.
+
+        ``card``: model-card fields (:func:`fmct.models.model_card.render_model_card`). With ``push_to_hub``,
+        the directory is then pushed to ``repo_id`` (default: the directory's name) as :meth:`push_to_hub`
+        does, ``push_kwargs`` passed on.
+        """
+        out = save_pretrained(
             self,
-            out_dir,
+            save_directory,
             kind=self.kind,
             architecture=self.architecture,
             preprocessing=self.preprocessing,
@@ -132,6 +147,46 @@ class _ModelDirectory:
             training=self.training_info,
             **self._extra_config(),
         )
+        if push_to_hub:
+            from fmct.models.hf_hub import push_model_dir
+
+            push_model_dir(out, repo_id or Path(out).name, **push_kwargs)
+        return out
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        card: dict[str, Any] | None = None,
+        token: str | None = None,
+        private: bool | None = None,
+        branch: str | None = None,
+        create_pr: bool = False,
+        commit_message: str = "Upload fmct model",
+    ) -> str:
+        """Upload this model (config.json, model.safetensors, README.md) to the Hugging Face Hub repository
+        ``repo_id`` (created when missing); returns the commit URL.
+
+        Raises:
+            fmct.models.hf_hub.HubPushError: one sentence when no token is set (``hf auth login`` or
+                ``HF_TOKEN``), HF_HUB_OFFLINE is set, or the Hub cannot be reached or refuses.
+        """
+        from fmct.models.hf_hub import HubPushError, push_model_dir
+
+        with tempfile.TemporaryDirectory(prefix="fmct-push-") as tmp:
+            try:
+                folder = self.save_pretrained(Path(tmp) / "model", card=card)
+            except OSError as e:
+                raise HubPushError(f"cannot push to {repo_id}: writing the model failed ({e})") from None
+            return push_model_dir(
+                folder,
+                repo_id,
+                token=token,
+                private=private,
+                branch=branch,
+                create_pr=create_pr,
+                commit_message=commit_message,
+            )
 
 
 class BackboneModel(_ModelDirectory, nn.Module):
@@ -181,9 +236,10 @@ class BackboneModel(_ModelDirectory, nn.Module):
         return {"cls": out["cls"], "mean_patch": out["patch"].mean(1), "patch": out["patch"]}
 
     @classmethod
-    def from_pretrained(cls, path: str | Path) -> BackboneModel:
-        """Load a backbone directory (a classifier directory's backbone is returned without its head)."""
-        m = load_model(path)
+    def from_pretrained(cls, dir_or_repo_id: str | Path, **kwargs: Any) -> BackboneModel:
+        """Load a backbone from a directory or Hub repo id (:func:`load_model`'s keywords); a classifier's
+        backbone is returned without its head."""
+        m = load_model(dir_or_repo_id, **kwargs)
         if isinstance(m, ClassifierModel):
             return m.as_backbone()
         return m
@@ -330,10 +386,11 @@ class ClassifierModel(_ModelDirectory, nn.Module):
         )
 
     @classmethod
-    def from_pretrained(cls, path: str | Path) -> ClassifierModel:
-        m = load_model(path)
+    def from_pretrained(cls, dir_or_repo_id: str | Path, **kwargs: Any) -> ClassifierModel:
+        """Load a classifier from a directory or Hub repo id (:func:`load_model`'s keywords)."""
+        m = load_model(dir_or_repo_id, **kwargs)
         if not isinstance(m, ClassifierModel):
-            raise ValueError(f"{path}: is a {m.kind} directory, not a classifier")
+            raise ValueError(f"{dir_or_repo_id}: is a {m.kind} directory, not a classifier")
         return m
 
 
@@ -481,18 +538,44 @@ def read_config(path: str | Path) -> dict[str, Any]:
     return cfg
 
 
-def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> BackboneModel | ClassifierModel:
+def load_model(
+    path: str | Path,
+    map_location: str | torch.device = "cpu",
+    *,
+    revision: str | None = None,
+    token: str | bool | None = None,
+    cache_dir: str | Path | None = None,
+    local_files_only: bool = False,
+    force_download: bool = False,
+) -> BackboneModel | ClassifierModel:
     """Load a model directory written by :func:`save_pretrained` (safetensors only), in eval mode, on
     ``map_location`` (``"cpu"``, ``"auto"``, ``"cuda"``, ``"cuda:N"``: :func:`fmct.device.resolve_device`).
 
+    ``path`` is a directory or a Hugging Face Hub repo id ``owner/name`` naming no local path: its
+    config.json, model.safetensors and README.md are downloaded into the Hub cache (reused offline); the
+    keywords after ``map_location`` go to ``huggingface_hub.snapshot_download``.
+
     Raises:
-        FileNotFoundError: the directory, config.json or model.safetensors is missing.
+        FileNotFoundError: the directory, config.json or model.safetensors is missing;
+            :class:`fmct.models.hf_hub.ModelUnavailable` (a FileNotFoundError) when a repo id cannot be
+            downloaded (offline, no network, no such repository), in one sentence.
         ValueError: pickle weights only (refused), invalid config, or weights not matching the config.
         fmct.device.DeviceUnavailable: a GPU asked for that this machine does not have.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    from fmct.models.hf_hub import download_model, is_repo_id
+
+    if is_repo_id(path):
+        path = download_model(
+            str(path),
+            revision=revision,
+            token=token,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            force_download=force_download,
+        )
     d = Path(path)
     if d.is_file() and d.name in (CONFIG_NAME, WEIGHTS_NAME):
         d = d.parent

@@ -7,6 +7,8 @@ from typing import Any
 
 import yaml
 
+from fmct.models.model_index import PIPELINE_TAGS, model_index, recorded_results
+
 INTENDED_USE = "research only, not for clinical use"
 
 DEFAULT_LIMITATIONS = [
@@ -57,9 +59,13 @@ def render_model_card(
     Args:
         config: the config.json dict (kind, name, architecture, preprocessing, labels, head, training).
         card: optional extra fields: ``description``, ``training_data``, ``evaluation`` (see
-            :func:`evaluation_table`), ``limitations`` (list, appended to the defaults), ``license``,
-            ``tags``, ``citation``.
+            :func:`evaluation_table`), ``results`` and ``dataset`` (evaluation numbers for the
+            ``model-index`` metadata: :mod:`fmct.models.model_index`), ``limitations`` (list, appended to the
+            defaults), ``license``, ``tags``, ``citation``.
         n_params: parameter count to report.
+
+    Raises:
+        ValueError: a ``results`` entry without a metric or a numeric value.
     """
     card = dict(card or {})
     arch = config.get("architecture", {})
@@ -81,8 +87,13 @@ def render_model_card(
         "architecture": arch.get("type", "vit3d"),
         "fmct_version": config.get("fmct_version"),
     }
+    if config.get("kind") in PIPELINE_TAGS:
+        front["pipeline_tag"] = PIPELINE_TAGS[config["kind"]]
     if config.get("labels"):
         front["labels"] = list(config["labels"])
+    index = model_index(config, card)
+    if index:
+        front["model-index"] = index
     parts = ["---", yaml.safe_dump(front, sort_keys=False).rstrip(), "---", ""]
     parts += [f"# {config.get('name', 'fmct model')}", ""]
     if card.get("description"):
@@ -118,14 +129,19 @@ def render_model_card(
         "",
         "## Preprocessing",
         "",
-        "Apply exactly this (`fmct.preprocess` reads it from config.json):",
+        *preprocessing_lines(config.get("preprocessing", {})),
+        "",
+        "Apply exactly this (`fmct.preprocess` and `fmct predict` read it from config.json):",
         "",
         "```json",
         json.dumps(config.get("preprocessing", {}), indent=2, default=str),
         "```",
         "",
     ]
-    table = evaluation_table(card.get("evaluation"))
+    results = recorded_results(config, card)
+    table = evaluation_table(card.get("evaluation")) or evaluation_table(
+        [{k: r[k] for k in ("name", "metric", "value", "dataset", "split")} for r in results] or None
+    )
     if table:
         parts += ["## Evaluation", "", table, ""]
     parts += ["## Limitations", ""]
@@ -137,7 +153,7 @@ def render_model_card(
         "```python",
         "import fmct",
         "",
-        'model = fmct.load_model("path/to/model")',
+        'model = fmct.load_model("path/to/model")  # or a Hugging Face Hub repo id "owner/name"',
     ]
     if config.get("kind") == "classifier":
         parts.append('probs = model.predict("scan.nii.gz")  # {finding: probability}')
@@ -152,6 +168,38 @@ def render_model_card(
         "",
     ]
     return "\n".join(parts)
+
+
+def preprocessing_lines(pre: dict[str, Any]) -> list[str]:
+    """Bullets that say in words what the preprocessing dict of config.json does."""
+    from fmct.preprocess.windows import DEFAULT_WINDOWS
+
+    names = {
+        tuple(map(float, w)): n for n, w in zip(("brain", "subdural", "bone"), DEFAULT_WINDOWS, strict=True)
+    }
+    windows = [
+        f"{names.get(tuple(map(float, w)), 'window')} ({w[0]:g}, {w[1]:g})" for w in pre.get("windows", [])
+    ]
+    size = pre.get("input_size")
+    lo, hi = pre.get("clip_hu", (-1024, 3071))
+    crop = "- cropped to the head" if pre.get("crop_head", True) else "- not cropped to the head"
+    if pre.get("crop_head", True) and pre.get("crop_margin_mm"):
+        crop += f" with a {pre['crop_margin_mm']:g} mm margin"
+    lines = [
+        f"- orientation RAS+, resampled to {pre.get('spacing', 1.0):g} mm isotropic voxels, HU clipped to "
+        f"[{lo:g}, {hi:g}]",
+        crop,
+        "- defaced (the face set to air)" if pre.get("deface") else "- not defaced",
+    ]
+    if windows:
+        lines.append(
+            f"- {len(windows)} channels, HU windows (level, width): {', '.join(windows)}, scaled to [0, 1]"
+        )
+    if size:
+        lines.append(
+            f"- network input: the head centred in a cube padded with air, resized to {size}³ voxels"
+        )
+    return lines
 
 
 def parse_front_matter(text: str) -> dict[str, Any]:

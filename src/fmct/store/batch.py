@@ -85,7 +85,7 @@ class IngestSummary:
     unlocked: str | None = None
     damaged: list[str] = field(default_factory=list)
     manifest: Path | None = None
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list, repr=False)  # this run's manifest rows
 
     def add(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
