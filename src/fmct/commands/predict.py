@@ -34,6 +34,13 @@ def predict(
         help="A folder with several usable CT series: error (default; the error lists them and their "
         "folders) or thinnest (use the one with the thinnest slices; noted in the warnings).",
     ),
+    dicom_out: Path | None = typer.Option(
+        None,
+        "--dicom-out",
+        help="DICOM inputs only: write DIR/<scan_id>/sr.dcm (findings as a DICOM SR) and, with --saliency, "
+        "seg.dcm (positive findings' saliency as a fractional DICOM SEG) for the PACS; these copy the "
+        "patient and study of the source series (the one output with patient identifiers).",
+    ),
     hash_sources: bool = typer.Option(
         False,
         "--hash-sources",
@@ -59,9 +66,11 @@ def predict(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from fmct.commands._common import load_classifier
+    from fmct.commands._common import load_classifier, usage
+    from fmct.infer.dicom_out import dicom_out_problem, write_dicom_outputs
     from fmct.infer.predict import model_info, model_preprocessing, predict_paths
     from fmct.infer.saliency import METHODS
+    from fmct.models.hub import read_config
 
     console = Console(stderr=True)
     clf = load_classifier(model, "predict", "fine-tune or probe it first")
@@ -83,6 +92,9 @@ def predict(
     if bad:
         typer.echo(f"fmct predict: unknown findings {bad}; the model predicts {list(clf.labels)}", err=True)
         raise typer.Exit(2)
+    dicom_thresholds = read_config(model).get("thresholds") if dicom_out is not None else None
+    if dicom_out is not None and (problem := dicom_out_problem(inputs, clf, dicom_thresholds, salt)):
+        usage(problem)
 
     with Progress(
         TextColumn("predict"),
@@ -103,6 +115,10 @@ def predict(
             series=series,
             salt=salt,
         )
+        if dicom_out is not None:
+            dicom_task = progress.add_task("dicom", total=len(results))
+            advance = lambda _: progress.advance(dicom_task)  # noqa: E731
+            write_dicom_outputs(clf, inputs, results, dicom_out, dicom_thresholds, advance)
 
     doc = {
         "model": {**model_info(clf), "dir": str(model)},
