@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from pydicom.uid import SegmentationStorage
+from pydicom.uid import JPEG2000Lossless, SegmentationStorage
 
 from fmct.infer.dicom_content import ModelFacts
 from fmct.infer.dicom_out import save_dataset
@@ -79,7 +79,7 @@ def test_seg_is_fractional_with_one_segment_per_map(written, classifier):
     ds = pydicom.dcmread(path)
     assert ds.SOPClassUID == SegmentationStorage and ds.Modality == "SEG"
     assert ds.SegmentationType == "FRACTIONAL" and ds.SegmentationFractionalType == "PROBABILITY"
-    assert ds.MaximumFractionalValue == 255
+    assert ds.MaximumFractionalValue == 255 and ds.file_meta.TransferSyntaxUID == JPEG2000Lossless
     labels = [s.SegmentLabel for s in ds.SegmentSequence]
     assert labels == ["ich saliency (grad_rollout)", "sdh saliency (attention)"]
     ich, sdh = ds.SegmentSequence
@@ -138,3 +138,23 @@ def test_seg_needs_a_nonzero_map(dicom_series, classifier):
         saliency_seg(src, {}, facts)
     with pytest.raises(ValueError, match="zero on every source image"):
         saliency_seg(src, {"ich": ("attention", np.zeros((4, 4, 4), np.float32), np.eye(4))}, facts)
+
+
+@pytest.mark.parametrize("series", ["GE", "Philips/S21610/S3010"])
+def test_real_series_objects_add_no_validation_error(series, classifier, dciodvfy, tmp_path):
+    """On real scanner headers (tilted; GE: 4 then 7 mm slices, de-identified with an empty
+    DeidentificationMethod) the SR and SEG pass dciodvfy but for what they copy from the source."""
+    from fmct.infer.dicom_sr import findings_sr
+
+    if not REAL.is_dir():
+        pytest.skip(f"real CT DICOM not present at {REAL}")
+    src = _source(REAL / series)
+    heat, affine, _ = _linear_map(src)
+    facts = ModelFacts.of(classifier)
+    seg = save_dataset(
+        saliency_seg(src, {"ich": ("grad_rollout", heat.clip(0, 1), affine)}, facts), tmp_path / "s"
+    )
+    sr = save_dataset(findings_sr(src, {"ich": 0.9}, facts), tmp_path / "r")
+    source_errors = set(dciodvfy(src.datasets[0].filename))
+    assert set(dciodvfy(seg)) <= source_errors and set(dciodvfy(sr)) <= source_errors
+    assert int(pydicom.dcmread(seg).NumberOfFrames) == len(src.frames)
