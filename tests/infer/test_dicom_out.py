@@ -143,3 +143,26 @@ def test_saliency_maps_prefer_class_specific_methods(tmp_path):
         "sdh": "attention",
     }  # edh: not explained
     assert float(maps["ich"][1].mean()) == pytest.approx(0.3) and np.allclose(maps["ich"][2], affine)
+
+
+def test_failure_warnings_name_no_path_and_no_identifier(classifier, dicom_series, tmp_path, monkeypatch):
+    """A failure quoting the series' absolute path (folder names hold patient names) and a header value
+    becomes a warning with neither."""
+    import fmct.io.dicom_source as dicom_source
+    from fmct.infer.dicom_out import write_dicom_outputs
+    from fmct.infer.predict import predict_paths
+
+    (entry,) = predict_paths(classifier, [str(dicom_series)])
+    real = dicom_source.read_source_series
+
+    def broken(ref):
+        src = real(ref)
+        raise OSError(f"cannot read {ref.files[0].resolve()} of {src.datasets[0].PatientName}")
+
+    monkeypatch.setattr(dicom_source, "read_source_series", broken)
+    write_dicom_outputs(classifier, [str(dicom_series)], [entry], tmp_path / "d")
+    (warning,) = [w for w in entry["warnings"] if w.startswith("dicom-out failed")]
+    assert str(dicom_series.parent) not in warning and "DOE" not in warning
+    assert f"cannot read {dicom_series.name}/" in warning and "dicom" not in entry
+    write_dicom_outputs(classifier, [str(dicom_series)], [entry], tmp_path / "d", salt="pepper")
+    assert "cannot read h-" in entry["warnings"][-1] and dicom_series.name not in entry["warnings"][-1]

@@ -118,7 +118,7 @@ def predict(
         if dicom_out is not None:
             dicom_task = progress.add_task("dicom", total=len(results))
             advance = lambda _: progress.advance(dicom_task)  # noqa: E731
-            write_dicom_outputs(clf, inputs, results, dicom_out, dicom_thresholds, advance)
+            write_dicom_outputs(clf, inputs, results, dicom_out, dicom_thresholds, advance, salt)
 
     doc = {
         "model": {**model_info(clf), "dir": str(model)},

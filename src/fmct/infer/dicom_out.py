@@ -138,27 +138,31 @@ def write_dicom_outputs(
     out_dir: str | os.PathLike,
     thresholds: dict[str, float] | None = None,
     on_done: Callable[[dict[str, Any]], None] | None = None,
+    salt: str | None = None,
 ) -> None:
     """Write the DICOM objects of every ``ok`` entry of ``results`` (from ``predict_paths(model, inputs)``)
     under ``out_dir/<scan_id>/``; adds ``entry["dicom"] = {"sr", "seg"}`` (paths) and
     ``entry["timings"]["dicom_s"]``, or a ``"dicom-out failed: ..."`` warning when they cannot be made (never
     raises for one series). ``thresholds``: the operating thresholds the model directory records (see
-    :meth:`ModelFacts.of`); ``on_done`` is called with each entry.
+    :meth:`ModelFacts.of`); ``on_done`` is called with each entry; ``salt``: warnings name input paths by a
+    salted hash (as ``predict_paths(..., salt=)`` does), else by their own name.
 
     Raises:
         ValueError: a threshold is not a probability.
     """
     from fmct.infer.predict import STORE_SEP
     from fmct.io.dicom_source import read_source_series, scrub_phi, series_by_scan_id
+    from fmct.io.sources import SourceNamer
 
     facts = ModelFacts.of(model, thresholds)
+    roots = [str(p) for p in inputs if not (STORE_SEP in str(p) and not Path(p).exists())]
+    namer = SourceNamer(roots, salt)
     series: dict[str, Any] | None = None
     for entry in results:
         if entry.get("status") == "ok":
-            source: SourceSeries | None = None
+            ref, source = None, None
             try:
                 if series is None:  # headers of every DICOM input, read once
-                    roots = [str(p) for p in inputs if not (STORE_SEP in str(p) and not Path(p).exists())]
                     series = series_by_scan_id(roots)
                 ref = series.get(str(entry.get("scan_id")))
                 if ref is None:
@@ -169,7 +173,7 @@ def write_dicom_outputs(
                 entry["dicom"] = write_series_objects(source, entry, facts, folder)
                 entry.setdefault("timings", {})["dicom_s"] = round(time.perf_counter() - t0, 4)
             except Exception as exc:  # one series' objects must not stop the others
-                why = scrub_phi(f"{type(exc).__name__}: {exc}", source)
+                why = namer.scrub(scrub_phi(f"{type(exc).__name__}: {exc}", source or ref), roots)
                 entry.setdefault("warnings", []).append(f"dicom-out failed: {why}")
         if on_done is not None:
             on_done(entry)

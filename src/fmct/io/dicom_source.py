@@ -123,13 +123,22 @@ def _with_type2(ds: Any) -> Any:
     return ds
 
 
-def scrub_phi(message: str, source: SourceSeries | None) -> str:
-    """``message`` without the source's identifying values (names, IDs, dates, UIDs): for warnings that
-    go into outputs without patient identifiers (result.json, the console)."""
+def scrub_phi(message: str, source: SourceSeries | SeriesRef | None) -> str:
+    """``message`` without the source's identifying values (names, IDs, dates, UIDs): for warnings that go
+    into outputs without patient identifiers (result.json, the console). A :class:`SeriesRef` (the series
+    could not be read as a source) has its first header read for the values."""
     import re
 
-    secrets: set[str] = set()
-    for ds in source.datasets[:1] if source is not None else []:
+    datasets: list[Any] = []
+    if isinstance(source, SourceSeries):
+        datasets = source.datasets[:1]
+    elif isinstance(source, SeriesRef) and source.files:
+        try:
+            datasets = [_read_header(source.files[0])[0]]
+        except Exception:  # unreadable: the UID pattern below still applies
+            datasets = []
+    secrets: set[str] = {source.series_uid} if isinstance(source, SeriesRef) else set()
+    for ds in datasets:
         for kw in _PHI_KEYWORDS:
             value = str(ds.get(kw, "") or "").strip()
             if len(value) >= 3:
