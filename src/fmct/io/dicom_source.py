@@ -13,7 +13,7 @@ included, since each frame keeps its own ImagePositionPatient).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -97,7 +97,7 @@ def read_source_series(ref: SeriesRef) -> SourceSeries:
     keep = [group[0] for group in duplicate_groups(dist[order])]  # one frame per position
     frames = [frames[i] for i in keep]
     kept = [_with_type2(datasets[f.file_index]) for f in frames]
-    frames = [Frame(**{**f.__dict__, "file_index": i}) for i, f in enumerate(frames)]
+    frames = [replace(f, file_index=i) for i, f in enumerate(frames)]
     return SourceSeries(kept, frames)
 
 
