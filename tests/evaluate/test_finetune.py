@@ -88,3 +88,25 @@ def test_lora_refuses_resnet(setup) -> None:  # type: ignore[no-untyped-def]
 def test_finetune_config_refuses_values_that_cannot_train(kwargs, match) -> None:
     with pytest.raises(ValueError, match=match):
         FinetuneConfig(**kwargs)
+
+
+def test_frozen_backbone_random_init_is_seeded_and_leaves_the_rng(tiny_model_dir) -> None:  # type: ignore[no-untyped-def]
+    from fmct.evaluate.finetune import frozen_backbone
+
+    def weights(m):  # type: ignore[no-untyped-def]
+        return {k: v.clone() for k, v in m.backbone.state_dict().items()}
+
+    trained = weights(load_model(tiny_model_dir))
+    torch.manual_seed(123)
+    state = torch.random.get_rng_state()
+    a, b = (
+        weights(frozen_backbone(tiny_model_dir, True, seed=1)),
+        weights(frozen_backbone(tiny_model_dir, True, 1)),
+    )
+    c = weights(frozen_backbone(tiny_model_dir, random_init=True, seed=2))
+    assert torch.equal(torch.random.get_rng_state(), state)  # global RNG untouched
+    assert all(torch.equal(a[k], b[k]) for k in a)  # same seed, same weights
+    assert any(not torch.equal(a[k], c[k]) for k in a) and any(not torch.equal(a[k], trained[k]) for k in a)
+    same = weights(frozen_backbone(tiny_model_dir))
+    assert all(torch.equal(same[k], trained[k]) for k in trained)  # without random_init: the model's own
+    assert frozen_backbone(tiny_model_dir, True, 1).preprocessing == load_model(tiny_model_dir).preprocessing

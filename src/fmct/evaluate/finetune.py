@@ -117,6 +117,15 @@ def build_model(
     return ClassifierModel.from_backbone(bb, list(findings), head_type="linear", pooling=pooling)
 
 
+def frozen_backbone(model: Any, random_init: bool = False, seed: int = 0) -> Any:
+    """The backbone a probe embeds with: that of ``model`` (a model directory or a loaded model), or with
+    ``random_init`` the same architecture and preprocessing at random initialisation (torch seed ``seed``),
+    the untrained reference a pretrained backbone is compared with. The global torch RNG is left as it was."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return build_model(model, ["x"], scratch=random_init).as_backbone()
+
+
 def _param_groups(model: Any, cfg: FinetuneConfig) -> list[dict[str, Any]]:
     """AdamW groups: backbone params with lr * decay^(L - layer_id), head at lr * head_lr_scale."""
     bb = model.backbone
