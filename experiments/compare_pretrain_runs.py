@@ -3,9 +3,10 @@
 ``pretrain_evidence.py`` compares one config's pretrained runs with random initialisations. This compares
 the pretrained runs of two of its work folders (``--work`` of two ``pretrain_evidence.py`` calls on the
 same held-out store): the embeddings ``WORK/emb_pretrained*.parquet`` they left are probed the same way
-(out-of-fold cosine kNN, k = 10, and logistic probe, 5 folds by patient, on ``--feature``), and the mean
-macro AUROC over A's runs minus the mean over B's gets one paired bootstrap 95 % CI over patients
-(:func:`fmct.evaluate.bootstrap.mean_difference`).
+(the protocol's kNN and linear probes cross-fitted, 5 folds by patient, on ``--feature``:
+:func:`fmct.evaluate.crossfit.cross_fit`), and the mean macro AUROC over A's runs minus the mean over B's gets
+one paired bootstrap 95 % CI over patients (:func:`fmct.evaluate.bootstrap.mean_difference`). Result files
+without a ``probe_protocol`` key were made with the former probes (fixed k = 10 and C = 0.05).
 
 Usage::
 
@@ -18,11 +19,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 
 
 def pretrained_embeddings(work: Path) -> list[Path]:
@@ -36,9 +35,8 @@ def pretrained_embeddings(work: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pretrain_evidence import oof_scores
-
     from fmct.evaluate.bootstrap import mean_difference
+    from fmct.evaluate.crossfit import cross_fit
     from fmct.evaluate.embed import load_embeddings
     from fmct.evaluate.label_table import read_labels
     from fmct.labels import FINDINGS
@@ -53,20 +51,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tag", default="")
     args = ap.parse_args(argv)
 
-    lab = read_labels(args.labels).set_index("scan_id")
+    lab = read_labels(args.labels)
     sides = {"a": pretrained_embeddings(args.work_a), "b": pretrained_embeddings(args.work_b)}
     embs = {s: [load_embeddings(p, with_patch=False) for p in paths] for s, paths in sides.items()}
     common = set.intersection(*(set(e.scan_ids) for es in embs.values() for e in es))
-    ids = sorted(i for i in common if i in lab.index and lab.loc[i, "site"] == args.site)
-    if len(ids) < 20:
-        raise SystemExit(f"error: only {len(ids)} site-{args.site} scans are embedded in both folders")
-    y = lab.loc[ids, FINDINGS].astype(float).to_numpy()
-    groups = lab.loc[ids, "patient_id"].to_numpy()
-    res: dict = {"a": str(args.work_a), "b": str(args.work_b), "feature": args.feature, "n_scans": len(ids)}
-    print(f"{len(ids)} site-{args.site} scans; feature {args.feature}; A = {args.work_a}, B = {args.work_b}")
+    rows = lab[(lab["site"] == args.site) & lab["scan_id"].isin(common)].sort_values("scan_id")
+    if len(rows) < 20:
+        raise SystemExit(f"error: only {len(rows)} site-{args.site} scans are embedded in both folders")
+    fits = {s: [cross_fit(e, rows, args.feature, FINDINGS) for e in es] for s, es in embs.items()}
+    y, groups = fits["a"][0].labels, fits["a"][0].groups
+    res: dict = {"a": str(args.work_a), "b": str(args.work_b), "feature": args.feature, "n_scans": len(rows),
+                 "probe_protocol": "cross-fitted (fmct.evaluate.crossfit), 5 folds by patient"}  # fmt: skip
+    print(f"{len(rows)} site-{args.site} scans; feature {args.feature}; A = {args.work_a}, B = {args.work_b}")
     for kind in ("knn", "linear"):
-        scores = {s: [oof_scores(e.select(ids).feature(args.feature), y, groups, kind) for e in es]
-                  for s, es in embs.items()}  # fmt: skip
+        scores = {s: [f.scores[kind] for f in side] for s, side in fits.items()}
         d = mean_difference(y, scores["a"], scores["b"], FINDINGS, groups, args.n_boot)
         macro = d["macro"]
         res[kind] = {"a_minus_b": round(macro["value"], 3), "ci": [round(c, 3) for c in macro["ci"]],

@@ -1,7 +1,8 @@
 """Held-out frozen-feature AUROC along a pretraining run, and whether the kNN monitor picks a good step.
 
 ``pretrain_evidence.py`` probes the teacher at the last step. This probes every snapshot of one or more runs
-made with ``snapshot_every=N`` (``RUN/snapshots/step-NNNNNN``) on a held-out labelled store, next to the
+made with ``snapshot_every=N`` (``RUN/snapshots/step-NNNNNN``) on a held-out labelled store (the protocol's
+kNN and linear probes, cross-fitted: :func:`fmct.evaluate.crossfit.cross_fit`), next to the
 run's own kNN monitor at the same step (``labels=`` of the pretraining store, logged in ``metrics.jsonl``),
 and compares three choices of model with random initialisations of the same architecture, seeds averaged
 with one paired bootstrap 95 % CI over patients (:func:`fmct.evaluate.bootstrap.mean_difference`):
@@ -35,7 +36,6 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 
 
 def _log(msg: str) -> None:
@@ -98,38 +98,47 @@ def main(argv: list[str] | None = None) -> int:
             return 2
 
     import torch
-    from pretrain_evidence import encoded_r2, generator_parameters, probe_embeddings, random_backbone
 
     from fmct import load_model
     from fmct.evaluate.bootstrap import mean_difference
-    from fmct.evaluate.embed import embed_store
+    from fmct.evaluate.crossfit import cross_fit, cross_validated_r2
+    from fmct.evaluate.embed import embed_store, load_embeddings
+    from fmct.evaluate.finetune import frozen_backbone
     from fmct.evaluate.label_table import read_labels
-    from fmct.evaluate.metrics import auroc
+    from fmct.evaluate.metrics import auroc_by_finding
     from fmct.labels import FINDINGS
+    from fmct.synth import GENERATOR_PARAMETERS, generator_parameters
     from fmct.train.keeper import read_best
 
-    lab = read_labels(args.labels).set_index("scan_id")
+    lab = read_labels(args.labels)
+    rows_eval = lab[lab["site"] == args.site].sort_values("scan_id")
     cache: dict[Path, dict[str, np.ndarray]] = {}
     feats: dict[Path, np.ndarray] = {}
     y = groups = ids = None
 
     def probe(model_dir: Path | None, emb_path: Path, seed: int | None = None) -> dict[str, np.ndarray]:
-        """Out-of-fold kNN and linear scores ``(n, F)`` of a model directory (or a random init)."""
+        """Cross-fitted kNN and linear scores ``(n, F)`` of a model directory (or a random init)."""
         nonlocal y, groups, ids
         key = emb_path
         if key in cache:
             return cache[key]
         if not emb_path.exists():
-            model = load_model(model_dir) if seed is None else random_backbone(model_dir, seed)
+            model = load_model(model_dir) if seed is None else frozen_backbone(model_dir, True, seed)
             emb_path.parent.mkdir(parents=True, exist_ok=True)
             _log(f"embed {args.eval} with {emb_path.parent.parent.name}/{emb_path.stem}")
             embed_store(model, args.eval, emb_path, batch_size=8, keep_patch=False, progress=False)
-        ids, y, groups, feats[key], cache[key] = probe_embeddings(emb_path, lab, args.site, args.feature)
+        fit = cross_fit(load_embeddings(emb_path, with_patch=False), rows_eval, args.feature, FINDINGS)
+        ids, y, groups, feats[key], cache[key] = (
+            fit.scan_ids,
+            fit.labels,
+            fit.groups,
+            fit.features,
+            fit.scores,
+        )
         return cache[key]
 
     def macro(s: np.ndarray) -> float:
-        vals = [auroc(y[:, j], s[:, j]) for j in range(len(FINDINGS)) if 0 < y[:, j].sum() < len(y)]
-        return round(float(np.mean(vals)), 4)
+        return round(auroc_by_finding(y, s, FINDINGS)["macro"], 4)
 
     targets = None
 
@@ -139,12 +148,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.synth_seed is None:
             return None
         if targets is None:
-            all_rows = lab.reset_index()
-            _log(f"generator parameters of {len(all_rows)} scans (seed {args.synth_seed})")
-            params = generator_parameters(len(all_rows), args.site, args.synth_seed, 128)
-            row_of = {sid: i for i, sid in enumerate(all_rows["scan_id"])}
+            _log(f"generator parameters of {len(lab)} scans (seed {args.synth_seed})")
+            params = generator_parameters(range(len(lab)), args.site, args.synth_seed)
+            row_of = {sid: i for i, sid in enumerate(lab["scan_id"])}
             targets = params[[row_of[i] for i in ids]]
-        return encoded_r2(feats[emb_path], targets)
+        r2 = cross_validated_r2(feats[emb_path], targets)
+        return dict(zip(GENERATOR_PARAMETERS, (round(float(v), 3) for v in r2), strict=True))
 
     def rescored_monitor(run: Path, snaps: list[Path]) -> dict[int, float]:
         """``{steps: monitor}`` of :class:`fmct.train.loop.KnnMonitor` on ``--rescore-scans`` scans."""
@@ -228,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     res = {
         "eval": str(args.eval),
         "feature": args.feature,
+        "probe_protocol": "cross-fitted (fmct.evaluate.crossfit), 5 folds by patient",
         "monitor": args.monitor,
         "n_eval_scans": int(len(y)),
         "random_macro": {

@@ -4,10 +4,13 @@ network at random initialisation, on held-out labelled scans, plus the training 
 Uses the stores and labels that ``make demo`` leaves in ``demo_out/`` (or any other, see the flags):
 pretrains ``--config`` for ``--steps`` steps on ``--pool`` (unlabelled), then embeds the site-a scans of
 ``--eval`` (never seen in pretraining) with the teacher backbone and with ``--random-seeds`` random
-initialisations of the same architecture. For each model: out-of-fold scores of a cosine kNN (k = 10)
-and of a logistic-regression probe (5-fold, folds by patient), per-finding and macro AUROC; the pretrained
-model is compared with every random init by a paired bootstrap over patients (95 % CI of the macro
-difference). From ``metrics.jsonl``: DINO / iBOT losses and teacher entropy vs log K at each monitor.
+initialisations of the same architecture. For each model: out-of-fold scores of the evaluation protocol's
+kNN and linear probes, cross-fitted (:func:`fmct.evaluate.crossfit.cross_fit`: 5 folds by patient, each fold
+scored by the probe fitted on the others with its k / C chosen on 15 % of their patients), per-finding and
+macro AUROC; the pretrained model is compared with every random init by a paired bootstrap over patients
+(95 % CI of the macro difference). From ``metrics.jsonl``: DINO / iBOT losses and teacher entropy vs log K at
+each monitor. Result files without a ``probe_protocol`` key were made with the script's former probes (a fixed
+k = 10 and C = 0.05, no validation part).
 
 Usage::
 
@@ -31,8 +34,9 @@ the mean over them minus the mean over the random inits, with one paired bootstr
 ``--reference`` adds a hand-made feature probed the same way: the intracranial HU histogram of the very
 cubes the ViT sees, which tells what the kNN and linear probes can reach on these scans. ``--synth-seed 77``
 (the seed of the ``fmct synth`` call that made the held-out set) regenerates each held-out scan's generator
-parameters (pose, head shape, skull thickness, atrophy, ventricle size) and reports how well the features encode
-them (5-fold CV R² of a ridge regression). ``_brain_only_store.py`` makes the brain-only stores
+parameters (pose, head shape, skull thickness, atrophy, ventricle size; :func:`fmct.synth.generator_parameters`)
+and reports how well the features encode them (5-fold CV R² of a ridge regression,
+:func:`fmct.evaluate.crossfit.cross_validated_r2`). ``_brain_only_store.py`` makes the brain-only stores
 (docs/results.md).
 
 Trailing ``key=value`` pairs are passed to ``fmct pretrain`` as config overrides. Writes
@@ -60,101 +64,36 @@ def _log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def oof_scores(x: np.ndarray, y: np.ndarray, groups: np.ndarray, kind: str) -> np.ndarray:
-    """Out-of-fold scores ``(n, F)`` of a kNN or linear probe on features ``x (n, D)`` (5 folds by patient)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import GroupKFold
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    from fmct.train.monitors import knn_oof_scores
-
-    if kind == "knn":  # the pretraining kNN monitor's vote: cosine, k = 10, temperature 0.07
-        return knn_oof_scores(x, y, groups, k=10, n_splits=5)
-    scores = np.full(y.shape, 0.5)
-    for tr, te in GroupKFold(n_splits=5).split(x, groups=groups):
-        for j in range(y.shape[1]):
-            if 0 < y[tr, j].sum() < len(tr):
-                m = make_pipeline(
-                    StandardScaler(), LogisticRegression(C=0.05, max_iter=3000, class_weight="balanced")
-                )
-                m.fit(x[tr], y[tr, j])
-                scores[te, j] = m.predict_proba(x[te])[:, 1]
-    return scores
+#: How the probes are fitted (written into the results, which older files do not have).
+PROBE_PROTOCOL = (
+    "cross-fitted (fmct.evaluate.crossfit): 5 folds by patient; each fold scored by the protocol's kNN / "
+    "linear probe fitted on the other folds, k / C chosen on 15 % of their patients"
+)
 
 
-def random_backbone(model_dir: Path, seed: int):
-    """The architecture of ``model_dir`` at random initialisation (torch seed ``seed``), as a backbone."""
-    import torch
-
-    from fmct.evaluate.finetune import build_model
-
-    torch.manual_seed(seed)
-    return build_model(model_dir, ["x"], scratch=True).as_backbone()
-
-
-def probe_embeddings(emb_path: Path, lab, site: str, feature: str):
-    """Probe the ``site`` scans of an embeddings parquet: ``(ids, y (n, F), groups (n,), x (n, D), scores)``
-    with ``scores = {"knn": (n, F), "linear": (n, F)}`` out-of-fold (:func:`oof_scores`).
-
-    ``lab`` is :func:`fmct.evaluate.label_table.read_labels` indexed by ``scan_id``.
-    """
+def cross_fit_embeddings(emb_path: Path, rows, feature: str):
+    """:func:`fmct.evaluate.crossfit.cross_fit` of the embeddings in ``emb_path`` on the labelled scans ``rows``
+    (a labels table in scan order), kNN and linear."""
+    from fmct.evaluate.crossfit import cross_fit
     from fmct.evaluate.embed import load_embeddings
     from fmct.labels import FINDINGS
 
-    emb = load_embeddings(emb_path, with_patch=False)
-    ids = sorted(i for i in emb.scan_ids if i in lab.index and lab.loc[i, "site"] == site)
-    emb = emb.select(ids)
-    y = lab.loc[ids, FINDINGS].astype(float).to_numpy()
-    groups = lab.loc[ids, "patient_id"].to_numpy()
-    x = emb.feature(feature)
-    return ids, y, groups, x, {kind: oof_scores(x, y, groups, kind) for kind in ("knn", "linear")}
+    return cross_fit(load_embeddings(emb_path, with_patch=False), rows, feature, FINDINGS)
 
 
-def reference_features(store: Path, ids: list[str], size: int) -> np.ndarray:
-    """``(n, 34)`` intracranial HU histograms of the scans' model-input cubes (``size``³, as the ViT sees them).
+def reference_embeddings(store: Path, ids: list[str], size: int):
+    """The evaluation protocol's hand-made reference (:mod:`fmct.evaluate.hu_histogram`): the intracranial HU
+    histogram of the scans' model-input cubes (``size``³, as the ViT sees them), which tells what the kNN and
+    linear probes can reach on these scans (``synth_difficulty.py``: logistic regression on it ~0.76)."""
+    from fmct.evaluate.embed import CubeCache
+    from fmct.evaluate.hu_histogram import histogram_embeddings
 
-    A reference for the probes: a feature known to carry finding signal on this cohort
-    (``synth_difficulty.py``: logistic regression on it reaches macro AUROC ~0.76), so the kNN and linear
-    numbers of the networks can be read against what the same probe gets from it.
-    """
-    from fmct.evaluate.hu_histogram import hu_histogram
-    from fmct.preprocess.model_input import cube_hu
-    from fmct.store import open_store
-
-    st = open_store(store)
-    return np.stack([hu_histogram(cube_hu(st.load(i), size)[0].numpy()) for i in ids])
+    return histogram_embeddings(CubeCache(store, ids, size))
 
 
-#: Generator parameters of a synthetic scan that :func:`generator_parameters` reads back.
-GENERATOR_PARAMETERS = ("pose_x_deg", "pose_y_deg", "pose_z_deg", "head_axis_x_mm", "head_axis_y_mm",
-                        "head_axis_z_mm", "bone_mm", "atrophy", "ventricle_scale")  # fmt: skip
-
-
-def generator_parameters(n: int, site: str, seed: int, size: int) -> np.ndarray:
-    """``(n, 9)`` :data:`GENERATOR_PARAMETERS` of scans ``0..n-1`` of ``fmct synth --site SITE --seed SEED
-    --size SIZE`` (row ``i`` of that call's labels.csv is scan ``i``), regenerated in memory."""
-    from fmct.synth import synth_scan
-
-    out = []
-    for i in range(n):
-        m = synth_scan(i, site, seed, size=size, with_mask=False).meta
-        a = m["anatomy"]
-        out.append([*m["pose_deg"], *a["axes_mm"], a["bone_mm"], a["atrophy"], a["ventricle_scale"]])
-    return np.asarray(out, dtype=np.float64)
-
-
-def encoded_r2(x: np.ndarray, targets: np.ndarray) -> dict[str, float]:
-    """5-fold CV R² of a ridge regression (alpha chosen inside) of each column of ``targets`` ``(n, 9)``
-    on ``x``, keyed by :data:`GENERATOR_PARAMETERS`."""
-    from sklearn.linear_model import RidgeCV
-    from sklearn.model_selection import cross_val_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 4, 13)))
-    r2 = (float(cross_val_score(model, x, t, cv=5, scoring="r2").mean()) for t in targets.T)
-    return dict(zip(GENERATOR_PARAMETERS, (round(v, 3) for v in r2), strict=True))
+def auroc_row(fit, method: str) -> dict[str, float | None]:
+    """Per-finding and macro AUROC of one probe, rounded to 3 decimals."""
+    return {k: None if v is None else round(v, 3) for k, v in fit.auroc(method).items()}
 
 
 def curves(run: Path) -> list[dict]:
@@ -173,7 +112,7 @@ def curves(run: Path) -> list[dict]:
     return rows
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pool", type=Path, default=ROOT / "demo_out" / "store_pool")
     ap.add_argument("--eval", type=Path, default=ROOT / "demo_out" / "store_eval")
@@ -216,33 +155,27 @@ def main() -> int:
         help="the held-out labels.csv is one `fmct synth --site SITE --seed S` call: also report how well "
         "the features encode its generator parameters (pose, head shape, bone, atrophy, ventricle size)",
     )
-    ap.add_argument("--synth-size", type=int, default=128, help="the --size of that fmct synth call")
+    ap.add_argument(
+        "--synth-size",
+        type=int,
+        default=128,
+        help="the --size of that fmct synth call (accepted for old command lines: the parameters do not "
+        "depend on it)",
+    )
     ap.add_argument("--tag", default="", help="results file suffix: pretrain_evidence_<tag>.json")
     ap.add_argument("overrides", nargs="*", help="config overrides for fmct pretrain (key=value)")
-    args = ap.parse_args()
-    for p in (args.pool, args.eval, args.labels):
-        if not p.exists():
-            print(
-                f"error: {p} not found; run `make demo` first or pass --pool/--eval/--labels", file=sys.stderr
-            )
-            return 2
+    return ap.parse_args()
 
-    from fmct import load_model
-    from fmct.evaluate.bootstrap import mean_difference, paired_difference
-    from fmct.evaluate.embed import embed_store, load_embeddings, model_input_spec
-    from fmct.evaluate.label_table import read_labels
-    from fmct.evaluate.metrics import auroc
-    from fmct.labels import FINDINGS
 
-    work = args.work or Path(tempfile.mkdtemp(prefix="fmct_pretrain_evidence_"))
-    # pretraining seed s runs in work/run (s = 0) or work/run_seed<s>; models "pretrained", "pretrained<s>"
-    runs = {("pretrained" if s == 0 else f"pretrained{s}"): (s, work / ("run" if s == 0 else f"run_seed{s}"))
+def pretrain_runs(args: argparse.Namespace, work: Path) -> tuple[dict[str, Path], list[str], float]:
+    """Pretrain ``--pretrain-seeds`` runs (seed s in ``work/run`` for s = 0, else ``work/run_seed<s>``; a run
+    with a model already there is reused): ``({model name: run folder}, reused names, seconds)``."""
+    runs = {("pretrained" if s == 0 else f"pretrained{s}"): work / ("run" if s == 0 else f"run_seed{s}")
             for s in range(args.pretrain_seeds)}  # fmt: skip
     t0 = time.time()
-    reused_runs = [name for name, (_, run) in runs.items() if (run / "model" / "config.json").exists()]
-    reused = len(reused_runs) == len(runs)
-    for name, (seed, run) in runs.items():
-        if name in reused_runs:
+    reused = [name for name, run in runs.items() if (run / "model" / "config.json").exists()]
+    for seed, (name, run) in enumerate(runs.items()):
+        if name in reused:
             continue
         cmd = [sys.executable, "-m", "fmct", "pretrain", "--config", str(args.config), "--data",
                str(args.pool), "--out", str(run), f"max_steps={args.steps}", "monitor_every=100",
@@ -254,51 +187,43 @@ def main() -> int:
             cmd.append(f"labels={pool_labels}")
         _log("pretrain: " + " ".join(cmd[2:]))
         subprocess.run(cmd, check=True)
-    t_pre = time.time() - t0
+    return runs, reused, time.time() - t0
 
-    lab = read_labels(args.labels).set_index("scan_id")
-    if args.synth_seed is not None and (lab["site"] != args.site).any():
-        raise SystemExit("--synth-seed: the labels.csv must come from one `fmct synth` call of --site")
+
+def probe_models(args: argparse.Namespace, work: Path, runs: dict[str, Path], rows) -> tuple[dict, int]:
+    """Embed the held-out store with every pretrained run and ``--random-seeds`` random inits of the first
+    run's architecture, and cross-fit the probes: ``({model name: CrossFitted}, model input size)``."""
+    from fmct import load_model
+    from fmct.evaluate.embed import embed_store, load_embeddings, model_input_spec
+    from fmct.evaluate.finetune import frozen_backbone
+
     models = {**{name: None for name in runs}, **{f"random{s}": s for s in range(args.random_seeds)}}
-    pretrained = list(runs)
-    randoms = [m for m in models if m not in runs]
-    scores: dict[str, dict[str, np.ndarray]] = {}
-    features: dict[str, np.ndarray] = {}  # per model (and the reference): the probed features
-    y = groups = None
-    first_run = runs["pretrained"][1] / "model"  # random inits take its architecture
+    first_run = runs["pretrained"] / "model"  # random inits take its architecture
+    fits, input_size = {}, 0
     for name, seed in models.items():
-        model = load_model(runs[name][1] / "model") if seed is None else random_backbone(first_run, seed)
+        if seed is None:
+            model = load_model(runs[name] / "model")
+        else:
+            model = frozen_backbone(first_run, random_init=True, seed=seed)
         out = work / f"emb_{name}.parquet"
         if out.exists() and args.feature == "brain_max" and load_embeddings(out, False).brain_max is None:
             out.unlink()  # embedded by an fmct without the brain_max readout
         if not out.exists():
             _log(f"embed {args.eval} with {name}")
             embed_store(model, args.eval, out, batch_size=8, keep_patch=False, progress=False)
-        ids, y, groups, features[name], scores[name] = probe_embeddings(out, lab, args.site, args.feature)
+        fits[name] = cross_fit_embeddings(out, rows, args.feature)
         input_size = model_input_spec(model)[0]
+    return fits, input_size
 
-    def per_finding(s: np.ndarray) -> dict[str, float | None]:
-        row = {}
-        for j, f in enumerate(FINDINGS):
-            ok = 0 < y[:, j].sum() < len(y)
-            row[f] = round(float(auroc(y[:, j], s[:, j])), 3) if ok else None
-        vals = [v for v in row.values() if v is not None]
-        row["macro"] = round(float(np.mean(vals)), 3)
-        return row
 
-    if args.reference:
-        _log("reference: intracranial HU histogram of the model-input cubes")
-        features["hu_histogram"] = x = reference_features(args.eval, ids, input_size)
-        scores["hu_histogram"] = {kind: oof_scores(x, y, groups, kind) for kind in ("knn", "linear")}
-    encoded = None
-    if args.synth_seed is not None:
-        all_rows = lab.reset_index()
-        _log(f"generator parameters of {len(all_rows)} scans (site {args.site}, seed {args.synth_seed})")
-        params = generator_parameters(len(all_rows), args.site, args.synth_seed, args.synth_size)
-        row_of = {sid: i for i, sid in enumerate(all_rows["scan_id"])}
-        target = params[[row_of[i] for i in ids]]
-        encoded = {name: encoded_r2(x, target) for name, x in features.items()}
-    table = {m: {k: per_finding(s) for k, s in d.items()} for m, d in scores.items()}
+def differences(args: argparse.Namespace, fits: dict, pretrained: list[str], randoms: list[str]) -> dict:
+    """Paired bootstrap 95 % CIs (patients resampled) of the macro AUROC: each pretrained run minus each
+    random init, and with several runs the mean over the runs minus the mean over the random inits."""
+    from fmct.evaluate.bootstrap import mean_difference, paired_difference
+    from fmct.labels import FINDINGS
+
+    ref = fits[pretrained[0]]
+    y, groups = ref.labels, ref.groups
 
     def summary(d: dict) -> dict:
         return {"macro": round(d["macro"]["value"], 3), "ci": [round(c, 3) for c in d["macro"]["ci"]]}
@@ -307,14 +232,73 @@ def main() -> int:
     for kind in ("knn", "linear"):
         for p in pretrained:
             for name in randoms:
-                d = paired_difference(y, scores[p][kind], scores[name][kind], FINDINGS, groups, args.n_boot)
+                d = paired_difference(
+                    y, fits[p].scores[kind], fits[name].scores[kind], FINDINGS, groups, args.n_boot
+                )
                 diffs[f"{kind}: {p} - {name}"] = summary(d)
         if len(pretrained) > 1:
-            d = mean_difference(y, [scores[p][kind] for p in pretrained],
-                                [scores[r][kind] for r in randoms], FINDINGS, groups, args.n_boot)  # fmt: skip
+            d = mean_difference(y, [fits[p].scores[kind] for p in pretrained],
+                                [fits[r].scores[kind] for r in randoms], FINDINGS, groups, args.n_boot)  # fmt: skip
             key = f"{kind}: mean of {len(pretrained)} pretrained - mean of {len(randoms)} random"
             diffs[key] = summary(d)
-    rows = {p: curves(run) for p, (_, run) in runs.items()}
+    return diffs
+
+
+def encoded_parameters(args: argparse.Namespace, lab, fits: dict) -> dict[str, dict[str, float]]:
+    """5-fold CV R² of a ridge regression of each generator parameter on each model's features."""
+    from fmct.evaluate.crossfit import cross_validated_r2
+    from fmct.synth import GENERATOR_PARAMETERS, generator_parameters
+
+    all_ids = list(lab["scan_id"])
+    _log(f"generator parameters of {len(all_ids)} scans (site {args.site}, seed {args.synth_seed})")
+    params = generator_parameters(range(len(all_ids)), args.site, args.synth_seed)
+    row_of = {sid: i for i, sid in enumerate(all_ids)}
+    target = params[[row_of[i] for i in next(iter(fits.values())).scan_ids]]
+    return {
+        name: dict(
+            zip(
+                GENERATOR_PARAMETERS,
+                (round(float(v), 3) for v in cross_validated_r2(f.features, target)),
+                strict=True,
+            )
+        )
+        for name, f in fits.items()
+    }
+
+
+def main() -> int:
+    args = parse_args()
+    for p in (args.pool, args.eval, args.labels):
+        if not p.exists():
+            print(
+                f"error: {p} not found; run `make demo` first or pass --pool/--eval/--labels", file=sys.stderr
+            )
+            return 2
+
+    from fmct.evaluate.crossfit import cross_fit
+    from fmct.evaluate.label_table import read_labels
+    from fmct.labels import FINDINGS
+
+    work = args.work or Path(tempfile.mkdtemp(prefix="fmct_pretrain_evidence_"))
+    runs, reused_runs, t_pre = pretrain_runs(args, work)
+    reused = len(reused_runs) == len(runs)
+    lab = read_labels(args.labels)
+    if args.synth_seed is not None and (lab["site"] != args.site).any():
+        raise SystemExit("--synth-seed: the labels.csv must come from one `fmct synth` call of --site")
+    rows = lab[lab["site"] == args.site].sort_values("scan_id")
+    fits, input_size = probe_models(args, work, runs, rows)
+    pretrained = list(runs)
+    randoms = [m for m in fits if m not in runs]
+    ids = fits["pretrained"].scan_ids
+    y = fits["pretrained"].labels
+    if args.reference:
+        _log("reference: intracranial HU histogram of the model-input cubes")
+        ref = reference_embeddings(args.eval, ids, input_size)
+        fits["hu_histogram"] = cross_fit(ref, rows, args.feature, FINDINGS)
+    encoded = encoded_parameters(args, lab, fits) if args.synth_seed is not None else None
+    table = {m: {kind: auroc_row(f, kind) for kind in ("knn", "linear")} for m, f in fits.items()}
+    diffs = differences(args, fits, pretrained, randoms)
+    monitors = {p: curves(run) for p, run in runs.items()}
 
     def mean_macro(names: list[str], kind: str) -> float:
         return round(float(np.mean([table[m][kind]["macro"] for m in names])), 3)
@@ -331,36 +315,45 @@ def main() -> int:
         "config": str(args.config),
         "overrides": args.overrides,
         "feature": args.feature,
+        "probe_protocol": PROBE_PROTOCOL,
         "n_eval_scans": int(len(y)),
-        "n_pos": {f: int(y[:, j].sum()) for j, f in enumerate(FINDINGS)},
+        "n_pos": {f: int(np.nansum(y[:, j])) for j, f in enumerate(FINDINGS)},
         "auroc": table,
         "paired_differences": diffs,
         "generator_parameters_cv_r2": encoded,
-        "training_monitors": rows if len(rows) > 1 else rows["pretrained"],
+        "training_monitors": monitors if len(monitors) > 1 else monitors["pretrained"],
         "seconds_pretrain": None if reused else round(t_pre, 1),
         "pretrain_run_reused": reused,
         "pretrain_runs_reused": reused_runs,  # seconds_pretrain counts only the others
     }
-    print(
-        f"\nheld-out site-{args.site} scans: {len(y)}; feature {args.feature}; macro AUROC (5-fold, by patient)"
-    )
-    for m in table:
-        print(f"  {m:12s} kNN {table[m]['knn']['macro']:.3f}   linear {table[m]['linear']['macro']:.3f}")
-    for k, v in diffs.items():
-        print(f"  {k:42s} {v['macro']:+.3f} [{v['ci'][0]:+.3f}, {v['ci'][1]:+.3f}]")
-    if encoded:
-        print("\nCV R² of ridge regressions of the generator parameters on the features:")
-        for name, r2 in encoded.items():
-            print(f"  {name:12s} " + "  ".join(f"{k} {v:.2f}" for k, v in r2.items()))
-    for p, prow in rows.items():
-        print(f"\ntraining monitors ({p}):")
-        for r in prow:
-            print("  " + "  ".join(f"{k} {v}" for k, v in r.items()))
+    print_summary(args, res)
     out = HERE / "results" / (f"pretrain_evidence_{args.tag}.json" if args.tag else "pretrain_evidence.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2) + "\n")
     _log(f"wrote {out}")
     return 0
+
+
+def print_summary(args: argparse.Namespace, res: dict) -> None:
+    """The AUROC table, the paired differences, the encoded generator parameters and the monitors."""
+    table, encoded = res["auroc"], res["generator_parameters_cv_r2"]
+    print(
+        f"\nheld-out site-{args.site} scans: {res['n_eval_scans']}; feature {args.feature}; macro AUROC "
+        "(cross-fitted, 5 folds by patient)"
+    )
+    for m in table:
+        print(f"  {m:12s} kNN {table[m]['knn']['macro']:.3f}   linear {table[m]['linear']['macro']:.3f}")
+    for k, v in res["paired_differences"].items():
+        print(f"  {k:42s} {v['macro']:+.3f} [{v['ci'][0]:+.3f}, {v['ci'][1]:+.3f}]")
+    if encoded:
+        print("\nCV R² of ridge regressions of the generator parameters on the features:")
+        for name, r2 in encoded.items():
+            print(f"  {name:12s} " + "  ".join(f"{k} {v:.2f}" for k, v in r2.items()))
+    monitors = res["training_monitors"]
+    for p, prow in (monitors if isinstance(monitors, dict) else {"pretrained": monitors}).items():
+        print(f"\ntraining monitors ({p}):")
+        for r in prow:
+            print("  " + "  ".join(f"{k} {v}" for k, v in r.items()))
 
 
 if __name__ == "__main__":

@@ -97,13 +97,12 @@ def train_small_vit(items: list[dict], size: int, seconds: float, seed: int = 0)
 
 
 def macro_auroc(model, items) -> float | None:
-    from sklearn.metrics import roc_auc_score
+    from fmct.evaluate.metrics import auroc_by_finding
 
     with torch.no_grad():
         p = torch.sigmoid(model(torch.stack([it["x"] for it in items]))).numpy()
-    y = np.stack([it["y"] for it in items])
-    aucs = [roc_auc_score(y[:, j], p[:, j]) for j in range(y.shape[1]) if len(np.unique(y[:, j])) == 2]
-    return round(float(np.mean(aucs)), 3) if aucs else None
+    macro = auroc_by_finding(np.stack([it["y"] for it in items]), p, FINDINGS)["macro"]
+    return None if macro is None else round(macro, 3)
 
 
 def finding_mask(label_map: np.ndarray, finding: str) -> np.ndarray:
@@ -131,7 +130,7 @@ def main() -> int:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    from fmct.infer.saliency import METHODS, compute_saliency, gaussian_blur3d
+    from fmct.infer.saliency import METHODS, blur_maps, compute_saliency
     from fmct.infer.saliency_metrics import (
         distance_to_mask_mm,
         mask_on_cube,
@@ -196,7 +195,7 @@ def main() -> int:
                     row[f"{method}_mass"] = mass_share(m, occ)
                     row[f"{method}_hit"] = pointing_hit(m, it["grid_affine"], dist, mimg.affine, args.tol_mm)
                 # upper bound and check of the scoring geometry: the mask itself, smoothed like the maps
-                oracle = gaussian_blur3d(torch.as_tensor(occ)[None], sigma / 2)[0].numpy()
+                oracle = blur_maps(torch.as_tensor(occ)[None], sigma / 2)[0].numpy()
                 row["mask_oracle_mass"] = mass_share(oracle, occ)
                 row["mask_oracle_hit"] = pointing_hit(
                     oracle, it["grid_affine"], dist, mimg.affine, args.tol_mm

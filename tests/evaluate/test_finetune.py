@@ -103,3 +103,25 @@ def test_cpu_device_trains_the_same_weights(setup) -> None:  # type: ignore[no-u
     (w0, h0, p0), (w1, h1, p1) = runs
     assert all(torch.equal(w0[k], w1[k]) for k in w0) and h0 == h1
     np.testing.assert_array_equal(p0, p1)
+
+
+def test_frozen_backbone_random_init_is_seeded_and_leaves_the_rng(tiny_model_dir) -> None:  # type: ignore[no-untyped-def]
+    from fmct.evaluate.finetune import frozen_backbone
+
+    def weights(m):  # type: ignore[no-untyped-def]
+        return {k: v.clone() for k, v in m.backbone.state_dict().items()}
+
+    trained = weights(load_model(tiny_model_dir))
+    torch.manual_seed(123)
+    state = torch.random.get_rng_state()
+    a, b = (
+        weights(frozen_backbone(tiny_model_dir, True, seed=1)),
+        weights(frozen_backbone(tiny_model_dir, True, 1)),
+    )
+    c = weights(frozen_backbone(tiny_model_dir, random_init=True, seed=2))
+    assert torch.equal(torch.random.get_rng_state(), state)  # global RNG untouched
+    assert all(torch.equal(a[k], b[k]) for k in a)  # same seed, same weights
+    assert any(not torch.equal(a[k], c[k]) for k in a) and any(not torch.equal(a[k], trained[k]) for k in a)
+    same = weights(frozen_backbone(tiny_model_dir))
+    assert all(torch.equal(same[k], trained[k]) for k in trained)  # without random_init: the model's own
+    assert frozen_backbone(tiny_model_dir, True, 1).preprocessing == load_model(tiny_model_dir).preprocessing

@@ -6,7 +6,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.metrics import roc_curve as sk_roc_curve
 
 from fmct.evaluate.calibration import expected_calibration_error, reliability_bins
-from fmct.evaluate.metrics import auroc, average_precision, pr_curve, roc_curve
+from fmct.evaluate.metrics import auroc, auroc_by_finding, average_precision, pr_curve, roc_curve
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -63,3 +63,14 @@ def test_ece_perfect_and_overconfident() -> None:
     b = reliability_bins(y, p, 5)
     assert b["count"].sum() == p.size and len(b["edges"]) == 6
     assert np.isnan(expected_calibration_error(np.array([np.nan]), np.array([0.5])))
+
+
+def test_auroc_by_finding_uses_labelled_scored_scans() -> None:
+    y = np.array([[0, 1, 0], [1, 1, np.nan], [0, 1, 1], [1, 1, 0], [1, 1, 1]], dtype=float)
+    s = np.array([[0.1, 0.2, 0.3], [0.8, 0.1, 0.9], [np.nan, 0.5, 0.2], [0.6, 0.3, 0.1], [0.2, 0.4, 0.7]])
+    out = auroc_by_finding(y, s, ["a", "b", "c"])
+    assert out["a"] == pytest.approx(roc_auc_score([0, 1, 1, 1], [0.1, 0.8, 0.6, 0.2]))
+    assert out["b"] is None  # one class
+    assert out["c"] == pytest.approx(roc_auc_score([0, 1, 0, 1], [0.3, 0.2, 0.1, 0.7]))
+    assert out["macro"] == pytest.approx((out["a"] + out["c"]) / 2)
+    assert auroc_by_finding(y[:, 1:2], s[:, 1:2], ["b"])["macro"] is None

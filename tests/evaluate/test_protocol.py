@@ -59,7 +59,7 @@ def test_test_scans_never_reach_fitting(labels, tmp_path, monkeypatch) -> None: 
     """Every fit/selection call gets train and val scans only."""
     emb = separable_embeddings(labels, FINDINGS3)
     seen: list[set] = []
-    real = protocol._fit_predict_probe
+    real = protocol.fit_predict_probe
 
     def spy(method, emb, feature, tr, y_tr, va, y_va, tests, findings, seed, device=None):  # type: ignore[no-untyped-def]
         seen.append(set(tr) | set(va))
@@ -67,7 +67,7 @@ def test_test_scans_never_reach_fitting(labels, tmp_path, monkeypatch) -> None: 
             assert not (set(ids) & (set(tr) | set(va)))
         return real(method, emb, feature, tr, y_tr, va, y_va, tests, findings, seed, device)
 
-    monkeypatch.setattr(protocol, "_fit_predict_probe", spy)
+    monkeypatch.setattr(protocol, "fit_predict_probe", spy)
     rep = run_protocol(
         {"m": emb}, labels, tmp_path, config={"fractions": [1.0], "seeds": [0], "n_boot": 50, "plots": False}
     )

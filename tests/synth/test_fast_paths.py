@@ -291,7 +291,7 @@ def _reference_acquire(hu_internal, grid, geom, pose, site, rng, noise_xyz):
     """The whole-volume chain on (X, Y, Z): sample, calibrate, noise, kernel, streaks, quantise."""
     m = acq.output_to_internal(geom, pose, grid)
     shape = (geom.size, geom.size, geom.n_slices)
-    img = np.ascontiguousarray(resample(hu_internal, m, shape, acq._slab_offsets(geom, grid.h)))
+    img = np.ascontiguousarray(resample(hu_internal, m, shape, acq.slab_offsets(geom, grid.h)))
     bias = acq._calibration_bias(geom, site)
     if bias is not None:
         np.add(img, bias.T[:, :, None], out=img, where=img > -300.0)

@@ -122,3 +122,19 @@ def test_unknown_site_and_bad_prevalence():
         synth_scan(0, "z", 0, size=32)
     with pytest.raises(ValueError, match="unknown prevalence"):
         synth_scan(0, "a", 0, size=32, prevalence={"bogus": 0.5})
+
+
+@pytest.mark.parametrize(("site", "seed"), [("a", 77), ("b", 3), ("c", 0)])
+def test_generator_parameters_are_those_of_the_rendered_scans(site: str, seed: int) -> None:
+    """Drawn without rendering, the pose and anatomy equal the meta of the scans synth_scan renders, at any
+    matrix size (row i = scan i of ``fmct synth --site SITE --seed SEED``)."""
+    from fmct.synth import GENERATOR_PARAMETERS, generator_parameters
+
+    params = generator_parameters(range(3), site, seed)
+    assert params.shape == (3, len(GENERATOR_PARAMETERS)) and params.dtype == np.float64
+    for i, size in enumerate((32, 48, 32)):
+        meta = synth_scan(i, site, seed, size=size, with_mask=False).meta
+        a = meta["anatomy"]
+        expected = [*meta["pose_deg"], *a["axes_mm"], a["bone_mm"], a["atrophy"], a["ventricle_scale"]]
+        assert params[i].tolist() == expected
+    assert generator_parameters([], site, seed).shape == (0, len(GENERATOR_PARAMETERS))

@@ -6,6 +6,7 @@
 - :mod:`~fmct.evaluate.finetune` — full / LoRA / linear fine-tuning and scratch baselines.
 - :mod:`~fmct.evaluate.metrics`, ``bootstrap``, ``calibration`` — AUROC/AP, CIs, paired differences, ECE.
 - :mod:`~fmct.evaluate.protocol` — ``run_protocol`` (the whole protocol) and ``report`` / ``plots``.
+- :mod:`~fmct.evaluate.crossfit` — the protocol's probes cross-fitted over patient folds of one labelled set.
 - :mod:`~fmct.evaluate.label_import` — RSNA ICH and CQ500 labels.
 
 Calling the package, ``fmct.evaluate(models, labels, data, out, ...)``, runs :func:`fmct.api.evaluation.evaluate`.

@@ -14,15 +14,10 @@ import numpy as np
 
 def macro_auroc(y: np.ndarray, s: np.ndarray) -> float:
     """Mean AUROC over findings with both classes among the labelled scans (NaN when none)."""
-    from fmct.evaluate.metrics import auroc
+    from fmct.evaluate.metrics import auroc_by_finding
 
-    vals = []
-    for j in range(y.shape[1]):
-        m = np.isfinite(y[:, j]) & np.isfinite(s[:, j])
-        yy = y[m, j]
-        if len(yy) and yy.min() != yy.max():
-            vals.append(auroc(yy.astype(int), s[m, j]))
-    return float(np.mean(vals)) if vals else float("nan")
+    macro = auroc_by_finding(y, s, [str(j) for j in range(y.shape[1])])["macro"]
+    return float("nan") if macro is None else macro
 
 
 def pos_weight(y: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ Only train and val scan ids reach :func:`finetune`; test/OOD scans are scored af
 from __future__ import annotations
 
 import copy
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -117,6 +118,15 @@ def build_model(
     return ClassifierModel.from_backbone(bb, list(findings), head_type="linear", pooling=pooling)
 
 
+def frozen_backbone(model: Any, random_init: bool = False, seed: int = 0) -> Any:
+    """The backbone a probe embeds with: that of ``model`` (a model directory or a loaded model), or with
+    ``random_init`` the same architecture and preprocessing at random initialisation (torch seed ``seed``),
+    the untrained reference a pretrained backbone is compared with. The global torch RNG is left as it was."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return build_model(model, ["x"], scratch=random_init).as_backbone()
+
+
 def _param_groups(model: Any, cfg: FinetuneConfig) -> list[dict[str, Any]]:
     """AdamW groups: backbone params with lr * decay^(L - layer_id), head at lr * head_lr_scale."""
     bb = model.backbone
@@ -193,7 +203,6 @@ def finetune(
     """
     cfg = cfg or FinetuneConfig()
     torch.manual_seed(cfg.seed)
-    g = torch.Generator().manual_seed(cfg.seed)
     size, windows = model_input_spec(model)
     y_train = np.asarray(y_train, dtype=np.float64)
     y_val = np.asarray(y_val, dtype=np.float64)
@@ -203,49 +212,31 @@ def finetune(
     cache = cache or {}
     tr = cache.get("train") or CubeCache(store, train_ids, size, progress)
     va = cache.get("val") or CubeCache(store, val_ids, size, progress)
-
-    model = _trainable(model, cfg)
-    dev = place(model, device)  # after LoRA: its adapters are moved too
-    opt = torch.optim.AdamW(_param_groups(model, cfg))
-    target = torch.as_tensor(np.where(ok[None, :], y_train, np.nan), dtype=torch.float32, device=dev)
-    pw = torch.as_tensor(pos_weight(y_train), dtype=torch.float32, device=dev)
-    steps_per_epoch = max(1, int(np.ceil(len(tr.scan_ids) / cfg.batch_size)))
-    total = cfg.epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=[grp["lr"] for grp in opt.param_groups], total_steps=total, pct_start=0.1
-    )
+    model = _set_trainable(model, cfg)
+    place(model, device)  # after LoRA: its adapters are moved too
+    steps = _Steps(model, cfg, tr, windows, np.where(ok[None, :], y_train, np.nan), pos_weight(y_train))
     history: list[dict[str, float]] = []
-    best, best_state, best_epoch, bad = -np.inf, None, -1, 0
+    keeper = _BestOnVal()
     t0 = time.time()
-    with _progress(progress, total, f"fine-tuning ({cfg.mode})") as advance:
+    with _progress(progress, steps.total, f"fine-tuning ({cfg.mode})") as advance:
         for epoch in range(cfg.epochs):
-            losses = _train_epoch(model, tr, windows, (target, pw), (opt, sched), cfg, g, advance)
+            loss = steps.epoch(advance)
             val_scores = _predict_cache(model, va, windows, cfg.batch_size)
             val_scores[:, ~ok] = np.nan
             score = macro_auroc(y_val, val_scores) if len(va.scan_ids) else float("nan")
-            history.append({"epoch": epoch, "loss": float(np.mean(losses)), "val_macro_auroc": score})
-            if best_state is None or (np.isfinite(score) and score > best + 1e-6):
-                best, best_epoch, bad = (score if np.isfinite(score) else -np.inf), epoch, 0
-                best_state = copy.deepcopy({k: v.detach().clone() for k, v in model.state_dict().items()})
+            history.append({"epoch": epoch, "loss": loss, "val_macro_auroc": score})
+            if keeper.improved(model, score, epoch):
                 if out_dir is not None and cfg.mode != "lora":
                     _save(model, Path(out_dir) / "checkpoint", findings, cfg, history, ok)
-            else:
-                bad += 1
-                if bad >= cfg.patience:
-                    break
+            elif keeper.bad >= cfg.patience:
+                break
             if cfg.max_minutes is not None and time.time() - t0 > 60 * cfg.max_minutes:
                 break
-    assert best_state is not None
-    model.load_state_dict(best_state)
-    if cfg.mode == "lora":
-        merge_lora(model.backbone)
-    for p in model.parameters():
-        p.requires_grad = True
-    model.eval()
+    model = keeper.restore(model, cfg)
     info = {
         "history": history,
-        "best_epoch": best_epoch,
-        "best_val_macro_auroc": None if not np.isfinite(best) else float(best),
+        "best_epoch": keeper.epoch,
+        "best_val_macro_auroc": None if not np.isfinite(keeper.best) else float(keeper.best),
         "na_findings": [f for f, o in zip(findings, ok, strict=True) if not o],
         "n_train": len(tr.scan_ids),
         "n_val": len(va.scan_ids),
@@ -253,14 +244,13 @@ def finetune(
     }
     if out_dir is not None:
         _save(model, Path(out_dir), findings, cfg, history, ok, info)
-        import shutil
-
         shutil.rmtree(Path(out_dir) / "checkpoint", ignore_errors=True)
     return model, info
 
 
-def _trainable(model: Any, cfg: FinetuneConfig) -> Any:
-    """The model with the parameters ``cfg.mode`` trains set to ``requires_grad`` (LoRA adapters injected)."""
+def _set_trainable(model: Any, cfg: FinetuneConfig) -> Any:
+    """The model as ``cfg.mode`` trains it: LoRA adapters added (``lora``), only the head trainable
+    (``linear``), or unchanged (``full``)."""
     if cfg.mode == "lora":
         return _apply_lora(model, cfg)
     if cfg.mode == "linear":
@@ -269,40 +259,90 @@ def _trainable(model: Any, cfg: FinetuneConfig) -> Any:
     return model
 
 
-def _train_epoch(
-    model: Any,
-    tr: CubeCache,
-    windows: Sequence[Sequence[float]],
-    labels: tuple[torch.Tensor, torch.Tensor],
-    steppers: tuple[torch.optim.Optimizer, Any],
-    cfg: FinetuneConfig,
-    g: torch.Generator,
-    advance: Callable[[int], None],
-) -> list[float]:
-    """One pass over the training scans in a random order (``g``), on the model's device; returns the
-    batch losses. ``labels``: ``(target (n, F), pos_weight (F,))`` on that device; ``steppers``:
-    ``(optimizer, lr scheduler)``."""
-    (target, pw), (opt, sched) = labels, steppers
-    dev = module_device(model)
-    model.train()
-    if cfg.mode == "linear":
-        model.backbone.eval()
-    perm = torch.randperm(len(tr.scan_ids), generator=g)
-    losses = []
-    for i in range(0, len(perm), cfg.batch_size):
-        idx = perm[i : i + cfg.batch_size]
-        x = tr.batch(idx, windows).to(dev, non_blocking=True)
-        if cfg.flip_prob > 0 and torch.rand((), generator=g) < cfg.flip_prob:
-            x = x.flip(2)  # left-right (X = R in RAS)
-        loss = masked_bce(model(x), target[idx.to(dev)], pw)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 3.0)
-        opt.step()
-        sched.step()
-        losses.append(float(loss.detach()))
-        advance(1)
-    return losses
+class _Steps:
+    """The optimisation of one fine-tuning: AdamW (layer-wise lr decay) with a one-cycle schedule over
+    ``cfg.epochs`` epochs of shuffled batches (random left-right flips), masked BCE with ``pos_weight``.
+
+    Args:
+        target: ``(n, F)`` training labels, NaN where unlabelled or the finding is not trained.
+        pos_weight: ``(F,)`` negatives / positives per finding.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        cfg: FinetuneConfig,
+        cache: CubeCache,
+        windows: Sequence[Sequence[float]],
+        target: np.ndarray,
+        pos_weight: np.ndarray,
+    ) -> None:
+        self.model, self.cfg, self.cache, self.windows = model, cfg, cache, windows
+        self.g = torch.Generator().manual_seed(cfg.seed)
+        self.dev = module_device(model)
+        self.target = torch.as_tensor(target, dtype=torch.float32, device=self.dev)
+        self.pw = torch.as_tensor(pos_weight, dtype=torch.float32, device=self.dev)
+        self.opt = torch.optim.AdamW(_param_groups(model, cfg))
+        steps_per_epoch = max(1, int(np.ceil(len(cache.scan_ids) / cfg.batch_size)))
+        self.total = cfg.epochs * steps_per_epoch
+        self.sched = torch.optim.lr_scheduler.OneCycleLR(
+            self.opt,
+            max_lr=[grp["lr"] for grp in self.opt.param_groups],
+            total_steps=self.total,
+            pct_start=0.1,
+        )
+
+    def epoch(self, advance: Callable[[int], None]) -> float:
+        """Train one epoch (the backbone stays in eval mode for ``linear``); returns the mean batch loss."""
+        model, cfg, g = self.model, self.cfg, self.g
+        model.train()
+        if cfg.mode == "linear":
+            model.backbone.eval()
+        perm = torch.randperm(len(self.cache.scan_ids), generator=g)
+        losses = []
+        for i in range(0, len(perm), cfg.batch_size):
+            idx = perm[i : i + cfg.batch_size]
+            x = self.cache.batch(idx, self.windows).to(self.dev, non_blocking=True)
+            if cfg.flip_prob > 0 and torch.rand((), generator=g) < cfg.flip_prob:
+                x = x.flip(2)  # left-right (X = R in RAS)
+            loss = masked_bce(model(x), self.target[idx.to(self.dev)], self.pw)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 3.0)
+            self.opt.step()
+            self.sched.step()
+            losses.append(float(loss.detach()))
+            advance(1)
+        return float(np.mean(losses))
+
+
+class _BestOnVal:
+    """Early stopping on the validation macro AUROC: keeps the weights of the best epoch (the first epoch
+    when no score is finite) and counts the epochs since (``bad``)."""
+
+    def __init__(self) -> None:
+        self.best, self.epoch, self.bad = -np.inf, -1, 0
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def improved(self, model: Any, score: float, epoch: int) -> bool:
+        """Record epoch ``epoch``'s ``score``; True (weights kept) when it beats the best by 1e-6."""
+        if self.state is None or (np.isfinite(score) and score > self.best + 1e-6):
+            self.best, self.epoch, self.bad = (score if np.isfinite(score) else -np.inf), epoch, 0
+            self.state = copy.deepcopy({k: v.detach().clone() for k, v in model.state_dict().items()})
+            return True
+        self.bad += 1
+        return False
+
+    def restore(self, model: Any, cfg: FinetuneConfig) -> Any:
+        """The model with the best weights, LoRA merged, every parameter trainable again, in eval mode."""
+        assert self.state is not None
+        model.load_state_dict(self.state)
+        if cfg.mode == "lora":
+            merge_lora(model.backbone)
+        for p in model.parameters():
+            p.requires_grad = True
+        model.eval()
+        return model
 
 
 def _save(

@@ -8,6 +8,8 @@ values in one pass. With unit weights the values equal scikit-learn's ``roc_auc_
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 
@@ -62,6 +64,28 @@ def auroc(y: np.ndarray, scores: np.ndarray, weights: np.ndarray | None = None) 
     with np.errstate(invalid="ignore", divide="ignore"):
         out = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
     return float(out[0]) if squeeze else out
+
+
+def auroc_by_finding(y: np.ndarray, scores: np.ndarray, findings: Sequence[str]) -> dict[str, float | None]:
+    """AUROC of each finding over the scans with a label and a finite score, and their mean.
+
+    Args:
+        y: ``(n, F)`` labels in {0, 1} (NaN = unlabelled).  scores: ``(n, F)`` (NaN = not scored).
+        findings: F names.
+
+    Returns:
+        ``{finding: AUROC, or None with one class among those scans, "macro": mean of the others or None}``.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    scores = np.asarray(scores, dtype=np.float64)
+    out: dict[str, float | None] = {}
+    for j, f in enumerate(findings):
+        m = np.isfinite(y[:, j]) & np.isfinite(scores[:, j])
+        yy = y[m, j]
+        out[f] = float(auroc(yy, scores[m, j])) if len(yy) and yy.min() != yy.max() else None
+    values = [v for v in out.values() if v is not None]
+    out["macro"] = float(np.mean(values)) if values else None
+    return out
 
 
 def average_precision(

@@ -128,7 +128,7 @@ class Context:
 
 
 # ------------------------------------------------------------------------------------------------ fitting
-def _fit_predict_probe(
+def fit_predict_probe(
     method: str,
     emb: Embeddings,
     feature: str,
@@ -141,8 +141,11 @@ def _fit_predict_probe(
     seed: int,
     device: Any = None,
 ) -> dict[str, np.ndarray]:
-    """Fit a probe on train (select on val) and score each test set. Test ids never reach the fit; the
-    attentive probe trains on ``device`` (linear and kNN probes are scikit-learn, on the CPU)."""
+    """Fit a probe (``linear``, ``knn`` or ``attentive``) on the ``tr`` scans of ``emb`` with labels ``y_tr``
+    ``(n, F)``, choosing its C / k on ``va``, and score each test set: ``{name: (m, F) scores}``. Test ids
+    never reach the fit; the attentive probe trains on ``device`` (linear and kNN probes are scikit-learn, on
+    the CPU). The one probe fit of the protocol (:func:`run_protocol`) and of cross-fitting
+    (:mod:`fmct.evaluate.crossfit`)."""
     if method == "linear":
         from fmct.evaluate.probe import fit_linear_probe
 
@@ -308,13 +311,9 @@ def _resolve_embeddings(
         raise ValueError(f"model {name!r} must be embedded but no store was given")
     model = model_src
     if random_init or isinstance(model_src, str | Path):
-        import torch
+        from fmct.evaluate.finetune import frozen_backbone
 
-        from fmct.evaluate.finetune import build_model
-
-        with torch.random.fork_rng():  # reproducible random init, global RNG untouched
-            torch.manual_seed(cfg.split_seed)
-            model = build_model(model_src, ["x"], scratch=random_init).as_backbone()
+        model = frozen_backbone(model_src, random_init, seed=cfg.split_seed)
     out = out_dir / "embeddings" / f"{name}.parquet"
     log(f"embedding {len(scan_ids)} scans with {name}")
     if cubes is not None:
@@ -621,7 +620,7 @@ def _fit_one(
             ctx.out_dir, ctx.cube_fn, ctx.cfg.device,
         )  # fmt: skip
     else:
-        preds = _fit_predict_probe(
+        preds = fit_predict_probe(
             method, ctx.embs[name], ctx.cfg.feature, tr, y_tr, sets.ids["val"], sets.y["val"], sets.tests,
             sets.findings, seed, ctx.cfg.device,
         )  # fmt: skip

@@ -54,7 +54,8 @@ def evaluation_table(evaluation: Any) -> str:
 def render_model_card(
     config: dict[str, Any], card: dict[str, Any] | None = None, n_params: int | None = None
 ) -> str:
-    """README.md text for a model directory.
+    """README.md text for a model directory: YAML front matter, then intended use, model, training data,
+    preprocessing, evaluation, limitations, how to use and citation sections.
 
     Args:
         config: the config.json dict (kind, name, architecture, preprocessing, labels, head, training).
@@ -68,7 +69,30 @@ def render_model_card(
         ValueError: a ``results`` entry without a metric or a numeric value.
     """
     card = dict(card or {})
-    arch = config.get("architecture", {})
+    parts = ["---", yaml.safe_dump(_front_matter(config, card), sort_keys=False).rstrip(), "---", ""]
+    parts += [f"# {config.get('name', 'fmct model')}", ""]
+    if card.get("description"):
+        parts += [str(card["description"]), ""]
+    parts += _intended_use(config) + _model_section(config, n_params) + _training_section(config, card)
+    parts += _preprocessing_section(config)
+    table = _evaluation_section_table(config, card)
+    if table:
+        parts += ["## Evaluation", "", table, ""]
+    parts += ["## Limitations", ""]
+    parts += [f"- {s}" for s in [*DEFAULT_LIMITATIONS, *card.get("limitations", [])]]
+    parts += _how_to_use(config)
+    parts += [
+        "",
+        "## Citation",
+        "",
+        card.get("citation", "FM-CT: 3D foundation model for head CT, arXiv:2502.02779."),
+        "",
+    ]
+    return "\n".join(parts)
+
+
+def _front_matter(config: dict[str, Any], card: dict[str, Any]) -> dict[str, Any]:
+    """The card's YAML front matter (Hugging Face model-card fields plus fmct's kind and version)."""
     front: dict[str, Any] = {
         "library_name": "fmct",
         "license": card.get("license", "apache-2.0"),
@@ -84,7 +108,7 @@ def render_model_card(
         "intended_use": INTENDED_USE,
         "model_name": config.get("name"),
         "fmct_kind": config.get("kind"),
-        "architecture": arch.get("type", "vit3d"),
+        "architecture": config.get("architecture", {}).get("type", "vit3d"),
         "fmct_version": config.get("fmct_version"),
     }
     if config.get("kind") in PIPELINE_TAGS:
@@ -94,11 +118,12 @@ def render_model_card(
     index = model_index(config, card)
     if index:
         front["model-index"] = index
-    parts = ["---", yaml.safe_dump(front, sort_keys=False).rstrip(), "---", ""]
-    parts += [f"# {config.get('name', 'fmct model')}", ""]
-    if card.get("description"):
-        parts += [str(card["description"]), ""]
-    parts += [
+    return front
+
+
+def _intended_use(config: dict[str, Any]) -> list[str]:
+    """Lines of the "Intended use" section (research only; what the model outputs)."""
+    return [
         "## Intended use",
         "",
         f"**{INTENDED_USE.capitalize()}.** "
@@ -110,22 +135,36 @@ def render_model_card(
         ),
         "",
     ]
-    parts += ["## Model", "", f"- kind: `{config.get('kind')}`", f"- architecture: `{json.dumps(arch)}`"]
+
+
+def _model_section(config: dict[str, Any], n_params: int | None) -> list[str]:
+    """Lines of the "Model" section: kind, architecture, parameter count, head, output labels."""
+    arch = config.get("architecture", {})
+    lines = ["## Model", "", f"- kind: `{config.get('kind')}`", f"- architecture: `{json.dumps(arch)}`"]
     if n_params is not None:
-        parts.append(f"- parameters: {n_params:,}")
+        lines.append(f"- parameters: {n_params:,}")
     if config.get("head"):
-        parts.append(f"- head: `{json.dumps(config['head'])}`")
+        lines.append(f"- head: `{json.dumps(config['head'])}`")
     if config.get("labels"):
-        parts.append(f"- labels (output order): {', '.join(config['labels'])}")
-    parts.append("")
-    parts += ["## Training data", ""]
-    if card.get("training_data"):
-        parts.append(str(card["training_data"]))
-    else:
-        parts.append("Not documented by the trainer.")
+        lines.append(f"- labels (output order): {', '.join(config['labels'])}")
+    lines.append("")
+    return lines
+
+
+def _training_section(config: dict[str, Any], card: dict[str, Any]) -> list[str]:
+    """Lines of the "Training data" section: the trainer's description and config.json's ``training``."""
+    lines = ["## Training data", ""]
+    lines.append(
+        str(card["training_data"]) if card.get("training_data") else "Not documented by the trainer."
+    )
     if config.get("training"):
-        parts += ["", "```json", json.dumps(config["training"], indent=2, default=str), "```"]
-    parts += [
+        lines += ["", "```json", json.dumps(config["training"], indent=2, default=str), "```"]
+    return lines
+
+
+def _preprocessing_section(config: dict[str, Any]) -> list[str]:
+    """Lines of the "Preprocessing" section: in words, then config.json's preprocessing as JSON."""
+    return [
         "",
         "## Preprocessing",
         "",
@@ -138,15 +177,19 @@ def render_model_card(
         "```",
         "",
     ]
+
+
+def _evaluation_section_table(config: dict[str, Any], card: dict[str, Any]) -> str:
+    """Markdown of the "Evaluation" section: the card's ``evaluation``, else the recorded results."""
     results = recorded_results(config, card)
-    table = evaluation_table(card.get("evaluation")) or evaluation_table(
+    return evaluation_table(card.get("evaluation")) or evaluation_table(
         [{k: r[k] for k in ("name", "metric", "value", "dataset", "split")} for r in results] or None
     )
-    if table:
-        parts += ["## Evaluation", "", table, ""]
-    parts += ["## Limitations", ""]
-    parts += [f"- {s}" for s in [*DEFAULT_LIMITATIONS, *card.get("limitations", [])]]
-    parts += [
+
+
+def _how_to_use(config: dict[str, Any]) -> list[str]:
+    """Lines of the "How to use" section: load the directory, then predict (classifier) or embed."""
+    lines = [
         "",
         "## How to use",
         "",
@@ -156,18 +199,10 @@ def render_model_card(
         'model = fmct.load_model("path/to/model")  # or a Hugging Face Hub repo id "owner/name"',
     ]
     if config.get("kind") == "classifier":
-        parts.append('probs = model.predict("scan.nii.gz")  # {finding: probability}')
+        lines.append('probs = model.predict("scan.nii.gz")  # {finding: probability}')
     else:
-        parts.append("out = model.embed(x)  # x: (B, C, S, S, S) windowed input; out['cls'], out['patch']")
-    parts += [
-        "```",
-        "",
-        "## Citation",
-        "",
-        card.get("citation", "FM-CT: 3D foundation model for head CT, arXiv:2502.02779."),
-        "",
-    ]
-    return "\n".join(parts)
+        lines.append("out = model.embed(x)  # x: (B, C, S, S, S) windowed input; out['cls'], out['patch']")
+    return lines + ["```"]
 
 
 def preprocessing_lines(pre: dict[str, Any]) -> list[str]:

@@ -1,17 +1,19 @@
 """Synthetic head-CT cohorts: procedural anatomy, correlated findings, site-specific acquisition.
 
-Public API: :func:`generate_cohort` (write DICOM/NIfTI + labels.csv + masks + previews) and
-:func:`synth_scan` (one scan in memory as a :class:`SynthScan`). Sites are in :data:`SITES`, default
-finding prevalences in :data:`DEFAULT_PREVALENCE`, size units in :data:`SIZE_UNITS`.
+Public API: :func:`generate_cohort` (write DICOM/NIfTI + labels.csv + masks + previews),
+:func:`synth_scan` (one scan in memory as a :class:`SynthScan`) and :func:`generator_parameters` (the pose
+and anatomy of scans, without rendering them). Sites are in :data:`SITES`, default finding prevalences in
+:data:`DEFAULT_PREVALENCE`, size units in :data:`SIZE_UNITS`.
 """
 
 from fmct.synth.cohort import LABEL_COLUMNS, generate_cohort, scan_ids
 from fmct.synth.findings import DEFAULT_PREVALENCE, MASK_VALUES, SIZE_UNITS
-from fmct.synth.scan import SynthScan, synth_scan
+from fmct.synth.scan import GENERATOR_PARAMETERS, SynthScan, generator_parameters, synth_scan
 from fmct.synth.sites import SITES, Site, get_site
 
 __all__ = [
     "DEFAULT_PREVALENCE",
+    "GENERATOR_PARAMETERS",
     "LABEL_COLUMNS",
     "MASK_VALUES",
     "SITES",
@@ -19,6 +21,7 @@ __all__ = [
     "Site",
     "SynthScan",
     "generate_cohort",
+    "generator_parameters",
     "get_site",
     "scan_ids",
     "synth_scan",

@@ -144,7 +144,7 @@ def output_to_internal(geom: Geometry, pose: Pose, grid: Grid) -> np.ndarray:
     return np.linalg.inv(grid.affine) @ np.linalg.inv(pose.head_to_world) @ geom.affine
 
 
-def _slab_offsets(geom: Geometry, h: float) -> np.ndarray:
+def slab_offsets(geom: Geometry, h: float) -> np.ndarray:
     """Sub-slice offsets (in slice-index units along the normal) that average a slab of the slice thickness."""
     n_sub = int(min(5, max(1, np.ceil(geom.thickness_mm / (1.25 * h)))))
     if n_sub == 1:
@@ -438,7 +438,7 @@ def acquire(
     m = output_to_internal(geom, pose, grid)
     shape = (geom.size, geom.size, geom.n_slices)
     sampler = LinearSampler(hu_internal, -1000.0)
-    img = _c_contiguous(sampler.sample(m, shape, _slab_offsets(geom, grid.h)).transpose(2, 1, 0))
+    img = _c_contiguous(sampler.sample(m, shape, slab_offsets(geom, grid.h)).transpose(2, 1, 0))
     body = sampler.sampled_box  # air (-1000 HU) outside
     bias = _calibration_bias(geom, site) if body is not None else None
     sigma = site.kernel_sigma_mm / geom.pixel_mm
@@ -626,7 +626,7 @@ def sample_mask(
     minv = np.linalg.inv(m)
     shape = (geom.size, geom.size, geom.n_slices)
     out = np.zeros(shape, dtype=np.uint8)
-    offsets = _slab_offsets(geom, grid.h)
+    offsets = slab_offsets(geom, grid.h)
     best: list[tuple[int, tuple[int, int, int]]] = []
     regions = []
     for v in values:

@@ -161,34 +161,38 @@ def write_dicom_series(scan, out_dir: Path, site_obj, seed: int, index: int) -> 
     Tags: CT Image Storage, ImagePositionPatient / ImageOrientationPatient (LPS, with gantry tilt),
     PixelSpacing, SliceThickness, SpacingBetweenSlices, GantryDetectorTilt, RescaleIntercept/Slope, vendor
     tags (Manufacturer, ManufacturerModelName, ConvolutionKernel, KVP), fake patient/study identity.
+    The files are written into a temporary folder next to ``out_dir``, which then replaces ``out_dir``.
     Returns the file paths in slice order.
     """
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian
-
-    geom = scan.geometry
-    site = site_obj.name
-    uids = synth_uids(site, seed, index)
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    n = geom.n_slices
-    iop = [_fmt(v) for v in list(geom.row_lps) + list(geom.col_lps)]
-    paths = []
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE
-    meta.MediaStorageSOPInstanceUID = "1.2"  # set per slice
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = "2.25.314159265358979323846264338327950288"
-    meta.ImplementationVersionName = "FMCT_SYNTH_1"
+    ds = series_template(scan, site_obj, seed, index)
+    # every pixel of the series converted once: (slice, row, column), little-endian stored values
+    pixels = slice_major(np.asarray(scan.stored), "<i2" if site_obj.pixel_signed else "<u2")
+    ds.PixelData = pixels[0].tobytes()
+    names = _write_slices(SeriesEncoder(ds), pixels, tmp, scan.geometry, site_obj, seed, index)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(tmp, out_dir)
+    return [out_dir / name for name in names]
+
+
+def series_template(scan, site_obj, seed: int, index: int):
+    """The :class:`pydicom.dataset.Dataset` every slice of the series shares (with its ``file_meta``); the
+    per-slice tags (SOPInstanceUID, InstanceNumber, ImagePositionPatient, SliceLocation) hold slice 0's
+    placeholders, and PixelData is not set."""
+    from pydicom.dataset import Dataset
+
+    geom = scan.geometry
     ds = Dataset()
-    ds.file_meta = meta
+    ds.file_meta = _file_meta()
     ds.SpecificCharacterSet = "ISO_IR 100"
     ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
     ds.SOPClassUID = CT_IMAGE_STORAGE
-    ds.SOPInstanceUID = "1.2"  # set per slice below (keeps the tag order fixed)
+    ds.SOPInstanceUID = "1.2"  # set per slice (keeps the tag order fixed)
     ds.StudyDate = ds.SeriesDate = ds.ContentDate = ds.AcquisitionDate = FIXED_DATE
     ds.StudyTime = ds.SeriesTime = ds.ContentTime = ds.AcquisitionTime = FIXED_TIME
     ds.AccessionNumber = ""
@@ -200,26 +204,56 @@ def write_dicom_series(scan, out_dir: Path, site_obj, seed: int, index: int) -> 
     ds.SeriesDescription = f"HEAD {geom.thickness_mm:.2f}mm {site_obj.convolution_kernel}"
     ds.ManufacturerModelName = site_obj.model
     ds.PatientName = "SYNTHETIC^PATIENT"
-    ds.PatientID = synth_patient_id(site, seed, index)
+    ds.PatientID = synth_patient_id(site_obj.name, seed, index)
     ds.PatientBirthDate = ""
     ds.PatientSex = "O"
     ds.BodyPartExamined = "HEAD"
+    _set_acquisition_tags(ds, geom, site_obj)
+    _set_series_tags(ds, geom, synth_uids(site_obj.name, seed, index))
+    _set_pixel_tags(ds, geom, site_obj)
+    return ds
+
+
+def _file_meta():
+    """The file meta group (explicit VR little endian; the instance UID is set per slice)."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE
+    meta.MediaStorageSOPInstanceUID = "1.2"  # set per slice
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = "2.25.314159265358979323846264338327950288"
+    meta.ImplementationVersionName = "FMCT_SYNTH_1"
+    return meta
+
+
+def _set_acquisition_tags(ds, geom, site_obj) -> None:
+    """Slice thickness and spacing (mm), kVp, gantry tilt (degrees), kernel, patient position."""
     ds.SliceThickness = _fmt(geom.thickness_mm)
     ds.KVP = _fmt(site_obj.kvp)
     ds.SpacingBetweenSlices = _fmt(geom.spacing_mm)
     ds.GantryDetectorTilt = _fmt(geom.tilt_deg)
     ds.ConvolutionKernel = site_obj.convolution_kernel
     ds.PatientPosition = "HFS"
+
+
+def _set_series_tags(ds, geom, uids: dict[str, str]) -> None:
+    """Study / series / frame-of-reference identity and the plane of slice 0 (LPS mm, direction cosines)."""
     ds.StudyInstanceUID = uids["study"]
     ds.SeriesInstanceUID = uids["series"]
     ds.StudyID = "1"
     ds.SeriesNumber = 2
     ds.InstanceNumber = 1
     ds.ImagePositionPatient = [_fmt(v) for v in geom.position_lps(0)]
-    ds.ImageOrientationPatient = iop
+    ds.ImageOrientationPatient = [_fmt(v) for v in list(geom.row_lps) + list(geom.col_lps)]
     ds.FrameOfReferenceUID = uids["frame"]
     ds.PositionReferenceIndicator = ""
     ds.SliceLocation = "0"
+
+
+def _set_pixel_tags(ds, geom, site_obj) -> None:
+    """Image pixel module (16-bit, signed per site), pixel spacing (mm), display window and rescale to HU."""
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.Rows = geom.size
@@ -234,15 +268,18 @@ def write_dicom_series(scan, out_dir: Path, site_obj, seed: int, index: int) -> 
     ds.RescaleIntercept = _fmt(site_obj.rescale_intercept)
     ds.RescaleSlope = "1"
     ds.RescaleType = "HU"
-    # every pixel of the series converted once: (slice, row, column), little-endian stored values
-    dtype = "<i2" if site_obj.pixel_signed else "<u2"
-    pixels = slice_major(np.asarray(scan.stored), dtype)
-    ds.PixelData = pixels[0].tobytes()
-    enc = SeriesEncoder(ds)
+
+
+def _write_slices(
+    enc: SeriesEncoder, pixels: np.ndarray, folder: Path, geom, site_obj, seed: int, index: int
+) -> list[str]:
+    """Write ``folder/<nnnn>.dcm`` for every slice of ``pixels`` ``(slices, rows, columns)``; only the
+    per-slice tags are encoded per file. Returns the file names in slice order."""
+    n = geom.n_slices
     normal = geom.normal_lps
+    names = []
     for k in range(n):
-        # only the per-slice tags change; the constant elements are encoded once for the series
-        sop = det_uid(site, int(seed), int(index), "sop", k)
+        sop = det_uid(site_obj.name, int(seed), int(index), "sop", k)
         pos = geom.position_lps(k)
         data = enc.encode(
             sop,
@@ -254,11 +291,7 @@ def write_dicom_series(scan, out_dir: Path, site_obj, seed: int, index: int) -> 
             },
             memoryview(pixels[k]).cast("B"),
         )
-        path = tmp / f"{k:04d}.dcm"
-        with open(path, "wb") as fh:
+        names.append(f"{k:04d}.dcm")
+        with open(folder / names[-1], "wb") as fh:
             fh.writelines(data)
-        paths.append(out_dir / path.name)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(tmp, out_dir)
-    return paths
+    return names

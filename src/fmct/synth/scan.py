@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,9 +11,9 @@ import numpy as np
 
 from fmct.io.volume import Volume
 from fmct.labels import FINDINGS, ICH_SUBTYPES
-from fmct.synth.acquire import Geometry, acquire, make_geometry, sample_mask, sample_pose
-from fmct.synth.anatomy import Grid, render_head, sample_head
-from fmct.synth.findings import MASK_VALUES, paint, sample_plan
+from fmct.synth.acquire import Geometry, Pose, acquire, make_geometry, sample_mask, sample_pose
+from fmct.synth.anatomy import Grid, HeadParams, render_head, sample_head
+from fmct.synth.findings import MASK_VALUES, Plan, paint, sample_plan
 from fmct.synth.sites import get_site
 
 #: Default in-plane matrix.
@@ -56,6 +57,47 @@ def internal_spacing(pixel_mm: float, slice_mm: float) -> float:
     return float(np.clip(0.9 * min(pixel_mm, slice_mm), 1.25, 2.0))
 
 
+def draw_subject(
+    index: int, site: str, seed: int, prevalence: dict[str, float] | None = None
+) -> tuple[np.random.Generator, HeadParams, Plan, Pose]:
+    """The subject of scan ``index`` of the cohort ``(site, seed)`` before it is rendered: its head, its
+    findings and its pose, and the random generator that goes on to draw the acquisition."""
+    rng = scan_rng(index, site, seed)
+    head = sample_head(rng)
+    plan = sample_plan(rng, head, prevalence)
+    pose = sample_pose(rng)
+    return rng, head, plan, pose
+
+
+def _subject_meta(head: HeadParams, pose: Pose) -> dict[str, Any]:
+    """The pose (degrees) and anatomy of a scan as its meta holds them (rounded)."""
+    return {"pose_deg": [round(a, 2) for a in pose.angles_deg], "anatomy": head.to_meta()}
+
+
+#: Generator parameters of a synthetic scan, the columns of :func:`generator_parameters`: pose (degrees),
+#: head semi-axes and skull thickness (mm), atrophy and ventricle scale (unitless).
+GENERATOR_PARAMETERS: tuple[str, ...] = ("pose_x_deg", "pose_y_deg", "pose_z_deg", "head_axis_x_mm",
+                                         "head_axis_y_mm", "head_axis_z_mm", "bone_mm", "atrophy",
+                                         "ventricle_scale")  # fmt: skip
+
+
+def generator_parameters(
+    indices: Iterable[int], site: str, seed: int, prevalence: dict[str, float] | None = None
+) -> np.ndarray:
+    """``(n, 9)`` float64 :data:`GENERATOR_PARAMETERS` of scans ``indices`` of the cohort ``(site, seed)``
+    (row ``i`` of an ``fmct synth --site SITE --seed SEED`` labels.csv is scan ``i``), as their meta holds
+    them: the nuisance variables a readout should not need to encode. Drawn without rendering, so they do
+    not depend on the matrix size."""
+    name = get_site(site).name
+    rows = []
+    for i in indices:
+        _, head, _, pose = draw_subject(i, name, seed, prevalence)
+        m = _subject_meta(head, pose)
+        a = m["anatomy"]
+        rows.append([*m["pose_deg"], *a["axes_mm"], a["bone_mm"], a["atrophy"], a["ventricle_scale"]])
+    return np.asarray(rows, dtype=np.float64).reshape(-1, len(GENERATOR_PARAMETERS))
+
+
 def synth_scan(
     index: int,
     site: str,
@@ -69,10 +111,7 @@ def synth_scan(
     if size < 16:
         raise ValueError(f"size must be >= 16, got {size}")
     st = get_site(site)
-    rng = scan_rng(index, st.name, seed)
-    head = sample_head(rng)
-    plan = sample_plan(rng, head, prevalence)
-    pose = sample_pose(rng)
+    rng, head, plan, pose = draw_subject(index, st.name, seed, prevalence)
     geom = make_geometry(st, size, rng, head_z=float(pose.offset[2]), shear=(fmt == "dicom"))
     grid = Grid.covering(internal_spacing(geom.pixel_mm, geom.thickness_mm))
     anat = render_head(head, grid, shift=plan.shift, shift_y=plan.shift_y)
@@ -97,8 +136,7 @@ def synth_scan(
         "slice_thickness": geom.thickness_mm,
         "pixel_spacing": geom.pixel_mm,
         "gantry_tilt": geom.tilt_deg,
-        "pose_deg": [round(a, 2) for a in pose.angles_deg],
-        "anatomy": head.to_meta(),
+        **_subject_meta(head, pose),
         "scenarios": list(plan.scenarios),
         "midline_shift_mm": round(abs(plan.shift), 2),
         "internal_mm": grid.h,
