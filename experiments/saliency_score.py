@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fmct.labels import FINDINGS, ICH_SUBTYPES
+from fmct.labels import FINDINGS
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -106,14 +106,6 @@ def macro_auroc(model, items) -> float | None:
     return round(float(np.mean(aucs)), 3) if aucs else None
 
 
-def finding_mask(label_map: np.ndarray, finding: str) -> np.ndarray:
-    from fmct.synth import MASK_VALUES
-
-    if finding == "ich":
-        return np.isin(label_map, [MASK_VALUES[s] for s in ICH_SUBTYPES])
-    return label_map == MASK_VALUES[finding]
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
@@ -131,7 +123,7 @@ def main() -> int:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    from fmct.infer.saliency import METHODS, compute_saliency, gaussian_blur3d
+    from fmct.infer.saliency import METHODS, blur_maps, compute_saliency
     from fmct.infer.saliency_metrics import (
         distance_to_mask_mm,
         mask_on_cube,
@@ -139,7 +131,7 @@ def main() -> int:
         pointing_hit,
         random_map,
     )
-    from fmct.synth import DEFAULT_PREVALENCE, generate_cohort
+    from fmct.synth import DEFAULT_PREVALENCE, finding_mask, generate_cohort
 
     prevalence = {k: min(0.5, 3 * v) for k, v in DEFAULT_PREVALENCE.items()}  # more positives to score
     t_start = time.perf_counter()
@@ -196,7 +188,7 @@ def main() -> int:
                     row[f"{method}_mass"] = mass_share(m, occ)
                     row[f"{method}_hit"] = pointing_hit(m, it["grid_affine"], dist, mimg.affine, args.tol_mm)
                 # upper bound and check of the scoring geometry: the mask itself, smoothed like the maps
-                oracle = gaussian_blur3d(torch.as_tensor(occ)[None], sigma / 2)[0].numpy()
+                oracle = blur_maps(torch.as_tensor(occ)[None], sigma / 2)[0].numpy()
                 row["mask_oracle_mass"] = mass_share(oracle, occ)
                 row["mask_oracle_hit"] = pointing_hit(
                     oracle, it["grid_affine"], dist, mimg.affine, args.tol_mm

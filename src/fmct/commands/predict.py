@@ -20,10 +20,21 @@ def predict(
     saliency: Path | None = typer.Option(
         None,
         "--saliency",
-        help="Write saliency maps here: PNG montages + NIfTI heat maps on the source grid.",
+        help="Write saliency maps here (a folder per scan): a PNG montage and a 4D NIfTI per positive "
+        "finding.",
     ),
     findings: str | None = typer.Option(
-        None, "--findings", help="Comma-separated findings to explain with --saliency (default: all)."
+        None,
+        "--findings",
+        help="Comma-separated findings to explain with --saliency (default: the positive ones).",
+    ),
+    positive_at: float = typer.Option(
+        0.5, "--positive-at", help="Probability from which a finding is positive."
+    ),
+    masks: Path | None = typer.Option(
+        None,
+        "--masks",
+        help="Folder of lesion masks <scan_id>.nii.gz (fmct synth --masks) to outline and score.",
     ),
     methods: str = typer.Option(
         "attention,grad_rollout,grad_x_input", "--methods", help="Comma-separated saliency methods."
@@ -102,6 +113,8 @@ def predict(
             on_done=lambda _e: progress.advance(task),
             series=series,
             salt=salt,
+            positive_at=positive_at,
+            mask_dir=masks,
         )
 
     doc = {

@@ -1,11 +1,17 @@
-"""Scores of a saliency map against a ground-truth finding mask (used by experiments/saliency_score.py).
+"""Scores of saliency maps against a ground-truth finding mask (demo report, experiments/saliency_score.py).
 
-* mass share — the fraction of the map's total mass that falls inside the mask (``1`` = all of it);
-  a uniform map scores the mask's volume fraction.
-* pointing game (Zhang et al. 2016) — a hit when the map's maximum lies within ``tol_mm`` of the mask.
+* pointing game (Zhang et al. 2016) — a hit when the map's maximum lies within ``tol_mm`` of the mask;
+* mass share — the fraction of the map's total mass that falls inside the mask (``1`` = all of it).
+
+Chance levels come from a map that is uniform over the head: its maximum is anywhere in the head with equal
+probability (expected hit rate = the share of head voxels within ``tol_mm`` of the mask), and its mass share
+is the mask's share of the head. A method is worth reading only where it beats them.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -13,12 +19,18 @@ import torch
 from fmct.infer.resample import resample_to_grid
 from fmct.infer.saliency import blur_maps, normalize01
 
+#: Pointing-game tolerance (mm): a hit when the map's maximum is at most this far from the mask.
+POINTING_TOL_MM = 10.0
 
-def mask_on_cube(mask: np.ndarray, mask_affine: np.ndarray, grid_affine: np.ndarray, size: int) -> np.ndarray:
+
+def mask_on_cube(
+    mask: np.ndarray, mask_affine: np.ndarray, grid_affine: np.ndarray, size: int | Sequence[int]
+) -> np.ndarray:
     """Fractional occupancy ``(S, S, S)`` in ``[0, 1]`` of a binary mask ``(X, Y, Z)`` (voxel -> RAS
     ``mask_affine``) on the model cube (cube voxel -> RAS ``grid_affine``); trilinear, so small findings
     keep partial weight instead of vanishing."""
-    return np.clip(resample_to_grid(mask.astype(np.float32), mask_affine, grid_affine, (size,) * 3), 0, 1)
+    shape = (size,) * 3 if isinstance(size, int) else tuple(size)
+    return np.clip(resample_to_grid(mask.astype(np.float32), mask_affine, grid_affine, shape), 0, 1)
 
 
 def mass_share(saliency: np.ndarray | torch.Tensor, occupancy: np.ndarray) -> float:
@@ -28,11 +40,29 @@ def mass_share(saliency: np.ndarray | torch.Tensor, occupancy: np.ndarray) -> fl
     return float((s * np.asarray(occupancy, dtype=np.float64)).sum() / total) if total > 0 else float("nan")
 
 
-def distance_to_mask_mm(mask: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
+def distance_to_mask_mm(mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
     """Euclidean distance (mm) of every voxel to the nearest mask voxel (0 inside)."""
     from scipy.ndimage import distance_transform_edt
 
-    return distance_transform_edt(~mask.astype(bool), sampling=spacing).astype(np.float32)
+    return distance_transform_edt(~mask.astype(bool), sampling=tuple(spacing)).astype(np.float32)
+
+
+def distance_at(world_mm: np.ndarray, dist_mm: np.ndarray, mask_affine: np.ndarray) -> np.ndarray:
+    """``dist_mm`` (on the mask grid) at RAS positions ``world_mm (N, 3)``: ``(N,)`` mm, ``inf`` outside
+    the grid."""
+    pts = np.asarray(world_mm, np.float64).reshape(-1, 3)
+    vox = np.rint(np.c_[pts, np.ones(len(pts))] @ np.linalg.inv(mask_affine).T)[:, :3].astype(int)
+    inside = np.all((vox >= 0) & (vox < np.asarray(dist_mm.shape)), axis=1)
+    out = np.full(len(vox), np.inf)
+    out[inside] = dist_mm[tuple(vox[inside].T)]
+    return out
+
+
+def peak_world(cube_map: np.ndarray | torch.Tensor, grid_affine: np.ndarray) -> np.ndarray:
+    """RAS mm ``(3,)`` of the maximum of a cube map."""
+    m = np.asarray(cube_map)
+    idx = np.array(np.unravel_index(int(np.argmax(m)), m.shape), dtype=np.float64)
+    return np.asarray(grid_affine, np.float64)[:3] @ np.array([*idx, 1.0])
 
 
 def pointing_hit(
@@ -40,20 +70,98 @@ def pointing_hit(
     grid_affine: np.ndarray,
     dist_mm: np.ndarray,
     mask_affine: np.ndarray,
-    tol_mm: float = 10.0,
+    tol_mm: float = POINTING_TOL_MM,
 ) -> bool:
-    """Whether the maximum of a cube map lands within ``tol_mm`` of the mask.
+    """Whether the maximum of a cube map lands within ``tol_mm`` of the mask (:func:`distance_to_mask_mm` on
+    the mask grid ``mask_affine``); a peak outside that grid is a miss."""
+    return bool(distance_at(peak_world(saliency, grid_affine)[None], dist_mm, mask_affine)[0] <= tol_mm)
 
-    ``dist_mm`` is :func:`distance_to_mask_mm` on the mask grid (``mask_affine``); a peak outside that
-    grid is a miss.
+
+def score_maps(
+    maps: Mapping[str, np.ndarray | torch.Tensor],
+    grid_affine: np.ndarray,
+    mask: np.ndarray,
+    mask_affine: np.ndarray,
+    head: np.ndarray,
+    tol_mm: float = POINTING_TOL_MM,
+) -> dict[str, Any]:
+    """Score every map of one (scan, finding) against the finding's mask, with the chance levels.
+
+    Args:
+        maps: ``{method: (S, S, S)}`` non-negative maps on the model cube (cube voxel -> RAS ``grid_affine``).
+        mask: ``(X, Y, Z)`` bool finding mask on its own grid (voxel -> RAS ``mask_affine``), not empty.
+        head: ``(S, S, S)`` bool, the head on the cube (where a uniform "chance" map lives).
+
+    Returns:
+        ``{"methods": {method: {"hit", "peak_to_mask_mm", "mass_share"}}, "chance": {"hit_rate",
+        "mass_share"}}``; ``peak_to_mask_mm`` is ``None`` when the peak is outside the mask's grid.
     """
-    s = np.asarray(saliency)
-    idx = np.array(np.unravel_index(int(np.argmax(s)), s.shape), dtype=np.float64)
-    world = grid_affine @ np.array([*idx, 1.0])
-    vox = np.rint(np.linalg.inv(mask_affine) @ world)[:3].astype(int)
-    if np.any(vox < 0) or np.any(vox >= np.asarray(dist_mm.shape)):
-        return False
-    return bool(dist_mm[tuple(vox)] <= tol_mm)
+    if not mask.any():
+        raise ValueError("the finding mask is empty")
+    spacing = np.linalg.norm(np.asarray(mask_affine)[:3, :3], axis=0)
+    dist = distance_to_mask_mm(mask, spacing)
+    shape = np.asarray(next(iter(maps.values()))).shape
+    occ = mask_on_cube(mask, mask_affine, grid_affine, shape)
+    out: dict[str, Any] = {"methods": {}}
+    for method, m in maps.items():
+        d = float(distance_at(peak_world(m, grid_affine)[None], dist, mask_affine)[0])
+        out["methods"][method] = {
+            "hit": bool(d <= tol_mm),
+            "peak_to_mask_mm": round(d, 1) if np.isfinite(d) else None,
+            "mass_share": mass_share(m, occ),
+        }
+    head = np.asarray(head, bool)
+    idx = np.argwhere(head).astype(np.float64)
+    world = np.c_[idx, np.ones(len(idx))] @ np.asarray(grid_affine, np.float64)[:3].T
+    out["chance"] = {
+        "hit_rate": float(np.mean(distance_at(world, dist, mask_affine) <= tol_mm)) if len(idx) else 0.0,
+        "mass_share": mass_share(head.astype(np.float64), occ),
+    }
+    return out
+
+
+def wilson_ci(hits: int, n: int) -> list[float]:
+    """95 % Wilson score interval of a hit rate ``hits / n``."""
+    from scipy.stats import binomtest
+
+    ci = binomtest(int(hits), int(n)).proportion_ci(confidence_level=0.95, method="wilson")
+    return [float(ci.low), float(ci.high)]
+
+
+def summarise_scores(scores: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Per method over cases: pointing-game hits, hit rate with its 95 % Wilson CI and mean mass share; and
+    the chance levels averaged over the same cases.
+
+    Args:
+        scores: :func:`score_maps` outputs, one per (scan, finding).
+
+    Returns:
+        ``{"cases": n, "methods": [{"method", "cases", "hits", "hit_rate", "ci", "mass_share"}],
+        "chance": {"hit_rate", "mass_share"}}`` (methods in first-seen order).
+    """
+    methods = list(dict.fromkeys(m for s in scores for m in s["methods"]))
+    rows = []
+    for method in methods:
+        per = [s["methods"][method] for s in scores if method in s["methods"]]
+        hits = sum(bool(p["hit"]) for p in per)
+        shares = [
+            p["mass_share"] for p in per if p["mass_share"] is not None and np.isfinite(p["mass_share"])
+        ]
+        rows.append(
+            {
+                "method": method,
+                "cases": len(per),
+                "hits": hits,
+                "hit_rate": hits / len(per),
+                "ci": wilson_ci(hits, len(per)),
+                "mass_share": float(np.mean(shares)) if shares else None,
+            }
+        )
+    chance = {
+        k: float(np.mean([s["chance"][k] for s in scores])) if scores else None
+        for k in ("hit_rate", "mass_share")
+    }
+    return {"cases": len(scores), "methods": rows, "chance": chance}
 
 
 def random_map(size: int, sigma: float, generator: torch.Generator) -> torch.Tensor:
