@@ -125,7 +125,7 @@ def main() -> int:
 
     from fmct.infer.saliency import METHODS, blur_maps, compute_saliency
     from fmct.infer.saliency_metrics import (
-        distance_to_mask_mm,
+        MaskDistance,
         mask_on_cube,
         mass_share,
         pointing_hit,
@@ -174,7 +174,6 @@ def main() -> int:
                 continue
             mimg = nib.load(str(it["mask_path"]))
             label_map = np.asarray(mimg.dataobj)
-            spacing = tuple(float(s) for s in mimg.header.get_zooms()[:3])
             findings = [f for f in present if finding_mask(label_map, f).any()]
             if not findings:
                 continue
@@ -182,21 +181,19 @@ def main() -> int:
             for f in findings:
                 mask = finding_mask(label_map, f)
                 occ = mask_on_cube(mask, mimg.affine, it["grid_affine"], size)
-                dist = distance_to_mask_mm(mask, spacing)
+                dist = MaskDistance(mask, mimg.affine)
                 row = {"scan_id": it["scan_id"], "finding": f, "mask_fraction": float(occ.mean())}
                 for method, m in maps[f].items():
                     row[f"{method}_mass"] = mass_share(m, occ)
-                    row[f"{method}_hit"] = pointing_hit(m, it["grid_affine"], dist, mimg.affine, args.tol_mm)
+                    row[f"{method}_hit"] = pointing_hit(m, it["grid_affine"], dist, args.tol_mm)
                 # upper bound and check of the scoring geometry: the mask itself, smoothed like the maps
                 oracle = blur_maps(torch.as_tensor(occ)[None], sigma / 2)[0].numpy()
                 row["mask_oracle_mass"] = mass_share(oracle, occ)
-                row["mask_oracle_hit"] = pointing_hit(
-                    oracle, it["grid_affine"], dist, mimg.affine, args.tol_mm
-                )
+                row["mask_oracle_hit"] = pointing_hit(oracle, it["grid_affine"], dist, args.tol_mm)
                 rnd = [random_map(size, sigma, g) for _ in range(args.random_maps)]
                 row["random_mass"] = float(np.mean([mass_share(r, occ) for r in rnd]))
                 row["random_hit"] = float(
-                    np.mean([pointing_hit(r, it["grid_affine"], dist, mimg.affine, args.tol_mm) for r in rnd])
+                    np.mean([pointing_hit(r, it["grid_affine"], dist, args.tol_mm) for r in rnd])
                 )
                 rows.append(row)
     df = pd.DataFrame(rows)

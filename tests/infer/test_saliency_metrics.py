@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from fmct.infer.saliency_metrics import (
-    distance_to_mask_mm,
+    MaskDistance,
     mask_on_cube,
     mass_share,
     pointing_hit,
@@ -31,13 +31,13 @@ def test_mask_on_cube_and_pointing_game():
     occ = mask_on_cube(mask, mask_aff, grid_aff, 16)
     assert occ.shape == (16, 16, 16) and 0 <= occ.min() and occ.max() == pytest.approx(1.0)
     assert occ.sum() * 4**3 == pytest.approx(mask.sum() * 2**3, rel=0.15)  # volume kept
-    dist = distance_to_mask_mm(mask, (2.0, 2.0, 2.0))
+    dist = MaskDistance(mask, mask_aff)
     inside = np.zeros((16, 16, 16))
     inside[11, 3, 6] = 1.0  # world (45, 13, 25): inside the mask
     far = np.zeros((16, 16, 16))
     far[1, 14, 1] = 1.0
-    assert pointing_hit(inside, grid_aff, dist, mask_aff)
-    assert not pointing_hit(far, grid_aff, dist, mask_aff)
+    assert pointing_hit(inside, grid_aff, dist)
+    assert not pointing_hit(far, grid_aff, dist)
     assert mass_share(inside, occ) > 0.9 and mass_share(far, occ) == 0.0
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -25,6 +25,9 @@ from fmct.infer.resample import resample_planes
 from fmct.infer.saliency import METHODS, compute_saliency
 from fmct.infer.saliency_metrics import POINTING_TOL_MM, peak_world, score_maps
 from fmct.io.volume import Volume
+
+if TYPE_CHECKING:
+    from fmct.synth.masks import LesionMask
 
 #: A finding is explained when the model gives it at least this probability (unless findings are named).
 POSITIVE_AT = 0.5
@@ -158,7 +161,7 @@ def write_saliency(
     methods: Sequence[str] | None = None,
     probs: Mapping[str, float] | None = None,
     positive_at: float = POSITIVE_AT,
-    lesions: Any = None,
+    lesions: LesionMask | None = None,
     tol_mm: float = POINTING_TOL_MM,
 ) -> dict[str, Any]:
     """Compute and write the maps of one scan's positive findings (see the module docstring).
@@ -185,17 +188,19 @@ def write_saliency(
     for finding, per_method in maps.items():
         mask = None if lesions is None else lesions.of(finding)
         mask = mask if mask is not None and mask.any() else None
-        montage, shared = finding_montage(
-            per_method, grid_affine, processed, mask, getattr(lesions, "affine", None)
-        )
+        mask_affine = None if lesions is None else lesions.affine
+        montage, shared = finding_montage(per_method, grid_affine, processed, mask, mask_affine)
         p = None if probs is None else probs.get(finding)
         info: dict[str, Any] = {"p": p, "slices_mm": shared, "volumes": list(per_method), "lesion": None}
         info["peak_mm"] = {m: cube_peak_world(c, grid_affine) for m, c in per_method.items()}
         if mask is not None:
-            info["lesion"] = score_maps(per_method, grid_affine, mask, lesions.affine, head, tol_mm)
-            montage.row_notes = {m: _lesion_note(s, tol_mm) for m, s in info["lesion"]["methods"].items()}
+            info["lesion"] = score_maps(per_method, grid_affine, mask, mask_affine, head, tol_mm)
+            montage.row_notes = {m: _lesion_note(s) for m, s in info["lesion"]["methods"].items()}
         montage.title = f"{finding}" + ("" if p is None else f"  (p = {p:.2f})") + ": slices through its peak"
-        montage.footer = "magenta outline: the lesion mask" if mask is not None else ""
+        if lesions is not None:
+            montage.footer = (
+                "magenta outline: the lesion mask" if mask is not None else f"no {finding} in the mask"
+            )
         info["png"] = str(save_figure(montage_figure(montage), out_dir / f"{finding}.png"))
         stack = np.stack([np.asarray(c, np.float32) for c in per_method.values()], axis=-1)
         desc = f"fmct saliency {finding}: " + ",".join(per_method)
@@ -204,9 +209,7 @@ def write_saliency(
     return result
 
 
-def _lesion_note(score: Mapping[str, Any], tol_mm: float) -> str:
+def _lesion_note(score: Mapping[str, Any]) -> str:
     d = score["peak_to_mask_mm"]
-    where = (
-        "outside the scan" if d is None else ("in the lesion" if d == 0 else f"{d:.0f} mm from the lesion")
-    )
+    where = "in the lesion" if d == 0 else f"{d:.0f} mm from the lesion"
     return f"maximum {where}: {'hit' if score['hit'] else 'miss'}"

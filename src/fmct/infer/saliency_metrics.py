@@ -40,22 +40,33 @@ def mass_share(saliency: np.ndarray | torch.Tensor, occupancy: np.ndarray) -> fl
     return float((s * np.asarray(occupancy, dtype=np.float64)).sum() / total) if total > 0 else float("nan")
 
 
-def distance_to_mask_mm(mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
-    """Euclidean distance (mm) of every voxel to the nearest mask voxel (0 inside)."""
-    from scipy.ndimage import distance_transform_edt
+class MaskDistance:
+    """Distance (mm) from RAS points to a finding mask: 0 in a mask voxel, else to the nearest mask voxel
+    centre.
 
-    return distance_transform_edt(~mask.astype(bool), sampling=tuple(spacing)).astype(np.float32)
+    A k-d tree over the mask's voxel centres in world mm (any affine, sheared ones included): querying the
+    ~10^5 voxels of a model cube takes milliseconds, where a distance transform of a 512² source grid took
+    seconds per finding.
+    """
 
+    def __init__(self, mask: np.ndarray, mask_affine: np.ndarray):
+        from scipy.spatial import cKDTree
 
-def distance_at(world_mm: np.ndarray, dist_mm: np.ndarray, mask_affine: np.ndarray) -> np.ndarray:
-    """``dist_mm`` (on the mask grid) at RAS positions ``world_mm (N, 3)``: ``(N,)`` mm, ``inf`` outside
-    the grid."""
-    pts = np.asarray(world_mm, np.float64).reshape(-1, 3)
-    vox = np.rint(np.c_[pts, np.ones(len(pts))] @ np.linalg.inv(mask_affine).T)[:, :3].astype(int)
-    inside = np.all((vox >= 0) & (vox < np.asarray(dist_mm.shape)), axis=1)
-    out = np.full(len(vox), np.inf)
-    out[inside] = dist_mm[tuple(vox[inside].T)]
-    return out
+        self.mask = np.asarray(mask, bool)
+        if not self.mask.any():
+            raise ValueError("the finding mask is empty")
+        self.affine = np.asarray(mask_affine, np.float64)
+        idx = np.argwhere(self.mask).astype(np.float64)
+        self.tree = cKDTree(idx @ self.affine[:3, :3].T + self.affine[:3, 3])
+
+    def __call__(self, world_mm: np.ndarray, upper_mm: float = np.inf) -> np.ndarray:
+        """``(N,)`` distances of ``world_mm (N, 3)``; ``inf`` beyond ``upper_mm`` (a faster query)."""
+        pts = np.asarray(world_mm, np.float64).reshape(-1, 3)
+        dist, _ = self.tree.query(pts, distance_upper_bound=upper_mm)
+        vox = np.rint((pts - self.affine[:3, 3]) @ np.linalg.inv(self.affine[:3, :3]).T).astype(int)
+        inside = np.all((vox >= 0) & (vox < np.asarray(self.mask.shape)), axis=1)
+        inside[inside] = self.mask[tuple(vox[inside].T)]
+        return np.where(inside, 0.0, dist)
 
 
 def peak_world(cube_map: np.ndarray | torch.Tensor, grid_affine: np.ndarray) -> np.ndarray:
@@ -68,13 +79,12 @@ def peak_world(cube_map: np.ndarray | torch.Tensor, grid_affine: np.ndarray) -> 
 def pointing_hit(
     saliency: np.ndarray | torch.Tensor,
     grid_affine: np.ndarray,
-    dist_mm: np.ndarray,
-    mask_affine: np.ndarray,
+    distance: MaskDistance,
     tol_mm: float = POINTING_TOL_MM,
 ) -> bool:
-    """Whether the maximum of a cube map lands within ``tol_mm`` of the mask (:func:`distance_to_mask_mm` on
-    the mask grid ``mask_affine``); a peak outside that grid is a miss."""
-    return bool(distance_at(peak_world(saliency, grid_affine)[None], dist_mm, mask_affine)[0] <= tol_mm)
+    """Whether the maximum of a cube map (cube voxel -> RAS ``grid_affine``) lies within ``tol_mm`` of the
+    mask."""
+    return bool(distance(peak_world(saliency, grid_affine)[None])[0] <= tol_mm)
 
 
 def score_maps(
@@ -94,27 +104,24 @@ def score_maps(
 
     Returns:
         ``{"methods": {method: {"hit", "peak_to_mask_mm", "mass_share"}}, "chance": {"hit_rate",
-        "mass_share"}}``; ``peak_to_mask_mm`` is ``None`` when the peak is outside the mask's grid.
+        "mass_share"}}`` (distances as :class:`MaskDistance` measures them).
     """
-    if not mask.any():
-        raise ValueError("the finding mask is empty")
-    spacing = np.linalg.norm(np.asarray(mask_affine)[:3, :3], axis=0)
-    dist = distance_to_mask_mm(mask, spacing)
+    distance = MaskDistance(mask, mask_affine)
     shape = np.asarray(next(iter(maps.values()))).shape
     occ = mask_on_cube(mask, mask_affine, grid_affine, shape)
     out: dict[str, Any] = {"methods": {}}
     for method, m in maps.items():
-        d = float(distance_at(peak_world(m, grid_affine)[None], dist, mask_affine)[0])
+        d = float(distance(peak_world(m, grid_affine)[None])[0])
         out["methods"][method] = {
             "hit": bool(d <= tol_mm),
-            "peak_to_mask_mm": round(d, 1) if np.isfinite(d) else None,
+            "peak_to_mask_mm": round(d, 1),
             "mass_share": mass_share(m, occ),
         }
     head = np.asarray(head, bool)
     idx = np.argwhere(head).astype(np.float64)
     world = np.c_[idx, np.ones(len(idx))] @ np.asarray(grid_affine, np.float64)[:3].T
     out["chance"] = {
-        "hit_rate": float(np.mean(distance_at(world, dist, mask_affine) <= tol_mm)) if len(idx) else 0.0,
+        "hit_rate": float(np.mean(distance(world, tol_mm + 1e-6) <= tol_mm)) if len(idx) else 0.0,
         "mass_share": mass_share(head.astype(np.float64), occ),
     }
     return out
