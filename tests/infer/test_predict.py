@@ -1,4 +1,6 @@
 import json
+import os
+import stat
 
 import nibabel as nib
 import numpy as np
@@ -98,8 +100,13 @@ def test_predict_cli_saliency_of_positive_findings_with_lesion_outlines(model_di
         "--saliency",
         str(tmp_path / "s"),
     ]
-    res = CliRunner().invoke(app, [*args, "--positive-at", "0"])
+    old_umask = os.umask(0o027)
+    try:
+        res = CliRunner().invoke(app, [*args, "--positive-at", "0"])
+    finally:
+        os.umask(old_umask)
     assert res.exit_code == 0, res.output
+    assert stat.S_IMODE(out.stat().st_mode) == 0o640  # the result follows the umask as the maps do
     entry = json.loads(out.read_text())["results"][0]
     nib.save(nib.Nifti1Image(labels, src.affine), str(tmp_path / "masks" / f"{entry['scan_id']}.nii.gz"))
     assert set(entry["saliency"]["findings"]) == set(FINDINGS)  # every finding has p >= 0

@@ -71,6 +71,7 @@ def predict(
     from rich.table import Table
 
     from fmct.commands._common import load_classifier
+    from fmct.fileperm import as_umask
     from fmct.infer.predict import model_info, model_preprocessing, predict_paths
     from fmct.infer.saliency import METHODS
 
@@ -125,6 +126,7 @@ def predict(
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    as_umask(tmp)  # mkstemp makes 0600 files: the result is shared like the saliency maps
     with os.fdopen(fd, "w") as f:
         json.dump(doc, f, indent=2)
     os.replace(tmp, out)
