@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fmct.labels import FINDINGS, ICH_SUBTYPES
+from fmct.labels import FINDINGS
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -105,14 +105,6 @@ def macro_auroc(model, items) -> float | None:
     return None if macro is None else round(macro, 3)
 
 
-def finding_mask(label_map: np.ndarray, finding: str) -> np.ndarray:
-    from fmct.synth import MASK_VALUES
-
-    if finding == "ich":
-        return np.isin(label_map, [MASK_VALUES[s] for s in ICH_SUBTYPES])
-    return label_map == MASK_VALUES[finding]
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
@@ -132,13 +124,13 @@ def main() -> int:
 
     from fmct.infer.saliency import METHODS, blur_maps, compute_saliency
     from fmct.infer.saliency_metrics import (
-        distance_to_mask_mm,
+        MaskDistance,
         mask_on_cube,
         mass_share,
         pointing_hit,
         random_map,
     )
-    from fmct.synth import DEFAULT_PREVALENCE, generate_cohort
+    from fmct.synth import DEFAULT_PREVALENCE, finding_mask, generate_cohort
 
     prevalence = {k: min(0.5, 3 * v) for k, v in DEFAULT_PREVALENCE.items()}  # more positives to score
     t_start = time.perf_counter()
@@ -181,7 +173,6 @@ def main() -> int:
                 continue
             mimg = nib.load(str(it["mask_path"]))
             label_map = np.asarray(mimg.dataobj)
-            spacing = tuple(float(s) for s in mimg.header.get_zooms()[:3])
             findings = [f for f in present if finding_mask(label_map, f).any()]
             if not findings:
                 continue
@@ -189,21 +180,19 @@ def main() -> int:
             for f in findings:
                 mask = finding_mask(label_map, f)
                 occ = mask_on_cube(mask, mimg.affine, it["grid_affine"], size)
-                dist = distance_to_mask_mm(mask, spacing)
+                dist = MaskDistance(mask, mimg.affine)
                 row = {"scan_id": it["scan_id"], "finding": f, "mask_fraction": float(occ.mean())}
                 for method, m in maps[f].items():
                     row[f"{method}_mass"] = mass_share(m, occ)
-                    row[f"{method}_hit"] = pointing_hit(m, it["grid_affine"], dist, mimg.affine, args.tol_mm)
+                    row[f"{method}_hit"] = pointing_hit(m, it["grid_affine"], dist, args.tol_mm)
                 # upper bound and check of the scoring geometry: the mask itself, smoothed like the maps
                 oracle = blur_maps(torch.as_tensor(occ)[None], sigma / 2)[0].numpy()
                 row["mask_oracle_mass"] = mass_share(oracle, occ)
-                row["mask_oracle_hit"] = pointing_hit(
-                    oracle, it["grid_affine"], dist, mimg.affine, args.tol_mm
-                )
+                row["mask_oracle_hit"] = pointing_hit(oracle, it["grid_affine"], dist, args.tol_mm)
                 rnd = [random_map(size, sigma, g) for _ in range(args.random_maps)]
                 row["random_mass"] = float(np.mean([mass_share(r, occ) for r in rnd]))
                 row["random_hit"] = float(
-                    np.mean([pointing_hit(r, it["grid_affine"], dist, mimg.affine, args.tol_mm) for r in rnd])
+                    np.mean([pointing_hit(r, it["grid_affine"], dist, args.tol_mm) for r in rnd])
                 )
                 rows.append(row)
     df = pd.DataFrame(rows)

@@ -31,6 +31,7 @@ MICRO = DemoConfig(
     scratch_epochs=1,
     scratch_fractions=[1.0],
     n_boot=20,
+    saliency_scans=2,
 )  # fmt: skip
 
 
@@ -63,9 +64,30 @@ def test_demo_runs_every_stage_and_reuses_them(tmp_path):
     assert "labelled scans of the fmct synthetic cohort" in card and "## Evaluation" in card
     assert "Not documented" not in (tmp_path / "models" / "backbone" / "README.md").read_text()
 
+    # the classifier's saliency maps of ID test scans with findings, scored against their lesion masks
+    sal = report["saliency"]
+    assert 1 <= sal["scans"] <= 2 and sal["cases"] == len(sal["per_case"]) >= 1
+    assert [r["method"] for r in sal["methods"]] == ["attention", "grad_rollout", "grad_x_input"]
+    for r in sal["methods"]:
+        assert r["hits"] == sum(c["scores"]["methods"][r["method"]]["hit"] for c in sal["per_case"])
+    assert all(
+        (tmp_path / "saliency" / c["scan_id"] / f"{c['finding']}.png").is_file() for c in sal["per_case"]
+    )
+    md, page = (
+        (tmp_path / "report" / "report.md").read_text(),
+        (tmp_path / "report" / "report.html").read_text(),
+    )
+    assert (
+        "Saliency against the synthetic lesion masks" in md
+        and "Saliency against the synthetic lesion masks" in page
+    )
+    assert (tmp_path / "report" / sal["example"]).is_file() and summary["saliency"]["cases"] == sal["cases"]
+
     logs.clear()
     run_demo(tmp_path, MICRO, log=logs.append)
-    assert sum("reused" in m for m in logs) == 6, logs  # synth, 2 ingests, pretrain, evaluate, models
+    # synth, 2 ingests, pretrain, evaluate, models, saliency
+    assert sum("reused" in m for m in logs) == 7, logs
+    assert json.loads((tmp_path / "report" / "report.json").read_text())["saliency"]["cases"] == sal["cases"]
 
 
 def test_demo_with_a_given_backbone_skips_pool_and_pretraining(tmp_path):

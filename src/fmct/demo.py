@@ -13,11 +13,14 @@ Stages (each reused when re-run; delete its folder to redo it)::
               OOD; bootstrap CIs and paired differences (SSL minus each other model)
     models/   backbone/ (the pretrained ViT) and classifier/ (backbone + linear probe): both are model
               directories that `fmct predict` accepts
+    saliency/ the classifier's saliency maps of a few ID test scans with findings, scored against the
+              synthetic lesion masks (cohort/a_labelled/masks/); the scores go into the report
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -69,6 +72,9 @@ class DemoConfig:
     #: frozen-feature readout of the SSL and random-init probes and of the exported classifier: the max
     #: over the intracranial patch tokens (docs/results.md "Reading the brain, not the head"); or cls+mean, cls, ...
     feature: str = "brain_max"
+    #: ID test scans with a finding (the first by scan id) whose saliency maps are scored against their lesion
+    #: masks (about 3 s each on 2 cores)
+    saliency_scans: int = 6
 
 
 class Stages:
@@ -110,7 +116,12 @@ def _cohort(out: Path, cfg: DemoConfig) -> dict[str, Any]:
         target = out / name
         if target.exists():
             shutil.rmtree(target)
-        generate_cohort(target, n=n, site=site, seed=seed, fmt="dicom", workers=cfg.workers, size=cfg.size)
+        masks = (
+            name == "a_labelled"
+        )  # lesion masks of the ID scans: the saliency maps are scored against them
+        generate_cohort(
+            target, n=n, site=site, seed=seed, fmt="dicom", masks=masks, workers=cfg.workers, size=cfg.size
+        )
     labelled = [pd.read_csv(out / name / "labels.csv") for name in ("a_labelled", "b", "c")]
     pd.concat(labelled, ignore_index=True).to_csv(out / "labels.csv", index=False)
     return {"labels": str(out / "labels.csv")}
@@ -286,6 +297,42 @@ def _export_models(
     return {"backbone": str(models / "backbone"), "classifier": str(models / "classifier")}
 
 
+def _saliency(root: Path, cfg: DemoConfig, log: Callable[[str], None]) -> dict[str, Any]:
+    """Score the demo classifier's saliency maps against the lesion masks of the first ``cfg.saliency_scans``
+    ID test scans (by scan id) that have a finding; maps and montages in ``root/saliency``."""
+    from fmct.infer.saliency_eval import score_saliency
+    from fmct.labels import FINDINGS
+    from fmct.models.hub import load_model
+
+    splits = pd.read_csv(root / "report" / "splits.csv")
+    labels = pd.read_csv(root / "cohort" / "labels.csv").set_index("scan_id")
+    masks = root / "cohort" / "a_labelled" / "masks"
+    scans: list[tuple[str, list[str]]] = []
+    for sid in sorted(set(splits.loc[splits["split"] == "test", "scan_id"])):
+        present = [f for f in FINDINGS if f in labels.columns and labels.at[sid, f] == 1]
+        if present and len(scans) < cfg.saliency_scans and (masks / f"{sid}.nii.gz").is_file():
+            scans.append((f"{root / 'store_eval'}::{sid}", present))
+    out = root / "saliency"
+    if out.exists():
+        shutil.rmtree(out)
+    model = load_model(root / "models" / "classifier")
+    result = score_saliency(model, scans, out, masks, log=log)
+    result["selection"] = "the first by scan id with a finding"
+    result["model"] = "models/classifier"
+    if result["per_case"]:
+        result["example"] = os.path.relpath(result["per_case"][0]["png"], root / "report")
+    return result
+
+
+def _attach_saliency(report_dir: Path, saliency: dict[str, Any]) -> None:
+    """Put the saliency scores into report.json / .md / .html (the evaluate stage writes them without)."""
+    from fmct.evaluate.report import write_report
+
+    report = json.loads((report_dir / "report.json").read_text())
+    report["saliency"] = saliency
+    write_report(report, report_dir)
+
+
 def headline_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     """Macro AUROC (mean over seeds, 95 % CI) per model × label fraction × test set."""
     rows = []
@@ -353,7 +400,7 @@ def run_demo(
     store_fp = {**data_fp, "spacing": cfg.spacing, "deface": cfg.deface}
     t0 = time.perf_counter()
     cohort = out / "cohort"
-    stages.run("synth", lambda: _cohort(cohort, cfg), data_fp)
+    stages.run("synth", lambda: _cohort(cohort, cfg), {**data_fp, "masks": "a_labelled"})
     labels = cohort / "labels.csv"
     stages.run(
         "ingest-eval",
@@ -380,6 +427,10 @@ def run_demo(
     models = stages.run(
         "models", lambda: _export_models(out, backbone, labels, out / "report", cfg.feature), eval_fp
     )
+    saliency = stages.run(
+        "saliency", lambda: _saliency(out, cfg, log), {**eval_fp, "saliency_scans": cfg.saliency_scans}
+    )
+    _attach_saliency(out / "report", saliency)
     report = json.loads((out / "report" / "report.json").read_text())
     rows = headline_rows(report)
     summary = {
@@ -388,6 +439,7 @@ def run_demo(
         "report_json": str(out / "report" / "report.json"),
         "models": models,
         "rows": rows,
+        "saliency": {k: saliency.get(k) for k in ("cases", "tol_mm", "methods", "chance")},
         "seconds": round(time.perf_counter() - t0, 1),
     }
     (out / "demo.json").write_text(json.dumps(summary, indent=2))

@@ -119,30 +119,37 @@ def test_save_dataset_is_atomic(tmp_path):
 
 
 def test_saliency_maps_prefer_class_specific_methods(tmp_path):
+    """One 4D NIfTI per explained finding (a volume per method, as fmct.infer.saliency_io writes): the SEG
+    takes the preferred method's volume, scaled to a maximum of 1."""
     affine = np.diag([2.0, 2.0, 2.0, 1.0])
 
-    def nifti(name, value):
+    def nifti(name, values):
         path = tmp_path / name
-        nib.save(nib.Nifti1Image(np.full((3, 3, 3), value, np.float32), affine), str(path))
+        stack = np.stack([np.full((3, 3, 3), v, np.float32) for v in values], axis=-1)
+        stack[0, 0, 0] = 2 * max(values)  # one peak voxel: the map is scaled by it
+        nib.save(nib.Nifti1Image(stack, affine), str(path))
         return str(path)
 
     entry = {
         "saliency": {
-            "attention": {"nifti": nifti("attention.nii.gz", 0.1)},
             "findings": {
                 "ich": {
-                    "nifti": {"grad_x_input": nifti("a.nii.gz", 0.2), "grad_rollout": nifti("b.nii.gz", 0.3)}
+                    "nifti": nifti("ich.nii.gz", [1, 2, 3]),
+                    "volumes": ["attention", "grad_x_input", "grad_rollout"],
                 },
-                "sdh": {"nifti": {}},
+                "sdh": {"nifti": nifti("sdh.nii.gz", [1]), "volumes": ["attention"]},
+                "mass": {"nifti": None, "volumes": []},
             },
         }
     }
-    maps = saliency_maps(entry, ["ich", "sdh", "edh"])
+    maps = saliency_maps(entry, ["ich", "sdh", "mass", "edh"])
     assert {f: m[0] for f, m in maps.items()} == {
         "ich": "grad_rollout",
         "sdh": "attention",
     }  # edh: not explained
-    assert float(maps["ich"][1].mean()) == pytest.approx(0.3) and np.allclose(maps["ich"][2], affine)
+    heat = maps["ich"][1]
+    assert heat.shape == (3, 3, 3) and float(heat.max()) == pytest.approx(1.0)
+    assert float(heat[1, 1, 1]) == pytest.approx(0.5) and np.allclose(maps["ich"][2], affine)  # 3 / peak 6
 
 
 def test_failure_warnings_name_no_path_and_no_identifier(classifier, dicom_series, tmp_path, monkeypatch):

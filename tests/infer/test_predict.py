@@ -1,4 +1,6 @@
 import json
+import os
+import stat
 
 import nibabel as nib
 import numpy as np
@@ -57,29 +59,65 @@ def test_world_extent_is_orientation_independent():
     np.testing.assert_allclose(world_extent(Volume(arr, b)), [60, 20, 20])
 
 
-def test_predict_with_saliency_heatmap_on_source_grid(model_dir, nifti_scan, tmp_path):
+def test_predict_with_saliency_maps_of_the_named_findings(model_dir, nifti_scan, tmp_path):
     out = tmp_path / "sal"
     (entry,) = predict_paths(model_dir, [str(nifti_scan)], saliency_dir=out, saliency_findings=["ich", "sdh"])
     sal = entry["saliency"]
     assert set(sal["findings"]) == {"ich", "sdh"}
-    src = nib.load(str(nifti_scan))
-    for method, path in sal["findings"]["sdh"]["nifti"].items():
-        img = nib.load(path)
-        assert img.shape == src.shape, method
-        np.testing.assert_allclose(img.affine, src.affine, atol=1e-4)
-        data = np.asarray(img.dataobj, dtype=np.float32)
-        assert 0.95 <= data.max() <= 1.0 + 1e-3
-        # the source voxel nearest to the cube map's maximum (in world mm) carries (nearly) the maximum
-        peak = np.array([*sal["findings"]["sdh"]["peak_mm"][method], 1.0])
-        vox = np.rint(np.linalg.inv(img.affine) @ peak)[:3].astype(int)
-        assert data[tuple(vox)] >= 0.9 * data.max(), method
-    png = sal["findings"]["ich"]["png"]
+    folder = out / entry["scan_id"]
+    assert sorted(p.name for p in folder.iterdir()) == ["ich.nii.gz", "ich.png", "sdh.nii.gz", "sdh.png"]
+    img = nib.load(sal["findings"]["sdh"]["nifti"])
+    assert img.shape[3] == len(sal["methods"]) == 3
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    for k, method in enumerate(sal["findings"]["sdh"]["volumes"]):
+        assert 0.95 <= data[..., k].max() <= 1.0 + 1e-3
+        # the voxel nearest to the reported peak (world mm, through the NIfTI affine) holds the maximum
+        vox = np.rint(np.linalg.inv(img.affine) @ np.array([*sal["findings"]["sdh"]["peak_mm"][method], 1.0]))
+        assert data[(*vox[:3].astype(int), k)] >= 0.99 * data[..., k].max(), method
     import matplotlib.image as mpimg
 
-    img = mpimg.imread(png)
-    assert img.ndim == 3 and img.shape[0] > 100
-    assert nib.load(sal["attention"]["nifti"]).shape == src.shape
+    png = mpimg.imread(sal["findings"]["ich"]["png"])
+    assert png.ndim == 3 and png.shape[0] > 100
     assert "saliency_s" in entry["timings"]
+
+
+def test_predict_cli_saliency_of_positive_findings_with_lesion_outlines(model_dir, nifti_scan, tmp_path):
+    """--positive-at picks the findings; --masks outlines and scores them (fmct synth --masks layout)."""
+    from fmct.synth import MASK_VALUES
+
+    src = nib.load(str(nifti_scan))
+    labels = np.zeros(src.shape, np.uint8)
+    labels[20:28, 20:30, 10:16] = MASK_VALUES["sdh"]
+    (tmp_path / "masks").mkdir()
+    out = tmp_path / "result.json"
+    args = [
+        "predict",
+        "--model",
+        str(model_dir),
+        str(nifti_scan),
+        "--out",
+        str(out),
+        "--saliency",
+        str(tmp_path / "s"),
+    ]
+    old_umask = os.umask(0o027)
+    try:
+        res = CliRunner().invoke(app, [*args, "--positive-at", "0"])
+    finally:
+        os.umask(old_umask)
+    assert res.exit_code == 0, res.output
+    assert stat.S_IMODE(out.stat().st_mode) == 0o640  # the result follows the umask as the maps do
+    entry = json.loads(out.read_text())["results"][0]
+    nib.save(nib.Nifti1Image(labels, src.affine), str(tmp_path / "masks" / f"{entry['scan_id']}.nii.gz"))
+    assert set(entry["saliency"]["findings"]) == set(FINDINGS)  # every finding has p >= 0
+    res = CliRunner().invoke(app, [*args, "--positive-at", "1.01", "--masks", str(tmp_path / "masks")])
+    assert res.exit_code == 0, res.output
+    assert json.loads(out.read_text())["results"][0]["saliency"]["findings"] == {}  # none is positive
+    res = CliRunner().invoke(app, [*args, "--findings", "sdh,edh", "--masks", str(tmp_path / "masks")])
+    sal = json.loads(out.read_text())["results"][0]["saliency"]["findings"]
+    assert sal["edh"]["lesion"] is None and sal["sdh"]["lesion"]["chance"]["hit_rate"] > 0
+    res = CliRunner().invoke(app, [*args, "--findings", "sdh", "--masks", str(tmp_path / "nomasks")])
+    assert "no lesion mask" in " ".join(json.loads(out.read_text())["results"][0]["warnings"])
 
 
 def test_predict_cli(model_dir, nifti_scan, tmp_path):

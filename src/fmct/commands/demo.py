@@ -49,7 +49,8 @@ def demo(
     --pretrain a site-a pool and pretraining in the demo's budget (configs/demo-cpu.yaml) → evaluate (SSL
     linear probe vs the same ViT at random init vs a 3D ResNet trained from scratch vs a logistic
     regression on the intracranial HU histogram, at 10 % and 100 % labels; ID vs OOD; bootstrap 95 % CIs;
-    paired differences SSL − each other model) → models.
+    paired differences SSL − each other model) → models → saliency (the classifier's maps of a few ID test
+    scans scored against their synthetic lesion masks: pointing game per method, in the report).
 
     MAE instead of DINO (1200 steps; about 9 min on 2 cores):
     fmct demo --out demo_mae --config configs/mae-demo-cpu.yaml --set max_steps=1200
@@ -92,6 +93,11 @@ def demo(
         raise typer.Exit(1) from None
     console.print(_headline_table(summary["rows"]))
     console.print(_differences_table(summary["differences"]))
+    sal = summary.get("saliency") or {}
+    if sal.get("cases"):
+        hits = ", ".join(f"{r['method']} {r['hits']}/{r['cases']}" for r in sal["methods"])
+        console.print(f"saliency vs lesion masks (pointing game, {sal['tol_mm']:g} mm): {hits}; chance "
+                      f"{sal['chance']['hit_rate']:.2f} (details in the report)")  # fmt: skip
     console.print(f"models: {summary['models']['backbone']}  {summary['models']['classifier']}")
     console.print(f"report: [bold]{summary['report_html']}[/]  (numbers: {summary['report_json']})")
     console.print(f"demo finished in {summary['seconds']:.0f} s")

@@ -30,10 +30,21 @@ def predict(
     saliency: Path | None = typer.Option(
         None,
         "--saliency",
-        help="Write saliency maps here: PNG montages + NIfTI heat maps on the source grid.",
+        help="Write saliency maps here (a folder per scan): a PNG montage and a 4D NIfTI per positive "
+        "finding.",
     ),
     findings: str | None = typer.Option(
-        None, "--findings", help="Comma-separated findings to explain with --saliency (default: all)."
+        None,
+        "--findings",
+        help="Comma-separated findings to explain with --saliency (default: the positive ones).",
+    ),
+    positive_at: float = typer.Option(
+        0.5, "--positive-at", help="Probability from which a finding is positive."
+    ),
+    masks: Path | None = typer.Option(
+        None,
+        "--masks",
+        help="Folder of lesion masks <scan_id>.nii.gz (fmct synth --masks) to outline and score.",
     ),
     methods: str = typer.Option(
         "attention,grad_rollout,grad_x_input", "--methods", help="Comma-separated saliency methods."
@@ -92,7 +103,14 @@ def predict(
     results = _predict_with_progress(
         clf,
         specs,
-        dict(saliency_dir=saliency, saliency_findings=finding_list, methods=method_list, series=series),
+        dict(
+            saliency_dir=saliency,
+            saliency_findings=finding_list,
+            methods=method_list,
+            series=series,
+            positive_at=thresholds or positive_at,  # --dicom-out: the model's operating thresholds
+            mask_dir=masks,
+        ),
         salt,
         dev,
     )

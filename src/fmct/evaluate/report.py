@@ -218,6 +218,9 @@ def report_blocks(report: dict[str, Any]) -> list[Block]:
             blocks.append(("table", retrieval_table(report["retrieval"], meta["findings"])))
         except (AttributeError, KeyError, TypeError):  # a user hook with its own structure
             blocks.append(("pre", json.dumps(report["retrieval"], indent=1)[:4000]))
+    from fmct.evaluate.report_saliency import saliency_blocks
+
+    blocks += saliency_blocks(report.get("saliency"))
     prov = provenance_lines(meta)
     if prov:
         blocks += [("h2", "Provenance"), ("ul", prov)]

@@ -96,14 +96,15 @@ def saliency_maps(
     out = {}
     explained = sal.get("findings") or {}
     for finding in (f for f in findings if f in explained):  # --findings may have left some out
-        files = dict(explained[finding].get("nifti") or {})
-        if "attention" in sal:  # class-agnostic, shared by every explained finding
-            files.setdefault("attention", sal["attention"]["nifti"])
-        method = next((m for m in SEG_METHODS if m in files), None)
-        if method is None:
+        info = explained[finding]
+        volumes = list(info.get("volumes") or [])  # the 4D NIfTI's methods, in volume order
+        method = next((m for m in SEG_METHODS if m in volumes), None)
+        if method is None or not info.get("nifti"):
             continue
-        img = nib.load(files[method])
-        out[finding] = (method, np.asarray(img.get_fdata(dtype=np.float32)), np.asarray(img.affine))
+        img = nib.load(info["nifti"])
+        data = np.asarray(img.dataobj, dtype=np.float32)
+        heat = data[..., volumes.index(method)] if data.ndim == 4 else data
+        out[finding] = (method, heat / max(float(heat.max()), 1e-12), np.asarray(img.affine))
     return out
 
 

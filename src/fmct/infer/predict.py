@@ -13,15 +13,15 @@ ingest makes) -> ``fmct.preprocess.preprocess`` with the preprocessing recorded 
 ``input`` names the input by its own file/folder name (or a salted hash), never by the path above it:
 folder names often hold patient names.
 
-Saliency heat maps (NIfTI) are written on the grid of the scan as read: the original DICOM/NIfTI
-geometry, or the stored (already preprocessed) grid for ``STORE::scan_id`` inputs.
+Saliency maps are written for the findings the model calls positive (or those named): a PNG montage and a 4D
+NIfTI per finding (:mod:`fmct.infer.saliency_io`), in a folder named by the scan's pseudonymous id.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -209,9 +209,12 @@ def predict_one(
     name: str | None = None,
     series: str = "error",
     salt: str | None = None,
+    positive_at: float | Mapping[str, float] = 0.5,
+    mask_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Predict one input; never raises for a bad scan (the entry gets ``"error"``). ``"input"`` is
-    :func:`input_name` (``salt``: a salted hash, and so is a NIfTI file's scan id)."""
+    :func:`input_name` (``salt``: a salted hash, and so is a NIfTI file's scan id). Saliency: see
+    :func:`predict_paths`."""
     from fmct.io.errors import ScanProblem
     from fmct.preprocess.model_input import model_input_for, preprocess_config_of
 
@@ -265,19 +268,34 @@ def predict_one(
                 model,
                 x,
                 grid_affine,
-                source,
                 processed,
                 labels,
                 sub,
                 findings=saliency_findings,
                 methods=methods,
                 probs=entry["probabilities"],
+                positive_at=positive_at,
+                lesions=_lesion_mask(mask_dir, entry.get("scan_id"), entry["warnings"]),
             )
         except Exception as exc:
             entry["warnings"].append(f"saliency failed: {type(exc).__name__}: {exc}")
         timings["saliency_s"] = time.perf_counter() - t0
     entry["timings"] = {k: round(v, 4) for k, v in timings.items()}
     return entry
+
+
+def _lesion_mask(mask_dir: str | Path | None, scan_id: str | None, warnings: list[str]) -> Any:
+    """The scan's finding mask ``mask_dir/<scan_id>.nii.gz`` (``fmct synth --masks``), or None (noted in
+    ``warnings`` when a folder was given but holds no mask of this scan)."""
+    if mask_dir is None:
+        return None
+    path = Path(mask_dir) / f"{scan_id}.nii.gz"
+    if not scan_id or not path.is_file():
+        warnings.append(f"no lesion mask {path.name} in the mask folder: no outline drawn")
+        return None
+    from fmct.synth.masks import read_mask
+
+    return read_mask(path)
 
 
 def _already_matches(vol: Volume, cfg: Any, from_store: bool) -> bool:
@@ -298,14 +316,21 @@ def predict_paths(
     series: str = "error",
     salt: str | None = None,
     device: Any = None,
+    positive_at: float | Mapping[str, float] = 0.5,
+    mask_dir: str | Path | None = None,
 ) -> list[dict[str, Any]]:
     """Predict every input (see module docstring for the entry format), with one model load.
 
     Args:
         model: a loaded ``ClassifierModel`` (or its directory).
         inputs: NIfTI files, DICOM folders or ``STORE::scan_id``.
-        saliency_dir: write saliency maps (PNG montages + NIfTI heat maps on the source grid) here.
-        saliency_findings: findings to explain (default: all outputs).
+        saliency_dir: write saliency maps here, one folder per scan (named by its scan id) with a PNG
+            montage and a 4D NIfTI per explained finding (:mod:`fmct.infer.saliency_io`).
+        saliency_findings: findings to explain (default: those with probability >= ``positive_at``).
+        positive_at: the probability from which a finding is positive (explained by default), or one per
+            finding (a model's operating thresholds).
+        mask_dir: a folder of finding masks ``<scan_id>.nii.gz`` (``fmct synth --masks``): drawn as
+            outlines on the montages, and each map scored against them (pointing game, mass share).
         methods: saliency methods (default :data:`fmct.infer.saliency.METHODS`).
         on_done: called with each entry as it finishes (progress bars).
         series: ``"error"`` or ``"thinnest"``: what a folder holding several usable CT series gives.
@@ -330,8 +355,9 @@ def predict_paths(
             name = f"{name}_{i}"
         used.add(name)
         entry = predict_one(
-            model, str(spec), saliency_dir, saliency_findings, methods, name=name, series=series, salt=salt
-        )
+            model, str(spec), saliency_dir, saliency_findings, methods, name=name, series=series, salt=salt,
+            positive_at=positive_at, mask_dir=mask_dir,
+        )  # fmt: skip
         results.append(entry)
         if on_done is not None:
             on_done(entry)

@@ -74,14 +74,20 @@ def read_nifti(path: str | os.PathLike) -> Volume:
 
 
 def write_nifti(
-    array: np.ndarray, affine: np.ndarray, path: str | os.PathLike, dtype: str | None = None
+    array: np.ndarray,
+    affine: np.ndarray,
+    path: str | os.PathLike,
+    dtype: str | None = None,
+    description: str = "",
 ) -> Path:
-    """Write ``array (X, Y, Z)`` with its voxel -> RAS mm ``affine`` as NIfTI-1, atomically (a temporary file in
-    the same folder, then ``os.replace``) and byte-reproducibly (no time stamps).
+    """Write ``array (X, Y, Z)`` (or ``(X, Y, Z, T)``: volumes on one grid) with its voxel -> RAS mm
+    ``affine`` as NIfTI-1, atomically (a temporary file in the same folder, then ``os.replace``) and
+    byte-reproducibly (no time stamps).
 
     The sform carries the affine; the qform too when the affine is a rotation times a scale (a sheared,
     gantry-tilted grid has no qform). Units are mm. ``dtype`` (e.g. ``"uint8"`` for maps in ``[0, 1]``) is the
-    stored type, nibabel picking slope/intercept; default: the array's own.
+    stored type, nibabel picking slope/intercept; default: the array's own. ``description`` (at most 80 ASCII
+    characters) goes into the header's ``descrip``, which viewers show.
 
     Returns:
         ``path``.
@@ -98,6 +104,8 @@ def write_nifti(
     img.header.set_xyzt_units("mm", "sec")
     if dtype is not None:
         img.header.set_data_dtype(np.dtype(dtype))
+    if description:
+        img.header["descrip"] = description.encode("ascii", "replace")[:80]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp-{path.name}")  # a fixed name: gzip records it, and the bytes must not vary
     try:
