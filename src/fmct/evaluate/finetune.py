@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from fmct.evaluate.attentive import macro_auroc, masked_bce, pos_weight
-from fmct.evaluate.embed import CubeCache, _progress, model_input_spec
+from fmct.evaluate.embed import CubeCache, _progress, model_input_fit, model_input_spec
 from fmct.preprocess.windows import DEFAULT_WINDOWS
 
 #: LoRA targets: the ViT's attention and MLP linear layers (never the patch-embedding conv or heads)
@@ -196,8 +196,9 @@ def finetune(
         [np.unique(y_train[np.isfinite(y_train[:, j]), j]).size == 2 for j in range(len(findings))]
     )
     cache = cache or {}
-    tr = cache.get("train") or CubeCache(store, train_ids, size, progress)
-    va = cache.get("val") or CubeCache(store, val_ids, size, progress)
+    fit = model_input_fit(model)
+    tr = cache.get("train") or CubeCache(store, train_ids, size, progress, fit)
+    va = cache.get("val") or CubeCache(store, val_ids, size, progress, fit)
 
     if cfg.mode == "lora":
         model = _apply_lora(model, cfg)
@@ -316,7 +317,7 @@ def predict_scans(
     size, windows = model_input_spec(model)
     model.eval()
     loader = DataLoader(
-        StoreInputs(store, scan_ids, size, windows),
+        StoreInputs(store, scan_ids, size, windows, fit=model_input_fit(model)),
         batch_size=batch_size,
         num_workers=workers,
         collate_fn=lambda items: torch.stack([x for _, x in items]),

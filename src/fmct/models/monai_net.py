@@ -39,7 +39,8 @@ class MonaiNetConfig:
         network: ``"SegResNet"`` (a class of ``monai.networks.nets``) or ``"segresnet_ds.SegResEncoder"``.
         kwargs: the network's constructor arguments (JSON values).
         in_chans: input channels (one per HU window); must be what the network takes.
-        embed_dim: channels of the feature map used as tokens.
+        embed_dim: channels of the feature map used as tokens (0: not known yet, not checked; the importer
+            measures it).
         axcodes: axis codes the network expects its input in (fmct's inputs are ``"RAS"``).
         layer: a submodule (``named_modules`` name) whose output is the feature map; empty: the output
             of the network (the last item when it returns a list, as encoders do).
@@ -171,7 +172,7 @@ class MonaiBackbone(nn.Module):
         f = captured[-1] if captured else out
         if isinstance(f, list | tuple):
             f = f[-1]
-        if not torch.is_tensor(f) or f.ndim not in (2, 5) or f.shape[1] != self.embed_dim:
+        if not torch.is_tensor(f) or f.ndim not in (2, 5) or f.shape[1] != (self.embed_dim or f.shape[1]):
             shape = tuple(f.shape) if torch.is_tensor(f) else type(f).__name__
             raise ValueError(
                 f"{self.config.network}: expected a feature map (B, {self.embed_dim}, X, Y, Z) from "
