@@ -159,9 +159,9 @@ def encoded_r2(x: np.ndarray, targets: np.ndarray) -> dict[str, float]:
 
 def curves(run: Path) -> list[dict]:
     """Monitor rows of ``metrics.jsonl``: the steps where the monitors ran (effective rank is logged there for
-    DINO and MAE alike; teacher entropy only exists for DINO)."""
-    keep = ("step", "dino", "ibot", "koleo", "mae", "loss", "teacher_entropy", "log_k", "effective_rank",
-            "knn_auroc_macro", "knn_auroc_brain_max")  # fmt: skip
+    every method; teacher entropy only exists for DINO)."""
+    keep = ("step", "dino", "ibot", "koleo", "mae", "nt_xent", "contrastive_top1", "loss", "teacher_entropy",
+            "log_k", "effective_rank", "knn_auroc_macro", "knn_auroc_brain_max")  # fmt: skip
     rows = []
     for line in (run / "metrics.jsonl").read_text().splitlines():
         try:
