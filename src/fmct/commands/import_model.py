@@ -54,10 +54,16 @@ def import_model(
         help="Any MONAI network by class name: SegResNet, DenseNet121, segresnet_ds.SegResEncoder, ...",
     ),
     arg: list[str] = typer.Option(
-        None, "--arg", help="Network argument KEY=VALUE (YAML value; repeat): --arg init_filters=32."
+        None,
+        "--arg",
+        metavar="KEY=VALUE",
+        help="Network argument (YAML value; repeat): --arg init_filters=32 --arg blocks_down=[1,2,2,4].",
     ),
     hu_range: list[str] = typer.Option(
-        None, "--hu-range", help="LO,HI: HU scaled to [0, 1] and clipped, one input channel each (repeat)."
+        None,
+        "--hu-range",
+        metavar="LO,HI",
+        help="HU scaled to [0, 1] and clipped, one input channel each (repeat): --hu-range=-1024,2048.",
     ),
     orientation: str = typer.Option(
         None, "--orientation", help="Axis codes the network expects its input in: RAS, LPS, SPL ... (RAS)."
@@ -80,7 +86,9 @@ def import_model(
     A published model:  fmct import-model model.safetensors --preset ct-fm --out models/ct-fm
 
     Any MONAI network:  fmct import-model w.safetensors --monai SegResNet --arg init_filters=16
-    --hu-range=-1024,2048 --input-size 96 --orientation LPS --out models/mine
+    --layer down_layers.3 --hu-range=-1024,2048 --input-size 96 --orientation LPS --out models/mine
+
+    (--layer picks the encoder's last feature map: a segmentation network's own output is its logits.)
 
     The network is built from its name and arguments and the file's keys must match its state dict (a
     mismatch lists the keys). The model directory records the model's own preprocessing (preset: from its
