@@ -98,9 +98,9 @@ def auroc_row(fit, method: str) -> dict[str, float | None]:
 
 def curves(run: Path) -> list[dict]:
     """Monitor rows of ``metrics.jsonl``: the steps where the monitors ran (effective rank is logged there for
-    DINO and MAE alike; teacher entropy only exists for DINO)."""
-    keep = ("step", "dino", "ibot", "koleo", "mae", "loss", "teacher_entropy", "log_k", "effective_rank",
-            "knn_auroc_macro", "knn_auroc_brain_max")  # fmt: skip
+    every method; teacher entropy only exists for DINO)."""
+    keep = ("step", "dino", "ibot", "koleo", "mae", "nt_xent", "contrastive_top1", "loss", "teacher_entropy",
+            "log_k", "effective_rank", "knn_auroc_macro", "knn_auroc_brain_max")  # fmt: skip
     rows = []
     for line in (run / "metrics.jsonl").read_text().splitlines():
         try:

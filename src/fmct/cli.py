@@ -17,6 +17,7 @@ from fmct.commands import (
     evaluate,
     export,
     finetune,
+    import_model,
     ingest,
     labels,
     predict,
@@ -69,6 +70,7 @@ app.add_typer(labels.app, name="labels", help="Import labels from public head-CT
 app.command("predict")(named("predict")(predict.predict))
 app.command("retrieve")(named("retrieve")(retrieve.retrieve))
 app.command("export")(named("export")(export.export))
+app.command("import-model")(named("import-model")(import_model.import_model))
 app.command("demo")(named("demo")(demo.demo))
 
 

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from evalkit import FINDINGS3, MemoryStore, make_labels, separable_embeddings
+from evalkit import FINDINGS3, MemoryStore, make_labels, separable_embeddings, tiny_backbone
 
 import fmct.evaluate.protocol as protocol
 from fmct.evaluate.protocol import run_protocol
@@ -230,3 +230,51 @@ def test_labelled_scans_missing_from_the_store_are_counted_with_examples(labels,
     )
     shown = warned[0].split("(e.g. ")[1].rstrip(")").split(", ")
     assert shown[-1] == "..." and len(shown) == 6 and set(shown[:5]) <= set(labels["scan_id"].iloc[:7])
+
+
+def test_cnn_and_imported_backbones_are_compared_like_any_backbone(tmp_path) -> None:
+    """A SimCLR-style SegResEncoder directory (fmct's own cube, 3 windows) and an imported one with its own
+    preprocessing (SPL, one CT-FM window, voxels padded at 1 mm: ``input_fit: pad_crop``) sit in one protocol
+    next to a ViT; each is embedded from cubes made its own way (the shared cache keys cubes by size and fit,
+    and matches the uncached path), read with brain_max, and compared."""
+    import torch
+
+    from fmct.evaluate.embed import load_embeddings
+    from fmct.models.hub import BackboneModel
+    from fmct.models.monai_net import MonaiBackbone, segres_encoder_config
+
+    labels = make_labels(24, seed=7)
+    store = MemoryStore(labels)
+    torch.manual_seed(0)
+    windows = [[40, 80], [80, 200], [600, 2800]]
+    cnn = BackboneModel(MonaiBackbone(segres_encoder_config(3, 4, (1, 1, 1), "group")),
+                        {"spacing": 1.0, "windows": windows, "input_size": 16})  # fmt: skip
+    ctfm_prep = {"spacing": 1.0, "windows": [[512.0, 3072.0]], "input_size": 16, "input_fit": "pad_crop"}
+    ctfm = BackboneModel(
+        MonaiBackbone(segres_encoder_config(1, 4, (1, 1, 1), "batch", axcodes="SPL")), ctfm_prep
+    )
+    models = {"simclr": str(cnn.save_pretrained(tmp_path / "cnn")),
+              "ctfm": str(ctfm.save_pretrained(tmp_path / "ctfm")),
+              "vit": str(tiny_backbone().save_pretrained(tmp_path / "vit")),
+              "simclr-random": {"model": str(tmp_path / "cnn"), "random_init": True}}  # fmt: skip
+    kw = {
+        "fractions": [1.0],
+        "seeds": [0],
+        "n_boot": 20,
+        "plots": False,
+        "methods": ["linear"],
+        "feature": "brain_max",
+    }
+    rep = run_protocol(models, labels, tmp_path / "a", store=store, config=kw)
+    uncached = run_protocol({"ctfm": models["ctfm"]}, labels, tmp_path / "b", store=store,
+                            config={**kw, "cache_inputs": False})  # fmt: skip
+    assert {r["model"] for r in rep["results"]} == set(models)
+    assert any((c["a"], c["b"]) == ("simclr", "simclr-random") for c in rep["comparisons"])
+    a = load_embeddings(tmp_path / "a" / "embeddings" / "ctfm.parquet")
+    b = load_embeddings(tmp_path / "b" / "embeddings" / "ctfm.parquet").select(a.scan_ids)
+    np.testing.assert_allclose(a.cls, b.cls, atol=1e-4)  # the cache made pad_crop cubes, not resized ones
+    assert uncached["results"][0]["n_test"] == next(
+        r["n_test"] for r in rep["results"] if r["model"] == "ctfm"
+    )
+    c = load_embeddings(tmp_path / "a" / "embeddings" / "simclr.parquet")
+    assert c.cls.shape == (24, 16) and np.isfinite(c.feature("brain_max")).all()

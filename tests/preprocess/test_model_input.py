@@ -39,3 +39,22 @@ def test_model_input_is_windowed_channels():
     x, _ = to_model_input(_volume_with_marker(), 8)
     assert tuple(x.shape) == (3, 8, 8, 8)
     assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
+
+
+@pytest.mark.parametrize("size", [16, 33, 48])
+def test_pad_crop_fit_matches_monai_resize_with_pad_or_crop_and_keeps_world_positions(size):
+    """fit="pad_crop" (CT-FM's ResizeWithPadOrCrop): voxels kept at their spacing, centred, each axis padded
+    with air or cropped exactly as MONAI does; the grid affine maps each cube voxel to its world point."""
+    import torch
+    from monai.transforms import ResizeWithPadOrCrop
+
+    vol = _volume_with_marker()  # 40 x 30 x 20: cropped along x for 16 and 33, padded elsewhere
+    hu, grid_affine = cube_hu(vol, size, fit="pad_crop")
+    ref = ResizeWithPadOrCrop((size,) * 3, constant_values=-1000.0)(torch.from_numpy(vol.array[None]))[0]
+    np.testing.assert_array_equal(hu.numpy(), np.asarray(ref))
+    np.testing.assert_allclose(grid_affine[:3, :3], vol.affine[:3, :3])  # no resampling: spacing kept
+    inside = np.argwhere(hu.numpy() > -999.0)
+    src = np.rint((np.linalg.inv(vol.affine) @ grid_affine @ np.c_[inside, np.ones(len(inside))].T)[:3].T)
+    np.testing.assert_array_equal(hu.numpy()[tuple(inside.T)], vol.array[tuple(src.astype(int).T)])
+    with pytest.raises(ValueError, match="input_fit must be one of"):
+        cube_hu(vol, size, fit="stretch")

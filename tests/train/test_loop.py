@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -220,3 +221,45 @@ def test_pretrain_in_a_log_prints_progress_lines(tiny_store, tiny_overrides, tmp
     assert r.exit_code == 0, r.output
     for step in (1, 2, 3):
         assert f"pretrain {step}/3 (" in r.output, r.output
+
+
+#: SimCLR on a SegResEncoder small enough for the tiny store; two identical crops per scan (the tiny store's
+#: blob heads differ less from each other than two crops of one head do, so only identical views can be told
+#: apart in a few steps), noise kept so the two views are not the same tensor.
+SIMCLR_TINY = [
+    "data.global_size=32", "data.cache_size=40", "data.num_workers=0", "batch_size=6", "optim.warmup_steps=0",
+    "segresenc.init_filters=4", "segresenc.blocks_down=[1,1,1]", "simclr.proj_hidden_dim=32",
+    "simclr.proj_dim=16", "data.global_scale=[1.0,1.0]", "data.flip_p=0", "data.rotate_deg=0", "data.blur_p=0",
+    "data.gamma_p=0", "data.window_level_jitter=0", "data.window_width_jitter=0", "data.noise_p=1",
+    "data.noise_hu=5", "monitor_every=3",
+]  # fmt: skip
+
+
+def test_simclr_cnn_learns_resumes_exactly_and_exports_a_backbone_that_embeds(tiny_store, tmp_path) -> None:
+    """configs/simclr-demo-cpu.yaml (SegResEncoder, NT-Xent) through the same loop as DINO and MAE: the loss
+    falls, a run stopped at step 3 and resumed matches the uninterrupted one, and RUN/model is a backbone
+    directory that `fmct embed` reads (CLS = the pooled feature map, brain_max over its tokens)."""
+    from fmct.evaluate.embed import embed_store, load_embeddings
+    from fmct.models.hub import load_model
+
+    config = Path(__file__).resolve().parents[2] / "configs" / "simclr-demo-cpu.yaml"
+    full = resolve_config(config, SIMCLR_TINY + ["max_steps=6", "checkpoint_every=0"])
+    train(full, tiny_store, tmp_path / "a", progress=False)
+    half = resolve_config(config, SIMCLR_TINY + ["max_steps=3", "schedule_steps=6", "export=false"])
+    train(half, tiny_store, tmp_path / "b", progress=False)
+    train(dict(half, max_steps=6), tiny_store, tmp_path / "b", resume=True, progress=False)
+    la, lb = _losses(tmp_path / "a"), _losses(tmp_path / "b")
+    assert la == lb and len(la) == 6
+    assert la[-1] < la[0] / 4, la
+    rec = json.loads((tmp_path / "a" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert rec["contrastive_top1"] == 1.0 and "effective_rank" in rec and "nt_xent" in rec
+
+    cfg = json.loads((tmp_path / "a" / "model" / "config.json").read_text())
+    assert cfg["name"] == "fmct-simclr" and cfg["training"]["method"] == "simclr"
+    assert cfg["architecture"]["type"] == "monai" and cfg["architecture"]["embed_dim"] == 16
+    model = load_model(tmp_path / "a" / "model")
+    out = embed_store(tmp_path / "a" / "model", tiny_store, tmp_path / "emb.parquet", progress=False)
+    emb = load_embeddings(out)
+    assert emb.cls.shape == (6, 16) and emb.patch.shape == (6, 8**3, 16)
+    assert np.isfinite(emb.feature("brain_max")).all() and model.input_size == 32
+    np.testing.assert_allclose(emb.cls, emb.mean_patch, rtol=1e-4, atol=1e-5)  # CLS is the pooled map

@@ -87,11 +87,18 @@ def test_config_unknown_keys_error(tmp_path) -> None:
         ("dino.mask_ratio=[0.5,0.1]", r"dino.mask_ratio must be \[lo, hi\] with 0 <= lo <= hi <= 1"),
         ("mae.mask_ratio=0", r"'mae.mask_ratio' must be > 0 and <= 1"),
         ("optim.betas=[0.9,1.5]", r"'optim.betas' must be \[beta1, beta2\] in \[0, 1\)"),
+        ("simclr.temperature=0", r"'simclr.temperature' must be > 0"),
+        ("method=simclr batch_size=1", r"method=simclr .* batch_size must be >= 2"),
+        ("model.type=resnet", r"'model.type' must be one of \['vit3d', 'segresenc'\]"),
+        ("model.type=segresenc", r"method=dino masks ViT tokens: it needs model.type=vit3d"),
+        ("segresenc.blocks_down=[1,0]", r"'segresenc.blocks_down' must be a list of whole numbers >= 1"),
+        ("segresenc.norm=layer", r"'segresenc.norm' must be group, batch or instance"),
+        ("method=byol", r"method must be one of \['dino', 'mae', 'simclr'\]"),
     ],
 )
 def test_config_values_out_of_range_error(override, match) -> None:
     with pytest.raises(ValueError, match=match):
-        resolve_config(None, [override])
+        resolve_config(None, override.split())
 
 
 def test_config_in_range_values_and_shipped_configs_pass() -> None:
@@ -148,13 +155,13 @@ def test_rng_state_roundtrip_and_atomic_checkpoint(tmp_path) -> None:
     assert not list(tmp_path.glob(".*tmp*"))
 
 
-@pytest.mark.parametrize("name", ["demo-cpu", "vit-b-96", "mae-demo-cpu"])
+@pytest.mark.parametrize("name", ["demo-cpu", "vit-b-96", "mae-demo-cpu", "simclr-demo-cpu"])
 def test_shipped_configs_resolve(name: str) -> None:
     from pathlib import Path
 
     path = Path(__file__).resolve().parents[2] / "configs" / f"{name}.yaml"
     cfg = resolve_config(path, ["max_steps=30", "checkpoint_every=10"])
-    assert cfg["max_steps"] == 30 and cfg["method"] in ("dino", "mae")
+    assert cfg["max_steps"] == 30 and cfg["method"] in ("dino", "mae", "simclr")
 
 
 def test_adamw_betas_follow_the_method_reference_unless_set() -> None:
@@ -162,6 +169,7 @@ def test_adamw_betas_follow_the_method_reference_unless_set() -> None:
     assert adamw_betas(resolve_config(None, [])) == (0.9, 0.999)
     assert adamw_betas(resolve_config(None, ["method=mae"])) == (0.9, 0.95)
     assert adamw_betas(resolve_config(None, ["method=mae", "optim.betas=[0.8,0.99]"])) == (0.8, 0.99)
+    assert adamw_betas(resolve_config(None, ["method=simclr"])) == (0.9, 0.999)
 
 
 def _adamw_net() -> torch.nn.Module:

@@ -1,4 +1,4 @@
-"""`fmct pretrain`: self-supervised pretraining (DINO + iBOT + KoLeo, or MAE) on a store."""
+"""`fmct pretrain`: self-supervised pretraining (DINO + iBOT + KoLeo, MAE or SimCLR) on a store."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ def pretrain(
     export_only: bool = typer.Option(False, "--export-only", help="with --resume: only export RUN/model"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
 ) -> None:
-    """Pretrain a 3D ViT on the scans of a store and export the teacher backbone to RUN/model.
+    """Pretrain a 3D ViT (method: dino, mae or simclr) or, with SimCLR, MONAI's SegResEncoder (CT-FM's recipe:
+    configs/simclr-demo-cpu.yaml) on the scans of a store and export the (teacher) backbone to RUN/model.
 
     New run:  fmct pretrain --config configs/demo-cpu.yaml --data STORE --out RUN key=value ...
 

@@ -206,8 +206,10 @@ class StoreInputs:
         size: int,
         windows: Sequence[Sequence[float]] = DEFAULT_WINDOWS,
         with_brain: bool = False,
+        fit: str = "resize",
     ) -> None:
         self.with_brain = with_brain
+        self.fit = fit
         self.store_root = store_root if hasattr(store_root, "load") else str(store_root)
         self.scan_ids = list(scan_ids)
         self.size = int(size)
@@ -227,7 +229,7 @@ class StoreInputs:
         if self._store is None:
             self._store = open_store(self.store_root)
         sid = self.scan_ids[i]
-        hu, _ = cube_hu(self._store.load(sid), self.size)
+        hu, _ = cube_hu(self._store.load(sid), self.size, self.fit)
         x = apply_windows(hu, self.windows)
         if not self.with_brain:
             return sid, x
@@ -235,9 +237,12 @@ class StoreInputs:
 
 
 class CubeCache:
-    """HU cubes ``(S, S, S)`` int16 of some scans, loaded once; windowed on the fly for training."""
+    """HU cubes ``(S, S, S)`` int16 of some scans, loaded once; windowed on the fly for training.
+    ``fit``: how a scan becomes its cube (:func:`fmct.preprocess.model_input.cube_hu`)."""
 
-    def __init__(self, store: Any, scan_ids: Sequence[str], size: int, progress: Any = False) -> None:
+    def __init__(
+        self, store: Any, scan_ids: Sequence[str], size: int, progress: Any = False, fit: str = "resize"
+    ) -> None:
         import torch
 
         from fmct.preprocess.model_input import cube_hu
@@ -247,11 +252,12 @@ class CubeCache:
         cubes = []
         with _progress(progress, len(self.scan_ids), "loading scans") as advance:
             for sid in self.scan_ids:
-                hu, _ = cube_hu(st.load(sid), size)
+                hu, _ = cube_hu(st.load(sid), size, fit)
                 cubes.append(hu.round().clamp(-32768, 32767).to(torch.int16))
                 advance(1)
         self.cubes = torch.stack(cubes) if cubes else torch.zeros((0, size, size, size), dtype=torch.int16)
         self.size = size
+        self.fit = fit
         self._fractions: dict[tuple[int, ...], np.ndarray] = {}  # grid -> (n, N), see brain_fractions
 
     def batch(self, idx: Any, windows: Sequence[Sequence[float]]) -> Any:
@@ -267,6 +273,7 @@ class CubeCache:
         out.scan_ids = list(scan_ids)
         out.cubes = self.cubes[[pos[s] for s in scan_ids]]
         out.size = self.size
+        out.fit = self.fit
         out._fractions = {}
         return out
 
@@ -294,6 +301,15 @@ def model_input_spec(model: Any) -> tuple[int, list[tuple[float, float]]]:
         prep = prep.to_dict() if hasattr(prep, "to_dict") else vars(prep)
     windows = prep.get("windows") or DEFAULT_WINDOWS
     return int(size), [tuple(float(v) for v in w) for w in windows]
+
+
+def model_input_fit(model: Any) -> str:
+    """How a scan becomes a loaded model's input cube: its ``preprocessing["input_fit"]`` (``"resize"``,
+    fmct's own, or ``"pad_crop"``; :func:`fmct.preprocess.model_input.cube_hu`)."""
+    from fmct.preprocess.model_input import input_fit
+
+    prep = getattr(model, "preprocessing", None)
+    return input_fit(prep if isinstance(prep, dict) else None)
 
 
 def _to_numpy(t: Any) -> np.ndarray:
@@ -380,7 +396,7 @@ def embed_store(
 
     grid_of = getattr(getattr(model, "backbone", None), "grid_size", None)  # None: no brain_max readout
     loader = DataLoader(
-        StoreInputs(store_root, todo, size, windows, with_brain=grid_of is not None),
+        StoreInputs(store_root, todo, size, windows, grid_of is not None, model_input_fit(model)),
         batch_size=batch_size,
         num_workers=workers,
         collate_fn=_collate,
@@ -535,8 +551,11 @@ def embed_cache(
     from fmct.preprocess.brain_mask import brain_max_pool
 
     size, windows = model_input_spec(model)
-    if cache.cubes.shape[-1] != size:
-        raise ValueError(f"cache holds {cache.cubes.shape[-1]}³ cubes but the model expects {size}³")
+    if cache.cubes.shape[-1] != size or cache.fit != model_input_fit(model):
+        raise ValueError(
+            f"cache holds {cache.cubes.shape[-1]}³ cubes ({cache.fit}) but the model expects {size}³ "
+            f"({model_input_fit(model)})"
+        )
     if hasattr(model, "eval"):
         model.eval()
     place(model, device)
@@ -571,6 +590,7 @@ def embed_volumes(model: Any, volumes: Iterable[Any], batch_size: int = 4) -> di
     from fmct.preprocess.model_input import to_model_input
 
     size, windows = model_input_spec(model)
+    fit = model_input_fit(model)
     acc: dict[str, list[np.ndarray]] = {}
     batch: list[Any] = []
 
@@ -581,7 +601,7 @@ def embed_volumes(model: Any, volumes: Iterable[Any], batch_size: int = 4) -> di
             batch.clear()
 
     for vol in volumes:
-        batch.append(to_model_input(vol, size, windows)[0])
+        batch.append(to_model_input(vol, size, windows, fit)[0])
         if len(batch) >= batch_size:
             run()
     run()

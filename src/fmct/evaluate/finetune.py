@@ -24,7 +24,7 @@ import torch
 
 from fmct.device import module_device, place
 from fmct.evaluate.attentive import macro_auroc, masked_bce, pos_weight
-from fmct.evaluate.embed import CubeCache, _progress, model_input_spec
+from fmct.evaluate.embed import CubeCache, _progress, model_input_fit, model_input_spec
 from fmct.preprocess.windows import DEFAULT_WINDOWS
 
 #: LoRA targets: the ViT's attention and MLP linear layers (never the patch-embedding conv or heads)
@@ -210,8 +210,9 @@ def finetune(
         [np.unique(y_train[np.isfinite(y_train[:, j]), j]).size == 2 for j in range(len(findings))]
     )
     cache = cache or {}
-    tr = cache.get("train") or CubeCache(store, train_ids, size, progress)
-    va = cache.get("val") or CubeCache(store, val_ids, size, progress)
+    fit = model_input_fit(model)
+    tr = cache.get("train") or CubeCache(store, train_ids, size, progress, fit)
+    va = cache.get("val") or CubeCache(store, val_ids, size, progress, fit)
     model = _set_trainable(model, cfg)
     place(model, device)  # after LoRA: its adapters are moved too
     steps = _Steps(model, cfg, tr, windows, np.where(ok[None, :], y_train, np.nan), pos_weight(y_train))
@@ -393,7 +394,7 @@ def predict_scans(
     model.eval()
     dev = module_device(model)
     loader = DataLoader(
-        StoreInputs(store, scan_ids, size, windows),
+        StoreInputs(store, scan_ids, size, windows, fit=model_input_fit(model)),
         batch_size=batch_size,
         num_workers=workers,
         collate_fn=lambda items: torch.stack([x for _, x in items]),

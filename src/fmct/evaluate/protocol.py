@@ -286,7 +286,7 @@ def _resolve_embeddings(
     cfg: ProtocolConfig,
     scan_ids: Sequence[str],
     log: Callable[[str], None],
-    cubes: Callable[[int], CubeCache] | None = None,
+    cubes: Callable[..., CubeCache] | None = None,
 ) -> Embeddings | None:
     """Embeddings for a probe-type spec; None for fine-tuning specs."""
     if isinstance(spec, Embeddings):
@@ -317,11 +317,11 @@ def _resolve_embeddings(
     out = out_dir / "embeddings" / f"{name}.parquet"
     log(f"embedding {len(scan_ids)} scans with {name}")
     if cubes is not None:
-        from fmct.evaluate.embed import model_input_spec
+        from fmct.evaluate.embed import model_input_fit, model_input_spec
 
         emb = embed_cache(
             model,
-            cubes(model_input_spec(model)[0]),
+            cubes(model_input_spec(model)[0], model_input_fit(model)),
             cfg.batch_size,
             keep_patch="attentive" in cfg.methods,
             meta={"model_name": name},
@@ -350,7 +350,7 @@ def _histogram(
     store: Any,
     scan_ids: Sequence[str],
     log: Callable[[str], None],
-    cubes: Callable[[int], CubeCache] | None,
+    cubes: Callable[..., CubeCache] | None,
 ) -> Embeddings:
     """The intracranial HU-histogram reference (:mod:`fmct.evaluate.hu_histogram`) of every scan, from the
     shared cube cache when there is one; ``opts``: ``true`` or ``{"size": cube edge in voxels, default 64}``."""
@@ -502,15 +502,16 @@ def _prepare_sets(
     return _Sets(df, findings, sp, ids)
 
 
-def _cube_cache(store: Any, needed: list[str], log: Callable[[str], None]) -> Callable[[int], CubeCache]:
-    """``size -> CubeCache``: HU cubes of every evaluated scan at ``size``³, loaded once, shared by all models."""
-    caches: dict[int, CubeCache] = {}
+def _cube_cache(store: Any, needed: list[str], log: Callable[[str], None]) -> Callable[..., CubeCache]:
+    """``(size, fit="resize") -> CubeCache``: HU cubes of every evaluated scan at ``size``³, loaded once,
+    shared by all models (``fit``: :func:`fmct.preprocess.model_input.cube_hu`)."""
+    caches: dict[tuple[int, str], CubeCache] = {}
 
-    def cubes(size: int) -> CubeCache:
-        if size not in caches:
-            log(f"loading {len(needed)} scans at {size}³")
-            caches[size] = CubeCache(store, needed, size)
-        return caches[size]
+    def cubes(size: int, fit: str = "resize") -> CubeCache:
+        if (size, fit) not in caches:
+            log(f"loading {len(needed)} scans at {size}³" + ("" if fit == "resize" else f" ({fit})"))
+            caches[size, fit] = CubeCache(store, needed, size, fit=fit)
+        return caches[size, fit]
 
     return cubes
 
@@ -566,7 +567,7 @@ class _Fitting:
     cfg: ProtocolConfig
     store: Any
     out_dir: Path
-    cube_fn: Callable[[int], CubeCache] | None
+    cube_fn: Callable[..., CubeCache] | None
     log: Callable[[str], None]
     fits: _Fits = field(default_factory=_Fits)
 
@@ -778,10 +779,10 @@ def _finetune_predict(
     findings: Sequence[str],
     seed: int,
     out_dir: Path,
-    cubes: Callable[[int], CubeCache] | None = None,
+    cubes: Callable[..., CubeCache] | None = None,
     device: Any = None,
 ) -> dict[str, np.ndarray]:
-    from fmct.evaluate.embed import model_input_spec
+    from fmct.evaluate.embed import model_input_fit, model_input_spec
     from fmct.evaluate.finetune import FinetuneConfig, _predict_cache, build_model, finetune, predict_scans
 
     if store is None:
@@ -792,7 +793,7 @@ def _finetune_predict(
     model = build_model(build_kw.pop("model", None), findings, preprocessing=_store_prep(store), **build_kw)
     ftc = FinetuneConfig(**{**spec, "seed": int(seed)})
     size, windows = model_input_spec(model)
-    cache = None if cubes is None else cubes(size)
+    cache = None if cubes is None else cubes(size, model_input_fit(model))
     model, _info = finetune(
         model,
         store,

@@ -1,4 +1,4 @@
-"""Build a backbone from its JSON architecture dict (``{"type": "vit3d" | "resnet3d", ...}``)."""
+"""Build a backbone from its JSON architecture dict (``{"type": "vit3d" | "resnet3d" | "monai", ...}``)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ from typing import Any
 from torch import nn
 
 from fmct.models.baselines import ResNet3D, ResNet3DConfig
+from fmct.models.monai_net import MonaiBackbone, MonaiNetConfig
 from fmct.models.vit3d import ViT3D, ViT3DConfig
 
 BACKBONES: dict[str, tuple[type, type]] = {
     "vit3d": (ViT3DConfig, ViT3D),
     "resnet3d": (ResNet3DConfig, ResNet3D),
+    "monai": (MonaiNetConfig, MonaiBackbone),
 }
 
 

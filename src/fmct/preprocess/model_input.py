@@ -4,7 +4,10 @@ Every path that feeds a network (embedding, fine-tuning, predict, saliency) uses
 :func:`to_model_input` (or its two steps, :func:`cube_hu` then ``apply_windows``, where the HU cube is needed
 too, as for the ``brain_max`` readout), so the mapping is defined once. The head (already cropped by
 :func:`fmct.preprocess.preprocess`) is centred in a cube of side ``max(shape)`` padded with air,
-then resized to ``size³`` voxels: aspect ratio is kept, nothing is cut off.
+then resized to ``size³`` voxels: aspect ratio is kept, nothing is cut off (``fit="resize"``, fmct's own).
+A model trained elsewhere may expect its voxels at their spacing instead (``fit="pad_crop"``, MONAI's
+``ResizeWithPadOrCrop``, CT-FM's): the volume is centred in a ``size³`` cube, padded with air where it is
+smaller and cropped where it is larger. A model directory records it as ``preprocessing["input_fit"]``.
 """
 
 from __future__ import annotations
@@ -20,15 +23,44 @@ from fmct.io.volume import Volume
 from fmct.preprocess.windows import DEFAULT_WINDOWS, apply_windows
 
 AIR_HU = -1000.0
+#: Values of ``fit`` / ``preprocessing["input_fit"]`` (see the module docstring); the first is the default.
+INPUT_FITS = ("resize", "pad_crop")
 
 
-def cube_hu(volume: Volume, size: int) -> tuple[torch.Tensor, np.ndarray]:
-    """Resize the whole volume into a ``size³`` cube of HU.
+def input_fit(preprocessing: dict[str, Any] | None) -> str:
+    """``preprocessing["input_fit"]`` of a model (``"resize"`` when absent); ``ValueError`` if unknown."""
+    fit = (preprocessing or {}).get("input_fit") or INPUT_FITS[0]
+    if fit not in INPUT_FITS:
+        raise ValueError(f"preprocessing input_fit must be one of {list(INPUT_FITS)}, got {fit!r}")
+    return str(fit)
+
+
+def _pad_crop(volume: Volume, size: int) -> tuple[torch.Tensor, np.ndarray]:
+    """The volume's voxels centred in a ``size³`` cube (MONAI ``ResizeWithPadOrCrop``: symmetric padding
+    with air, the extra voxel after; centre crop from ``s // 2 - size // 2``)."""
+    arr = torch.from_numpy(np.ascontiguousarray(volume.array)).float()
+    starts = [max(s // 2 - size // 2, 0) for s in arr.shape]
+    arr = arr[tuple(slice(b, b + size) for b in starts)]
+    before = [(size - s) // 2 for s in arr.shape]
+    pads: list[int] = []
+    for s, b in reversed(list(zip(arr.shape, before, strict=True))):
+        pads += [b, size - s - b]
+    cube = F.pad(arr[None, None], pads, value=AIR_HU)[0, 0]
+    to_vol = np.eye(4)
+    to_vol[:3, 3] = np.asarray(starts, dtype=np.float64) - np.asarray(before, dtype=np.float64)
+    return cube, volume.affine @ to_vol
+
+
+def cube_hu(volume: Volume, size: int, fit: str = "resize") -> tuple[torch.Tensor, np.ndarray]:
+    """The whole volume resized into a ``size³`` cube of HU (``fit="pad_crop"``: kept at its spacing,
+    centred, padded or cropped; see the module docstring).
 
     Returns:
         hu: ``(size, size, size)`` float32 tensor of HU.
         grid_affine: ``(4, 4)`` affine mapping cube voxel indices to RAS mm (world).
     """
+    if input_fit({"input_fit": fit}) == "pad_crop":
+        return _pad_crop(volume, int(size))
     arr = torch.from_numpy(np.ascontiguousarray(volume.array)).float()
     n = max(arr.shape)
     pad_before = [(n - s) // 2 for s in arr.shape]
@@ -47,15 +79,15 @@ def cube_hu(volume: Volume, size: int) -> tuple[torch.Tensor, np.ndarray]:
 
 
 def to_model_input(
-    volume: Volume, size: int, windows: Sequence[Sequence[float]] = DEFAULT_WINDOWS
+    volume: Volume, size: int, windows: Sequence[Sequence[float]] = DEFAULT_WINDOWS, fit: str = "resize"
 ) -> tuple[torch.Tensor, np.ndarray]:
-    """Windowed network input for one scan.
+    """Windowed network input for one scan (``fit``: see :func:`cube_hu`).
 
     Returns:
         x: ``(C, size, size, size)`` float32 in ``[0, 1]``, one channel per window.
         grid_affine: ``(4, 4)`` affine of the cube grid (cube voxel index -> RAS mm).
     """
-    hu, grid_affine = cube_hu(volume, size)
+    hu, grid_affine = cube_hu(volume, size, fit)
     return apply_windows(hu, windows), grid_affine
 
 
@@ -88,5 +120,7 @@ def model_input_for(
 
     processed = scan if reuse else preprocess(scan, preprocess_config_of(preprocessing))
     windows = preprocessing.get("windows") or DEFAULT_WINDOWS
-    x, grid_affine = to_model_input(processed, int(preprocessing["input_size"]), windows)
+    x, grid_affine = to_model_input(
+        processed, int(preprocessing["input_size"]), windows, input_fit(preprocessing)
+    )
     return x, grid_affine, processed

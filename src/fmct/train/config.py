@@ -10,10 +10,11 @@ from typing import Any
 from fmct.config import apply_overrides, load_config
 from fmct.ssl.mae import MAE_DEFAULTS
 from fmct.ssl.meta_arch import DINO_DEFAULTS
+from fmct.ssl.simclr import SIMCLR_DEFAULTS
 
 #: Every key a pretraining config may hold, with its default. Sections are nested dicts.
 DEFAULTS: dict[str, Any] = {
-    "method": "dino",  # dino (DINO + iBOT + KoLeo) | mae
+    "method": "dino",  # dino (DINO + iBOT + KoLeo) | mae | simclr (CT-FM's intra-scan contrastive recipe)
     "seed": 0,
     "max_steps": 100,
     "schedule_steps": None,  # horizon of the cosine schedules; null = max_steps
@@ -30,6 +31,7 @@ DEFAULTS: dict[str, Any] = {
     "snapshot_every": 0,  # steps; > 0 also exports the teacher backbone to RUN/snapshots/step-NNNNNN
     "best_by": None,  # knn_auroc_brain_max | knn_auroc_macro: keep RUN/model-best (needs labels=)
     "model": {
+        "type": "vit3d",  # vit3d (the keys below) | segresenc (MONAI's SegResEncoder: the segresenc keys)
         "embed_dim": 192,
         "depth": 6,
         "num_heads": 3,
@@ -65,8 +67,14 @@ DEFAULTS: dict[str, Any] = {
         "gamma": [0.75, 1.33],
         "windows": None,  # null = the store's preprocessing windows
     },
+    "segresenc": {  # CT-FM's CNN (model.type=segresenc); CT-FM itself: 32, [1, 2, 2, 4, 4], batch
+        "init_filters": 16,  # channels of the first level; each further level doubles them
+        "blocks_down": [1, 2, 2, 4],  # residual blocks per level; each level after the first halves the grid
+        "norm": "group",  # group (8 groups) | batch | instance
+    },
     "dino": dict(DINO_DEFAULTS),
     "mae": dict(MAE_DEFAULTS),
+    "simclr": dict(SIMCLR_DEFAULTS),
     "optim": {
         "lr": 5e-4,
         "min_lr": 1e-6,
@@ -86,6 +94,10 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+#: Values of ``method``.
+METHODS = ("dino", "mae", "simclr")
+
+
 def check_keys(cfg: Mapping[str, Any], ref: Mapping[str, Any] = DEFAULTS, where: str = "") -> None:
     """Raise ``ValueError`` naming the first key of ``cfg`` that ``ref`` does not have (recursively)."""
     for k, v in cfg.items():
@@ -95,8 +107,8 @@ def check_keys(cfg: Mapping[str, Any], ref: Mapping[str, Any] = DEFAULTS, where:
             if not isinstance(v, Mapping):
                 raise ValueError(f"config key {where + k!r} must be a section (mapping)")
             check_keys(v, ref[k], f"{where}{k}.")
-    if cfg.get("method", "dino") not in ("dino", "mae") and not where:
-        raise ValueError(f"method must be 'dino' or 'mae', got {cfg.get('method')!r}")
+    if cfg.get("method", "dino") not in METHODS and not where:
+        raise ValueError(f"method must be one of {list(METHODS)}, got {cfg.get('method')!r}")
 
 
 #: Monitor keys ``best_by`` may name (higher is better); both come from the kNN monitor (``labels=``).
@@ -115,6 +127,10 @@ RANGES: tuple[tuple[str, bool, float, float | None, bool], ...] = (
     ("clip_grad", False, 0.0, None, True),
     ("dino.mask_probability", False, 0.0, 1.0, True),
     ("mae.mask_ratio", False, 0.0, 1.0, False),
+    ("simclr.temperature", False, 0.0, None, False),
+    ("simclr.proj_hidden_dim", True, 1, None, True),
+    ("simclr.proj_dim", True, 1, None, True),
+    ("segresenc.init_filters", True, 1, None, True),
     ("optim.lr", False, 0.0, None, False),
     ("optim.min_lr", False, 0.0, None, True),
     ("optim.warmup_steps", True, 0, None, True),
@@ -148,8 +164,13 @@ def _check_ranges(cfg: Mapping[str, Any]) -> None:
             raise ValueError(f"config key {key!r} must be {kind}{span}, got {node!r}")
 
 
-#: AdamW betas of each method's reference recipe: dinov2 (``adamw_beta1/2``) and MAE (He et al. 2022, Table 8).
-REFERENCE_BETAS: dict[str, tuple[float, float]] = {"dino": (0.9, 0.999), "mae": (0.9, 0.95)}
+#: AdamW betas of each method's reference recipe: dinov2 (``adamw_beta1/2``), MAE (He et al. 2022, Table 8),
+#: and AdamW's defaults for SimCLR (its paper used LARS).
+REFERENCE_BETAS: dict[str, tuple[float, float]] = {
+    "dino": (0.9, 0.999),
+    "mae": (0.9, 0.95),
+    "simclr": (0.9, 0.999),
+}
 
 
 def adamw_betas(cfg: Mapping[str, Any]) -> tuple[float, float]:
@@ -186,13 +207,44 @@ def _check_lists(cfg: Mapping[str, Any]) -> None:
             raise ValueError(f"config key dino.{e}") from None
 
 
+def _check_backbone(cfg: Mapping[str, Any]) -> None:
+    """``model.type`` is known and fits ``method``; the ``segresenc`` keys make a network; SimCLR has
+    negatives (``batch_size >= 2``)."""
+    from fmct.train.backbone import BACKBONE_TYPES, VIT_ONLY_METHODS
+
+    method = cfg.get("method", "dino")
+    kind = (cfg.get("model") or {}).get("type", "vit3d")
+    if kind not in BACKBONE_TYPES:
+        raise ValueError(f"config key 'model.type' must be one of {list(BACKBONE_TYPES)}, got {kind!r}")
+    if kind != "vit3d" and method in VIT_ONLY_METHODS:
+        raise ValueError(f"method={method} masks ViT tokens: it needs model.type=vit3d, not {kind}")
+    seg = cfg.get("segresenc") or {}
+    blocks = seg.get("blocks_down", [1])
+    if (
+        not isinstance(blocks, list | tuple)
+        or not blocks
+        or not all(isinstance(b, int) and not isinstance(b, bool) and b >= 1 for b in blocks)
+    ):
+        raise ValueError(
+            f"config key 'segresenc.blocks_down' must be a list of whole numbers >= 1, got {blocks!r}"
+        )
+    if seg.get("norm", "group") not in ("group", "batch", "instance"):
+        raise ValueError(
+            f"config key 'segresenc.norm' must be group, batch or instance, got {seg.get('norm')!r}"
+        )
+    if method == "simclr" and int(cfg.get("batch_size", 2)) < 2:
+        raise ValueError("method=simclr contrasts the scans of a batch: batch_size must be >= 2")
+
+
 def check_values(cfg: Mapping[str, Any]) -> None:
     """Raise ``ValueError`` for values of a resolved config that cannot work together (keys are checked by
-    :func:`check_keys`): numeric keys outside :data:`RANGES`; two-number keys (:func:`_check_lists`);
-    ``best_by`` must name a kNN monitor key and needs ``labels``; ``snapshot_every`` is a whole number of
-    steps >= 0; ``device`` must name a device this machine has (:func:`fmct.device.resolve_device`)."""
+    :func:`check_keys`): numeric keys outside :data:`RANGES`; two-number keys (:func:`_check_lists`); the
+    backbone and the method (:func:`_check_backbone`); ``best_by`` must name a kNN monitor key and needs
+    ``labels``; ``snapshot_every`` is a whole number of steps >= 0; ``device`` must name a device this machine
+    has (:func:`fmct.device.resolve_device`)."""
     _check_ranges(cfg)
     _check_lists(cfg)
+    _check_backbone(cfg)
     from fmct.ssl.mae import LOSS_PATCHES
 
     loss_patches = (cfg.get("mae") or {}).get("loss_patches", "all")

@@ -1,4 +1,4 @@
-"""The pretraining loop behind ``fmct pretrain`` (DINO+iBOT+KoLeo or MAE), single process or torchrun.
+"""The pretraining loop behind ``fmct pretrain`` (DINO+iBOT+KoLeo, MAE or SimCLR), one process or torchrun.
 
 Run directory: ``config.yaml`` (resolved), ``checkpoint.pt`` (+ ``checkpoint-prev.pt``), ``metrics.jsonl``
 (one JSON per step), ``tb/`` (TensorBoard), ``model/`` (exported teacher backbone), ``rank_checks.json``.
@@ -25,9 +25,11 @@ from fmct.preprocess.windows import DEFAULT_WINDOWS
 from fmct.ssl.augment import AugmentConfig
 from fmct.ssl.data import SSLDataset, augment_batch, make_loader, sample_seed
 from fmct.ssl.mae import MAEMetaArch
-from fmct.ssl.meta_arch import DINOMetaArch, vit_from_model_config
+from fmct.ssl.meta_arch import DINOMetaArch
+from fmct.ssl.simclr import SimCLRMetaArch
 from fmct.store.reader import open_store
 from fmct.train import monitors
+from fmct.train.backbone import backbone_from_config
 from fmct.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from fmct.train.distributed import DistInfo, all_reduce_mean, cleanup, init_distributed, wrap_student
 from fmct.train.keeper import ModelKeeper
@@ -41,11 +43,13 @@ class NonFiniteLoss(RuntimeError):
 
 
 def aug_config(cfg: dict[str, Any], windows: Any) -> AugmentConfig:
-    """Augmentation settings of a run (MAE uses one global view and no local views)."""
+    """Augmentation settings of a run (MAE uses one global view, SimCLR two, and no local views)."""
     d = dict(cfg["data"])
     d["windows"] = windows
     if cfg["method"] == "mae":
         d["n_global"], d["n_local"] = 1, 0
+    elif cfg["method"] == "simclr":
+        d["n_global"], d["n_local"] = 2, 0
     return AugmentConfig.from_dict(d)
 
 
@@ -55,11 +59,13 @@ def store_windows(store: Any, cfg: dict[str, Any]) -> list[list[float]]:
     return [[float(a), float(b)] for a, b in w]
 
 
-def build_arch(cfg: dict[str, Any], in_chans: int) -> DINOMetaArch | MAEMetaArch:
-    """Student/teacher (DINO) or MAE model for a resolved config."""
-    backbone = vit_from_model_config({**cfg["model"], "in_chans": in_chans}, int(cfg["data"]["global_size"]))
+def build_arch(cfg: dict[str, Any], in_chans: int) -> DINOMetaArch | MAEMetaArch | SimCLRMetaArch:
+    """Student/teacher (DINO), MAE or SimCLR model for a resolved config."""
+    backbone = backbone_from_config(cfg, in_chans)
     if cfg["method"] == "mae":
         return MAEMetaArch(backbone, cfg["mae"])
+    if cfg["method"] == "simclr":
+        return SimCLRMetaArch(backbone, cfg["simclr"])
     return DINOMetaArch(backbone, cfg["dino"])
 
 
@@ -101,14 +107,16 @@ def _trim_metrics(path: Path, start_step: int) -> None:
 
 
 def export_teacher(arch: Any, store: Any, cfg: dict[str, Any], windows: Any, out: Path, step: int) -> Path:
-    """Export the teacher backbone (MAE: the encoder) to ``out`` in the model-directory format."""
+    """Export the teacher backbone (MAE: the encoder; SimCLR: the encoder without its projection head) to
+    ``out`` in the model-directory format."""
     return save_backbone(arch.export_backbone(), store, cfg, windows, out, step)
 
 
 def save_backbone(
     backbone: torch.nn.Module, store: Any, cfg: dict[str, Any], windows: Any, out: Path, step: int
 ) -> Path:
-    """Write ``backbone`` (a ViT3D) to ``out`` as a model directory with the store's preprocessing."""
+    """Write ``backbone`` (a ViT3D or a MONAI CNN) to ``out`` as a model directory with the store's
+    preprocessing."""
     from fmct.models.hub import save_pretrained
 
     pp = dict(store.preprocess_config or {})
