@@ -137,7 +137,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument(
         "--feature",
         default="cls+mean",
-        help="cls, mean_patch, cls+mean or brain_max (max over the patch tokens inside the cranial cavity)",
+        help="cls, mean_patch, cls+mean, brain_max (max over the patch tokens inside the cranial cavity) or "
+        "brain_stats (their mean, std and max)",
     )
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument(
@@ -196,6 +197,7 @@ def probe_models(args: argparse.Namespace, work: Path, runs: dict[str, Path], ro
     from fmct import load_model
     from fmct.evaluate.embed import embed_store, load_embeddings, model_input_spec
     from fmct.evaluate.finetune import frozen_backbone
+    from fmct.models.readout import BRAIN_READOUTS
 
     models = {**{name: None for name in runs}, **{f"random{s}": s for s in range(args.random_seeds)}}
     first_run = runs["pretrained"] / "model"  # random inits take its architecture
@@ -206,8 +208,12 @@ def probe_models(args: argparse.Namespace, work: Path, runs: dict[str, Path], ro
         else:
             model = frozen_backbone(first_run, random_init=True, seed=seed)
         out = work / f"emb_{name}.parquet"
-        if out.exists() and args.feature == "brain_max" and load_embeddings(out, False).brain_max is None:
-            out.unlink()  # embedded by an fmct without the brain_max readout
+        if (
+            out.exists()
+            and args.feature in BRAIN_READOUTS
+            and getattr(load_embeddings(out, False), args.feature) is None
+        ):
+            out.unlink()  # embedded by an fmct without that brain readout
         if not out.exists():
             _log(f"embed {args.eval} with {name}")
             embed_store(model, args.eval, out, batch_size=8, keep_patch=False, progress=False)

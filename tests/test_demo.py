@@ -92,19 +92,26 @@ def test_demo_runs_every_stage_and_reuses_them(tmp_path):
 
 def test_demo_with_a_given_backbone_skips_pool_and_pretraining(tmp_path):
     """DemoConfig.backbone (the CLI passes the shipped weights): no pool, no pretraining; that backbone is
-    evaluated and exported; a backbone that is not a model directory is refused before any stage."""
+    evaluated and exported (here read with DemoConfig.feature brain_stats); a backbone that is not a model
+    directory or an unknown readout is refused before any stage."""
     first = tmp_path / "first"
     run_demo(first, replace(MICRO, n_labelled=16, n_ood=4), log=lambda _: None)
     logs: list[str] = []
     backbone = first / "runs" / "ssl" / "model"
-    summary = run_demo(tmp_path / "second", replace(MICRO, backbone=str(backbone)), log=logs.append)
+    cfg = replace(MICRO, backbone=str(backbone), feature="brain_stats")
+    summary = run_demo(tmp_path / "second", cfg, log=logs.append)
     assert not any("pretrain" in m or "ingest-pool" in m for m in logs if "…" in m), logs
     assert not (tmp_path / "second" / "cohort" / "a_pool").exists()
     assert {r["model"] for r in summary["rows"]} >= {"ssl", "random-init"}
     exported = tmp_path / "second" / "models" / "backbone" / "model.safetensors"
     assert exported.read_bytes() == (backbone / "model.safetensors").read_bytes()
+    clf = json.loads((tmp_path / "second" / "models" / "classifier" / "config.json").read_text())["head"]
+    report = json.loads((tmp_path / "second" / "report" / "report.json").read_text())
+    assert clf["pooling"] == "brain_stats" and report["meta"]["config"]["feature"] == "brain_stats"
     with pytest.raises(DemoConfigError, match="not a model directory"):
         run_demo(tmp_path / "third", replace(MICRO, backbone=str(tmp_path)), log=lambda _: None)
+    with pytest.raises(DemoConfigError, match="unknown readout 'brain_mean'"):
+        run_demo(tmp_path / "third", replace(cfg, feature="brain_mean"), log=lambda _: None)
     assert not (tmp_path / "third").exists()
 
 

@@ -30,6 +30,8 @@ from typing import Any
 
 import pandas as pd
 
+from fmct.models.readout import canonical_readout
+
 #: Where the repository's configs live (the demo uses configs/demo-cpu.yaml).
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 #: The pretrained backbone shipped with the repository (made by ``make weights``; its model card says how).
@@ -70,7 +72,8 @@ class DemoConfig:
     histogram_size: int = 48
     n_boot: int = 1000
     #: frozen-feature readout of the SSL and random-init probes and of the exported classifier: the max
-    #: over the intracranial patch tokens (docs/results.md "Reading the brain, not the head"); or cls+mean, cls, ...
+    #: over the intracranial patch tokens (docs/results.md "Reading the brain, not the head"); or brain_stats
+    #: (their mean, std and max), cls+mean, cls, ... (fmct.models.readout.READOUTS)
     feature: str = "brain_max"
     #: ID test scans with a finding (the first by scan id) whose saliency maps are scored against their lesion
     #: masks (about 3 s each on 2 cores)
@@ -392,6 +395,10 @@ def run_demo(
         raise DemoConfigError(f"scratch_arch must be one of {sorted(SCRATCH_NAME)}, got {cfg.scratch_arch!r}")
     if cfg.backbone and not (Path(cfg.backbone) / "model.safetensors").is_file():
         raise DemoConfigError(f"{cfg.backbone}: not a model directory (no model.safetensors)")
+    try:
+        canonical_readout(cfg.feature)
+    except ValueError as e:
+        raise DemoConfigError(f"feature: {e}") from None
     out = Path(out)
     log = log or print
     stages = Stages(out, log)

@@ -20,7 +20,8 @@ def test_embed_returns_one_row_per_scan_like_the_cli(
     store, _ = labelled_store
     df = fmct.embed(backbone_dir, store, progress=False)
     assert df.index.name == "scan_id" and len(df) == 40 and df.attrs["path"] is None
-    assert list(df.columns) == ["cls", "mean_patch", "brain_max"]
+    assert list(df.columns) == ["cls", "mean_patch", "brain_max", "brain_stats"]
+    assert np.stack(df["brain_stats"]).shape == (40, 48)
     assert np.stack(df["cls"]).shape == (40, 16) and np.stack(df["cls"]).dtype == np.float32
     assert df.attrs["meta"]["model"] == str(backbone_dir) and df.attrs["meta"]["input_size"] == 16
 
@@ -31,7 +32,7 @@ def test_embed_returns_one_row_per_scan_like_the_cli(
     assert r.exit_code == 0 and f"wrote {out}: 40 scans, dim 16" in r.output, r.output
     emb = load_embeddings(out)
     assert list(df.index) == emb.scan_ids and emb.patch is not None
-    for col in ("cls", "mean_patch", "brain_max"):
+    for col in ("cls", "mean_patch", "brain_max", "brain_stats"):
         np.testing.assert_allclose(np.stack(df[col]), getattr(emb, col), rtol=1e-5, atol=1e-6)
 
     # a loaded model gives the same; an out file keeps them (without patch tokens when asked)

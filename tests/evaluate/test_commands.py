@@ -69,18 +69,23 @@ def test_embed_probe_and_save_classifier(tmp_path, tiny_model_dir) -> None:  # t
     assert r.exit_code == 0, r.output
     rep = json.loads((tmp_path / "probe_brain" / "report.json").read_text())
     assert {x["method"] for x in rep["results"]} == {"linear", "knn"}
-    r = runner.invoke(app, [*probe, "--out", str(tmp_path / "p3"), "--model", str(tiny_model_dir),
-                            "--save-classifier", str(tmp_path / "clf2")])  # fmt: skip
-    assert r.exit_code == 0, r.output
-    clf = load_model(tmp_path / "clf2")
-    assert clf.head_config["pooling"] == "brain_max"
     emb = load_embeddings(tmp_path / "emb.parquet")
     ids = emb.scan_ids[:6]
-    inputs = StoreInputs(store, ids, clf.input_size, clf.preprocessing["windows"])
-    x = torch.stack([inputs[i][1] for i in range(len(ids))])
-    with torch.no_grad():  # the classifier finds the cavity in its input = the embeddings' brain_max column
-        from_embeddings = clf.head(torch.from_numpy(emb.select(ids).brain_max))
-        torch.testing.assert_close(clf(x), from_embeddings, atol=1e-4, rtol=1e-4)
+    for kind in ("brain_max", "brain_stats"):
+        r = runner.invoke(app, [*probe[:-1], kind, "--out", str(tmp_path / f"p_{kind}"), "--model",
+                                str(tiny_model_dir), "--save-classifier", str(tmp_path / f"clf_{kind}")])  # fmt: skip
+        assert r.exit_code == 0, r.output
+        clf = load_model(tmp_path / f"clf_{kind}")
+        assert (
+            clf.head_config["pooling"] == kind
+            and clf.head_config["in_features"] == emb.feature(kind).shape[1]
+        )
+        inputs = StoreInputs(store, ids, clf.input_size, clf.preprocessing["windows"])
+        x = torch.stack([inputs[i][1] for i in range(len(ids))])
+        with torch.no_grad():  # the classifier finds the cavity in its input = the embeddings' column
+            from_embeddings = clf.head(torch.from_numpy(emb.select(ids).feature(kind)))
+            torch.testing.assert_close(clf(x), from_embeddings, atol=1e-4, rtol=1e-4)
+    assert emb.feature("brain_stats").shape == (40, 3 * emb.cls.shape[1])
 
 
 def test_finetune_and_evaluate_commands(tmp_path, tiny_model_dir) -> None:  # type: ignore[no-untyped-def]
@@ -142,6 +147,24 @@ def test_finetune_and_evaluate_commands(tmp_path, tiny_model_dir) -> None:  # ty
     assert {x["model"] for x in rep["results"]} == {"emb", "m2"}
     assert rep["meta"]["config"]["device"] == "cpu"  # the device the networks ran on is in the report
     assert (tmp_path / "ev" / "report.html").is_file()
+
+
+def test_evaluate_and_probe_read_brain_stats_or_name_the_file_without_it(tmp_path, tiny_model_dir) -> None:  # type: ignore[no-untyped-def]
+    df = make_labels(32, seed=6)
+    store = write_disk_store(tmp_path / "store", MemoryStore(df))
+    df.to_csv(tmp_path / "labels.csv", index=False)
+    args = ["evaluate", "--labels", str(tmp_path / "labels.csv"), "--data", str(store), "--fractions", "1",
+            "--seeds", "1", "--n-boot", "20", "--device", "cpu", "--feature", "brain_stats"]  # fmt: skip
+    r = runner.invoke(app, [*args, "--model", f"m={tiny_model_dir}", "--out", str(tmp_path / "ev")])
+    assert r.exit_code == 0, r.output
+    rep = json.loads((tmp_path / "ev" / "report.json").read_text())
+    assert rep["meta"]["config"]["feature"] == "brain_stats" and {x["model"] for x in rep["results"]} == {"m"}
+    old = save_embeddings(separable_embeddings(df, FINDINGS3), tmp_path / "old.parquet")  # no brain columns
+    r = runner.invoke(app, [*args, "--model", f"old={old}", "--out", str(tmp_path / "ev2")])
+    assert r.exit_code == 1 and f"{old}: no brain_stats column" in r.output.replace("\n", ""), r.output
+    r = runner.invoke(app, ["probe", "--embeddings", str(old), "--labels", str(tmp_path / "labels.csv"),
+                            "--out", str(tmp_path / "p"), "--feature", "brain_stats"])  # fmt: skip
+    assert r.exit_code == 1 and r.output.startswith(f"fmct probe: {old}: no brain_stats column"), r.output
 
 
 def test_labels_import_command(tmp_path) -> None:  # type: ignore[no-untyped-def]

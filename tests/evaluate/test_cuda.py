@@ -27,7 +27,7 @@ def test_embedding_on_the_gpu_agrees_with_the_cpu(tmp_path) -> None:
             embed_store(m, store, tmp_path / f"{device}.parquet", batch_size=3, progress=False, device=device)
         )
         assert {p.device.type for p in m.parameters()} == {device}
-    for col in ("cls", "mean_patch", "brain_max"):
+    for col in ("cls", "mean_patch", "brain_max", "brain_stats"):
         assert _rel(getattr(embs["cuda"], col), getattr(embs["cpu"], col)) < 3e-2, col  # bf16 autocast
 
 

@@ -117,8 +117,13 @@ def test_classifier_and_resnet_directories_embed(tmp_path) -> None:  # type: ign
     assert e.cls.shape == (4, 128) and e.patch.shape[0] == 4
 
 
-def test_embed_store_writes_the_brain_max_readout(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from fmct.preprocess.brain_mask import brain_max_pool, intracranial_mask, patch_fractions
+def test_embed_store_writes_the_brain_readouts(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from fmct.preprocess.brain_mask import (
+        brain_max_pool,
+        brain_stats_pool,
+        intracranial_mask,
+        patch_fractions,
+    )
     from fmct.preprocess.model_input import cube_hu, to_model_input
 
     store = MemoryStore(make_labels(4))
@@ -126,18 +131,54 @@ def test_embed_store_writes_the_brain_max_readout(tmp_path) -> None:  # type: ig
     m = tiny_backbone().eval()
     out = embed_store(m, store, tmp_path / "e.parquet", batch_size=3, part_size=2, progress=False)
     e = load_embeddings(out)
-    assert e.feature("brain_max").shape == (4, 16)
-    # scan 1 by hand: its tokens, its cube's cavity mask, the max over the patches inside it
+    assert e.feature("brain_max").shape == (4, 16) and e.feature("brain_stats").shape == (4, 48)
+    # scan 1 by hand: its tokens, its cube's cavity mask, the max (and mean, std) over the patches inside it
     vol = store.load(store.scan_ids[1])
     x, _ = to_model_input(vol, 16)
     tokens = m.embed(x[None])["patch"].numpy()
     frac = patch_fractions(intracranial_mask(cube_hu(vol, 16)[0].numpy()), (2, 2, 2))
     np.testing.assert_allclose(e.brain_max[1], brain_max_pool(tokens, frac[None])[0], atol=1e-5)
-    assert e.select([store.scan_ids[1]]).brain_max.shape == (1, 16)
-    # files without the column (older fmct): a clear error naming the fix
+    np.testing.assert_allclose(e.brain_stats[1], brain_stats_pool(tokens, frac[None])[0], atol=1e-5)
+    np.testing.assert_array_equal(e.brain_stats[:, 32:], e.brain_max)  # the same patches
+    picked = e.select([store.scan_ids[1]])
+    assert picked.brain_max.shape == (1, 16) and picked.brain_stats.shape == (1, 48)
+    # files without the columns (older fmct): a clear error naming the file and the fix
     save_embeddings(Embeddings(e.scan_ids, e.cls, e.mean_patch), tmp_path / "old.parquet")
-    with pytest.raises(ValueError, match="re-run `fmct embed`"):
-        load_embeddings(tmp_path / "old.parquet").feature("brain_max")
+    for kind in ("brain_max", "brain_stats"):
+        with pytest.raises(
+            ValueError, match=f"{tmp_path / 'old.parquet'}: no {kind} column.*re-run `fmct embed`"
+        ):
+            load_embeddings(tmp_path / "old.parquet").select(e.scan_ids[:2]).feature(kind)
+    # an output file with brain_max only, resumed by this fmct: the merged file drops the column some rows lack
+    only_max = tmp_path / "max.parquet"
+    save_embeddings(
+        Embeddings(e.scan_ids[:2], e.cls[:2], e.mean_patch[:2], brain_max=e.brain_max[:2]), only_max
+    )
+    merged = load_embeddings(embed_store(m, store, only_max, progress=False))
+    assert merged.scan_ids == store.scan_ids and merged.brain_stats is None
+    np.testing.assert_allclose(merged.brain_max, e.brain_max, atol=1e-5)
+
+
+def test_embed_cache_and_embed_volumes_give_the_brain_readouts(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """embed_volumes pools as embed_store does; embed_cache (int16 HU cubes, so slightly other inputs) pools
+    its own tokens over its cubes' cavity patches."""
+    from fmct.evaluate.embed import CubeCache, embed_batch, embed_cache, embed_volumes, model_input_spec
+    from fmct.preprocess.brain_mask import brain_stats_pool
+
+    store = MemoryStore(make_labels(5))
+    torch.manual_seed(0)
+    m = tiny_backbone().eval()
+    ref = load_embeddings(embed_store(m, store, tmp_path / "e.parquet", batch_size=2, progress=False))
+    direct = embed_volumes(m, [store.load(s) for s in store.scan_ids], batch_size=3)
+    for kind in ("brain_max", "brain_stats"):
+        np.testing.assert_allclose(direct[kind], ref.feature(kind), atol=1e-5)
+    cache = CubeCache(store, store.scan_ids, 16)
+    cached = embed_cache(m, cache, batch_size=3)
+    tokens = embed_batch(m, cache.batch(torch.arange(5), model_input_spec(m)[1]))["patch"]
+    want = brain_stats_pool(tokens, cache.brain_fractions((2, 2, 2)))
+    np.testing.assert_allclose(cached.feature("brain_stats"), want, atol=1e-5)
+    np.testing.assert_array_equal(cached.brain_stats[:, 32:], cached.brain_max)
+    np.testing.assert_allclose(cached.brain_stats, ref.brain_stats, atol=3e-2)  # the int16 rounding of HU
 
 
 def test_nan_and_inf_embeddings_are_refused_naming_file_scans_and_kind(tmp_path) -> None:
@@ -193,6 +234,6 @@ def test_cpu_device_embeds_exactly_as_a_plain_fp32_forward_pass(tmp_path) -> Non
         embed_store(m, store, tmp_path / "b.parquet", batch_size=5, progress=False, device="cpu")
     )
     np.testing.assert_array_equal(a.cls, plain["cls"].numpy())
-    for col in ("cls", "mean_patch", "brain_max"):
+    for col in ("cls", "mean_patch", "brain_max", "brain_stats"):
         np.testing.assert_array_equal(getattr(a, col), getattr(b, col))
     np.testing.assert_array_equal(np.asarray(a.patch), np.asarray(b.patch))

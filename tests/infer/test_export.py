@@ -37,8 +37,9 @@ def test_export_cli(model_dir, tmp_path):
     assert res.exit_code == 2 and "unknown format" in res.output
 
 
-def test_brain_max_classifier_is_refused_not_frozen(make_classifier, tmp_path):
-    model = make_classifier(seed=5, pooling="brain_max")
-    with pytest.raises(ValueError, match="cannot be exported"):
+@pytest.mark.parametrize("pooling", ["brain_max", "brain_stats"])
+def test_brain_readout_classifier_is_refused_not_frozen(make_classifier, tmp_path, pooling):
+    model = make_classifier(seed=5, pooling=pooling)
+    with pytest.raises(ValueError, match=f"a {pooling} classifier cannot be exported"):
         export_torchscript(model, tmp_path / "m.pt")
     assert not list(tmp_path.iterdir())

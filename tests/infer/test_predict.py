@@ -206,7 +206,7 @@ def test_predict_folder_with_two_series_errors_or_takes_the_thinnest(model_dir, 
     assert res.exit_code == 2 and "--series must be error or thinnest" in res.output
 
 
-@pytest.mark.parametrize("pooling", ["cls", "brain_max"])
+@pytest.mark.parametrize("pooling", ["cls", "brain_max", "brain_stats"])
 def test_python_api_and_cli_predict_give_identical_probabilities(
     make_classifier, nifti_scan, tmp_path, pooling
 ):

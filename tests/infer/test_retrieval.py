@@ -108,6 +108,9 @@ def test_retrieve_query_path_with_model(index_file, tmp_path, model_dir, nifti_s
     assert embed_scan(classifier, str(nifti_scan), "cls+mean").shape == (2 * classifier.backbone.embed_dim,)
     brain = embed_scan(classifier, str(nifti_scan), "brain_max")
     assert brain.shape == q.shape and not np.allclose(brain, q)
+    stats = embed_scan(classifier, str(nifti_scan), "brain_stats")  # [mean | std | max] of the same patches
+    assert stats.shape == (3 * q.shape[0],)
+    np.testing.assert_allclose(stats[2 * q.shape[0] :], brain, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="64-dim"):
         embed_scan(classifier, str(nifti_scan), dim=64)
     rng = np.random.default_rng(2)
@@ -145,6 +148,16 @@ def test_fmct_embed_layout_and_poolings(tmp_path):
         path,
     )
     np.testing.assert_allclose(load_index(path, "brain_max")[1], 2 * mean)
+    with pytest.raises(ValueError, match=f"{path}: no brain_stats column"):
+        load_index(path, "brain_stats")
+    stats = np.concatenate([mean, cls, 2 * mean], axis=1)
+    pq.write_table(
+        pq.read_table(path).append_column(
+            "brain_stats", pa.FixedSizeListArray.from_arrays(pa.array(stats.ravel()), 12)
+        ),
+        path,
+    )
+    np.testing.assert_allclose(load_index(path, "brain_stats")[1], stats)
     np.testing.assert_allclose(load_index(path)[1], cls)
     np.testing.assert_allclose(load_index(path, "mean_patch")[1], mean)
     np.testing.assert_allclose(load_index(path, "cls+mean")[1], np.concatenate([cls, mean], 1))

@@ -50,7 +50,13 @@ def test_backbone_roundtrip(tmp_path: Path, tiny_vit, preprocessing) -> None:
 
 @pytest.mark.parametrize(
     "head_type,pooling",
-    [("linear", "cls"), ("linear", "cls+mean"), ("linear", "brain_max"), ("attentive", "cls")],
+    [
+        ("linear", "cls"),
+        ("linear", "cls+mean"),
+        ("linear", "brain_max"),
+        ("linear", "brain_stats"),
+        ("attentive", "cls"),
+    ],
 )
 def test_classifier_roundtrip(tmp_path: Path, tiny_vit, preprocessing, head_type: str, pooling: str) -> None:
     torch.manual_seed(0)

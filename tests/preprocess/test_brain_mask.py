@@ -1,4 +1,4 @@
-"""Cranial-cavity mask, per-patch fractions in the ViT's token order, intracranial max pooling."""
+"""Cranial-cavity mask, per-patch fractions in the ViT's token order, intracranial max / stats pooling."""
 
 import numpy as np
 import pytest
@@ -8,8 +8,11 @@ from fmct.models.vit3d import ViT3D, ViT3DConfig
 from fmct.preprocess.brain_mask import (
     brain_max_pool,
     brain_max_tokens,
+    brain_stats_pool,
+    brain_stats_tokens,
     hu_from_channels,
     input_patch_fractions,
+    inside_patches,
     intracranial_mask,
     patch_fractions,
 )
@@ -83,3 +86,54 @@ def test_torch_brain_max_matches_numpy_and_passes_gradients_to_used_patches_only
     out.sum().backward()
     assert t.grad[0, 2].abs().sum() == 0 and t.grad[1, [0, 2]].abs().sum() == 0
     assert t.grad[0, :2].abs().sum() > 0
+
+
+def stats_case() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tokens ``(3, 3, 2)``, fractions ``(3, 3)`` and their ``[mean | std | max]`` worked out by hand."""
+    t = np.array(
+        [
+            [[1, 4], [3, 0], [100, 100]],  # patches 0 and 1 inside; patch 2 (fraction 0.2) left out
+            [[9, 9], [5, -2], [7, 7]],  # none >= 0.9: the most intracranial patch (1) alone, std 0
+            [[0, 0], [2, 4], [4, 2]],  # no cavity at all: every patch
+        ],
+        dtype=np.float32,
+    )
+    f = np.array([[1.0, 0.95, 0.2], [0.5, 0.7, 0.1], [0.0, 0.0, 0.0]])
+    s = np.sqrt(8 / 3)  # population std of (0, 2, 4) and of (0, 4, 2)
+    want = np.array([[2, 2, 1, 2, 3, 4], [5, -2, 0, 0, 5, -2], [2, 2, s, s, 4, 4]], dtype=np.float32)
+    return t, f, want
+
+
+def test_brain_stats_pool_is_mean_std_max_over_the_brain_max_patches() -> None:
+    t, f, want = stats_case()
+    out = brain_stats_pool(t, f)
+    assert out.shape == (3, 6) and out.dtype == np.float32
+    np.testing.assert_allclose(out, want, rtol=1e-6)
+    np.testing.assert_array_equal(out[:, 4:], brain_max_pool(t, f))  # the max third is brain_max
+    # on random tokens: numpy's mean / std (ddof=0) / max over exactly the patches brain_max uses
+    rng = np.random.default_rng(0)
+    t, f = rng.normal(size=(4, 27, 5)).astype(np.float32), rng.uniform(0.5, 1.0, size=(4, 27))
+    out = brain_stats_pool(t, f)
+    for b, use in enumerate(inside_patches(f)):
+        sel = t[b, use]
+        np.testing.assert_allclose(out[b], np.r_[sel.mean(0), sel.std(0), sel.max(0)], rtol=1e-5, atol=1e-6)
+    t[~inside_patches(f)] = 1e6  # the patches left out change nothing
+    np.testing.assert_array_equal(brain_stats_pool(t, f), out)
+    with pytest.raises(ValueError, match="fractions"):
+        brain_stats_pool(t, f[:, :2])
+
+
+def test_torch_brain_stats_matches_numpy_with_finite_gradients_on_used_patches_only() -> None:
+    t, f, want = stats_case()
+    x = torch.from_numpy(t).requires_grad_(True)
+    out = brain_stats_tokens(x, torch.from_numpy(f))
+    np.testing.assert_allclose(out.detach().numpy(), want, rtol=1e-6)
+    out.sum().backward()
+    assert torch.isfinite(x.grad).all()  # scan 1's std is 0 (one patch): no NaN gradient
+    assert x.grad[0, 2].abs().sum() == 0 and x.grad[1, [0, 2]].abs().sum() == 0
+    assert x.grad[0, :2].abs().sum() > 0 and x.grad[2].abs().sum() > 0
+    half = brain_stats_tokens(
+        x.detach().bfloat16(), torch.from_numpy(f)
+    )  # reduced in float32, returned in bf16
+    assert half.dtype == torch.bfloat16
+    np.testing.assert_allclose(half.float().numpy(), want, rtol=1e-2)

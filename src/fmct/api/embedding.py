@@ -11,8 +11,8 @@ from fmct.api.errors import UsageError
 if TYPE_CHECKING:
     import pandas as pd
 
-#: Readouts of an embeddings file, in column order (``brain_max`` only from backbones with a token grid).
-COLUMNS = ("cls", "mean_patch", "brain_max")
+#: Readouts of an embeddings file, in column order (the brain readouts only from backbones with a token grid).
+COLUMNS = ("cls", "mean_patch", "brain_max", "brain_stats")
 
 
 def embeddings_frame(emb: Any) -> pd.DataFrame:
@@ -49,8 +49,9 @@ def embed(
         device: where the network runs: ``"cpu"``, ``"auto"`` (the GPU when one is visible), ``"cuda[:N]"``.
 
     Returns:
-        A DataFrame indexed by ``scan_id`` with columns ``cls``, ``mean_patch`` and ``brain_max`` (the max over
-        the intracranial patch tokens, for ViT backbones), each cell a float32 vector; ``df.attrs["meta"]``
+        A DataFrame indexed by ``scan_id`` with columns ``cls``, ``mean_patch``, ``brain_max`` (the max over
+        the intracranial patch tokens, for ViT backbones) and ``brain_stats`` (their mean, std and max,
+        concatenated: 3D wide), each cell a float32 vector; ``df.attrs["meta"]``
         holds the provenance (model, input size, windows) and ``df.attrs["path"]`` the file (or None).
 
     Raises:

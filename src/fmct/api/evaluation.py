@@ -170,7 +170,8 @@ def evaluate(
         config: eval.yaml or a dict with its keys (``models``, ``labels``, ``data``, ``splits``, ``out``,
             ``protocol``); the other arguments override it, as do ``overrides`` (``["protocol.n_boot=200"]``).
         fractions / seeds (a count or a list) / methods (``linear``, ``knn``, ``attentive``) / n_boot /
-            feature (``brain_max`` by default, ``cls``, ``mean_patch``, ``cls+mean``): protocol settings.
+            feature (``brain_max`` by default, ``brain_stats``, ``cls``, ``mean_patch``, ``cls+mean``): protocol
+            settings.
         log: True prints progress lines to stderr, a callable receives them, False is quiet.
 
     Returns:

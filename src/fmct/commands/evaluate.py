@@ -43,7 +43,8 @@ def evaluate(
         None,
         "--feature",
         help="Readout of frozen embeddings: brain_max (max over the intracranial patch tokens; the default "
-        "unless the config sets protocol.feature), cls, mean_patch or cls+mean.",
+        "unless the config sets protocol.feature), brain_stats (their mean, std and max), cls, mean_patch or "
+        "cls+mean.",
     ),
     set_: list[str] = typer.Option(
         None, "--set", metavar="KEY=VALUE", help="Override a config value: protocol.n_boot=200."

@@ -31,8 +31,9 @@ def probe(
     feature: str = typer.Option(
         "brain_max",
         "--feature",
-        help="cls, mean_patch, cls+mean, or brain_max (max over the patch tokens inside the cranial cavity; "
-        "needs embeddings made by this fmct; a saved classifier pools the same way).",
+        help="cls, mean_patch, cls+mean, brain_max (max over the patch tokens inside the cranial cavity) or "
+        "brain_stats (their mean, std and max); the brain readouts need embeddings made by this fmct; a saved "
+        "classifier pools the same way.",
     ),
     n_boot: int = typer.Option(1000, "--n-boot", min=10, help="Bootstrap resamples for the 95% CIs."),
     train_site: str | None = typer.Option(
@@ -61,7 +62,7 @@ def probe(
     if save_classifier is not None and model is None:
         usage("--save-classifier needs --model (the backbone that produced the embeddings)")
     emb = run_or_fail(load_embeddings, embeddings)
-    run_or_fail(emb.feature, feature)  # an unknown kind or a file without brain_max, before any fitting
+    run_or_fail(emb.feature, feature)  # an unknown kind or a file without that column, before any fitting
     cfg = run_or_fail(
         ProtocolConfig.from_dict,
         {

@@ -20,8 +20,8 @@ def retrieve(
         "brain_max",
         "--feature",
         "--pooling",
-        help="Readout compared: brain_max (max over the intracranial patch tokens; the demo's readout), cls, "
-        "mean_patch or cls+mean. --pooling is the older name.",
+        help="Readout compared: brain_max (max over the intracranial patch tokens; the demo's readout), "
+        "brain_stats (their mean, std and max), cls, mean_patch or cls+mean. --pooling is the older name.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:

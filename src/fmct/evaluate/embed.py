@@ -1,10 +1,11 @@
 """Frozen embeddings of every scan of a store: batched, parallel loading, resumable, atomic output.
 
 File format (``emb.parquet``): one row per scan with ``scan_id`` (str), ``cls`` and ``mean_patch``
-(list<float32>, length D), and ``brain_max`` (same, optional): the max over the patch tokens of the patches
-inside the cranial cavity (:mod:`fmct.preprocess.brain_mask`), a readout that leaves out scalp, skull and
-the head's outline. Patch tokens, when kept, go to ``emb.patch.npy`` beside it: float16
-``(n_scans, N, D)`` in the row order of the parquet file (used by the attentive probe).
+(list<float32>, length D), and the brain readouts (optional; :data:`fmct.models.readout.BRAIN_READOUTS`):
+``brain_max`` (length D), the max over the patch tokens of the patches inside the cranial cavity
+(:mod:`fmct.preprocess.brain_mask`), and ``brain_stats`` (length 3D), their mean, std and max; readouts
+that leave out scalp, skull and the head's outline. Patch tokens, when kept, go to ``emb.patch.npy``
+beside it: float16 ``(n_scans, N, D)`` in the row order of the parquet file (used by the attentive probe).
 
 While running, batches are written as parts in ``.<name>.parts/``; a rerun skips the scan ids already
 in the output or in the parts, and the final merge replaces the output atomically.
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from fmct.device import place
+from fmct.models.readout import BRAIN_READOUTS
 from fmct.preprocess.windows import DEFAULT_WINDOWS
 from fmct.store.reader import open_store
 
@@ -36,6 +38,8 @@ class Embeddings:
         patch: optional ``(n, N, D)`` (float16 memmap when loaded from disk).
         meta: free-form provenance (model directory, input size ...).
         brain_max: optional ``(n, D)`` float32, max over the intracranial patch tokens.
+        brain_stats: optional ``(n, 3D)`` float32, their mean, std and max (``[mean | std | max]``).
+        source: the file these were read from (named in errors), if any.
     """
 
     scan_ids: list[str]
@@ -44,10 +48,13 @@ class Embeddings:
     patch: np.ndarray | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     brain_max: np.ndarray | None = None
+    brain_stats: np.ndarray | None = None
+    source: str | None = None
 
     def feature(self, kind: str = "cls+mean") -> np.ndarray:
         """Probe features of a readout (:mod:`fmct.models.readout`): ``"cls"``, ``"mean_patch"``, ``"cls+mean"``
-        (concatenation, ``(n, 2D)``) or ``"brain_max"`` (only in files written by ``embed_store``)."""
+        (concatenation, ``(n, 2D)``), ``"brain_max"`` or ``"brain_stats"`` (``(n, 3D)``; both only in files
+        written by ``embed_store``)."""
         from fmct.models.readout import canonical_readout
 
         kind = canonical_readout(kind)
@@ -57,12 +64,18 @@ class Embeddings:
             return self.mean_patch
         if kind == "cls+mean":
             return np.concatenate([self.cls, self.mean_patch], axis=1)
-        if self.brain_max is None:
+        column = getattr(self, kind)
+        if column is None:
+            where = f"{self.source}: " if self.source else "these embeddings have "
             raise ValueError(
-                "these embeddings have no brain_max column (made by an older fmct); "
-                "re-run `fmct embed` with a new --out to add it (a rerun on the same file skips done scans)"
+                f"{where}no {kind} column (made by an older fmct); re-run `fmct embed` with a new --out "
+                "to add it (a rerun on the same file skips done scans)"
             )
-        return self.brain_max
+        return column
+
+    def brain_columns(self) -> dict[str, np.ndarray | None]:
+        """``{readout: (n, F) or None}`` for each of :data:`~fmct.models.readout.BRAIN_READOUTS`."""
+        return {name: getattr(self, name) for name in BRAIN_READOUTS}
 
     def select(self, scan_ids: Sequence[str]) -> Embeddings:
         """Rows for ``scan_ids`` in that order (KeyError naming the first missing id)."""
@@ -72,8 +85,16 @@ class Embeddings:
             raise KeyError(f"{len(missing)} scan(s) have no embedding, e.g. {missing[0]}")
         idx = np.asarray([pos[s] for s in scan_ids], dtype=np.int64)
         patch = None if self.patch is None else np.asarray(self.patch[idx])
-        brain = None if self.brain_max is None else self.brain_max[idx]
-        return Embeddings(list(scan_ids), self.cls[idx], self.mean_patch[idx], patch, dict(self.meta), brain)
+        brain = {k: None if v is None else v[idx] for k, v in self.brain_columns().items()}
+        return Embeddings(
+            list(scan_ids),
+            self.cls[idx],
+            self.mean_patch[idx],
+            patch,
+            dict(self.meta),
+            **brain,
+            source=self.source,
+        )
 
 
 def patch_path(path: str | Path) -> Path:
@@ -92,8 +113,9 @@ def _write_table(
     cls: np.ndarray,
     mean: np.ndarray,
     meta: dict,
-    brain_max: np.ndarray | None = None,
+    brain: dict[str, np.ndarray | None] | None = None,
 ) -> None:
+    """Write the parquet table; ``brain``: the brain readout columns (``None`` entries left out)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -103,8 +125,9 @@ def _write_table(
         )
 
     cols = {"scan_id": pa.array(list(ids), pa.string()), "cls": col(cls), "mean_patch": col(mean)}
-    if brain_max is not None:
-        cols["brain_max"] = col(np.asarray(brain_max))
+    for name, m in (brain or {}).items():
+        if m is not None:
+            cols[name] = col(np.asarray(m))
     table = pa.table(cols).replace_schema_metadata({"fmct": json.dumps(meta)})
     tmp = path.with_name(f".{path.name}.tmp")
     pq.write_table(table, tmp)
@@ -125,7 +148,9 @@ def save_embeddings(emb: Embeddings, path: str | Path) -> Path:
         _save_npy(patch_path(path), np.asarray(emb.patch, dtype=np.float16))
     elif patch_path(path).exists():
         patch_path(path).unlink()
-    _write_table(path, emb.scan_ids, np.asarray(emb.cls), np.asarray(emb.mean_patch), emb.meta, emb.brain_max)
+    _write_table(
+        path, emb.scan_ids, np.asarray(emb.cls), np.asarray(emb.mean_patch), emb.meta, emb.brain_columns()
+    )
     return path
 
 
@@ -159,10 +184,10 @@ def load_embeddings(path: str | Path, with_patch: bool = True) -> Embeddings:
         patch = np.load(pp, mmap_mode="r")
         if patch.shape[0] != len(ids):
             raise ValueError(f"{pp}: {patch.shape[0]} rows but {path} has {len(ids)}")
-    brain = mat("brain_max") if "brain_max" in table.column_names else None
+    brain = {c: mat(c) if c in table.column_names else None for c in BRAIN_READOUTS}
     cls, mean_patch = mat("cls"), mat("mean_patch")
-    check_finite(path, ids, {"cls": cls, "mean_patch": mean_patch, "brain_max": brain})
-    return Embeddings(ids, cls, mean_patch, patch, meta, brain)
+    check_finite(path, ids, {"cls": cls, "mean_patch": mean_patch, **brain})
+    return Embeddings(ids, cls, mean_patch, patch, meta, **brain, source=str(path))
 
 
 def check_finite(path: str | Path, ids: Sequence[str], columns: dict[str, np.ndarray | None]) -> None:
@@ -394,7 +419,7 @@ def embed_store(
     todo = [s for s in scan_ids if s not in done]
     next_part = len(list(parts.glob("part-*.parquet")))
 
-    grid_of = getattr(getattr(model, "backbone", None), "grid_size", None)  # None: no brain_max readout
+    grid_of = _grid_of(model)
     loader = DataLoader(
         StoreInputs(store_root, todo, size, windows, grid_of is not None, model_input_fit(model)),
         batch_size=batch_size,
@@ -402,7 +427,7 @@ def embed_store(
         collate_fn=_collate,
         pin_memory=on_gpu,
     )
-    buf: dict[str, list] = {"ids": [], "cls": [], "mean_patch": [], "patch": [], "brain_max": []}
+    buf: dict[str, list] = {k: [] for k in ("ids", "cls", "mean_patch", "patch", *BRAIN_READOUTS)}
 
     def flush() -> None:
         nonlocal next_part
@@ -412,7 +437,7 @@ def embed_store(
         patch = np.concatenate(buf["patch"]) if keep_patch and buf["patch"] else None
         if patch is not None:
             _save_npy(patch_path(name), patch.astype(np.float16))
-        brain = np.concatenate(buf["brain_max"]) if buf["brain_max"] else None
+        brain = {k: np.concatenate(buf[k]) if buf[k] else None for k in BRAIN_READOUTS}
         _write_table(
             name, buf["ids"], np.concatenate(buf["cls"]), np.concatenate(buf["mean_patch"]), meta, brain
         )
@@ -427,7 +452,9 @@ def embed_store(
             buf["cls"].append(res["cls"])
             buf["mean_patch"].append(res["mean_patch"])
             if brain and "patch" in res:
-                buf["brain_max"].append(_brain_max(res["patch"], brain[0].numpy(), grid_of(x.shape)))
+                fractions = _mask_fractions(brain[0].numpy(), grid_of(x.shape), res["patch"].shape[1])
+                for k, v in _brain_readouts(res["patch"], fractions).items():
+                    buf[k].append(v)
             if keep_patch and "patch" in res:
                 buf["patch"].append(res["patch"].astype(np.float16))
             if len(buf["ids"]) >= part_size:
@@ -454,16 +481,30 @@ def _collate(items: list[tuple[Any, ...]]) -> tuple[Any, ...]:
     return (list(columns[0]), *(torch.stack(c) for c in columns[1:]))
 
 
-def _brain_max(patch: np.ndarray, brain: np.ndarray, grid: Sequence[int]) -> np.ndarray:
-    """``(B, D)`` max over intracranial patch tokens from tokens ``(B, N, D)`` and masks ``(B, S, S, S)``."""
-    from fmct.preprocess.brain_mask import brain_max_pool, patch_fractions
+def _grid_of(model: Any) -> Callable[[Sequence[int]], Sequence[int]] | None:
+    """The backbone's ``grid_size(input_shape)``; None: a model without a token grid (no brain readouts)."""
+    return getattr(getattr(model, "backbone", None), "grid_size", None)
 
-    fractions = np.stack([patch_fractions(m, grid) for m in brain])
-    if fractions.shape[1] != patch.shape[1]:
+
+def _mask_fractions(masks: np.ndarray, grid: Sequence[int], n_patches: int) -> np.ndarray:
+    """``(B, N)`` intracranial fraction of each patch from cavity masks ``(B, S, S, S)``; ``ValueError`` when
+    the grid does not give the model's ``n_patches`` tokens."""
+    from fmct.preprocess.brain_mask import patch_fractions
+
+    fractions = np.stack([patch_fractions(m, grid) for m in masks])
+    if fractions.shape[1] != n_patches:
         raise ValueError(
-            f"patch grid {tuple(grid)} gives {fractions.shape[1]} patches, model returned {patch.shape[1]}"
+            f"patch grid {tuple(grid)} gives {fractions.shape[1]} patches, model returned {n_patches}"
         )
-    return brain_max_pool(patch, fractions)
+    return fractions
+
+
+def _brain_readouts(patch: np.ndarray, fractions: np.ndarray) -> dict[str, np.ndarray]:
+    """The brain readouts of tokens ``(B, N, D)`` with intracranial fractions ``(B, N)``: ``brain_max``
+    ``(B, D)`` and ``brain_stats`` ``(B, 3D)`` (:mod:`fmct.preprocess.brain_mask`)."""
+    from fmct.preprocess.brain_mask import brain_max_pool, brain_stats_pool
+
+    return {"brain_max": brain_max_pool(patch, fractions), "brain_stats": brain_stats_pool(patch, fractions)}
 
 
 def _merge(out: Path, parts: Path, order: Sequence[str], keep_patch: bool, meta: dict) -> None:
@@ -482,16 +523,17 @@ def _merge(out: Path, parts: Path, order: Sequence[str], keep_patch: bool, meta:
         patch = None
         if keep_patch and all(e.patch is not None for e in embs):
             patch = np.concatenate([np.asarray(e.patch) for e in embs])[idx]
-        brain = None
-        if all(e.brain_max is not None for e in embs):  # parts from an older file without it: drop it
-            brain = np.concatenate([e.brain_max for e in embs])[idx]
+        brain: dict[str, np.ndarray | None] = {}
+        for k in BRAIN_READOUTS:  # a column some piece lacks (an older output file) is dropped
+            cols = [getattr(e, k) for e in embs]
+            brain[k] = np.concatenate(cols)[idx] if all(c is not None for c in cols) else None
         merged = Embeddings(
             final,
             np.concatenate([e.cls for e in embs])[idx],
             np.concatenate([e.mean_patch for e in embs])[idx],
             patch,
             {**embs[0].meta, **meta},
-            brain,
+            **brain,
         )
     save_embeddings(merged, out)
     shutil.rmtree(parts, ignore_errors=True)
@@ -548,8 +590,6 @@ def embed_cache(
     (see :func:`embed_store`)."""
     import torch
 
-    from fmct.preprocess.brain_mask import brain_max_pool
-
     size, windows = model_input_spec(model)
     if cache.cubes.shape[-1] != size or cache.fit != model_input_fit(model):
         raise ValueError(
@@ -559,16 +599,16 @@ def embed_cache(
     if hasattr(model, "eval"):
         model.eval()
     place(model, device)
-    grid_of = getattr(getattr(model, "backbone", None), "grid_size", None)  # None: no brain_max readout
-    acc: dict[str, list[np.ndarray]] = {"cls": [], "mean_patch": [], "patch": [], "brain_max": []}
+    grid_of = _grid_of(model)
+    acc: dict[str, list[np.ndarray]] = {k: [] for k in ("cls", "mean_patch", "patch", *BRAIN_READOUTS)}
     for i in range(0, len(cache.scan_ids), batch_size):
         idx = torch.arange(i, min(i + batch_size, len(cache.scan_ids)))
         x = cache.batch(idx, windows)
         res = embed_batch(model, x)
         if grid_of is not None and "patch" in res:
-            acc["brain_max"].append(
-                brain_max_pool(res["patch"], cache.brain_fractions(grid_of(x.shape))[idx.numpy()])
-            )
+            fractions = cache.brain_fractions(grid_of(x.shape))[idx.numpy()]
+            for k, v in _brain_readouts(res["patch"], fractions).items():
+                acc[k].append(v)
         for k in ("cls", "mean_patch", "patch"):
             if k in res and (k != "patch" or keep_patch):
                 acc[k].append(res[k].astype(np.float16) if k == "patch" else res[k])
@@ -579,29 +619,43 @@ def embed_cache(
         cat["mean_patch"],
         cat.get("patch"),
         {**(meta or {}), "input_size": size, "windows": windows},
-        cat.get("brain_max"),
+        **{k: cat.get(k) for k in BRAIN_READOUTS},
     )
 
 
 def embed_volumes(model: Any, volumes: Iterable[Any], batch_size: int = 4) -> dict[str, np.ndarray]:
-    """Embed in-memory :class:`~fmct.io.volume.Volume` objects -> ``{"cls", "mean_patch", "patch"}``."""
+    """Embed in-memory :class:`~fmct.io.volume.Volume` objects -> ``{"cls", "mean_patch", "patch"}``
+    ``(n, ...)``, and ``brain_max`` / ``brain_stats`` for a backbone with a token grid (as :func:`embed_store`)."""
     import torch
 
-    from fmct.preprocess.model_input import to_model_input
+    from fmct.preprocess.brain_mask import intracranial_mask
+    from fmct.preprocess.model_input import cube_hu
+    from fmct.preprocess.windows import apply_windows
 
     size, windows = model_input_spec(model)
     fit = model_input_fit(model)
+    grid_of = _grid_of(model)
     acc: dict[str, list[np.ndarray]] = {}
     batch: list[Any] = []
+    masks: list[np.ndarray] = []
 
     def run() -> None:
         if batch:
-            for k, v in embed_batch(model, torch.stack(batch)).items():
+            x = torch.stack(batch)
+            res = embed_batch(model, x)
+            if grid_of is not None and "patch" in res:
+                fractions = _mask_fractions(np.stack(masks), grid_of(x.shape), res["patch"].shape[1])
+                res.update(_brain_readouts(res["patch"], fractions))
+            for k, v in res.items():
                 acc.setdefault(k, []).append(v)
             batch.clear()
+            masks.clear()
 
     for vol in volumes:
-        batch.append(to_model_input(vol, size, windows, fit)[0])
+        hu, _ = cube_hu(vol, size, fit)
+        batch.append(apply_windows(hu, windows))
+        if grid_of is not None:
+            masks.append(intracranial_mask(hu.numpy()))
         if len(batch) >= batch_size:
             run()
     run()

@@ -173,7 +173,7 @@ def save_probe_classifier(
         backbone: a model directory or a loaded Backbone/ClassifierModel — the one that produced the
             embeddings the probe was fitted on.
         feature: the embeddings feature the probe used (``cls``, ``mean_patch``, ``cls+mean``,
-            ``brain_max``: the classifier then finds the cranial cavity in each input itself).
+            ``brain_max``, ``brain_stats``: the classifier then finds the cranial cavity in each input itself).
         card: model-card fields (``training_data``, ``evaluation``, ...; :func:`fmct.models.model_card.render_model_card`).
     """
     import torch

@@ -56,6 +56,7 @@ from fmct.evaluate.splits import (
     save_splits,
     subsample_fraction,
 )
+from fmct.models.readout import canonical_readout
 from fmct.store.reader import open_store
 
 METHODS = ("linear", "knn", "attentive")
@@ -95,6 +96,7 @@ class ProtocolConfig:
         bad = sorted(set(cfg.methods) - set(METHODS))
         if bad:
             raise ValueError(f"unknown probe method(s) {bad}; choose from {METHODS}")
+        cfg.feature = canonical_readout(cfg.feature)  # an unknown readout fails here, before any embedding
         return cfg
 
 

@@ -57,15 +57,17 @@ def export_metadata(model: Any) -> dict[str, Any]:
 def check_exportable(model: Any) -> None:
     """Raise ``ValueError`` for a classifier whose forward pass leaves the torch graph.
 
-    A ``brain_max`` head finds the cranial cavity of each input with scipy (a connected-component
-    mask, :mod:`fmct.preprocess.brain_mask`): a traced or ONNX graph would freeze the mask of the
-    example input and silently apply it to every scan.
+    A brain-readout head (``brain_max``, ``brain_stats``) finds the cranial cavity of each input with scipy
+    (a connected-component mask, :mod:`fmct.preprocess.brain_mask`): a traced or ONNX graph would freeze the
+    mask of the example input and silently apply it to every scan.
     """
+    from fmct.models.readout import BRAIN_READOUTS
+
     head = getattr(model, "head_config", {}) or {}
-    if head.get("pooling") == "brain_max":
+    if head.get("pooling") in BRAIN_READOUTS:
         raise ValueError(
-            "a brain_max classifier cannot be exported: its cranial-cavity mask is computed outside the "
-            "torch graph; use it through fmct predict / fmct.load_model, or export a classifier saved "
+            f"a {head['pooling']} classifier cannot be exported: its cranial-cavity mask is computed outside "
+            "the torch graph; use it through fmct predict / fmct.load_model, or export a classifier saved "
             "with --feature cls, mean_patch or cls+mean"
         )
 
@@ -82,7 +84,7 @@ def export_torchscript(model: Any, out: str | Path, check: bool = True) -> Path:
 
     With ``check``, the traced module is run on a batch of 2 and compared to the eager model
     (max abs difference <= 1e-4), raising ``RuntimeError`` otherwise. Raises ``ValueError`` for a
-    ``brain_max`` classifier (:func:`check_exportable`).
+    ``brain_max`` / ``brain_stats`` classifier (:func:`check_exportable`).
     """
     check_exportable(model)
     out = Path(out)

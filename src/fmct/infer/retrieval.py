@@ -25,9 +25,10 @@ def _stack(col) -> np.ndarray:
 def load_index(path: str | Path, pooling: str = "cls") -> tuple[list[str], np.ndarray]:
     """Read an embedding table.
 
-    Layouts: ``fmct embed`` output (list columns ``cls`` and ``mean_patch``, and ``brain_max``; ``pooling``
-    picks ``cls``, ``mean_patch``, their concatenation ``cls+mean`` or ``brain_max``, the max over the
-    intracranial patch tokens), a list column ``embedding``, or one numeric column per dimension.
+    Layouts: ``fmct embed`` output (list columns ``cls`` and ``mean_patch``, ``brain_max`` and ``brain_stats``;
+    ``pooling`` picks ``cls``, ``mean_patch``, their concatenation ``cls+mean``, ``brain_max`` (the max over
+    the intracranial patch tokens) or ``brain_stats`` (their mean, std and max)), a list column
+    ``embedding``, or one numeric column per dimension.
 
     Returns:
         ids: ``N`` scan ids in file order.
@@ -38,7 +39,7 @@ def load_index(path: str | Path, pooling: str = "cls") -> tuple[list[str], np.nd
     """
     import pandas as pd
 
-    from fmct.models.readout import canonical_readout
+    from fmct.models.readout import BRAIN_READOUTS, canonical_readout
 
     pooling = canonical_readout(pooling)
     df = pd.read_parquet(path)
@@ -46,10 +47,10 @@ def load_index(path: str | Path, pooling: str = "cls") -> tuple[list[str], np.nd
         raise ValueError(f"{path}: no 'scan_id' column (columns: {list(df.columns)[:8]}...)")
     ids = [str(s) for s in df["scan_id"]]
     emb: np.ndarray | None
-    if pooling == "brain_max":
-        if "brain_max" not in df.columns:
-            raise ValueError(f"{path}: no brain_max column; embed again with this fmct (`fmct embed`)")
-        emb = _stack(df["brain_max"])
+    if pooling in BRAIN_READOUTS:
+        if pooling not in df.columns:
+            raise ValueError(f"{path}: no {pooling} column; embed again with this fmct (`fmct embed`)")
+        emb = _stack(df[pooling])
     elif "cls" in df.columns and "mean_patch" in df.columns:
         parts = {"cls": ["cls"], "mean_patch": ["mean_patch"], "cls+mean": ["cls", "mean_patch"]}[pooling]
         emb = np.concatenate([_stack(df[c]) for c in parts], axis=1)
@@ -160,8 +161,9 @@ def retrieval_map(embeddings: np.ndarray, labels, names: Sequence[str] | None = 
 
 def embed_scan(model, spec: str, pooling: str = "cls", dim: int | None = None) -> np.ndarray:
     """Embed one scan (NIfTI file, DICOM folder or ``STORE::scan_id``) with a model's backbone,
-    preprocessed as recorded in the model. ``pooling``: ``cls``, ``mean_patch``, ``cls+mean`` or
-    ``brain_max`` (as in :func:`load_index`); ``dim`` (the index width) is checked. Returns ``(D,)``."""
+    preprocessed as recorded in the model. ``pooling``: ``cls``, ``mean_patch``, ``cls+mean``, ``brain_max``
+    or ``brain_stats`` (as in :func:`load_index`, :func:`fmct.models.readout.pool_tokens`); ``dim`` (the
+    index width) is checked. Returns ``(F,)``."""
     import torch
 
     from fmct.infer.predict import model_preprocessing, read_input, resolve_model
@@ -173,12 +175,7 @@ def embed_scan(model, spec: str, pooling: str = "cls", dim: int | None = None) -
     reuse = from_store and bool(np.allclose(vol.spacing, float(pre.get("spacing", 1.0)), atol=1e-3))
     x, _, _ = model_input_for(vol, pre, reuse=reuse)
     with torch.inference_mode():
-        out = model.backbone.forward_features(x[None])
-        if pooling == "brain_max":
-            q = model.pool_output(out, x[None], "brain_max")[0].float().numpy()
-        else:
-            cls, mean = out["cls"][0], out["patch"][0].mean(0)
-            q = {"cls": cls, "mean_patch": mean, "cls+mean": torch.cat([cls, mean])}[pooling].float().numpy()
+        q = model.pool_output(model.backbone.forward_features(x[None]), x[None], pooling)[0].float().numpy()
     if dim is not None and dim != q.shape[0]:
         raise ValueError(f"the index has {dim}-dim embeddings but the model gives {q.shape[0]} ({pooling})")
     return q

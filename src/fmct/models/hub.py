@@ -28,7 +28,7 @@ from fmct.fileperm import as_umask
 from fmct.models.factory import architecture_of, build_backbone
 from fmct.models.heads import AttentiveClassifier, LinearClassifier
 from fmct.models.model_card import render_model_card
-from fmct.models.readout import canonical_readout, pool_tokens, readout_width
+from fmct.models.readout import BRAIN_READOUTS, canonical_readout, pool_tokens, readout_width
 from fmct.preprocess.windows import DEFAULT_WINDOWS
 
 CONFIG_NAME = "config.json"
@@ -53,17 +53,17 @@ def pool_features(
 
 def _brain_grid(backbone: nn.Module) -> Any:
     """The backbone's ``grid_size(input_shape)`` (ViT patches, ResNet final feature map: the input is split
-    into that many equal blocks); brain_max pooling needs one."""
+    into that many equal blocks); the brain readouts (brain_max, brain_stats) need one."""
     grid = getattr(backbone, "grid_size", None)
     if grid is None:
         raise ValueError(
-            f"brain_max pooling needs a backbone with a token grid, not {type(backbone).__name__}"
+            f"brain_max / brain_stats pooling needs a backbone with a token grid, not {type(backbone).__name__}"
         )
     return grid
 
 
 def _check_brain_readout(backbone: nn.Module, preprocessing: dict[str, Any]) -> None:
-    """Raise ``ValueError`` unless brain_max pooling can run on this backbone and these input windows."""
+    """Raise ``ValueError`` unless a brain readout can run on this backbone and these input windows."""
     from fmct.preprocess.brain_mask import soft_tissue_window
 
     _brain_grid(backbone)
@@ -95,9 +95,10 @@ class _ModelDirectory:
         return {}
 
     def pool_output(self, out: dict[str, torch.Tensor], x: torch.Tensor, pooling: str) -> torch.Tensor:
-        """:func:`pool_features` of ``forward_features(x)``; ``brain_max`` finds the cavity in ``x`` itself."""
+        """:func:`pool_features` of ``forward_features(x)``; a brain readout (``brain_max``, ``brain_stats``)
+        finds the cavity in ``x`` itself."""
         fractions = None
-        if pooling == "brain_max":
+        if canonical_readout(pooling) in BRAIN_READOUTS:
             from fmct.preprocess.brain_mask import input_patch_fractions
 
             grid = _brain_grid(self.backbone)(x.shape)
@@ -315,7 +316,7 @@ class ClassifierModel(_ModelDirectory, nn.Module):
             backbone = backbone.backbone
         if preprocessing is None:
             raise ValueError("preprocessing is required when passing a bare backbone")
-        if head_type == "linear" and pooling == "brain_max":
+        if head_type == "linear" and canonical_readout(pooling) in BRAIN_READOUTS:
             _check_brain_readout(backbone, preprocessing)
         d = int(backbone.embed_dim)
         if head_type == "linear":

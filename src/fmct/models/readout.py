@@ -3,6 +3,8 @@ predict and retrieve.
 
 - ``brain_max``: the max over the patch tokens inside the cranial cavity (the default: it reads the brain,
   not the head's shape and pose; docs/results.md "Reading the brain, not the head");
+- ``brain_stats``: the mean, the standard deviation (population) and the max over the same patch tokens,
+  concatenated (3D wide);
 - ``cls``: the class token; ``mean_patch``: the mean of the patch tokens; ``cls+mean``: both, concatenated.
 
 Model directories written before this module used ``mean`` for ``mean_patch``; :func:`canonical_readout`
@@ -14,8 +16,13 @@ from __future__ import annotations
 from typing import Any
 
 #: Every readout name, the default first.
-READOUTS: tuple[str, ...] = ("brain_max", "cls", "mean_patch", "cls+mean")
+READOUTS: tuple[str, ...] = ("brain_max", "cls", "mean_patch", "cls+mean", "brain_stats")
 DEFAULT_READOUT = READOUTS[0]
+#: The readouts pooled over the patches inside the cranial cavity: they need the patches' intracranial
+#: fractions, and embeddings files store each as a column of its own.
+BRAIN_READOUTS: tuple[str, ...] = ("brain_max", "brain_stats")
+#: Feature width of each readout, in token widths D.
+_WIDTH = {"brain_max": 1, "cls": 1, "mean_patch": 1, "cls+mean": 2, "brain_stats": 3}
 #: Older names still accepted.
 ALIASES = {"mean": "mean_patch"}
 
@@ -29,18 +36,19 @@ def canonical_readout(name: str) -> str:
 
 
 def pool_tokens(out: dict[str, Any], readout: str, brain_fractions: Any = None) -> Any:
-    """``forward_features`` output -> ``(B, F)`` torch features: ``cls`` / ``mean_patch`` / ``brain_max`` (D)
-    or ``cls+mean`` (2D). ``brain_max`` needs the patches' ``(B, N)`` intracranial fractions
-    (:func:`fmct.preprocess.brain_mask.input_patch_fractions`)."""
+    """``forward_features`` output -> ``(B, F)`` torch features (differentiable): ``cls`` / ``mean_patch`` /
+    ``brain_max`` (D), ``cls+mean`` (2D) or ``brain_stats`` (3D). The :data:`BRAIN_READOUTS` need the
+    patches' ``(B, N)`` intracranial fractions (:func:`fmct.preprocess.brain_mask.input_patch_fractions`)."""
     import torch
 
     readout = canonical_readout(readout)
-    if readout == "brain_max":
-        from fmct.preprocess.brain_mask import brain_max_tokens
+    if readout in BRAIN_READOUTS:
+        from fmct.preprocess.brain_mask import brain_max_tokens, brain_stats_tokens
 
         if brain_fractions is None:
-            raise ValueError("the brain_max readout needs the patches' intracranial fractions")
-        return brain_max_tokens(out["patch"], brain_fractions)
+            raise ValueError(f"the {readout} readout needs the patches' intracranial fractions")
+        pool = brain_max_tokens if readout == "brain_max" else brain_stats_tokens
+        return pool(out["patch"], brain_fractions)
     if readout == "cls":
         return out["cls"]
     mean = out["patch"].mean(1)
@@ -49,4 +57,4 @@ def pool_tokens(out: dict[str, Any], readout: str, brain_fractions: Any = None) 
 
 def readout_width(readout: str, dim: int) -> int:
     """Feature width of ``readout`` for tokens of width ``dim``."""
-    return 2 * dim if canonical_readout(readout) == "cls+mean" else dim
+    return _WIDTH[canonical_readout(readout)] * dim

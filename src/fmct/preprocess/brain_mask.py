@@ -3,9 +3,10 @@
 The cranial cavity of a non-contrast head CT is the largest connected body of soft tissue (CSF, brain,
 blood: about -5 to 110 HU) once a one-voxel erosion has cut the thin bridges to the scalp through
 foramina and skull gaps. This is crude next to a skull-stripping network, but it needs no model, takes
-10-20 ms per 48³ or 96³ cube (measured on 2 busy cores) and is all the ``brain_max`` readout needs: it only
-has to keep scalp, face, skull and air out of the pooled patch tokens (docs/results.md "Does pretraining learn?":
-pooling over every patch lets head pose and shape dominate the embedding).
+10-20 ms per 48³ or 96³ cube (measured on 2 busy cores) and is all the brain readouts (``brain_max``,
+``brain_stats``) need: they only have to keep scalp, face, skull and air out of the pooled patch tokens
+(docs/results.md "Does pretraining learn?": pooling over every patch lets head pose and shape dominate the
+embedding).
 """
 
 from __future__ import annotations
@@ -62,16 +63,36 @@ def inside_patches(fractions: np.ndarray, inside: float = INSIDE_FRACTION) -> np
     return f >= np.minimum(inside, f.max(axis=1, keepdims=True))
 
 
+def _tokens_and_fractions(patch_tokens: np.ndarray, fractions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """float32 ``(B, N, D)`` tokens and ``(B, N)`` fractions; ``ValueError`` when the shapes do not fit."""
+    t = np.asarray(patch_tokens, dtype=np.float32)
+    f = np.asarray(fractions, dtype=np.float32)
+    if t.ndim != 3 or f.shape != t.shape[:2]:
+        raise ValueError(f"expected tokens (B, N, D) and fractions (B, N), got {t.shape} and {f.shape}")
+    return t, f
+
+
 def brain_max_pool(
     patch_tokens: np.ndarray, fractions: np.ndarray, inside: float = INSIDE_FRACTION
 ) -> np.ndarray:
     """Max over the intracranial patch tokens: ``(B, N, D)`` tokens, ``(B, N)`` fractions -> ``(B, D)``
     (the patches of :func:`inside_patches`)."""
-    t = np.asarray(patch_tokens, dtype=np.float32)
-    f = np.asarray(fractions, dtype=np.float32)
-    if t.ndim != 3 or f.shape != t.shape[:2]:
-        raise ValueError(f"expected tokens (B, N, D) and fractions (B, N), got {t.shape} and {f.shape}")
+    t, f = _tokens_and_fractions(patch_tokens, fractions)
     return np.where(inside_patches(f, inside)[..., None], t, -np.inf).max(axis=1)
+
+
+def brain_stats_pool(
+    patch_tokens: np.ndarray, fractions: np.ndarray, inside: float = INSIDE_FRACTION
+) -> np.ndarray:
+    """Mean, standard deviation (population, ddof=0) and max over the intracranial patch tokens (the
+    patches of :func:`inside_patches`, as :func:`brain_max_pool`), concatenated: ``(B, N, D)`` tokens,
+    ``(B, N)`` fractions -> float32 ``(B, 3D)`` = ``[mean | std | max]``."""
+    t, f = _tokens_and_fractions(patch_tokens, fractions)
+    use = inside_patches(f, inside)[..., None]  # (B, N, 1), at least one patch per scan
+    n = use.sum(axis=1)
+    mean = np.where(use, t, 0.0).sum(axis=1, dtype=np.float64) / n
+    var = np.where(use, (t - mean[:, None]) ** 2, 0.0).sum(axis=1) / n
+    return np.concatenate([mean, np.sqrt(var), brain_max_pool(t, f, inside)], axis=1).astype(np.float32)
 
 
 def soft_tissue_window(windows: Sequence[Sequence[float]]) -> tuple[int, float, float]:
@@ -120,7 +141,29 @@ def input_patch_fractions(
     return torch.from_numpy(fr).to(x.device)
 
 
+def _inside_tokens(patch_tokens: torch.Tensor, fractions: torch.Tensor) -> torch.Tensor:
+    """Boolean ``(B, N, 1)`` on the tokens' device: the patches of :func:`inside_patches` (fixed, no grad)."""
+    use = torch.from_numpy(inside_patches(fractions.detach().cpu().numpy()))
+    return use.to(patch_tokens.device)[..., None]
+
+
 def brain_max_tokens(patch_tokens: torch.Tensor, fractions: torch.Tensor) -> torch.Tensor:
     """Differentiable torch twin of :func:`brain_max_pool`: ``(B, N, D)``, ``(B, N)`` -> ``(B, D)``."""
-    use = torch.from_numpy(inside_patches(fractions.detach().cpu().numpy())).to(patch_tokens.device)
-    return patch_tokens.masked_fill(~use[..., None], float("-inf")).amax(dim=1)
+    use = _inside_tokens(patch_tokens, fractions)
+    return patch_tokens.masked_fill(~use, float("-inf")).amax(dim=1)
+
+
+def brain_stats_tokens(patch_tokens: torch.Tensor, fractions: torch.Tensor) -> torch.Tensor:
+    """Differentiable torch twin of :func:`brain_stats_pool`: ``(B, N, D)``, ``(B, N)`` -> ``(B, 3D)``
+    ``[mean | std | max]``, computed in float32 and returned in the tokens' dtype. Where the std is 0 (one
+    patch used) its gradient is 0, not NaN."""
+    t = patch_tokens.float()
+    use = _inside_tokens(t, fractions)
+    w = use.float()
+    n = w.sum(dim=1)
+    mean = (t * w).sum(dim=1) / n
+    var = ((t - mean[:, None]) ** 2 * w).sum(dim=1) / n
+    positive = var > 0
+    std = torch.where(positive, torch.sqrt(torch.where(positive, var, torch.ones_like(var))), 0.0)
+    top = t.masked_fill(~use, float("-inf")).amax(dim=1)
+    return torch.cat([mean, std, top], dim=-1).to(patch_tokens.dtype)
