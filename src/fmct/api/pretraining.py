@@ -189,7 +189,7 @@ def pretrain(
         fmct.train.loop.NonFiniteLoss: a NaN/Inf loss (the last good checkpoint is kept).
         fmct.diskspace.NoSpaceError: disk full.  fmct.store.StoreReadError: a damaged scan file.
     """
-    from fmct.train.distributed import cleanup
+    from fmct.train.distributed import barrier, cleanup
     from fmct.train.keeper import read_best
     from fmct.train.loop import export_run, train
 
@@ -201,6 +201,9 @@ def pretrain(
         return PretrainSummary(run, model, int(read_config(model)["training"]["steps"]))
     try:
         res = train(cfg, store, run, resume=resume is not None, progress=progress)
+        # every rank waits here until all are done (rank 0 exports the model last): tearing the process group
+        # down while another rank still has gloo work in flight aborted a rank now and then (SIGABRT)
+        barrier()
     finally:
         cleanup()
     last = res.get("last") or {}
