@@ -136,3 +136,21 @@ def test_demo_cli_rejects_a_bad_override_before_any_stage(tmp_path):
     assert not out.exists()
     result = CliRunner().invoke(app, ["demo", "--out", str(out), "--set", "no_such_key=1"])
     assert result.exit_code == 2 and "unknown config key 'no_such_key'" in result.output
+
+
+def test_demo_cli_feature_reaches_the_config_and_a_bad_one_is_refused_first(tmp_path, monkeypatch):
+    import fmct.demo as demo_mod
+
+    seen = {}
+
+    def fake_run(out, cfg, log):  # type: ignore[no-untyped-def]
+        seen["feature"] = cfg.feature
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(demo_mod, "run_demo", fake_run)
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "d"), "--feature", "brain_stats"])
+    assert seen == {"feature": "brain_stats"} and result.exit_code == 1
+    monkeypatch.undo()
+    out = tmp_path / "bad"
+    result = CliRunner().invoke(app, ["demo", "--out", str(out), "--feature", "bogus"])
+    assert result.exit_code == 2 and "unknown readout 'bogus'" in result.output and not out.exists()

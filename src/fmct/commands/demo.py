@@ -41,6 +41,12 @@ def demo(
         help="pretrain a backbone in the demo's budget instead of evaluating the shipped one "
         "(weights/demo-vit, made by `make weights`); implied by --config and --set",
     ),
+    feature: str = typer.Option(
+        "brain_max",
+        "--feature",
+        help="frozen-feature readout of the SSL and random-init probes and of the saved classifier: brain_max "
+        "(max over the intracranial patch tokens), brain_stats (their mean, std and max), cls, mean_patch, cls+mean",
+    ),
 ) -> None:
     """Run the whole FM-CT idea on the built-in synthetic cohort and print the headline table.
 
@@ -71,6 +77,7 @@ def demo(
             pretrain_overrides=["max_steps=6", "batch_size=4"], scratch_epochs=1, scratch_fractions=[1.0],
             n_boot=200,
         )  # fmt: skip
+    cfg.feature = feature
     if config is not None:
         cfg.pretrain_config = str(config)
     cfg.pretrain_overrides = [*cfg.pretrain_overrides, *(overrides or [])]
