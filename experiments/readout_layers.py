@@ -12,6 +12,7 @@ Usage::
 
     python experiments/readout_layers.py --model weights/demo-vit --eval ev/store --labels ev/labels.csv \\
         --n 400 --random-seeds 1
+    python experiments/readout_layers.py ... --random-seeds 1 --patch-size 4 --tag random_patch4   # 16 mm tokens
 """
 
 from __future__ import annotations
@@ -92,7 +93,22 @@ def linear_auroc(scan_ids: list[str], x: np.ndarray, rows) -> float:  # type: ig
     from fmct.labels import FINDINGS
 
     emb = HandFeatures(scan_ids, x, x, None, {}, None)
-    return round(float(cross_fit(emb, rows, "cls", FINDINGS, methods=("linear",)).auroc("linear")["macro"]), 3)
+    return round(
+        float(cross_fit(emb, rows, "cls", FINDINGS, methods=("linear",)).auroc("linear")["macro"]), 3
+    )
+
+
+def random_backbone_with_patch(model_dir: Path, patch_size: int, seed: int):  # type: ignore[no-untyped-def]
+    """``model_dir``'s backbone architecture with another patch size, at random initialisation (seed)."""
+    import torch
+
+    from fmct.models.factory import build_backbone
+    from fmct.models.hub import read_config
+
+    arch = {**read_config(model_dir)["architecture"], "patch_size": patch_size}
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return build_backbone(arch).eval()
 
 
 def main() -> int:
@@ -102,6 +118,12 @@ def main() -> int:
     ap.add_argument("--labels", type=Path, required=True, help="labels.csv of those scans")
     ap.add_argument("--n", type=int, default=400, help="first N labelled scans of the store")
     ap.add_argument("--random-seeds", type=int, default=1, help="random initialisations to read as well")
+    ap.add_argument(
+        "--patch-size",
+        type=int,
+        default=None,
+        help="read only random initialisations of --model's architecture with this patch size instead",
+    )
     ap.add_argument("--tag", default="")
     args = ap.parse_args()
 
@@ -114,12 +136,24 @@ def main() -> int:
     ids = [s for s in open_store(args.eval).scan_ids if s in set(lab["scan_id"])][: args.n]
     rows = lab.set_index("scan_id").loc[ids].reset_index()
     models = {"pretrained": None, **{f"random{s}": s for s in range(args.random_seeds)}}
-    result: dict = {"model": str(args.model), "n_scans": len(ids), "probe": "cross-fitted linear", "auroc": {}}
+    if args.patch_size:
+        models.pop("pretrained")
+    result: dict = {
+        "model": str(args.model),
+        "n_scans": len(ids),
+        "probe": "cross-fitted linear",
+        "auroc": {},
+    }
+    result["patch_size"] = args.patch_size
     for name, seed in models.items():
         model = load_model(args.model) if seed is None else frozen_backbone(args.model, True, seed)
+        if args.patch_size:
+            model.backbone = random_backbone_with_patch(args.model, args.patch_size, seed)
         _log(f"embed {len(ids)} scans with {name}")
         feats, hists = layer_features(model, args.eval, ids)
-        result["auroc"][name] = {f"{layer}/{ro}": linear_auroc(ids, x, rows) for (layer, ro), x in feats.items()}
+        result["auroc"][name] = {
+            f"{layer}/{ro}": linear_auroc(ids, x, rows) for (layer, ro), x in feats.items()
+        }
         _log(f"{name}: {result['auroc'][name]}")
     result["auroc"]["hu_histogram"] = linear_auroc(ids, hists, rows)
     out = ROOT / "experiments" / "results" / f"readout_layers{'_' + args.tag if args.tag else ''}.json"
