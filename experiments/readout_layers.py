@@ -32,16 +32,14 @@ def _log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def pooled(tokens, use):  # type: ignore[no-untyped-def]
-    """``(B, N, D)`` tokens, ``(B, N)`` bool patches -> {readout: (B, F)} (max, mean+std, mean|std|max)."""
-    import torch
+def pooled(tokens, fractions):  # type: ignore[no-untyped-def]
+    """``(B, N, D)`` tokens, ``(B, N)`` intracranial fractions -> {readout: (B, F)}: the library's
+    ``brain_stats`` (mean | std | max over the patches ``brain_max`` uses) and its parts."""
+    from fmct.preprocess.brain_mask import brain_stats_tokens
 
-    w = use[..., None].float()
-    n = w.sum(1)
-    mean = (tokens * w).sum(1) / n
-    std = (((tokens - mean[:, None]) ** 2) * w).sum(1).div(n).sqrt()
-    mx = tokens.masked_fill(~use[..., None], float("-inf")).amax(1)
-    return {"max": mx, "mean+std": torch.cat([mean, std], 1), "stats": torch.cat([mean, std, mx], 1)}
+    stats = brain_stats_tokens(tokens, fractions)
+    d = tokens.shape[-1]
+    return {"max": stats[:, 2 * d :], "mean+std": stats[:, : 2 * d], "stats": stats}
 
 
 def layer_features(model, store: str, scan_ids: list[str]) -> tuple[dict, np.ndarray]:  # type: ignore[no-untyped-def]
@@ -50,7 +48,7 @@ def layer_features(model, store: str, scan_ids: list[str]) -> tuple[dict, np.nda
 
     from fmct.evaluate.embed import StoreInputs, model_input_spec
     from fmct.evaluate.hu_histogram import hu_histogram
-    from fmct.preprocess.brain_mask import hu_from_channels, inside_patches, patch_fractions
+    from fmct.preprocess.brain_mask import hu_from_channels, patch_fractions
 
     backbone = model.backbone
     size, windows = model_input_spec(model)
@@ -74,11 +72,10 @@ def layer_features(model, store: str, scan_ids: list[str]) -> tuple[dict, np.nda
         for _, xs, brains in loader:
             x = torch.stack(xs)
             acts["final"] = backbone.forward_features(x)["patch"]
-            fr = np.stack([patch_fractions(b.numpy(), grid) for b in brains])
-            use = torch.from_numpy(inside_patches(fr))
+            fr = torch.from_numpy(np.stack([patch_fractions(b.numpy(), grid) for b in brains]))
             for layer, t in acts.items():
                 tokens = t if layer in ("embed", "final") else t[:, backbone.num_prefix :]
-                for readout, f in pooled(tokens.float(), use).items():
+                for readout, f in pooled(tokens.float(), fr).items():
                     feats.setdefault((layer, readout), []).append(f.numpy())
             hists += [hu_histogram(v) for v in hu_from_channels(x, windows).numpy()]
     for h in hooks:

@@ -440,7 +440,8 @@ def _load_strict(model: nn.Module, sd: dict[str, torch.Tensor], where: str) -> N
     model.load_state_dict(sd, strict=True)
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks (the weights' checksum in config.json)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -501,7 +502,7 @@ def save_pretrained(
     try:
         save_file(sd, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "fmct_kind": kind})
         config["weights"] = WEIGHTS_NAME
-        config["weights_sha256"] = _sha256(tmp / WEIGHTS_NAME)
+        config["weights_sha256"] = file_sha256(tmp / WEIGHTS_NAME)
         (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
         (tmp / CARD_NAME).write_text(render_model_card(config, card, n_params))
         as_umask(tmp)  # mkdtemp made it 0700: group-readable as a plain mkdir would be
@@ -594,7 +595,7 @@ def load_model(
     if not weights.is_file():
         raise FileNotFoundError(f"{d}: missing {weights.name}")
     expected = config.get("weights_sha256")
-    if expected and _sha256(weights) != expected:
+    if expected and file_sha256(weights) != expected:
         raise ValueError(f"{weights}: checksum does not match config.json (file corrupted or replaced)")
     device = resolve_device(map_location)
     model = _build(config)

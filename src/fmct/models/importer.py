@@ -10,7 +10,6 @@ fills the cube, and in the architecture the axis codes), so that ``fmct embed`` 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,14 +136,6 @@ def match_weights(
     return full, prefix
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def build_imported(spec: ImportSpec, weights: Path) -> tuple[Any, str]:
     """The network of ``spec`` with the file's weights, in eval mode, its token width measured; and the key
     prefix stripped from the file (``""``: none)."""
@@ -179,7 +170,7 @@ def import_model(
         FileNotFoundError: no such weights file.
         ValueError: not safetensors, weights that do not fit the network (keys named), bad arguments.
     """
-    from fmct.models.hub import save_pretrained
+    from fmct.models.hub import file_sha256, save_pretrained
     from fmct.preprocess.model_input import input_fit
     from fmct.preprocess.pipeline import PreprocessConfig
 
@@ -187,7 +178,7 @@ def import_model(
     backbone, prefix = build_imported(spec, weights)
     prep = PreprocessConfig(spacing=float(spec.spacing), windows=windows_of(spec.hu_ranges)).to_dict()
     prep.update({"input_size": int(spec.input_size), "input_fit": input_fit({"input_fit": spec.input_fit})})
-    imported = {"file": weights.name, "sha256": _sha256(weights), "source": spec.source}
+    imported = {"file": weights.name, "sha256": file_sha256(weights), "source": spec.source}
     if prefix:
         imported["key_prefix_stripped"] = prefix
     card = dict(spec.card)
