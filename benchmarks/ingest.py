@@ -6,7 +6,7 @@ plain axial, one with a 20 degree gantry tilt) and, when present, the real serie
 tilted with 4 then 7 mm slices). Peers, each in its own process, peak RSS measured the same way for all
 (``ru_maxrss`` of that child from ``os.wait4``):
 
-* fmct: ``fmct.store.batch.plan`` (discover) then ``process_item`` (read, RAS, 1 mm, head crop, write to a
+* fmct: ``fmct.ingest.plan.plan`` (discover) then ``process_item`` (read, RAS, 1 mm, head crop, write to a
   store): what one ``fmct ingest`` worker does per series. ``work_s`` is the manifest's ``seconds``.
   The stages (``fmct.timing``) split it: read files, sort, decode, stack, hu check, crop, resample
   (tilt + 1 mm in one pass), int16, write; defacing is timed in one extra run with ``deface=True``.
@@ -116,8 +116,9 @@ def child_fmct(folder: Path, repeats: int) -> dict:
     """``repeats`` x (plan + process_item) into fresh stores, then one run with defacing."""
     from contextlib import nullcontext
 
+    from fmct.ingest.plan import plan
+    from fmct.ingest.worker import process_item
     from fmct.preprocess import PreprocessConfig
-    from fmct.store.batch import plan, process_item
 
     try:
         from fmct.timing import record

@@ -38,8 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     from fmct.evaluate.bootstrap import mean_difference
     from fmct.evaluate.crossfit import cross_fit
     from fmct.evaluate.embed import load_embeddings
-    from fmct.evaluate.label_table import read_labels
     from fmct.labels import FINDINGS
+    from fmct.labels.table import read_labels
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("work_a", type=Path)

@@ -103,11 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     from fmct.evaluate.bootstrap import mean_difference
     from fmct.evaluate.crossfit import cross_fit, cross_validated_r2
     from fmct.evaluate.embed import embed_store, load_embeddings
-    from fmct.evaluate.finetune import frozen_backbone
-    from fmct.evaluate.label_table import read_labels
     from fmct.evaluate.metrics import auroc_by_finding
     from fmct.labels import FINDINGS
+    from fmct.labels.table import read_labels
     from fmct.synth import GENERATOR_PARAMETERS, generator_parameters
+    from fmct.train.finetune import frozen_backbone
     from fmct.train.keeper import read_best
 
     lab = read_labels(args.labels)

@@ -196,8 +196,8 @@ def probe_models(args: argparse.Namespace, work: Path, runs: dict[str, Path], ro
     run's architecture, and cross-fit the probes: ``({model name: CrossFitted}, model input size)``."""
     from fmct import load_model
     from fmct.evaluate.embed import embed_store, load_embeddings, model_input_spec
-    from fmct.evaluate.finetune import frozen_backbone
     from fmct.models.readout import BRAIN_READOUTS
+    from fmct.train.finetune import frozen_backbone
 
     models = {**{name: None for name in runs}, **{f"random{s}": s for s in range(args.random_seeds)}}
     first_run = runs["pretrained"] / "model"  # random inits take its architecture
@@ -282,8 +282,8 @@ def main() -> int:
             return 2
 
     from fmct.evaluate.crossfit import cross_fit
-    from fmct.evaluate.label_table import read_labels
     from fmct.labels import FINDINGS
+    from fmct.labels.table import read_labels
 
     work = args.work or Path(tempfile.mkdtemp(prefix="fmct_pretrain_evidence_"))
     runs, reused_runs, t_pre = pretrain_runs(args, work)

@@ -125,9 +125,9 @@ def main() -> int:
     args = ap.parse_args()
 
     from fmct import load_model
-    from fmct.evaluate.finetune import frozen_backbone
-    from fmct.evaluate.label_table import read_labels
+    from fmct.labels.table import read_labels
     from fmct.store import open_store
+    from fmct.train.finetune import frozen_backbone
 
     lab = read_labels(args.labels)
     ids = [s for s in open_store(args.eval).scan_ids if s in set(lab["scan_id"])][: args.n]

@@ -1,6 +1,6 @@
 """Suite-wide settings (one torch thread per test worker: pytest -n 2 uses both cores; headless plots), the
 tiny on-disk store (layout of docs/ARCHITECTURE.md) with blob "heads" shared by the ssl, train and api tests, and
-a tiny pretraining config for it."""
+a tiny pretraining config for it; small NIfTI heads written with nibabel for the ingest and store tests."""
 
 import json
 import os
@@ -12,6 +12,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 if not os.environ.get("FMCT_TEST_GPU"):
     os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
+import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
@@ -71,3 +72,38 @@ TINY_PRETRAIN = [
 def tiny_overrides() -> list[str]:
     """Overrides that make the default pretraining config tiny (a 32-wide ViT on 32³ views of tiny_store)."""
     return list(TINY_PRETRAIN)
+
+
+def write_head(path: Path, shape=(40, 40, 24), spacing=(1.2, 1.2, 2.0), flip=False, nan=False) -> Path:
+    """A 40 HU ball (radius 18 mm) in air with a bright marker; ``flip`` makes the x/y axes LPS-like."""
+    sx, sy, sz = spacing
+    aff = np.diag([-sx if flip else sx, -sy if flip else sy, sz, 1.0])
+    idx = np.stack(np.meshgrid(*[np.arange(s, dtype=np.float64) for s in shape], indexing="ij"), -1)
+    centre_idx = (np.asarray(shape) - 1) / 2.0
+    aff[:3, 3] = -(aff[:3, :3] @ centre_idx)
+    world = idx @ aff[:3, :3].T + aff[:3, 3]
+    hu = np.where((world**2).sum(-1) < 18.0**2, 40.0, -1000.0)
+    hu += 1200.0 * np.exp(-((world - [4.0, -3.0, 5.0]) ** 2).sum(-1) / (2 * 2.5**2))
+    hu = hu.astype(np.float32)
+    if nan:
+        hu[3, 3, 3] = np.nan
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(hu, aff), str(path))
+    return path
+
+
+@pytest.fixture
+def inputs(tmp_path) -> Path:
+    """A folder with two good heads (one LPS-like), a NaN volume, a 4-slice volume and a junk file."""
+    d = tmp_path / "in"
+    write_head(d / "head_a.nii.gz")
+    write_head(d / "sub" / "head_b.nii.gz", flip=True, spacing=(0.9, 0.9, 2.5))
+    write_head(d / "bad_nan.nii.gz", nan=True)
+    write_head(d / "thin.nii.gz", shape=(40, 40, 4))
+    (d / "notes.txt").write_text("not a scan\n")
+    return d
+
+
+@pytest.fixture
+def head_writer():
+    return write_head

@@ -24,10 +24,10 @@ omp_policy.apply_default()  # before anything imports torch: OpenMP threads slee
 __version__ = "0.1.0"
 
 #: Names imported on first use, so that ``import fmct`` and ``fmct --help`` stay fast (no torch, numpy …).
-_API = ("load_model", "ingest", "pretrain", "embed", "predict")
-#: Callable packages: ``fmct.preprocess(path)`` and ``fmct.evaluate(models, labels, ...)`` call the function,
-#: while ``fmct.preprocess.windows`` / ``fmct.evaluate.metrics`` stay the subpackages' modules.
-_CALLABLE_PACKAGES = ("preprocess", "evaluate")
+_API = ("load_model", "pretrain", "embed", "predict")
+#: Callable packages: ``fmct.ingest(inputs, out)``, ``fmct.preprocess(path)`` and ``fmct.evaluate(models, ...)``
+#: call the function, while ``fmct.ingest.plan`` / ``fmct.evaluate.metrics`` stay the subpackages' modules.
+_CALLABLE_PACKAGES = ("ingest", "preprocess", "evaluate")
 __all__ = [*_API, *_CALLABLE_PACKAGES, "__version__"]
 
 

@@ -131,8 +131,8 @@ def _cohort(out: Path, cfg: DemoConfig) -> dict[str, Any]:
 
 
 def _ingest(inputs: list[Path], store: Path, cfg: DemoConfig) -> dict[str, Any]:
+    from fmct.ingest import ingest
     from fmct.preprocess import PreprocessConfig
-    from fmct.store import ingest
 
     if store.exists():
         shutil.rmtree(store)
@@ -238,9 +238,9 @@ def _export_models(
     the training split's labels, selected on validation)."""
 
     from fmct.evaluate.embed import load_embeddings
-    from fmct.evaluate.label_table import label_matrix, read_labels
     from fmct.evaluate.probe import fit_linear_probe, save_probe_classifier
     from fmct.evaluate.splits import load_splits
+    from fmct.labels.table import label_matrix, read_labels
 
     models = root / "models"
     models.mkdir(exist_ok=True)

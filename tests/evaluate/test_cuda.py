@@ -8,7 +8,7 @@ from evalkit import FINDINGS3, MemoryStore, make_labels, separable_embeddings, t
 
 from fmct.evaluate.attentive import fit_attentive_probe
 from fmct.evaluate.embed import embed_store, load_embeddings
-from fmct.evaluate.finetune import FinetuneConfig, build_model, finetune, predict_scans
+from fmct.train.finetune import FinetuneConfig, build_model, finetune, predict_scans
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (FMCT_TEST_GPU=1)")
 

@@ -101,7 +101,7 @@ def test_embed_model_dir_on_disk_store_with_workers(tmp_path, tiny_model_dir) ->
 
 
 def test_classifier_and_resnet_directories_embed(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from fmct.evaluate.finetune import build_model
+    from fmct.train.finetune import build_model
 
     df = make_labels(4)
     store = MemoryStore(df)

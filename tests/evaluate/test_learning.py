@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from fmct.evaluate.attentive import macro_auroc
-from fmct.evaluate.finetune import FinetuneConfig, build_model, finetune, predict_scans
 from fmct.io.volume import Volume
+from fmct.train.finetune import FinetuneConfig, build_model, finetune, predict_scans
 
 PREP = {"spacing": 1.0, "windows": [[40, 80], [80, 200], [600, 2800]]}
 SIZE = 32

@@ -144,7 +144,8 @@ def test_predict_cli(model_dir, nifti_scan, tmp_path):
 
 def test_predict_store_scan_matches_file(model_dir, nifti_scan, tmp_path):
     """STORE::scan_id gives the probabilities of the same scan read from its file (already preprocessed)."""
-    from fmct.store import ScanStore, ingest
+    from fmct.ingest import ingest
+    from fmct.store import ScanStore
 
     ingest([str(nifti_scan)], tmp_path / "store")
     (scan_id,) = ScanStore(tmp_path / "store").scan_ids

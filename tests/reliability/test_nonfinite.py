@@ -21,10 +21,10 @@ from typer.testing import CliRunner
 
 import fmct
 from fmct.cli import app
+from fmct.ingest import ingest as run_ingest
 from fmct.io.errors import InvalidScan
 from fmct.io.volume import Volume
 from fmct.ssl.meta_arch import DINOMetaArch
-from fmct.store import ingest as run_ingest
 
 
 def _poison(path: Path, value: float) -> Path:

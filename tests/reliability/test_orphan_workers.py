@@ -39,7 +39,7 @@ def test_workers_exit_when_the_ingest_parent_is_killed(tmp_path: Path) -> None:
     write_heads(tmp_path / "in", 4)
     args = ["ingest", str(tmp_path / "in"), "--out", str(tmp_path / "store"), "--workers", "2"]
     # the parent is slowed while it collects results, so the pool (and its workers) is alive at the kill
-    proc = start_cli(args, tmp_path, slow="fmct.store.batch:IngestSummary.add", delay_s=3.0)
+    proc = start_cli(args, tmp_path, slow="fmct.ingest.summary:IngestSummary.add", delay_s=3.0)
     try:
         wait_until(lambda: len(_workers(proc.pid)) == 2, proc)
         workers = _workers(proc.pid)

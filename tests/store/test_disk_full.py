@@ -10,7 +10,8 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from fmct.cli import app
-from fmct.store import ScanStore, ingest
+from fmct.ingest import ingest
+from fmct.store import ScanStore
 
 
 def _enospc(*a, **k):

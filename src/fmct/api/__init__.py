@@ -32,7 +32,7 @@ _LAZY = {
     "EvaluationReport": ("fmct.api.evaluation", "EvaluationReport"),
     "predict": ("fmct.api.prediction", "predict"),
     "UsageError": ("fmct.api.errors", "UsageError"),
-    "IngestSummary": ("fmct.store.batch", "IngestSummary"),
+    "IngestSummary": ("fmct.ingest.summary", "IngestSummary"),
 }
 __all__ = sorted(_LAZY)
 

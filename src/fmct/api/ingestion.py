@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 from fmct.api.errors import UsageError
 
 if TYPE_CHECKING:
-    from fmct.store.batch import IngestSummary
+    from fmct.ingest.summary import IngestSummary
 
 
 def _shard(shard: str | tuple[int, int] | None) -> tuple[int, int] | None:
-    from fmct.store import parse_shard
+    from fmct.ingest.plan import parse_shard
 
     try:
         return parse_shard(shard if shard is None or isinstance(shard, str) else "/".join(map(str, shard)))
@@ -57,8 +57,8 @@ def ingest(
         fmct.store.lock.StoreBusy: another ingest writes this store.  fmct.diskspace.NoSpaceError: disk full
             (what was stored is kept; a re-run resumes).
     """
+    from fmct.ingest.pipeline import ingest as run_ingest
     from fmct.preprocess import PreprocessConfig
-    from fmct.store import ingest as run_ingest
 
     paths = [Path(inputs)] if isinstance(inputs, str | os.PathLike) else [Path(p) for p in inputs]
     if not paths:

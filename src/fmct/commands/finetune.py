@@ -48,9 +48,9 @@ def finetune(
     LoRA adapters (ViT qkv/proj/fc layers) are merged into the weights before saving.
     """
     from fmct.commands._common import resolve_device_option, run_or_fail, usage
-    from fmct.evaluate.finetune import FinetuneConfig, build_model
-    from fmct.evaluate.finetune import finetune as run_finetune
     from fmct.store import ScanStore
+    from fmct.train.finetune import FinetuneConfig, build_model
+    from fmct.train.finetune import finetune as run_finetune
 
     dev = resolve_device_option(device)  # first: a GPU asked for and missing is said before anything else
     if model is None and arch is None:
@@ -113,8 +113,8 @@ def _training_scans(
     """Train / val scans of the labels that are in the store (train subsampled to ``fraction`` with
     ``seed``); exit 1 when no training scan is in the store, a warning for labelled scans that are not."""
     from fmct.commands._common import fail, run_or_fail
-    from fmct.evaluate.label_table import label_columns, label_matrix, read_labels, unmatched_note
     from fmct.evaluate.splits import load_splits, make_splits, subsample_fraction
+    from fmct.labels.table import label_columns, label_matrix, read_labels, unmatched_note
 
     df = run_or_fail(read_labels, labels)
     sp = run_or_fail(load_splits, splits) if splits else run_or_fail(make_splits, df, train_site)

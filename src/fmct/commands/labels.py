@@ -35,7 +35,7 @@ def import_labels(
     import pandas as pd
 
     from fmct.commands._common import run_or_fail, usage
-    from fmct.evaluate.label_import import import_cq500, import_rsna, write_labels
+    from fmct.labels.importers import import_cq500, import_rsna, write_labels
 
     fmt = fmt.lower()
     if fmt not in ("rsna", "cq500"):

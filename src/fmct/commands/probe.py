@@ -103,9 +103,9 @@ def probe(
 
 def _save_classifier(emb, labels: Path, splits: Path, cfg, model: Path, dest: Path) -> None:  # type: ignore[no-untyped-def]
     from fmct.commands._common import run_or_fail
-    from fmct.evaluate.label_table import label_columns, label_matrix, read_labels
     from fmct.evaluate.probe import fit_linear_probe, save_probe_classifier
     from fmct.evaluate.splits import load_splits
+    from fmct.labels.table import label_columns, label_matrix, read_labels
 
     df = read_labels(labels)
     sp = load_splits(splits)

@@ -23,10 +23,10 @@ import numpy as np
 import pandas as pd
 
 from fmct.evaluate.embed import Embeddings
-from fmct.evaluate.label_table import label_matrix
 from fmct.evaluate.metrics import auroc_by_finding
 from fmct.evaluate.protocol import fit_predict_probe
 from fmct.evaluate.splits import make_splits
+from fmct.labels.table import label_matrix
 
 DEFAULT_N_SPLITS = 5
 DEFAULT_VAL_FRAC = 0.15

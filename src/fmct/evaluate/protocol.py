@@ -41,13 +41,6 @@ from fmct.evaluate.embed import (
     load_embeddings,
     save_embeddings,
 )
-from fmct.evaluate.label_table import (
-    keep_matched,
-    label_columns,
-    label_matrix,
-    read_labels,
-    unmatched_note,
-)
 from fmct.evaluate.splits import (
     assert_patient_disjoint,
     few_shot,
@@ -55,6 +48,13 @@ from fmct.evaluate.splits import (
     make_splits,
     save_splits,
     subsample_fraction,
+)
+from fmct.labels.table import (
+    keep_matched,
+    label_columns,
+    label_matrix,
+    read_labels,
+    unmatched_note,
 )
 from fmct.models.readout import canonical_readout
 from fmct.store.reader import open_store
@@ -313,7 +313,7 @@ def _resolve_embeddings(
         raise ValueError(f"model {name!r} must be embedded but no store was given")
     model = model_src
     if random_init or isinstance(model_src, str | Path):
-        from fmct.evaluate.finetune import frozen_backbone
+        from fmct.train.finetune import frozen_backbone
 
         model = frozen_backbone(model_src, random_init, seed=cfg.split_seed)
     out = out_dir / "embeddings" / f"{name}.parquet"
@@ -785,7 +785,7 @@ def _finetune_predict(
     device: Any = None,
 ) -> dict[str, np.ndarray]:
     from fmct.evaluate.embed import model_input_fit, model_input_spec
-    from fmct.evaluate.finetune import FinetuneConfig, _predict_cache, build_model, finetune, predict_scans
+    from fmct.train.finetune import FinetuneConfig, build_model, finetune, predict_cache, predict_scans
 
     if store is None:
         raise ValueError(f"model {name!r}: fine-tuning needs a store")
@@ -811,7 +811,7 @@ def _finetune_predict(
     )
     if cache is not None:
         return {
-            k: _predict_cache(model, cache.subset(list(ids)), windows, ftc.batch_size)
+            k: predict_cache(model, cache.subset(list(ids)), windows, ftc.batch_size)
             for k, ids in tests.items()
         }
     return {k: predict_scans(model, store, list(ids)) for k, ids in tests.items()}

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from fmct.evaluate.label_table import label_matrix
 from fmct.evaluate.protocol import TEST_SETS, Context
+from fmct.labels.table import label_matrix
 
 
 def retrieval_report(ctx: Context) -> dict[str, Any]:

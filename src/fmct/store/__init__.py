@@ -1,6 +1,6 @@
 """The store of preprocessed scans: ``scans/<scan_id>.npy`` + ``.json``, ``manifest.parquet``.
 
-``ingest`` builds it (crash-safe, resumable, parallel); ``ScanStore`` reads it. The names below are
+``fmct.ingest`` builds it (crash-safe, resumable, parallel); ``ScanStore`` reads it. The names below are
 imported lazily, so that an ingest worker never imports pandas/pyarrow (about 100 MB of RSS) for the
 reader it does not use.
 """
@@ -10,19 +10,13 @@ from typing import Any
 
 __all__ = [
     "MANIFEST_COLUMNS",
-    "IngestSummary",
     "ScanStore",
     "StoreReadError",
     "build_manifest",
-    "ingest",
     "open_store",
-    "parse_shard",
     "write_scan",
 ]
 _LAZY = {
-    "IngestSummary": ("fmct.store.batch", "IngestSummary"),
-    "ingest": ("fmct.store.batch", "ingest"),
-    "parse_shard": ("fmct.store.batch", "parse_shard"),
     "MANIFEST_COLUMNS": ("fmct.store.manifest", "COLUMNS"),
     "build_manifest": ("fmct.store.manifest", "build_manifest"),
     "ScanStore": ("fmct.store.reader", "ScanStore"),

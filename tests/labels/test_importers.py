@@ -8,8 +8,8 @@ import pytest
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
-from fmct.evaluate.label_import import LabelImportError, import_cq500, import_rsna, write_labels
 from fmct.io.ids import patient_id_from_dicom, scan_id_from_series_uid
+from fmct.labels.importers import LabelImportError, import_cq500, import_rsna, write_labels
 
 # real RSNA files use "ID_<hex>" as SOPInstanceUID, which is not a valid UI value
 pytestmark = pytest.mark.filterwarnings("ignore:Invalid value for VR UI")

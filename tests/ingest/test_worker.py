@@ -19,7 +19,8 @@ _CHILD = """
 import json, sys, tempfile
 from pathlib import Path
 from fmct.preprocess import PreprocessConfig
-from fmct.store.batch import plan, process_item
+from fmct.ingest.plan import plan
+from fmct.ingest.worker import process_item
 items, _ = plan([Path(sys.argv[1])])
 with tempfile.TemporaryDirectory() as store:
     rows = [process_item(it, store, PreprocessConfig().to_dict(), 10) for it in items]

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fmct.evaluate.label_table import keep_matched, label_matrix, read_labels, unmatched_note
+from fmct.labels.table import keep_matched, label_matrix, read_labels, unmatched_note
 
 
 def _csv(tmp_path, text: str):

@@ -5,8 +5,8 @@ import pytest
 import torch
 from evalkit import FINDINGS3, MemoryStore, make_labels, tiny_backbone
 
-from fmct.evaluate.finetune import FinetuneConfig, build_model, finetune, predict_scans
 from fmct.models.hub import load_model
+from fmct.train.finetune import FinetuneConfig, build_model, finetune, predict_scans
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +106,7 @@ def test_cpu_device_trains_the_same_weights(setup) -> None:  # type: ignore[no-u
 
 
 def test_frozen_backbone_random_init_is_seeded_and_leaves_the_rng(tiny_model_dir) -> None:  # type: ignore[no-untyped-def]
-    from fmct.evaluate.finetune import frozen_backbone
+    from fmct.train.finetune import frozen_backbone
 
     def weights(m):  # type: ignore[no-untyped-def]
         return {k: v.clone() for k, v in m.backbone.state_dict().items()}

@@ -222,7 +222,7 @@ def finetune(
     with _progress(progress, steps.total, f"fine-tuning ({cfg.mode})") as advance:
         for epoch in range(cfg.epochs):
             loss = steps.epoch(advance)
-            val_scores = _predict_cache(model, va, windows, cfg.batch_size)
+            val_scores = predict_cache(model, va, windows, cfg.batch_size)
             val_scores[:, ~ok] = np.nan
             score = macro_auroc(y_val, val_scores) if len(va.scan_ids) else float("nan")
             history.append({"epoch": epoch, "loss": loss, "val_macro_auroc": score})
@@ -366,7 +366,7 @@ def _save(
 
 
 @torch.no_grad()
-def _predict_cache(model: Any, cache: CubeCache, windows: Sequence[Sequence[float]], bs: int) -> np.ndarray:
+def predict_cache(model: Any, cache: CubeCache, windows: Sequence[Sequence[float]], bs: int) -> np.ndarray:
     """``(n, L)`` sigmoid probabilities of the cached scans, computed where the model is (fp32)."""
     model.eval()
     dev = module_device(model)

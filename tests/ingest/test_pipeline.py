@@ -3,9 +3,10 @@ import os
 import numpy as np
 import pytest
 
+from fmct.ingest import ingest
+from fmct.ingest.plan import in_shard, parse_shard
 from fmct.preprocess import PreprocessConfig
-from fmct.store import ScanStore, ingest, parse_shard
-from fmct.store.batch import in_shard
+from fmct.store import ScanStore
 
 
 def _rows(store):

@@ -1,4 +1,9 @@
-"""Finding names shared by every part of fmct (fixed by DESIGN.md)."""
+"""Labels: the finding names shared by every part of fmct (fixed by DESIGN.md), and label files.
+
+- :data:`FINDINGS` / :data:`ICH_SUBTYPES` — here, importable without pandas.
+- :mod:`~fmct.labels.table` — ``labels.csv`` read and checked (``read_labels``), label matrices aligned with scan ids.
+- :mod:`~fmct.labels.importers` — RSNA ICH and CQ500 label files -> ``labels.csv`` (``fmct labels``).
+"""
 
 from __future__ import annotations
 
