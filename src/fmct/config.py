@@ -88,12 +88,17 @@ def load_config(
     """Load ``defaults`` ← YAML file ← overrides."""
     cfg: dict[str, Any] = copy.deepcopy(dict(defaults or {}))
     if path is not None:
-        with open(path) as f:
-            loaded = yaml.safe_load(f) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{path}: a config file must hold a mapping at the top level")
-        cfg = merge(cfg, loaded)
+        cfg = merge(cfg, read_yaml(path))
     return apply_overrides(cfg, overrides)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """The mapping a YAML config file holds (an empty file: ``{}``); ``ValueError`` when it holds another kind."""
+    with open(path) as f:
+        loaded = yaml.safe_load(f) or {}
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{path}: a config file must hold a mapping at the top level")
+    return loaded
 
 
 def save_config(cfg: Mapping[str, Any], path: str | Path) -> None:

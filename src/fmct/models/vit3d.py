@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -82,6 +83,33 @@ class ViT3DConfig:
         if unknown:
             raise ValueError(f"unknown ViT3DConfig keys: {unknown}")
         return cls(**d)
+
+    #: Fields a pretraining config's ``model`` section does not hold: they come from the data
+    #: (``data.global_size``, the number of windows).
+    DATA_FIELDS = ("img_size", "in_chans")
+
+    @classmethod
+    def section_defaults(cls) -> dict[str, Any]:
+        """The defaults of a pretraining config's ``model`` section: ``type`` and every architecture field
+        but :attr:`DATA_FIELDS` (the one place these defaults are written is this class)."""
+        skip = (*cls.DATA_FIELDS, "type")
+        return {"type": "vit3d", **{f.name: f.default for f in dataclasses.fields(cls) if f.name not in skip}}
+
+    @classmethod
+    def from_section(
+        cls, section: Mapping[str, Any], img_size: int, in_chans: int | None = None
+    ) -> ViT3DConfig:
+        """The architecture a ``model`` section describes, for inputs of ``img_size`` voxels (and ``in_chans``
+        channels when given); null values take the field's default. Raises ``ValueError`` naming the key."""
+        kw = {k: v for k, v in section.items() if v is not None}
+        kw["img_size"] = img_size
+        if in_chans is not None:
+            kw["in_chans"] = in_chans
+        try:
+            return cls(**kw)
+        except TypeError:
+            names = {f.name for f in dataclasses.fields(cls)}
+            raise ValueError(f"unknown ViT3DConfig keys: {sorted(set(kw) - names)}") from None
 
 
 def vit3d_from_preset(name: str, **overrides: Any) -> ViT3D:

@@ -75,9 +75,7 @@ class StudentNet(nn.Module):
 
 def vit_from_model_config(model_cfg: dict[str, Any], global_size: int) -> ViT3D:
     """ViT3D from the ``model`` config section (keys of :class:`ViT3DConfig`), ``img_size = global_size``."""
-    kw = {k: v for k, v in model_cfg.items() if v is not None}
-    kw["img_size"] = global_size
-    return ViT3D(ViT3DConfig(**kw))
+    return ViT3D(ViT3DConfig.from_section(model_cfg, global_size))
 
 
 class DINOMetaArch(nn.Module):

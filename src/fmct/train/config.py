@@ -1,16 +1,26 @@
-"""Pretraining config: defaults, validation (unknown keys error) and resolution for ``fmct pretrain``."""
+"""Pretraining config: defaults, validation (unknown keys error) and resolution for ``fmct pretrain``.
+
+One schema, :data:`DEFAULTS`. Sections that configure one object take their defaults from it, so that each
+default is written once: ``model`` from :class:`fmct.models.vit3d.ViT3DConfig`, the schedules in ``optim``
+from :class:`fmct.train.schedules.SSLSchedules`, ``dino`` / ``mae`` / ``simclr`` from the meta-architectures.
+Every check raises ``ValueError`` naming the config key.
+"""
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from fmct.config import apply_overrides, load_config
-from fmct.ssl.mae import MAE_DEFAULTS
+from fmct.config import apply_overrides, merge, read_yaml
+from fmct.device import resolve_device
+from fmct.models.vit3d import ViT3DConfig
+from fmct.ssl.mae import LOSS_PATCHES, MAE_DEFAULTS
+from fmct.ssl.masking import check_mask_params
 from fmct.ssl.meta_arch import DINO_DEFAULTS
 from fmct.ssl.simclr import SIMCLR_DEFAULTS
+from fmct.train.backbone import BACKBONE_TYPES, VIT_ONLY_METHODS
+from fmct.train.schedules import SSLSchedules
 
 #: Every key a pretraining config may hold, with its default. Sections are nested dicts.
 DEFAULTS: dict[str, Any] = {
@@ -30,21 +40,8 @@ DEFAULTS: dict[str, Any] = {
     "export": True,
     "snapshot_every": 0,  # steps; > 0 also exports the teacher backbone to RUN/snapshots/step-NNNNNN
     "best_by": None,  # knn_auroc_brain_max | knn_auroc_macro: keep RUN/model-best (needs labels=)
-    "model": {
-        "type": "vit3d",  # vit3d (the keys below) | segresenc (MONAI's SegResEncoder: the segresenc keys)
-        "embed_dim": 192,
-        "depth": 6,
-        "num_heads": 3,
-        "patch_size": 8,
-        "mlp_ratio": 4.0,
-        "qkv_bias": True,
-        "n_registers": 0,
-        "drop_path_rate": 0.0,
-        "layerscale_init": None,
-        "pos_embed": "sincos",
-        "grad_checkpointing": False,
-        "voxel_mlp": 0,  # > 0: pointwise voxel features (k, GELU) before the patch embedding
-    },
+    # model.type: vit3d (the ViT3DConfig keys) | segresenc (MONAI's SegResEncoder: the segresenc keys)
+    "model": ViT3DConfig.section_defaults(),
     "data": {
         "cache_size": 96,
         "num_workers": 1,
@@ -76,19 +73,9 @@ DEFAULTS: dict[str, Any] = {
     "mae": dict(MAE_DEFAULTS),
     "simclr": dict(SIMCLR_DEFAULTS),
     "optim": {
-        "lr": 5e-4,
-        "min_lr": 1e-6,
-        "warmup_steps": 10,
-        "weight_decay": 0.04,
-        "weight_decay_end": 0.2,
+        **SSLSchedules.section_defaults(),  # lr, min_lr, warmup_steps, weight decay, teacher temp / momentum
         "layer_decay": 0.9,
         "betas": None,  # AdamW (beta1, beta2); null = the method's reference (see adamw_betas)
-        "freeze_last_layer_steps": 0,
-        "teacher_temp": 0.07,
-        "warmup_teacher_temp": 0.04,
-        "warmup_teacher_temp_steps": 30,
-        "momentum_teacher": 0.992,
-        "momentum_teacher_end": 1.0,
     },
     "distributed": {"strategy": "ddp"},  # ddp | fsdp
 }
@@ -190,8 +177,6 @@ def max_grad_norm(cfg: Mapping[str, Any]) -> float:
 
 def _check_lists(cfg: Mapping[str, Any]) -> None:
     """Two-number keys: ``optim.betas`` in ``[0, 1)`` and ``dino.mask_ratio`` ``[lo, hi]`` in ``[0, 1]``."""
-    from fmct.ssl.masking import check_mask_params
-
     betas = (cfg.get("optim") or {}).get("betas")
     if betas is not None:
         ok = isinstance(betas, list | tuple) and len(betas) == 2
@@ -208,16 +193,22 @@ def _check_lists(cfg: Mapping[str, Any]) -> None:
 
 
 def _check_backbone(cfg: Mapping[str, Any]) -> None:
-    """``model.type`` is known and fits ``method``; the ``segresenc`` keys make a network; SimCLR has
+    """``model.type`` is known and fits ``method``; the ``model`` keys make a ViT for ``data.global_size``
+    crops; the ``segresenc`` keys make a network; SimCLR has
     negatives (``batch_size >= 2``)."""
-    from fmct.train.backbone import BACKBONE_TYPES, VIT_ONLY_METHODS
-
     method = cfg.get("method", "dino")
     kind = (cfg.get("model") or {}).get("type", "vit3d")
     if kind not in BACKBONE_TYPES:
         raise ValueError(f"config key 'model.type' must be one of {list(BACKBONE_TYPES)}, got {kind!r}")
     if kind != "vit3d" and method in VIT_ONLY_METHODS:
         raise ValueError(f"method={method} masks ViT tokens: it needs model.type=vit3d, not {kind}")
+    if (
+        kind == "vit3d"
+    ):  # the ViT's own checks (pos_embed, crops divisible by patch_size), named as config keys
+        try:
+            ViT3DConfig.from_section(cfg["model"], (cfg.get("data") or {}).get("global_size", 64))
+        except ValueError as e:
+            raise ValueError(f"config key 'model': {e}") from None
     seg = cfg.get("segresenc") or {}
     blocks = seg.get("blocks_down", [1])
     if (
@@ -245,8 +236,6 @@ def check_values(cfg: Mapping[str, Any]) -> None:
     _check_ranges(cfg)
     _check_lists(cfg)
     _check_backbone(cfg)
-    from fmct.ssl.mae import LOSS_PATCHES
-
     loss_patches = (cfg.get("mae") or {}).get("loss_patches", "all")
     if loss_patches not in LOSS_PATCHES:
         raise ValueError(
@@ -266,8 +255,6 @@ def check_values(cfg: Mapping[str, Any]) -> None:
     snap = cfg.get("snapshot_every", 0)
     if isinstance(snap, bool) or not isinstance(snap, int) or snap < 0:
         raise ValueError(f"snapshot_every must be a whole number of steps >= 0, got {snap!r}")
-    from fmct.device import resolve_device
-
     try:  # a GPU asked for on a machine without one: a clear error now, not a CUDA error mid-run
         resolve_device(cfg.get("device", "auto"))
     except ValueError as e:
@@ -276,14 +263,9 @@ def check_values(cfg: Mapping[str, Any]) -> None:
 
 def resolve_config(path: str | Path | None, overrides: Iterable[str] = ()) -> dict[str, Any]:
     """``DEFAULTS`` <- YAML file <- ``key=value`` overrides, validated."""
-    if path is not None:
-        import yaml
-
-        loaded = yaml.safe_load(Path(path).read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{path}: a config file must hold a mapping at the top level")
-        check_keys(loaded, where="")
-    cfg = load_config(path, overrides, defaults=copy.deepcopy(DEFAULTS))
+    loaded = read_yaml(path) if path is not None else {}
+    check_keys(loaded)  # the file's own keys first: a typo there is named as the file wrote it
+    cfg = apply_overrides(merge(DEFAULTS, loaded), overrides)
     check_keys(cfg)
     check_values(cfg)
     return cfg

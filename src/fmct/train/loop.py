@@ -69,19 +69,6 @@ def build_arch(cfg: dict[str, Any], in_chans: int) -> DINOMetaArch | MAEMetaArch
     return DINOMetaArch(backbone, cfg["dino"])
 
 
-def make_schedules(cfg: dict[str, Any]) -> SSLSchedules:
-    o = cfg["optim"]
-    return SSLSchedules(
-        total_steps=int(cfg["schedule_steps"] or cfg["max_steps"]),
-        lr=o["lr"], min_lr=o["min_lr"], lr_warmup_steps=o["warmup_steps"],
-        weight_decay=o["weight_decay"], weight_decay_end=o["weight_decay_end"],
-        teacher_temp=o["teacher_temp"], warmup_teacher_temp=o["warmup_teacher_temp"],
-        warmup_teacher_temp_steps=o["warmup_teacher_temp_steps"],
-        momentum_teacher=o["momentum_teacher"], momentum_teacher_end=o["momentum_teacher_end"],
-        freeze_last_layer_steps=o["freeze_last_layer_steps"],
-    )  # fmt: skip
-
-
 def _seed_all(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -376,7 +363,7 @@ class _Session:
         last_params = [p for g in groups if g["is_last_layer"] for p in g["params"]]
         precision = resolve_precision(cfg["precision"], info.device)
         s = cls(cfg, run, info, store, windows, aug, arch, fsdp, opt, last_params, start, dataset, loader, keeper,
-                make_schedules(cfg), precision)  # fmt: skip
+                SSLSchedules.from_config(cfg), precision)  # fmt: skip
         s._monitors()
         s.params = [p for p in arch.student.parameters() if p.requires_grad]
         return s

@@ -8,7 +8,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from typing import Any
 
 
@@ -35,12 +36,14 @@ def linear_warmup(step: int, start: float, end: float, warmup: int) -> float:
 
 @dataclass
 class SSLSchedules:
-    """All schedules of a pretraining run, evaluated at a step (``values(step)``)."""
+    """All schedules of a pretraining run, evaluated at a step (``values(step)``). Every field but
+    ``total_steps`` is a key of the config's ``optim`` section, with its default written here only
+    (``fmct.train.config.DEFAULTS`` takes it from :meth:`section_defaults`)."""
 
     total_steps: int
     lr: float = 5e-4
     min_lr: float = 1e-6
-    lr_warmup_steps: int = 10
+    warmup_steps: int = 10  # of the learning rate
     weight_decay: float = 0.04
     weight_decay_end: float = 0.2
     teacher_temp: float = 0.07
@@ -53,7 +56,7 @@ class SSLSchedules:
     def values(self, step: int) -> dict[str, Any]:
         """``{"lr", "wd", "teacher_temp", "momentum", "freeze_last_layer"}`` at ``step`` (0-based)."""
         return {
-            "lr": cosine_with_warmup(step, self.total_steps, self.lr, self.min_lr, self.lr_warmup_steps),
+            "lr": cosine_with_warmup(step, self.total_steps, self.lr, self.min_lr, self.warmup_steps),
             "wd": cosine_with_warmup(step, self.total_steps, self.weight_decay, self.weight_decay_end),
             "teacher_temp": linear_warmup(
                 step, self.warmup_teacher_temp, self.teacher_temp, self.warmup_teacher_temp_steps
@@ -63,3 +66,16 @@ class SSLSchedules:
             ),
             "freeze_last_layer": step < self.freeze_last_layer_steps,
         }
+
+    @classmethod
+    def section_defaults(cls) -> dict[str, Any]:
+        """The defaults of these fields in the config's ``optim`` section."""
+        return {f.name: f.default for f in fields(cls) if f.name != "total_steps"}
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> SSLSchedules:
+        """The schedules of a resolved pretraining config: its ``optim`` keys, over ``schedule_steps`` (or
+        ``max_steps`` when that is null)."""
+        optim = cfg["optim"]
+        total = int(cfg["schedule_steps"] or cfg["max_steps"])
+        return cls(total_steps=total, **{name: optim[name] for name in cls.section_defaults()})
