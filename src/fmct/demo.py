@@ -30,7 +30,21 @@ from typing import Any
 
 import pandas as pd
 
+from fmct.evaluate.embed import load_embeddings
+from fmct.evaluate.probe import fit_linear_probe, save_probe_classifier
+from fmct.evaluate.protocol import run_protocol
+from fmct.evaluate.report import write_report
+from fmct.evaluate.splits import load_splits
+from fmct.infer.saliency_eval import score_saliency
+from fmct.ingest import ingest
+from fmct.labels import FINDINGS
+from fmct.labels.table import label_matrix, read_labels
+from fmct.models.hub import load_model
 from fmct.models.readout import canonical_readout
+from fmct.preprocess import PreprocessConfig
+from fmct.train.config import resolve_config
+from fmct.train.distributed import cleanup
+from fmct.train.loop import train
 
 #: Where the repository's configs live (the demo uses configs/demo-cpu.yaml).
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
@@ -131,9 +145,6 @@ def _cohort(out: Path, cfg: DemoConfig) -> dict[str, Any]:
 
 
 def _ingest(inputs: list[Path], store: Path, cfg: DemoConfig) -> dict[str, Any]:
-    from fmct.ingest import ingest
-    from fmct.preprocess import PreprocessConfig
-
     if store.exists():
         shutil.rmtree(store)
     prep = PreprocessConfig(spacing=cfg.spacing, deface=cfg.deface)
@@ -166,7 +177,6 @@ class DemoConfigError(ValueError):
 
 def _pretrain_config(cfg: DemoConfig) -> dict[str, Any]:
     """The resolved pretraining config of the demo (``cfg.pretrain_config`` + seed + overrides)."""
-    from fmct.train.config import resolve_config
 
     try:
         return resolve_config(cfg.pretrain_config, [f"seed={cfg.seed}", *cfg.pretrain_overrides])
@@ -175,9 +185,6 @@ def _pretrain_config(cfg: DemoConfig) -> dict[str, Any]:
 
 
 def _pretrain(store: Path, run: Path, tcfg: dict[str, Any]) -> dict[str, Any]:
-    from fmct.train.distributed import cleanup
-    from fmct.train.loop import train
-
     if run.exists():
         shutil.rmtree(run)
     try:
@@ -206,8 +213,6 @@ def _scratch_spec(backbone: Path, cfg: DemoConfig) -> dict[str, Any]:
 
 
 def _evaluate(out: Path, labels: Path, store: Path, backbone: Path, cfg: DemoConfig, log) -> dict[str, Any]:
-    from fmct.evaluate.protocol import run_protocol
-
     models: dict[str, Any] = {
         "ssl": str(backbone),
         "random-init": {"model": str(backbone), "random_init": True},
@@ -237,11 +242,6 @@ def _export_models(
     """DIR/models/backbone (pretrained ViT) and DIR/models/classifier (backbone + linear probe fitted on
     the training split's labels, selected on validation)."""
 
-    from fmct.evaluate.embed import load_embeddings
-    from fmct.evaluate.probe import fit_linear_probe, save_probe_classifier
-    from fmct.evaluate.splits import load_splits
-    from fmct.labels.table import label_matrix, read_labels
-
     models = root / "models"
     models.mkdir(exist_ok=True)
     if (models / "backbone").exists():
@@ -252,7 +252,6 @@ def _export_models(
     emb = load_embeddings(report_dir / "embeddings" / "ssl.parquet", with_patch=False)
     have = set(emb.scan_ids)
     ids = {k: [s for s in sp.loc[sp["split"] == k, "scan_id"] if s in have] for k in ("train", "val")}
-    from fmct.labels import FINDINGS
 
     findings = [f for f in FINDINGS if f in df.columns]
     x = {k: emb.select(v).feature(feature) for k, v in ids.items()}
@@ -303,9 +302,6 @@ def _export_models(
 def _saliency(root: Path, cfg: DemoConfig, log: Callable[[str], None]) -> dict[str, Any]:
     """Score the demo classifier's saliency maps against the lesion masks of the first ``cfg.saliency_scans``
     ID test scans (by scan id) that have a finding; maps and montages in ``root/saliency``."""
-    from fmct.infer.saliency_eval import score_saliency
-    from fmct.labels import FINDINGS
-    from fmct.models.hub import load_model
 
     splits = pd.read_csv(root / "report" / "splits.csv")
     labels = pd.read_csv(root / "cohort" / "labels.csv").set_index("scan_id")
@@ -329,7 +325,6 @@ def _saliency(root: Path, cfg: DemoConfig, log: Callable[[str], None]) -> dict[s
 
 def _attach_saliency(report_dir: Path, saliency: dict[str, Any]) -> None:
     """Put the saliency scores into report.json / .md / .html (the evaluate stage writes them without)."""
-    from fmct.evaluate.report import write_report
 
     report = json.loads((report_dir / "report.json").read_text())
     report["saliency"] = saliency

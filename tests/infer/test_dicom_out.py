@@ -155,6 +155,7 @@ def test_saliency_maps_prefer_class_specific_methods(tmp_path):
 def test_failure_warnings_name_no_path_and_no_identifier(classifier, dicom_series, tmp_path, monkeypatch):
     """A failure quoting the series' absolute path (folder names hold patient names) and a header value
     becomes a warning with neither."""
+    import fmct.infer.dicom_out as dicom_out
     import fmct.io.dicom_source as dicom_source
     from fmct.infer.dicom_out import write_dicom_outputs
     from fmct.infer.predict import predict_paths
@@ -166,7 +167,7 @@ def test_failure_warnings_name_no_path_and_no_identifier(classifier, dicom_serie
         src = real(ref)
         raise OSError(f"cannot read {ref.files[0].resolve()} of {src.datasets[0].PatientName}")
 
-    monkeypatch.setattr(dicom_source, "read_source_series", broken)
+    monkeypatch.setattr(dicom_out, "read_source_series", broken)
     write_dicom_outputs(classifier, [str(dicom_series)], [entry], tmp_path / "d")
     (warning,) = [w for w in entry["warnings"] if w.startswith("dicom-out failed")]
     assert str(dicom_series.parent) not in warning and "DOE" not in warning

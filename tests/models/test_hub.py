@@ -109,6 +109,7 @@ def test_brain_max_pooling_needs_a_token_grid_and_a_wide_window(tiny_vit, prepro
 def test_predict_uses_preprocess_pipeline(tmp_path: Path, tiny_vit, preprocessing, monkeypatch) -> None:
     """predict(path) = preprocess(path, the model's PreprocessConfig) -> to_model_input -> probabilities (through
     fmct.preprocess.model_input.model_input_for, the path `fmct predict` takes too)."""
+    import fmct.preprocess.model_input as model_input
     import fmct.preprocess.pipeline as pipeline
     from fmct.io.volume import Volume
 
@@ -120,7 +121,7 @@ def test_predict_uses_preprocess_pipeline(tmp_path: Path, tiny_vit, preprocessin
         arr[4:16, 4:14, 3:11] = 40
         return Volume(arr, np.eye(4), {})
 
-    monkeypatch.setattr(pipeline, "preprocess", fake_preprocess)
+    monkeypatch.setattr(model_input, "preprocess", fake_preprocess)  # the one preprocess model input runs
     clf = ClassifierModel.from_backbone(tiny_vit, LABELS, preprocessing=preprocessing).eval()
     res = clf.predict("scan.nii.gz")
     assert calls["src"] == "scan.nii.gz" and isinstance(calls["cfg"], pipeline.PreprocessConfig)

@@ -11,10 +11,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fmct.device import module_device, place
+from fmct.evaluate.metrics import auroc_by_finding
+
 
 def macro_auroc(y: np.ndarray, s: np.ndarray) -> float:
     """Mean AUROC over findings with both classes among the labelled scans (NaN when none)."""
-    from fmct.evaluate.metrics import auroc_by_finding
 
     macro = auroc_by_finding(y, s, [str(j) for j in range(y.shape[1])])["macro"]
     return float("nan") if macro is None else macro
@@ -51,8 +53,6 @@ class AttentiveProbe:
         """``(n, N, D) -> (n, F)`` probabilities (computed where the module is, in fp32); NaN for n/a
         findings."""
         import torch
-
-        from fmct.device import module_device
 
         self.module.eval()  # type: ignore[attr-defined]
         dev = module_device(self.module)
@@ -93,7 +93,6 @@ def fit_attentive_probe(
     """
     import torch
 
-    from fmct.device import place
     from fmct.models.heads import AttentiveClassifier
 
     y_train = np.asarray(y_train, dtype=np.float64)

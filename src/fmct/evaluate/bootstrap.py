@@ -7,6 +7,7 @@ Using the *same* weights for two models gives a paired bootstrap of their differ
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -206,8 +207,6 @@ class _quiet:
     """Silence numpy's 'Mean of empty slice' warnings inside a block."""
 
     def __enter__(self) -> None:
-        import warnings
-
         self._cm = warnings.catch_warnings()
         self._cm.__enter__()
         warnings.simplefilter("ignore", RuntimeWarning)

@@ -22,10 +22,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import torch
+from torch.utils.data import DataLoader
 
-from fmct.device import place
-from fmct.models.readout import BRAIN_READOUTS
-from fmct.preprocess.windows import DEFAULT_WINDOWS
+from fmct.device import inference_autocast, module_device, place
+from fmct.models.hub import load_model
+from fmct.models.readout import BRAIN_READOUTS, canonical_readout
+from fmct.preprocess.brain_mask import brain_max_pool, brain_stats_pool, intracranial_mask, patch_fractions
+from fmct.preprocess.model_input import cube_hu, input_fit
+from fmct.preprocess.windows import DEFAULT_WINDOWS, apply_windows
+from fmct.progress import progress
 from fmct.store.reader import open_store
 
 
@@ -55,7 +62,6 @@ class Embeddings:
         """Probe features of a readout (:mod:`fmct.models.readout`): ``"cls"``, ``"mean_patch"``, ``"cls+mean"``
         (concatenation, ``(n, 2D)``), ``"brain_max"`` or ``"brain_stats"`` (``(n, 3D)``; both only in files
         written by ``embed_store``)."""
-        from fmct.models.readout import canonical_readout
 
         kind = canonical_readout(kind)
         if kind == "cls":
@@ -116,7 +122,6 @@ def _write_table(
     brain: dict[str, np.ndarray | None] | None = None,
 ) -> None:
     """Write the parquet table; ``brain``: the brain readout columns (``None`` entries left out)."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     def col(a: np.ndarray) -> Any:
@@ -245,12 +250,6 @@ class StoreInputs:
         return len(self.scan_ids)
 
     def __getitem__(self, i: int) -> tuple[Any, ...]:
-        import torch
-
-        from fmct.preprocess.brain_mask import intracranial_mask
-        from fmct.preprocess.model_input import cube_hu
-        from fmct.preprocess.windows import apply_windows
-
         if self._store is None:
             self._store = open_store(self.store_root)
         sid = self.scan_ids[i]
@@ -268,10 +267,6 @@ class CubeCache:
     def __init__(
         self, store: Any, scan_ids: Sequence[str], size: int, progress: Any = False, fit: str = "resize"
     ) -> None:
-        import torch
-
-        from fmct.preprocess.model_input import cube_hu
-
         st = open_store(store)
         self.scan_ids = list(scan_ids)
         cubes = []
@@ -287,7 +282,6 @@ class CubeCache:
 
     def batch(self, idx: Any, windows: Sequence[Sequence[float]]) -> Any:
         """``(B, C, S, S, S)`` float32 model inputs (torch) of rows ``idx``."""
-        from fmct.preprocess.windows import apply_windows
 
         return apply_windows(self.cubes[idx].float(), windows).transpose(0, 1).contiguous()
 
@@ -305,7 +299,6 @@ class CubeCache:
     def brain_fractions(self, grid: Sequence[int]) -> np.ndarray:
         """``(n, N)`` intracranial fraction of each patch of a ``grid`` for every cube (computed once per
         grid, then shared by every model embedded from this cache)."""
-        from fmct.preprocess.brain_mask import intracranial_mask, patch_fractions
 
         key = tuple(int(g) for g in grid)
         if key not in self._fractions:
@@ -331,7 +324,6 @@ def model_input_spec(model: Any) -> tuple[int, list[tuple[float, float]]]:
 def model_input_fit(model: Any) -> str:
     """How a scan becomes a loaded model's input cube: its ``preprocessing["input_fit"]`` (``"resize"``,
     fmct's own, or ``"pad_crop"``; :func:`fmct.preprocess.model_input.cube_hu`)."""
-    from fmct.preprocess.model_input import input_fit
 
     prep = getattr(model, "preprocessing", None)
     return input_fit(prep if isinstance(prep, dict) else None)
@@ -349,9 +341,6 @@ def embed_batch(model: Any, x: Any) -> dict[str, np.ndarray]:
 
     The batch goes to the model's device; on CUDA under bf16 autocast (:func:`fmct.device.inference_autocast`),
     on the CPU in fp32. The outputs are float32 numpy arrays either way."""
-    import torch
-
-    from fmct.device import inference_autocast, module_device
 
     dev = module_device(model)
     with torch.inference_mode(), inference_autocast(dev):
@@ -393,14 +382,11 @@ def embed_store(
     Returns:
         ``out`` as a Path. Scans already embedded in ``out`` or its parts are skipped.
     """
-    from torch.utils.data import DataLoader
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = dict(meta or {})
     if isinstance(model, str | Path):
-        from fmct.models.hub import load_model
-
         meta.setdefault("model", str(model))
         model = load_model(model)
     if not hasattr(model, "embed") and hasattr(model, "as_backbone"):
@@ -475,7 +461,6 @@ def _embedded_ids(out: Path, parts: Path) -> set[str]:
 
 def _collate(items: list[tuple[Any, ...]]) -> tuple[Any, ...]:
     """``[(scan_id, x[, brain]), ...]`` -> ``(ids, x (B, ...)[, brain (B, ...)])``."""
-    import torch
 
     columns = list(zip(*items, strict=True))
     return (list(columns[0]), *(torch.stack(c) for c in columns[1:]))
@@ -489,7 +474,6 @@ def _grid_of(model: Any) -> Callable[[Sequence[int]], Sequence[int]] | None:
 def _mask_fractions(masks: np.ndarray, grid: Sequence[int], n_patches: int) -> np.ndarray:
     """``(B, N)`` intracranial fraction of each patch from cavity masks ``(B, S, S, S)``; ``ValueError`` when
     the grid does not give the model's ``n_patches`` tokens."""
-    from fmct.preprocess.brain_mask import patch_fractions
 
     fractions = np.stack([patch_fractions(m, grid) for m in masks])
     if fractions.shape[1] != n_patches:
@@ -502,7 +486,6 @@ def _mask_fractions(masks: np.ndarray, grid: Sequence[int], n_patches: int) -> n
 def _brain_readouts(patch: np.ndarray, fractions: np.ndarray) -> dict[str, np.ndarray]:
     """The brain readouts of tokens ``(B, N, D)`` with intracranial fractions ``(B, N)``: ``brain_max``
     ``(B, D)`` and ``brain_stats`` ``(B, 3D)`` (:mod:`fmct.preprocess.brain_mask`)."""
-    from fmct.preprocess.brain_mask import brain_max_pool, brain_stats_pool
 
     return {"brain_max": brain_max_pool(patch, fractions), "brain_stats": brain_stats_pool(patch, fractions)}
 
@@ -548,7 +531,6 @@ class _progress:
 
     def __enter__(self) -> Callable[[int], None]:
         if self.how is True:
-            from fmct.progress import progress
 
             def cols() -> list[Any]:
                 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
@@ -588,7 +570,6 @@ def embed_cache(
 ) -> Embeddings:
     """Embed the scans of a :class:`CubeCache` (HU cubes already at the model's input size) on ``device``
     (see :func:`embed_store`)."""
-    import torch
 
     size, windows = model_input_spec(model)
     if cache.cubes.shape[-1] != size or cache.fit != model_input_fit(model):
@@ -626,11 +607,6 @@ def embed_cache(
 def embed_volumes(model: Any, volumes: Iterable[Any], batch_size: int = 4) -> dict[str, np.ndarray]:
     """Embed in-memory :class:`~fmct.io.volume.Volume` objects -> ``{"cls", "mean_patch", "patch"}``
     ``(n, ...)``, and ``brain_max`` / ``brain_stats`` for a backbone with a token grid (as :func:`embed_store`)."""
-    import torch
-
-    from fmct.preprocess.brain_mask import intracranial_mask
-    from fmct.preprocess.model_input import cube_hu
-    from fmct.preprocess.windows import apply_windows
 
     size, windows = model_input_spec(model)
     fit = model_input_fit(model)

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from fmct.evaluate.embed import CubeCache, Embeddings
+from fmct.preprocess.brain_mask import intracranial_mask
 
 #: 33 bin edges in HU: 32 bins of 4 HU from CSF (-24) to acute blood (104).
 HIST_EDGES = np.arange(-24.0, 105.0, 4.0)
@@ -30,7 +31,6 @@ N_FEATURES = len(HIST_EDGES) + 1
 
 def hu_histogram(hu: np.ndarray) -> np.ndarray:
     """``(X, Y, Z)`` HU cube -> ``(34,)`` float32 features (module docstring); zeros without a cavity."""
-    from fmct.preprocess.brain_mask import intracranial_mask
 
     v = np.asarray(hu)
     inside = intracranial_mask(v)

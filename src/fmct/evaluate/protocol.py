@@ -21,7 +21,10 @@ like an embedding: :mod:`fmct.evaluate.hu_histogram`), or ``{"finetune": {"model
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 import itertools
+import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -31,7 +34,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fmct import __version__
 from fmct.evaluate import bootstrap as bs
+from fmct.evaluate.attentive import fit_attentive_probe
 from fmct.evaluate.calibration import expected_calibration_error
 from fmct.evaluate.embed import (
     CubeCache,
@@ -39,8 +44,15 @@ from fmct.evaluate.embed import (
     embed_cache,
     embed_store,
     load_embeddings,
+    model_input_fit,
+    model_input_spec,
     save_embeddings,
 )
+from fmct.evaluate.hu_histogram import histogram_embeddings
+from fmct.evaluate.knn import fit_knn_probe
+from fmct.evaluate.plots import plot_curves, plot_reliability, plot_summary
+from fmct.evaluate.probe import fit_linear_probe
+from fmct.evaluate.report import write_report
 from fmct.evaluate.splits import (
     assert_patient_disjoint,
     few_shot,
@@ -58,6 +70,14 @@ from fmct.labels.table import (
 )
 from fmct.models.readout import canonical_readout
 from fmct.store.reader import open_store
+from fmct.train.finetune import (
+    FinetuneConfig,
+    build_model,
+    finetune,
+    frozen_backbone,
+    predict_cache,
+    predict_scans,
+)
 
 METHODS = ("linear", "knn", "attentive")
 TEST_SETS = {"id": "test", "ood": "ood"}
@@ -149,22 +169,16 @@ def fit_predict_probe(
     the CPU). The one probe fit of the protocol (:func:`run_protocol`) and of cross-fitting
     (:mod:`fmct.evaluate.crossfit`)."""
     if method == "linear":
-        from fmct.evaluate.probe import fit_linear_probe
-
         p = fit_linear_probe(
             emb.select(tr).feature(feature), y_tr, emb.select(va).feature(feature), y_va, findings, seed=seed
         )
         return {k: p.predict_proba(emb.select(ids).feature(feature)) for k, ids in tests.items()}
     if method == "knn":
-        from fmct.evaluate.knn import fit_knn_probe
-
         p = fit_knn_probe(
             emb.select(tr).feature(feature), y_tr, emb.select(va).feature(feature), y_va, findings
         )
         return {k: p.predict_proba(emb.select(ids).feature(feature)) for k, ids in tests.items()}
     if method == "attentive":
-        from fmct.evaluate.attentive import fit_attentive_probe
-
         if emb.patch is None:
             raise ValueError("the attentive probe needs patch tokens (embed with patch tokens kept)")
         p = fit_attentive_probe(
@@ -313,14 +327,10 @@ def _resolve_embeddings(
         raise ValueError(f"model {name!r} must be embedded but no store was given")
     model = model_src
     if random_init or isinstance(model_src, str | Path):
-        from fmct.train.finetune import frozen_backbone
-
         model = frozen_backbone(model_src, random_init, seed=cfg.split_seed)
     out = out_dir / "embeddings" / f"{name}.parquet"
     log(f"embedding {len(scan_ids)} scans with {name}")
     if cubes is not None:
-        from fmct.evaluate.embed import model_input_fit, model_input_spec
-
         emb = embed_cache(
             model,
             cubes(model_input_spec(model)[0], model_input_fit(model)),
@@ -356,7 +366,6 @@ def _histogram(
 ) -> Embeddings:
     """The intracranial HU-histogram reference (:mod:`fmct.evaluate.hu_histogram`) of every scan, from the
     shared cube cache when there is one; ``opts``: ``true`` or ``{"size": cube edge in voxels, default 64}``."""
-    from fmct.evaluate.hu_histogram import histogram_embeddings
 
     if store is None:
         raise ValueError(
@@ -455,8 +464,6 @@ def run_protocol(
         "runs": fits.runs,
     }
     if cfg.plots and write:
-        from fmct.evaluate.plots import plot_summary
-
         summary = plot_summary(report["results"], out_dir / "plots" / "summary.png")
         if summary is not None:
             report["meta"]["summary_plot"] = str(summary.relative_to(out_dir))
@@ -470,8 +477,6 @@ def run_protocol(
             report[hname] = fn(ctx)
     report["meta"]["seconds"] = round(time.time() - t0, 2)
     if write:
-        from fmct.evaluate.report import write_report
-
         save_splits(sets.splits, out_dir / "splits.csv")
         write_report(report, out_dir)
     return report
@@ -702,8 +707,6 @@ def _calibration_and_plots(
             "ece_pooled": _ece(yt.ravel(), s.ravel()),
         }
         if cfg.plots and write:
-            from fmct.evaluate.plots import plot_curves, plot_reliability
-
             stem = f"{name}_{method}_{tname}".replace("/", "_")
             title = f"{name} {method} {tname} (labels {headline}, seed {cfg.seeds[0]})"
             curves = plot_curves(yt, s, sets.findings, title, out_dir / "plots" / f"{stem}_curves.png")
@@ -718,11 +721,6 @@ def _calibration_and_plots(
 def provenance(labels: Any, store: Any) -> dict[str, Any]:
     """What made the report: fmct version, git commit of the code when it runs from a checkout, UTC date,
     SHA-256 (first 16 hex) of the labels file and of each store's manifest."""
-    import datetime
-    import hashlib
-    import subprocess
-
-    from fmct import __version__
 
     def sha(path: Path) -> str | None:
         return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else None
@@ -784,9 +782,6 @@ def _finetune_predict(
     cubes: Callable[..., CubeCache] | None = None,
     device: Any = None,
 ) -> dict[str, np.ndarray]:
-    from fmct.evaluate.embed import model_input_fit, model_input_spec
-    from fmct.train.finetune import FinetuneConfig, build_model, finetune, predict_cache, predict_scans
-
     if store is None:
         raise ValueError(f"model {name!r}: fine-tuning needs a store")
     spec = dict(spec)

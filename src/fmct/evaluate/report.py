@@ -9,6 +9,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from fmct.evaluate.report_saliency import saliency_blocks
+
 
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
@@ -218,7 +220,6 @@ def report_blocks(report: dict[str, Any]) -> list[Block]:
             blocks.append(("table", retrieval_table(report["retrieval"], meta["findings"])))
         except (AttributeError, KeyError, TypeError):  # a user hook with its own structure
             blocks.append(("pre", json.dumps(report["retrieval"], indent=1)[:4000]))
-    from fmct.evaluate.report_saliency import saliency_blocks
 
     blocks += saliency_blocks(report.get("saliency"))
     prov = provenance_lines(meta)

@@ -11,12 +11,12 @@ from typing import Any
 import numpy as np
 
 from fmct.evaluate.protocol import TEST_SETS, Context
+from fmct.infer.retrieval import retrieval_map
 from fmct.labels.table import label_matrix
 
 
 def retrieval_report(ctx: Context) -> dict[str, Any]:
     """``{model: {test_set: {"n": scans, "map": {finding: mAP | None}, "macro": mAP | None}}}``."""
-    from fmct.infer.retrieval import retrieval_map
 
     out: dict[str, Any] = {}
     for name, emb in ctx.embeddings.items():

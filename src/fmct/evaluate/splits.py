@@ -8,6 +8,7 @@ appear in two splits.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -96,7 +97,6 @@ def make_splits(
 
 def save_splits(splits: pd.DataFrame, path: str | Path) -> None:
     """Write ``scan_id, patient_id, site, split`` as CSV (atomically)."""
-    import os
 
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from fmct.infer.predict import STORE_SEP
+from fmct.io.nifti import is_nifti
 
 #: Columns of the table before the findings, and after them.
 ID_COLUMNS = ("input", "scan_id", "patient_id", "study_id", "status", "error")
@@ -41,7 +42,6 @@ def batch_inputs(spec: str | os.PathLike, name: str | None = None) -> list[str]:
     Raises:
         BatchInputError: ``spec`` does not exist, or holds / lists no input.
     """
-    from fmct.io.nifti import is_nifti
 
     path = Path(spec)
     name = name or path.name or str(path)

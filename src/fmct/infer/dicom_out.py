@@ -25,8 +25,12 @@ from typing import Any
 
 import numpy as np
 
+from fmct.fileperm import as_umask
 from fmct.infer.dicom_content import ModelFacts
-from fmct.io.dicom_source import SourceSeries
+from fmct.infer.dicom_sr import findings_sr
+from fmct.io.dicom_source import SourceSeries, read_source_series, scrub_phi, series_by_scan_id
+from fmct.io.nifti import is_nifti
+from fmct.io.sources import SourceNamer
 
 #: Saliency methods a SEG segment is taken from, in order of preference (class-specific first).
 SEG_METHODS = ("grad_rollout", "grad_x_input", "attention")
@@ -41,7 +45,6 @@ def dicom_out_problem(
     """Why ``--dicom-out`` cannot be used (an input that is a NIfTI file or a store scan, thresholds that
     are not probabilities), or ``None``. ``salt`` names inputs by a salted hash."""
     from fmct.infer.predict import STORE_SEP, input_name
-    from fmct.io.nifti import is_nifti
 
     if thresholds is not None and not isinstance(thresholds, dict):
         return (
@@ -69,7 +72,6 @@ def dicom_out_problem(
 
 def save_dataset(ds: Any, path: str | os.PathLike) -> Path:
     """Write a DICOM dataset as a Part 10 file atomically (temporary file + ``os.replace``)."""
-    from fmct.fileperm import as_umask
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -115,7 +117,6 @@ def write_series_objects(
     ``folder``; returns ``{"sr": path, "seg": path or None}`` and notes why there is no SEG in
     ``entry["warnings"]``."""
     from fmct.infer.dicom_seg import saliency_seg
-    from fmct.infer.dicom_sr import findings_sr
 
     probs = entry["probabilities"]
     sr = findings_sr(source, probs, facts, entry.get("warnings", []))
@@ -152,8 +153,6 @@ def write_dicom_outputs(
         ValueError: a threshold is not a probability.
     """
     from fmct.infer.predict import STORE_SEP
-    from fmct.io.dicom_source import read_source_series, scrub_phi, series_by_scan_id
-    from fmct.io.sources import SourceNamer
 
     facts = ModelFacts.of(model, thresholds)
     roots = [str(p) for p in inputs if not (STORE_SEP in str(p) and not Path(p).exists())]

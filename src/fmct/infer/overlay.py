@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from fmct.fileperm import as_umask
+from fmct.io.nifti import write_nifti
 
 BRAIN_WINDOW: tuple[float, float] = (40.0, 80.0)
 VIEWS: tuple[str, ...] = ("axial", "coronal", "sagittal")
@@ -183,6 +184,5 @@ def save_nifti(
     ``dtype="uint8"`` stores 8-bit values with a scale factor (nibabel picks slope/intercept): 4x smaller
     files for maps in ``[0, 1]``, read back as float by any viewer.
     """
-    from fmct.io.nifti import write_nifti
 
     return write_nifti(np.asarray(array, dtype=np.float32), affine, out, dtype=dtype, description=description)

@@ -28,7 +28,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from fmct.device import inference_autocast, module_device, place
+from fmct.io import load_volume
+from fmct.io.errors import ScanProblem
+from fmct.io.sources import SourceNamer
 from fmct.io.volume import Volume
+from fmct.preprocess.model_input import model_input_for, preprocess_config_of
 from fmct.preprocess.windows import DEFAULT_WINDOWS
 
 STORE_SEP = "::"
@@ -77,7 +82,6 @@ def probabilities(model: Any, x: torch.Tensor) -> np.ndarray:
     """``(B, C, S, S, S) -> (B, L)`` probabilities (``predict_proba`` if present, else sigmoid(logits)),
     computed where the model is: on CUDA under bf16 autocast, on the CPU in fp32
     (:func:`fmct.device.inference_autocast`)."""
-    from fmct.device import inference_autocast, module_device
 
     dev = module_device(model)
     with torch.inference_mode(), inference_autocast(dev):
@@ -98,7 +102,6 @@ def _is_store_ref(spec: str) -> bool:
 
 def input_namer(spec: str, salt: str | None = None) -> Any:
     """The :class:`fmct.io.sources.SourceNamer` of one input (its own name, or a salted hash)."""
-    from fmct.io.sources import SourceNamer
 
     root = spec.rsplit(STORE_SEP, 1)[0] if _is_store_ref(spec) else spec
     return SourceNamer([root], salt)
@@ -137,7 +140,6 @@ def read_input(spec: str, series: str = "error", namer: Any = None) -> tuple[Vol
     path = Path(spec)
     if not path.exists():
         raise FileNotFoundError(f"{namer(spec)}: no such file or folder")
-    from fmct.io import load_volume
 
     return load_volume(path, multiple=series, namer=namer), False
 
@@ -215,8 +217,6 @@ def predict_one(
     """Predict one input; never raises for a bad scan (the entry gets ``"error"``). ``"input"`` is
     :func:`input_name` (``salt``: a salted hash, and so is a NIfTI file's scan id). Saliency: see
     :func:`predict_paths`."""
-    from fmct.io.errors import ScanProblem
-    from fmct.preprocess.model_input import model_input_for, preprocess_config_of
 
     labels = list(model.labels)
     pre = model_preprocessing(model)
@@ -339,7 +339,6 @@ def predict_paths(
             moved); None: where the model is. Probabilities under bf16 autocast on CUDA, fp32 on the CPU;
             saliency in fp32.
     """
-    from fmct.device import place
 
     model = resolve_model(model)
     if hasattr(model, "eval"):

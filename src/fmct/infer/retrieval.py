@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fmct.labels import FINDINGS
+
 #: Columns never treated as embedding dimensions when the table is "wide".
 _NON_EMBEDDING = {"scan_id", "patient_id", "study_id", "site", "split", "status", "source", "view"}
 
@@ -57,8 +59,6 @@ def load_index(path: str | Path, pooling: str = "cls") -> tuple[list[str], np.nd
     elif "embedding" in df.columns:
         emb = _stack(df["embedding"])
     else:
-        from fmct.labels import FINDINGS
-
         skip = _NON_EMBEDDING | set(FINDINGS)
         cols = [
             c
@@ -136,8 +136,6 @@ def retrieval_map(embeddings: np.ndarray, labels, names: Sequence[str] | None = 
         if lab.ndim == 1:
             lab = lab[:, None]
         if names is None:
-            from fmct.labels import FINDINGS
-
             names = list(FINDINGS[: lab.shape[1]])
     emb = l2_normalize(np.asarray(embeddings))
     if emb.shape[0] != lab.shape[0]:

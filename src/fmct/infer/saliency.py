@@ -25,6 +25,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from fmct.device import module_device
+
 METHODS: tuple[str, ...] = ("attention", "grad_rollout", "grad_x_input")
 
 
@@ -153,7 +155,6 @@ def compute_saliency(
         backbone); the class-agnostic ``attention`` map is the
         same tensor under every finding. Computed where the model is, in fp32.
     """
-    from fmct.device import module_device
 
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:

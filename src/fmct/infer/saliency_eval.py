@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from fmct.infer.predict import predict_one
 from fmct.infer.saliency_metrics import POINTING_TOL_MM, summarise_scores
 
 
@@ -36,7 +37,6 @@ def score_saliency(
         ``{"scans", "tol_mm", **summarise_scores(), "per_case": [{"scan_id", "finding", "png", "scores"}]}``;
         a scan that fails or has no mask is left out (and logged).
     """
-    from fmct.infer.predict import predict_one
 
     log = log or (lambda _m: None)
     cases: list[dict[str, Any]] = []

@@ -13,6 +13,7 @@ included, since each frame keeps its own ImagePositionPatient).
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -127,7 +128,6 @@ def scrub_phi(message: str, source: SourceSeries | SeriesRef | None) -> str:
     """``message`` without the source's identifying values (names, IDs, dates, UIDs): for warnings that go
     into outputs without patient identifiers (result.json, the console). A :class:`SeriesRef` (the series
     could not be read as a source) has its first header read for the values."""
-    import re
 
     datasets: list[Any] = []
     if isinstance(source, SourceSeries):

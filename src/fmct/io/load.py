@@ -7,8 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
+from fmct.io.dicom import discover, read_series
 from fmct.io.errors import InvalidScan, ScanProblem, SkipScan
-from fmct.io.nifti import is_nifti
+from fmct.io.nifti import is_nifti, read_nifti
+from fmct.io.sources import SourceNamer
 from fmct.io.volume import Volume
 
 
@@ -44,9 +46,6 @@ def load_volume(
         InvalidScan / SkipScan: no usable series (the single series' own error if there was one series),
         several usable series with ``multiple="error"``, or an unreadable NIfTI / missing path.
     """
-    from fmct.io.dicom import discover, read_series
-    from fmct.io.nifti import read_nifti
-    from fmct.io.sources import SourceNamer
 
     p = Path(path)
     namer = namer or SourceNamer([p])

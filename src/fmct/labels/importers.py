@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from fmct.io.dicom import discover
 from fmct.io.ids import patient_id_from_dicom
 from fmct.labels import FINDINGS, ICH_SUBTYPES
 
@@ -80,8 +82,6 @@ def read_rsna(csv_path: str | Path) -> pd.DataFrame:
 
 
 def _sop_uid(path: Path) -> str | None:
-    import warnings
-
     import pydicom
 
     try:
@@ -105,7 +105,6 @@ def import_rsna(csv_path: str | Path, dicom_dir: str | Path | Sequence[str | Pat
         DataFrame ``scan_id, patient_id, study_id, <findings present>, n_slices, n_labelled_slices``.
         ``ich`` is also set when any subtype is positive.
     """
-    from fmct.io.dicom import discover
 
     per_image = read_rsna(csv_path).set_index("sop_uid")
     dirs = [dicom_dir] if isinstance(dicom_dir, str | Path) else list(dicom_dir)
@@ -179,8 +178,6 @@ def import_cq500(
         out.insert(0, "scan_id", out["name"])
         out.insert(1, "patient_id", [patient_id_from_dicom(n, fallback=n) for n in out["name"]])
         return _order_columns(out.drop(columns=["name"]))
-
-    from fmct.io.dicom import discover
 
     dirs = [dicom_dir] if isinstance(dicom_dir, str | Path) else list(dicom_dir)
     found = discover([Path(d) for d in dirs])

@@ -20,15 +20,20 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
+from fmct import __version__
 from fmct.device import place, resolve_device
 from fmct.fileperm import as_umask
+from fmct.infer.predict import probabilities
 from fmct.models.factory import architecture_of, build_backbone
 from fmct.models.heads import AttentiveClassifier, LinearClassifier
 from fmct.models.model_card import render_model_card
 from fmct.models.readout import BRAIN_READOUTS, canonical_readout, pool_tokens, readout_width
+from fmct.preprocess.brain_mask import input_patch_fractions, soft_tissue_window
+from fmct.preprocess.model_input import model_input_for
 from fmct.preprocess.windows import DEFAULT_WINDOWS
 
 CONFIG_NAME = "config.json"
@@ -39,8 +44,6 @@ KINDS = ("backbone", "classifier")
 
 
 def _version() -> str:
-    from fmct import __version__
-
     return __version__
 
 
@@ -64,7 +67,6 @@ def _brain_grid(backbone: nn.Module) -> Any:
 
 def _check_brain_readout(backbone: nn.Module, preprocessing: dict[str, Any]) -> None:
     """Raise ``ValueError`` unless a brain readout can run on this backbone and these input windows."""
-    from fmct.preprocess.brain_mask import soft_tissue_window
 
     _brain_grid(backbone)
     soft_tissue_window(preprocessing.get("windows", DEFAULT_WINDOWS))
@@ -99,8 +101,6 @@ class _ModelDirectory:
         finds the cavity in ``x`` itself."""
         fractions = None
         if canonical_readout(pooling) in BRAIN_READOUTS:
-            from fmct.preprocess.brain_mask import input_patch_fractions
-
             grid = _brain_grid(self.backbone)(x.shape)
             fractions = input_patch_fractions(x, self.preprocessing.get("windows", DEFAULT_WINDOWS), grid)
         return pool_features(out, pooling, fractions)
@@ -352,14 +352,12 @@ class ClassifierModel(_ModelDirectory, nn.Module):
 
         A tensor or array already shaped ``(C, S, S, S)`` is passed through unchanged.
         """
-        import numpy as np
 
         if isinstance(path_or_volume, torch.Tensor | np.ndarray):
             x = torch.as_tensor(path_or_volume, dtype=torch.float32)
             if x.ndim != 4:
                 raise ValueError(f"expected a (C, S, S, S) model input, got shape {tuple(x.shape)}")
             return x
-        from fmct.preprocess.model_input import model_input_for
 
         pre = {"windows": DEFAULT_WINDOWS, **self.preprocessing, "input_size": self.input_size}
         return model_input_for(path_or_volume, pre)[0]
@@ -370,7 +368,6 @@ class ClassifierModel(_ModelDirectory, nn.Module):
         ``device``: move the model there first (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``); None: run
         where it is. On CUDA under bf16 autocast, on the CPU in fp32 (as ``fmct predict``).
         """
-        from fmct.infer.predict import probabilities
 
         place(self, device)
         probs = probabilities(self, self.model_input(path_or_volume)[None])[0]

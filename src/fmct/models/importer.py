@@ -16,6 +16,11 @@ from typing import Any
 
 import torch
 
+from fmct.models.hub import file_sha256, save_pretrained
+from fmct.models.monai_net import MonaiBackbone, MonaiNetConfig
+from fmct.preprocess.model_input import input_fit
+from fmct.preprocess.pipeline import PreprocessConfig
+
 #: Batch-norm counters some exporters leave out; the network's own (zero) values are used for them.
 _OPTIONAL_SUFFIX = ".num_batches_tracked"
 #: Names shown per kind of mismatch.
@@ -139,7 +144,6 @@ def match_weights(
 def build_imported(spec: ImportSpec, weights: Path) -> tuple[Any, str]:
     """The network of ``spec`` with the file's weights, in eval mode, its token width measured; and the key
     prefix stripped from the file (``""``: none)."""
-    from fmct.models.monai_net import MonaiBackbone, MonaiNetConfig
 
     n_in = len(spec.hu_ranges)
     if "in_channels" in spec.kwargs and int(spec.kwargs["in_channels"]) != n_in:
@@ -170,9 +174,6 @@ def import_model(
         FileNotFoundError: no such weights file.
         ValueError: not safetensors, weights that do not fit the network (keys named), bad arguments.
     """
-    from fmct.models.hub import file_sha256, save_pretrained
-    from fmct.preprocess.model_input import input_fit
-    from fmct.preprocess.pipeline import PreprocessConfig
 
     weights = Path(weights)
     backbone, prefix = build_imported(spec, weights)

@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 
 from fmct.models.model_index import PIPELINE_TAGS, model_index, recorded_results
+from fmct.preprocess.windows import DEFAULT_WINDOWS
 
 INTENDED_USE = "research only, not for clinical use"
 
@@ -207,7 +208,6 @@ def _how_to_use(config: dict[str, Any]) -> list[str]:
 
 def preprocessing_lines(pre: dict[str, Any]) -> list[str]:
     """Bullets that say in words what the preprocessing dict of config.json does."""
-    from fmct.preprocess.windows import DEFAULT_WINDOWS
 
     names = {
         tuple(map(float, w)): n for n, w in zip(("brain", "subdural", "bone"), DEFAULT_WINDOWS, strict=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib
 import math
 import re
 from dataclasses import dataclass, field
@@ -99,7 +100,6 @@ def segres_encoder_config(
 
 def network_class(name: str) -> type[nn.Module]:
     """The class ``name`` of ``monai.networks.nets`` (``"module.Class"``: of that module of it)."""
-    import importlib
 
     try:
         nets = importlib.import_module("monai.networks.nets")

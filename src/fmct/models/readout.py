@@ -15,6 +15,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
+from fmct.preprocess.brain_mask import brain_max_tokens, brain_stats_tokens
+
 #: Every readout name, the default first.
 READOUTS: tuple[str, ...] = ("brain_max", "cls", "mean_patch", "cls+mean", "brain_stats")
 DEFAULT_READOUT = READOUTS[0]
@@ -39,12 +43,9 @@ def pool_tokens(out: dict[str, Any], readout: str, brain_fractions: Any = None) 
     """``forward_features`` output -> ``(B, F)`` torch features (differentiable): ``cls`` / ``mean_patch`` /
     ``brain_max`` (D), ``cls+mean`` (2D) or ``brain_stats`` (3D). The :data:`BRAIN_READOUTS` need the
     patches' ``(B, N)`` intracranial fractions (:func:`fmct.preprocess.brain_mask.input_patch_fractions`)."""
-    import torch
 
     readout = canonical_readout(readout)
     if readout in BRAIN_READOUTS:
-        from fmct.preprocess.brain_mask import brain_max_tokens, brain_stats_tokens
-
         if brain_fractions is None:
             raise ValueError(f"the {readout} readout needs the patches' intracranial fractions")
         pool = brain_max_tokens if readout == "brain_max" else brain_stats_tokens

@@ -12,6 +12,7 @@ smaller and cropped where it is larger. A model directory records it as ``prepro
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from fmct.io.volume import Volume
+from fmct.preprocess.pipeline import PreprocessConfig, preprocess
 from fmct.preprocess.windows import DEFAULT_WINDOWS, apply_windows
 
 AIR_HU = -1000.0
@@ -94,9 +96,6 @@ def to_model_input(
 def preprocess_config_of(preprocessing: dict[str, Any]) -> Any:
     """:class:`fmct.preprocess.PreprocessConfig` from a model's preprocessing dict (its other keys, such as
     ``input_size``, ignored)."""
-    import dataclasses
-
-    from fmct.preprocess.pipeline import PreprocessConfig
 
     names = {f.name for f in dataclasses.fields(PreprocessConfig)}
     return PreprocessConfig.from_dict({k: v for k, v in preprocessing.items() if k in names})
@@ -116,7 +115,6 @@ def model_input_for(
     Returns:
         ``x (C, S, S, S)``, the cube grid's affine ``(4, 4)`` and the preprocessed volume.
     """
-    from fmct.preprocess.pipeline import preprocess
 
     processed = scan if reuse else preprocess(scan, preprocess_config_of(preprocessing))
     windows = preprocessing.get("windows") or DEFAULT_WINDOWS

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from fmct.io import load_volume
+from fmct.io.errors import InvalidScan
 from fmct.io.volume import Volume
 from fmct.preprocess.windows import DEFAULT_WINDOWS
 from fmct.timing import stage
@@ -74,8 +76,6 @@ class PreprocessConfig:
 
 
 def _load(path: str | os.PathLike) -> Volume:
-    from fmct.io import load_volume  # the io area's entry point (NIfTI file or DICOM series folder)
-
     return load_volume(path)
 
 
@@ -113,8 +113,6 @@ def preprocess(path_or_volume: str | os.PathLike | Volume, cfg: PreprocessConfig
     vol = path_or_volume if isinstance(path_or_volume, Volume) else _load(path_or_volume)
     with stage("hu check"):
         if np.asarray(vol.array).dtype.kind in "fc" and not np.isfinite(vol.array).all():
-            from fmct.io.errors import InvalidScan
-
             raise InvalidScan("volume contains NaN/Inf voxel values")
         check_looks_like_hu(vol.array)
     record: dict[str, Any] = {

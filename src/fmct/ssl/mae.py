@@ -16,6 +16,7 @@ from torch import nn
 from fmct.models.layers import Block
 from fmct.models.pos_embed import resize_pos_embed, sincos_3d
 from fmct.models.vit3d import ViT3D
+from fmct.preprocess.brain_mask import SOFT_TISSUE_HU, hu_from_channels
 from fmct.ssl.masking import random_masking
 
 MAE_DEFAULTS: dict[str, Any] = {
@@ -50,7 +51,6 @@ def soft_tissue_patches(
     blood), read back from the widest window. With 8³ patches of ~4 mm voxels these are the patches inside
     the cranial cavity (plus thick soft tissue such as the neck): skull, air and the head's edge are out.
     A fast, torch-only stand-in for the connected-component cavity of ``brain_max`` (20 ms per cube there)."""
-    from fmct.preprocess.brain_mask import SOFT_TISSUE_HU, hu_from_channels
 
     hu = hu_from_channels(x, windows)
     soft = ((hu > SOFT_TISSUE_HU[0]) & (hu < SOFT_TISSUE_HU[1])).float()[:, None]

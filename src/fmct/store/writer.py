@@ -16,6 +16,7 @@ place with ``os.replace``, so a killed process leaves either the old file, the n
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import uuid
@@ -105,7 +106,6 @@ def save_npy(f, arr: np.ndarray) -> tuple[int, int]:
     """Write C-contiguous ``arr`` to the real file ``f`` as ``.npy`` (the bytes ``np.save`` writes) and
     return ``(bytes written, zlib CRC-32 of them)``. The CRC is taken over the array in memory (about
     +5 ms on a 17 MB scan against ~15-20 ms for the write + fsync; benchmarks/store_checksum.py)."""
-    import io
 
     header = io.BytesIO()
     np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(arr))

@@ -28,6 +28,7 @@ import numpy as np
 from fmct.io.ids import patient_id_from_dicom, scan_id_from_nifti, scan_id_from_series_uid
 from fmct.io.nifti import write_nifti
 from fmct.labels import FINDINGS
+from fmct.progress import progress as make_progress
 from fmct.synth.dicom_writer import synth_patient_id, synth_uids, write_dicom_series
 from fmct.synth.scan import DEFAULT_SIZE, SynthScan, synth_scan
 from fmct.synth.sites import get_site
@@ -117,7 +118,6 @@ def generate_cohort(
         for i in range(start, start + n)
     ]
     rows: list[dict | None] = [None] * n
-    from fmct.progress import progress as make_progress
 
     def cols() -> list:
         from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn

@@ -12,6 +12,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from fmct.device import resolve_device
+
 
 @dataclass
 class DistInfo:
@@ -35,7 +37,6 @@ def init_distributed(device: str = "auto") -> DistInfo:
     ``device``: see :func:`fmct.device.resolve_device` (``auto`` and ``cuda`` pick the GPU of ``LOCAL_RANK``);
     a GPU asked for but not there raises :class:`fmct.device.DeviceUnavailable`.
     """
-    from fmct.device import resolve_device
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))

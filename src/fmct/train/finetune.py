@@ -21,10 +21,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
 from fmct.device import module_device, place
 from fmct.evaluate.attentive import macro_auroc, masked_bce, pos_weight
-from fmct.evaluate.embed import CubeCache, _progress, model_input_fit, model_input_spec
+from fmct.evaluate.embed import CubeCache, StoreInputs, _progress, model_input_fit, model_input_spec
+from fmct.models.factory import build_backbone
+from fmct.models.hub import BackboneModel, ClassifierModel, load_model
+from fmct.models.vit3d import vit3d_config_from_preset
 from fmct.preprocess.windows import DEFAULT_WINDOWS
 
 #: LoRA targets: the ViT's attention and MLP linear layers (never the patch-embedding conv or heads)
@@ -90,8 +94,6 @@ def build_model(
             when ``model`` is None.
         preprocessing: the preprocessing dict (store's config); ``input_size`` is added.
     """
-    from fmct.models.factory import build_backbone
-    from fmct.models.hub import BackboneModel, ClassifierModel, load_model
 
     if model is not None:
         if isinstance(model, str | Path):
@@ -109,8 +111,6 @@ def build_model(
         elif arch in ("resnet3d", "resnet"):
             arch_d = {"type": "resnet3d"}
         else:
-            from fmct.models.vit3d import vit3d_config_from_preset
-
             arch_d = vit3d_config_from_preset(str(arch), img_size=input_size).to_dict()
         prep = dict(preprocessing or {"windows": [list(w) for w in DEFAULT_WINDOWS]})
         prep["input_size"] = int(input_size)
@@ -386,9 +386,6 @@ def predict_scans(
 ) -> np.ndarray:
     """``(n, L)`` sigmoid probabilities of a classifier for scans of a store (store order kept), computed
     where the model is (fp32)."""
-    from torch.utils.data import DataLoader
-
-    from fmct.evaluate.embed import StoreInputs
 
     size, windows = model_input_spec(model)
     model.eval()

@@ -19,9 +19,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
+import torch.distributed as dist
+import yaml
 
+from fmct.config import save_config
+from fmct.labels import FINDINGS
+from fmct.models.hub import save_pretrained
+from fmct.preprocess.brain_mask import brain_max_tokens, input_patch_fractions
+from fmct.preprocess.model_input import to_model_input
 from fmct.preprocess.windows import DEFAULT_WINDOWS
+from fmct.progress import progress
 from fmct.ssl.augment import AugmentConfig
 from fmct.ssl.data import SSLDataset, augment_batch, make_loader, sample_seed
 from fmct.ssl.mae import MAEMetaArch
@@ -31,6 +40,7 @@ from fmct.store.reader import open_store
 from fmct.train import monitors
 from fmct.train.backbone import backbone_from_config
 from fmct.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from fmct.train.config import adamw_betas, check_keys, check_values, max_grad_norm
 from fmct.train.distributed import DistInfo, all_reduce_mean, cleanup, init_distributed, wrap_student
 from fmct.train.keeper import ModelKeeper
 from fmct.train.optim import apply_schedules, build_optimizer, param_groups
@@ -104,7 +114,6 @@ def save_backbone(
 ) -> Path:
     """Write ``backbone`` (a ViT3D or a MONAI CNN) to ``out`` as a model directory with the store's
     preprocessing."""
-    from fmct.models.hub import save_pretrained
 
     pp = dict(store.preprocess_config or {})
     pp["windows"] = windows
@@ -134,10 +143,6 @@ class KnnMonitor:
     ``fmct embed`` readout that ignores scalp, skull and head pose; docs/results.md "Reading the brain")."""
 
     def __init__(self, store: Any, labels_csv: str, size: int, windows: Any, max_scans: int) -> None:
-        import pandas as pd
-
-        from fmct.labels import FINDINGS
-
         df = pd.read_csv(labels_csv)
         df["scan_id"] = df["scan_id"].astype(str)
         ids = set(store.scan_ids)
@@ -151,9 +156,6 @@ class KnnMonitor:
         self._fractions: torch.Tensor | None = None
 
     def __call__(self, backbone: torch.nn.Module, device: torch.device) -> dict[str, float]:
-        from fmct.preprocess.brain_mask import brain_max_tokens, input_patch_fractions
-        from fmct.preprocess.model_input import to_model_input
-
         if len(self.ids) < 4:
             return {}
         if self._x is None:
@@ -181,7 +183,6 @@ class KnnMonitor:
 def _progress(enabled: bool, total: int, start: int, every_n: int = 0):
     """The pretraining progress: a rich bar on a terminal; in a log, a plain line every ``every_n`` steps
     (``log_every``), or every 30 s when it is 0."""
-    from fmct.progress import progress
 
     def columns() -> list[Any]:
         from rich.progress import BarColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -210,7 +211,6 @@ def train(
     Raises:
         NonFiniteLoss: on NaN/Inf loss or gradients (after writing nothing for that step).
     """
-    from fmct.train.config import check_values
 
     check_values(cfg)
     s = _Session.open(cfg, data_root, Path(run_dir), resume, info or init_distributed(cfg["device"]))
@@ -308,9 +308,6 @@ class _Session:
     def open(
         cls, cfg: dict[str, Any], data_root: str | Path, run: Path, resume: bool, info: DistInfo
     ) -> _Session:
-        from fmct.config import save_config
-        from fmct.train.config import adamw_betas
-
         _seed_all(int(cfg["seed"]))
         store = open_store(data_root)
         windows = store_windows(store, cfg)
@@ -386,7 +383,6 @@ class _Session:
         Raises:
             NonFiniteLoss: NaN/Inf loss or gradient on any rank (before the optimiser steps).
         """
-        from fmct.train.config import max_grad_norm
 
         cfg, info = self.cfg, self.info
         if cfg["data"]["augment_on"] == "device":
@@ -519,7 +515,6 @@ def load_optimizer_state(arch: Any, opt: Any, state: dict[str, Any], fsdp: bool)
 
 def _rank_checks(arch: Any, info: DistInfo) -> list[list[float]]:
     """Per-rank checksum ``[sum, sum of squares]`` (float64) of the exported model's weights."""
-    import torch.distributed as dist
 
     ps = [p.detach().double() for p in arch.export_backbone().parameters()]
     mine = torch.tensor(
@@ -534,9 +529,6 @@ def _rank_checks(arch: Any, info: DistInfo) -> list[list[float]]:
 
 def export_run(run_dir: str | Path, data_root: str | Path | None = None) -> Path:
     """Export ``RUN/model`` from ``RUN/checkpoint.pt`` (uses the store recorded in ``RUN/run.json``)."""
-    import yaml
-
-    from fmct.train.config import check_keys
 
     run = Path(run_dir)
     cfg = yaml.safe_load((run / "config.yaml").read_text())
