@@ -46,7 +46,7 @@ def build_data(work: Path, args: argparse.Namespace) -> tuple[Path, Path, Path]:
     """Synthesise and ingest: returns (pool store, labelled store, labels.csv)."""
     import pandas as pd
 
-    from fmct.ingest import ingest
+    from fmct.ingest import run_ingest as ingest
     from fmct.preprocess import PreprocessConfig
     from fmct.synth import generate_cohort
 

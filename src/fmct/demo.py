@@ -36,7 +36,7 @@ from fmct.evaluate.protocol import run_protocol
 from fmct.evaluate.report import write_report
 from fmct.evaluate.splits import load_splits
 from fmct.infer.saliency_eval import score_saliency
-from fmct.ingest import ingest
+from fmct.ingest import run_ingest as ingest
 from fmct.labels import FINDINGS
 from fmct.labels.table import label_matrix, read_labels
 from fmct.models.hub import load_model

@@ -144,7 +144,7 @@ def test_predict_cli(model_dir, nifti_scan, tmp_path):
 
 def test_predict_store_scan_matches_file(model_dir, nifti_scan, tmp_path):
     """STORE::scan_id gives the probabilities of the same scan read from its file (already preprocessed)."""
-    from fmct.ingest import ingest
+    from fmct.ingest import run_ingest as ingest
     from fmct.store import ScanStore
 
     ingest([str(nifti_scan)], tmp_path / "store")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import fmct
 import fmct.api.ingestion
 import fmct.ingest.plan
-from fmct.ingest.pipeline import ingest as pipeline_ingest
+from fmct.ingest.pipeline import run_ingest
 from fmct.ingest.summary import IngestSummary
 
 
@@ -18,5 +18,5 @@ def test_calling_the_package_runs_the_api(monkeypatch) -> None:
 
 def test_the_package_holds_the_pipeline() -> None:
     assert fmct.ingest.plan.parse_shard("2/3") == (2, 3)
-    assert fmct.ingest.ingest is pipeline_ingest and fmct.ingest.IngestSummary is IngestSummary
+    assert fmct.ingest.run_ingest is run_ingest and fmct.ingest.IngestSummary is IngestSummary
     assert fmct.api.IngestSummary is IngestSummary

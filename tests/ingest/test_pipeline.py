@@ -3,7 +3,7 @@ import os
 import numpy as np
 import pytest
 
-from fmct.ingest import ingest
+from fmct.ingest import run_ingest as ingest
 from fmct.ingest.plan import in_shard, parse_shard
 from fmct.preprocess import PreprocessConfig
 from fmct.store import ScanStore

@@ -7,7 +7,7 @@ import pydicom
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
-from fmct.ingest import ingest
+from fmct.ingest import run_ingest as ingest
 from fmct.store import ScanStore
 
 MARKER_LPS = np.array([6.0, -8.0, 4.0])  # patient (LPS) mm

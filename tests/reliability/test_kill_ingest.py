@@ -12,7 +12,7 @@ from reliakit import group_alive, kill_group, start_cli, wait_until, write_heads
 from typer.testing import CliRunner
 
 from fmct.cli import app
-from fmct.ingest import ingest as run_ingest
+from fmct.ingest import run_ingest
 from fmct.store import ScanStore
 
 N_SCANS = 12

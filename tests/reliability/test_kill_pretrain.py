@@ -19,7 +19,7 @@ from reliakit import TINY_PRETRAIN, group_alive, kill_group, start_cli, wait_unt
 from typer.testing import CliRunner
 
 from fmct.cli import app
-from fmct.ingest import ingest as run_ingest
+from fmct.ingest import run_ingest
 from fmct.train import checkpoint as ckmod
 from fmct.train.config import resolve_config
 from fmct.train.loop import train

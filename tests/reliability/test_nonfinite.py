@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 import fmct
 from fmct.cli import app
-from fmct.ingest import ingest as run_ingest
+from fmct.ingest import run_ingest
 from fmct.io.errors import InvalidScan
 from fmct.io.volume import Volume
 from fmct.ssl.meta_arch import DINOMetaArch

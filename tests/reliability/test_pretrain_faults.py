@@ -11,7 +11,7 @@ from reliakit import TINY_PRETRAIN, write_heads
 from typer.testing import CliRunner
 
 from fmct.cli import app
-from fmct.ingest import ingest
+from fmct.ingest import run_ingest as ingest
 from fmct.train import checkpoint
 
 

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from fmct.ingest import ingest
+from fmct.ingest import run_ingest as ingest
 from fmct.store import ScanStore, StoreReadError
 from fmct.store.writer import file_crc32, npy_size_problem, scan_paths
 

@@ -10,7 +10,7 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from fmct.cli import app
-from fmct.ingest import ingest
+from fmct.ingest import run_ingest as ingest
 from fmct.store import ScanStore
 
 

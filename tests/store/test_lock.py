@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from fmct.ingest import ingest
+from fmct.ingest import run_ingest as ingest
 from fmct.store.lock import LOCK, StoreBusy, StoreLock
 
 

@@ -57,7 +57,7 @@ def ingest(
         fmct.store.lock.StoreBusy: another ingest writes this store.  fmct.diskspace.NoSpaceError: disk full
             (what was stored is kept; a re-run resumes).
     """
-    from fmct.ingest.pipeline import ingest as run_ingest
+    from fmct.ingest.pipeline import run_ingest
     from fmct.preprocess import PreprocessConfig
 
     paths = [Path(inputs)] if isinstance(inputs, str | os.PathLike) else [Path(p) for p in inputs]

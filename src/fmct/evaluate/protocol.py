@@ -79,7 +79,7 @@ from fmct.train.finetune import (
     predict_scans,
 )
 
-METHODS = ("linear", "knn", "attentive")
+PROBE_METHODS = ("linear", "knn", "attentive")
 TEST_SETS = {"id": "test", "ood": "ood"}
 
 
@@ -113,9 +113,9 @@ class ProtocolConfig:
         if unknown:
             raise ValueError(f"unknown protocol setting(s) {unknown}; known: {sorted(names)}")
         cfg = cls(**dict(d))
-        bad = sorted(set(cfg.methods) - set(METHODS))
+        bad = sorted(set(cfg.methods) - set(PROBE_METHODS))
         if bad:
-            raise ValueError(f"unknown probe method(s) {bad}; choose from {METHODS}")
+            raise ValueError(f"unknown probe method(s) {bad}; choose from {PROBE_METHODS}")
         cfg.feature = canonical_readout(cfg.feature)  # an unknown readout fails here, before any embedding
         return cfg
 

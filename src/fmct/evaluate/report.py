@@ -140,7 +140,7 @@ def markdown_sections(report: dict[str, Any]) -> list[tuple[str, list[str], list
 
 #: A report block: ("h1" | "h2" | "h3" | "p", text), ("ul", [items]), ("table", (header, rows)),
 #: ("figure", (path, alt text)) or ("pre", text). Markdown and HTML render the same blocks.
-Block = tuple[str, Any]
+ReportBlock = tuple[str, Any]
 
 
 def _intro(report: dict[str, Any]) -> str:
@@ -192,10 +192,10 @@ def provenance_lines(meta: dict[str, Any]) -> list[str]:
     ]
 
 
-def report_blocks(report: dict[str, Any]) -> list[Block]:
+def report_blocks(report: dict[str, Any]) -> list[ReportBlock]:
     """Every block of the report, in order (the one source of ``report.md`` and ``report.html``)."""
     meta = report["meta"]
-    blocks: list[Block] = [("h1", "fmct evaluation report"), ("p", _intro(report))]
+    blocks: list[ReportBlock] = [("h1", "fmct evaluation report"), ("p", _intro(report))]
     lines = verdict(report)
     if lines:
         blocks += [

@@ -36,7 +36,7 @@ def saliency_rows(sal: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 
 def saliency_blocks(sal: dict[str, Any] | None) -> list[tuple[str, Any]]:
-    """Report blocks (see :data:`fmct.evaluate.report.Block`) of the saliency section; none without cases."""
+    """Report blocks (see :data:`fmct.evaluate.report.ReportBlock`) of the saliency section; none without cases."""
     if not sal or not sal.get("cases"):
         return []
     selection = f" ({sal['selection']})" if sal.get("selection") else ""

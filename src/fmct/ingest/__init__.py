@@ -2,7 +2,7 @@
 
 - :mod:`~fmct.ingest.plan` — the work: one item per DICOM series / NIfTI file (headers only), shards ``K/N``.
 - :mod:`~fmct.ingest.worker` — one item read, preprocessed and stored; the crash-tolerant process pool.
-- :mod:`~fmct.ingest.pipeline` — :func:`ingest`: lock, resume, plan, process, rebuild the manifest.
+- :mod:`~fmct.ingest.pipeline` — :func:`run_ingest`: lock, resume, plan, process, rebuild the manifest.
 - :mod:`~fmct.ingest.summary` — :class:`IngestSummary`, the counts of one run.
 
 Calling the package, ``fmct.ingest(inputs, out, ...)``, runs :func:`fmct.api.ingestion.ingest` (options checked,
@@ -13,10 +13,10 @@ from importlib import import_module
 from types import ModuleType
 from typing import Any
 
-__all__ = ["IngestSummary", "ingest", "parse_shard"]
+__all__ = ["IngestSummary", "parse_shard", "run_ingest"]
 _LAZY = {
     "IngestSummary": "fmct.ingest.summary",
-    "ingest": "fmct.ingest.pipeline",
+    "run_ingest": "fmct.ingest.pipeline",
     "parse_shard": "fmct.ingest.plan",
 }
 

@@ -48,7 +48,7 @@ def remove_partial_writes(root: Path, shard: tuple[int, int] | None = None) -> i
     return removed
 
 
-def ingest(
+def run_ingest(
     inputs: Sequence[str | os.PathLike],
     out: str | os.PathLike,
     cfg=None,
@@ -104,7 +104,7 @@ def _ingest_locked(
     summary: IngestSummary,
     naming: dict[str, bool],
 ) -> None:
-    """The body of :func:`ingest`, run while holding the store's (shard's) write lock. ``naming``: its
+    """The body of :func:`run_ingest`, run while holding the store's (shard's) write lock. ``naming``: its
     ``series_description`` and ``hash_sources`` arguments."""
     write_store_info(root, cfg_dict)
     series_description = naming["series_description"]

@@ -8,6 +8,9 @@ from typing import Any
 
 import numpy as np
 
+#: Air in Hounsfield units: what padding, resampling outside the scan and removed voxels are filled with.
+AIR_HU = -1000.0
+
 
 @dataclass
 class Volume:

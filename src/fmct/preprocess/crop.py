@@ -11,9 +11,7 @@ import numpy as np
 from scipy import ndimage
 
 from fmct.io.errors import SkipScan
-from fmct.io.volume import Volume
-
-AIR_HU = -1000.0
+from fmct.io.volume import AIR_HU, Volume
 
 
 def _coarse_stride(spacing: tuple[float, float, float], target_mm: float = 2.0) -> tuple[int, int, int]:

@@ -18,9 +18,7 @@ import numpy as np
 from scipy import ndimage
 
 from fmct.io.errors import InvalidScan
-from fmct.io.volume import Volume
-
-AIR_HU = -1000.0
+from fmct.io.volume import AIR_HU, Volume
 
 
 def _fill_axial(mask: np.ndarray) -> np.ndarray:

@@ -27,10 +27,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fmct.io.volume import Volume
+from fmct.io.volume import AIR_HU, Volume
 from fmct.preprocess.interp import interp_axis, interp_plane, plane_weights
 
-AIR_HU = -1000.0
 #: Output voxels per ``map_coordinates`` call on the general oblique path (bounds the coordinate arrays).
 _SLAB_VOXELS = 2_000_000
 #: Floats of the 1D-pass rows held at once on the tilted path (chunks of output columns).

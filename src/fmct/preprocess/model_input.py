@@ -20,11 +20,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fmct.io.volume import Volume
+from fmct.io.volume import AIR_HU, Volume
 from fmct.preprocess.pipeline import PreprocessConfig, preprocess
 from fmct.preprocess.windows import DEFAULT_WINDOWS, apply_windows
 
-AIR_HU = -1000.0
 #: Values of ``fit`` / ``preprocessing["input_fit"]`` (see the module docstring); the first is the default.
 INPUT_FITS = ("resize", "pad_crop")
 

@@ -18,9 +18,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from fmct.io.volume import AIR_HU
 from fmct.preprocess.windows import DEFAULT_WINDOWS
-
-AIR_HU = -1000.0
 
 
 @dataclass

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
+from fmct.io.dicom_geometry import LPS_TO_RAS
 from fmct.synth.anatomy import Grid, bounding_box
 from fmct.synth.sites import Site
 
-LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 HU_MIN, HU_MAX = -1024.0, 3071.0
 
 

@@ -82,7 +82,7 @@ DEFAULTS: dict[str, Any] = {
 
 
 #: Values of ``method``.
-METHODS = ("dino", "mae", "simclr")
+SSL_METHODS = ("dino", "mae", "simclr")
 
 
 def check_keys(cfg: Mapping[str, Any], ref: Mapping[str, Any] = DEFAULTS, where: str = "") -> None:
@@ -94,8 +94,8 @@ def check_keys(cfg: Mapping[str, Any], ref: Mapping[str, Any] = DEFAULTS, where:
             if not isinstance(v, Mapping):
                 raise ValueError(f"config key {where + k!r} must be a section (mapping)")
             check_keys(v, ref[k], f"{where}{k}.")
-    if cfg.get("method", "dino") not in METHODS and not where:
-        raise ValueError(f"method must be one of {list(METHODS)}, got {cfg.get('method')!r}")
+    if cfg.get("method", "dino") not in SSL_METHODS and not where:
+        raise ValueError(f"method must be one of {list(SSL_METHODS)}, got {cfg.get('method')!r}")
 
 
 #: Monitor keys ``best_by`` may name (higher is better); both come from the kNN monitor (``labels=``).
