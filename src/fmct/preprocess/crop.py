@@ -14,8 +14,8 @@ from fmct.io.errors import SkipScan
 from fmct.io.volume import Volume
 
 AIR_HU = -1000.0
-#: Voxels per slab when copying the crop out (bounds temporaries; blocks a transposed read).
-_COPY_SLAB = 262_144
+#: Voxels per block when copying the crop out (bounds temporaries; blocks a transposed read).
+_COPY_BLOCK = 65_536
 
 
 def _coarse_stride(spacing: tuple[float, float, float], target_mm: float = 2.0) -> tuple[int, int, int]:
@@ -83,20 +83,24 @@ def crop_view(volume: Volume, box: list[list[int]]) -> Volume:
 
 
 def _copy_c(src: np.ndarray, to_int16: bool) -> np.ndarray:
-    """C-ordered copy of ``src`` (any layout), float32, or (``to_int16``) rounded to nearest and saturated
-    to int16 (``np.rint`` then clip, as :func:`fmct.preprocess.pipeline.preprocess` stores). Copied in slabs
-    of the first axis, so a transposed source is read in cache-sized blocks and temporaries stay small."""
+    """C-ordered copy of ``src`` (``(X, Y, Z)``, any layout), float32, or (``to_int16``) rounded to nearest and
+    saturated to int16 (``np.rint`` then clip, as :func:`fmct.preprocess.pipeline.preprocess` stores).
+    Copied in blocks of ``16 x n x Z`` voxels, so a transposed source is read a cache line at a time and
+    temporaries stay in the CPU cache."""
     out = np.empty(src.shape, dtype=np.int16 if to_int16 else np.float32)
-    plane = max(int(np.prod(src.shape[1:])), 1)
-    slab = max(1, _COPY_SLAB // plane)
-    for x0 in range(0, src.shape[0], slab):
-        part = src[x0 : x0 + slab]
-        if to_int16:
-            tmp = np.rint(part, dtype=np.float32) if part.dtype.kind != "f" else np.rint(part)
-            np.clip(tmp, -32768, 32767, out=tmp)
-            out[x0 : x0 + slab] = tmp
-        else:
-            out[x0 : x0 + slab] = part
+    bx = 16
+    by = max(1, _COPY_BLOCK // max(bx * src.shape[2], 1))
+    ftype = src.dtype if src.dtype.kind == "f" else np.dtype(np.float32)
+    block = np.empty((bx, by, src.shape[2]), dtype=ftype)  # C-ordered: the transposing read lands here
+    for x0 in range(0, src.shape[0], bx):
+        for y0 in range(0, src.shape[1], by):
+            part = src[x0 : x0 + bx, y0 : y0 + by]
+            if to_int16:
+                tmp = block[: part.shape[0], : part.shape[1]]
+                np.rint(part, out=tmp)
+                np.clip(tmp, -32768, 32767, out=tmp)
+                part = tmp
+            out[x0 : x0 + bx, y0 : y0 + by] = part
     return out
 
 

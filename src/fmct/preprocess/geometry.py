@@ -35,7 +35,7 @@ AIR_HU = -1000.0
 _SLAB_VOXELS = 2_000_000
 #: Floats of the 1D-pass rows held at once on the tilted path (chunks of output columns).
 _ROWS_BUDGET = 4_000_000
-#: Source voxels per slab of the axis-aligned passes (temporaries stay in the CPU cache: ~2x faster).
+#: Source voxels per slab of the 1D passes (temporaries stay in the CPU cache: ~2x faster than 4M).
 _SLAB_BUDGET = 250_000
 
 
