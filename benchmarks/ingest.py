@@ -334,6 +334,7 @@ def main() -> None:
         print(json.dumps(fn(args.dir, args.repeats)))
         return
     results, notes = {}, []
+    load_start = [round(v, 2) for v in os.getloadavg()]
     with tempfile.TemporaryDirectory(prefix="fmct-bench-ingest-") as tmp:
         for name, tilt in (("generated_axial", 0.0), ("generated_tilted_20deg", 20.0)):
             folder = Path(tmp) / name
@@ -358,6 +359,12 @@ def main() -> None:
         "baseline": str(args.baseline_src) if args.baseline_src else None,
         "generated": {"size": args.size, "slices": args.slices, "spacing_mm": [0.45, 0.45, 1.0]},
         "repeats": args.repeats,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "load_average_1_5_15_min": {"start": load_start, "end": [round(v, 2) for v in os.getloadavg()]},
+            "note": "a shared machine: other work ran alongside; each ratio pairs fmct and dcm2niix on the "
+            "same series minutes apart, so load shifts both",
+        },
         "goals": GOALS,
         "headline": _headline(results),
         "series": results,

@@ -126,7 +126,7 @@ def resolve(
     for key, value in given.items():
         if value is None:
             continue
-        if key in ("fractions", "seeds", "methods", "n_boot", "feature"):
+        if key in ("fractions", "seeds", "methods", "n_boot", "feature", "device"):
             proto[key] = value
         elif key == "models":  # added to the config's models (a path: one model named after its folder)
             named = value if isinstance(value, Mapping) else {Path(value).name: str(value)}
@@ -142,6 +142,16 @@ def resolve(
     return cfg
 
 
+def _resolved_device(spec: str | None) -> str:
+    """``"auto"`` (None) / ``"cpu"`` / ``"cuda[:N]"`` -> the device networks will run on (``"cpu"``, ``"cuda:0"``)."""
+    from fmct.device import resolve_device
+
+    try:
+        return str(resolve_device(spec or "auto"))
+    except ValueError as e:  # a GPU asked for that this machine does not have, or an unknown name
+        raise UsageError(f"device: {e}", param="device") from None
+
+
 def evaluate(
     models: Mapping[str, Any] | str | Path | None = None,
     labels: str | Path | pd.DataFrame | None = None,
@@ -155,6 +165,7 @@ def evaluate(
     methods: str | Sequence[str] | None = None,
     n_boot: int | None = None,
     feature: str | None = None,
+    device: str | None = None,
     overrides: Sequence[str] = (),
     log: Callable[[str], None] | bool = True,
 ) -> EvaluationReport:
@@ -172,13 +183,15 @@ def evaluate(
         fractions / seeds (a count or a list) / methods (``linear``, ``knn``, ``attentive``) / n_boot /
             feature (``brain_max`` by default, ``brain_stats``, ``cls``, ``mean_patch``, ``cls+mean``): protocol
             settings.
+        device: where networks run (embedding, attentive probes, fine-tuning): ``"auto"`` (the GPU when one
+            is visible), ``"cpu"``, ``"cuda[:N]"``; default: ``protocol.device`` of the config, else auto.
         log: True prints progress lines to stderr, a callable receives them, False is quiet.
 
     Returns:
         :class:`EvaluationReport` (``.results`` DataFrame, ``.per_finding()``, ``.comparisons``, ``.html``).
 
     Raises:
-        UsageError: no model or no labels.  FileNotFoundError: a store or file that is not there.
+        UsageError: no model or no labels, a device this machine does not have.  FileNotFoundError: a store or file that is not there.
         ValueError: unknown protocol settings, labels or embeddings that cannot be used.
     """
     from fmct.evaluate.protocol import ProtocolConfig, run_protocol
@@ -196,7 +209,9 @@ def evaluate(
         methods=methods,
         n_boot=n_boot,
         feature=feature,
+        device=device,
     )
+    cfg["protocol"]["device"] = _resolved_device(cfg["protocol"].get("device"))
     if not cfg["models"]:
         raise UsageError(
             "no model to evaluate: give models (--model NAME=PATH) or a models: section in the config"

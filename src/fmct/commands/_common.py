@@ -82,8 +82,9 @@ def seeds_option(seeds: str) -> list[int]:
 
 
 def run_or_fail(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Call ``fn``; turn expected input errors into one-line messages: a missing file exits 2 (usage), a file
-    whose content cannot be used exits 1 (data)."""
+    """Call ``fn`` (an :mod:`fmct.api` function, mostly); turn expected input errors into one-line messages: a
+    missing file or arguments that do not fit exit 2 (usage; an argument the API names is written as its
+    option: ``series`` -> ``--series``), a file whose content cannot be used exits 1 (data)."""
     from fmct.api.errors import UsageError
     from fmct.store.reader import StoreReadError
 
@@ -91,24 +92,12 @@ def run_or_fail(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return fn(*args, **kwargs)
     except StoreReadError as e:  # a damaged scan file (possibly re-raised from a DataLoader worker)
         fail(e.one_line())
-    except (FileNotFoundError, UsageError) as e:  # a path that is not there, options that do not fit
+    except UsageError as e:  # options that do not fit
+        usage(e.cli_message())
+    except FileNotFoundError as e:  # a path that is not there
         usage(str(e).strip("'\""))
     except (ValueError, KeyError) as e:
         fail(str(e).strip("'\""))
-
-
-def load_classifier(model: Any, command: str, hint: str) -> Any:
-    """Load a classifier model directory for ``fmct <command>``, or exit 2 with a one-line reason
-    (missing/unreadable/pickled directory, or a backbone without a head: ``hint`` says what to do)."""
-    from fmct.infer.predict import resolve_model
-
-    try:
-        clf = resolve_model(model)
-    except (FileNotFoundError, ValueError) as exc:
-        usage(f"cannot load model {model}: {exc}")
-    if not hasattr(clf, "labels"):
-        usage(f"{model} is a backbone without a classifier head; {hint}")
-    return clf
 
 
 def device_option(what: str = "Where the model runs") -> Any:

@@ -3,50 +3,62 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
+# The options, one per name (kept out of the signature so that the command reads as what it does).
+OUT = typer.Option(Path("demo_out"), "--out", "-o", help="folder for every stage's output")
+SEED = typer.Option(0, "--seed", help="any seed gives a fresh cohort (and pretraining seed)")
+WORKERS = typer.Option(2, "--workers", "-j", help="processes for synth and ingest")
+QUICK = typer.Option(False, "--quick", help="a much smaller run (a few minutes) to try the chain")
+CONFIG = typer.Option(
+    None,
+    "--config",
+    help="pretraining config (default: configs/demo-cpu.yaml, DINO + iBOT + KoLeo); e.g. "
+    "configs/mae-demo-cpu.yaml for MAE",
+    exists=True,
+    dir_okay=False,
+)
+OVERRIDES = typer.Option(
+    None,
+    "--set",
+    metavar="KEY=VALUE",
+    help="pretraining config override KEY=VALUE (repeatable), e.g. --set max_steps=1200",
+)
+BACKBONE = typer.Option(
+    None,
+    "--backbone",
+    "-m",
+    exists=True,
+    file_okay=False,
+    help="a pretrained backbone (model directory) to evaluate instead of pretraining one; its preprocessing "
+    "must match the demo's stores (2 mm, defaced)",
+)
+PRETRAIN = typer.Option(
+    False,
+    "--pretrain",
+    help="pretrain a backbone in the demo's budget instead of evaluating the shipped one "
+    "(weights/demo-vit, made by `make weights`); implied by --config and --set",
+)
+FEATURE = typer.Option(
+    "brain_max",
+    "--feature",
+    help="frozen-feature readout of the SSL and random-init probes and of the saved classifier: brain_max "
+    "(max over the intracranial patch tokens), brain_stats (their mean, std and max), cls, mean_patch, cls+mean",
+)
+
 
 def demo(
-    out: Path = typer.Option(Path("demo_out"), "--out", "-o", help="folder for every stage's output"),
-    seed: int = typer.Option(0, "--seed", help="any seed gives a fresh cohort (and pretraining seed)"),
-    workers: int = typer.Option(2, "--workers", "-j", help="processes for synth and ingest"),
-    quick: bool = typer.Option(False, "--quick", help="a much smaller run (a few minutes) to try the chain"),
-    config: Path = typer.Option(
-        None,
-        "--config",
-        help="pretraining config (default: configs/demo-cpu.yaml, DINO + iBOT + KoLeo); e.g. "
-        "configs/mae-demo-cpu.yaml for MAE",
-        exists=True,
-        dir_okay=False,
-    ),
-    overrides: list[str] = typer.Option(
-        None,
-        "--set",
-        metavar="KEY=VALUE",
-        help="pretraining config override KEY=VALUE (repeatable), e.g. --set max_steps=1200",
-    ),
-    backbone: Path = typer.Option(
-        None,
-        "--backbone",
-        "-m",
-        exists=True,
-        file_okay=False,
-        help="a pretrained backbone (model directory) to evaluate instead of pretraining one; its preprocessing "
-        "must match the demo's stores (2 mm, defaced)",
-    ),
-    pretrain: bool = typer.Option(
-        False,
-        "--pretrain",
-        help="pretrain a backbone in the demo's budget instead of evaluating the shipped one "
-        "(weights/demo-vit, made by `make weights`); implied by --config and --set",
-    ),
-    feature: str = typer.Option(
-        "brain_max",
-        "--feature",
-        help="frozen-feature readout of the SSL and random-init probes and of the saved classifier: brain_max "
-        "(max over the intracranial patch tokens), brain_stats (their mean, std and max), cls, mean_patch, cls+mean",
-    ),
+    out: Path = OUT,
+    seed: int = SEED,
+    workers: int = WORKERS,
+    quick: bool = QUICK,
+    config: Path = CONFIG,
+    overrides: list[str] = OVERRIDES,
+    backbone: Path = BACKBONE,
+    pretrain: bool = PRETRAIN,
+    feature: str = FEATURE,
 ) -> None:
     """Run the whole FM-CT idea on the built-in synthetic cohort and print the headline table.
 
@@ -67,29 +79,10 @@ def demo(
     """
     from rich.console import Console
 
-    from fmct.demo import SHIPPED_BACKBONE, DemoConfig, DemoConfigError, run_demo
+    from fmct.demo import DemoConfigError, run_demo
 
     console = Console(width=max(Console().width, 110))
-    cfg = DemoConfig(seed=seed, workers=workers)
-    if quick:
-        cfg = DemoConfig(
-            seed=seed, workers=workers, n_pool=24, n_labelled=60, n_ood=16, size=64, seeds=[0],
-            pretrain_overrides=["max_steps=6", "batch_size=4"], scratch_epochs=1, scratch_fractions=[1.0],
-            n_boot=200,
-        )  # fmt: skip
-    cfg.feature = feature
-    if config is not None:
-        cfg.pretrain_config = str(config)
-    cfg.pretrain_overrides = [*cfg.pretrain_overrides, *(overrides or [])]
-    if backbone is not None:
-        cfg.backbone = str(backbone)
-    elif not (pretrain or config is not None or overrides):
-        if (SHIPPED_BACKBONE / "model.safetensors").is_file():
-            cfg.backbone = str(SHIPPED_BACKBONE)
-        else:
-            console.print(
-                f"no backbone at {SHIPPED_BACKBONE} (`make weights` makes one): pretraining in the demo"
-            )
+    cfg = _demo_config(seed, workers, quick, feature, config, overrides or [], backbone, pretrain, console)
     try:
         summary = run_demo(out, cfg, log=console.print)
     except DemoConfigError as e:  # a bad --config / --set, found before any stage ran
@@ -108,6 +101,44 @@ def demo(
     console.print(f"models: {summary['models']['backbone']}  {summary['models']['classifier']}")
     console.print(f"report: [bold]{summary['report_html']}[/]  (numbers: {summary['report_json']})")
     console.print(f"demo finished in {summary['seconds']:.0f} s")
+
+
+def _demo_config(
+    seed: int,
+    workers: int,
+    quick: bool,
+    feature: str,
+    config: Path | None,
+    overrides: list[str],
+    backbone: Path | None,
+    pretrain: bool,
+    console: Any,
+) -> Any:
+    """The :class:`fmct.demo.DemoConfig` of the options: ``--quick`` sizes, the pretraining config and
+    overrides, and the backbone (given, else the shipped one unless pretraining is asked for or implied)."""
+    from fmct.demo import SHIPPED_BACKBONE, DemoConfig
+
+    cfg = DemoConfig(seed=seed, workers=workers)
+    if quick:
+        cfg = DemoConfig(
+            seed=seed, workers=workers, n_pool=24, n_labelled=60, n_ood=16, size=64, seeds=[0],
+            pretrain_overrides=["max_steps=6", "batch_size=4"], scratch_epochs=1, scratch_fractions=[1.0],
+            n_boot=200,
+        )  # fmt: skip
+    cfg.feature = feature
+    if config is not None:
+        cfg.pretrain_config = str(config)
+    cfg.pretrain_overrides = [*cfg.pretrain_overrides, *overrides]
+    if backbone is not None:
+        cfg.backbone = str(backbone)
+    elif not (pretrain or config is not None or overrides):
+        if (SHIPPED_BACKBONE / "model.safetensors").is_file():
+            cfg.backbone = str(SHIPPED_BACKBONE)
+        else:
+            console.print(
+                f"no backbone at {SHIPPED_BACKBONE} (`make weights` makes one): pretraining in the demo"
+            )
+    return cfg
 
 
 def _differences_table(rows: list[dict]):  # noqa: ANN202 - rich Table, imported lazily

@@ -18,7 +18,8 @@ def export(
     names and preprocessing are stored inside the file (extra/fmct.json). ONNX needs the 'onnx' package.
     Preprocessing (reading, resampling, head crop, windows, cube resize) stays outside the exported graph.
     """
-    from fmct.commands._common import load_classifier
+    from fmct.api.prediction import load_classifier
+    from fmct.commands._common import run_or_fail
     from fmct.infer.export import FORMATS, export_model, onnx_available
 
     if fmt not in FORMATS:
@@ -31,7 +32,7 @@ def export(
             err=True,
         )
         raise typer.Exit(2)
-    clf = load_classifier(model, "export", "export needs a classifier")
+    clf = run_or_fail(load_classifier, model, "export needs a classifier")
     try:
         path = export_model(clf, out, fmt)
     except (RuntimeError, ValueError) as exc:  # ValueError: a classifier that cannot be traced

@@ -270,12 +270,13 @@ def _decode(
     names its file."""
     cache: dict = {}
     full: dict[int, Any] = {}
+    buffer = bytearray(rows * cols * 2)  # one slice's pixel bytes, reused (each slice is rescaled at once)
 
     def pixels(f: Frame) -> np.ndarray:
         path, offset = sources[f.file_index]
         try:
             if f.frame is None and offset is not None:
-                raw = read_native16(path, offset, datasets[f.file_index], rows, cols)
+                raw = read_native16(path, offset, datasets[f.file_index], rows, cols, buffer)
                 if raw is not None:
                     return raw
             if f.file_index not in full:

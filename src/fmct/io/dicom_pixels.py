@@ -38,8 +38,9 @@ def _fast_native16(ds, rows: int, cols: int) -> np.ndarray | None:
     return _native16_array(data, ds, ts, rows, cols)
 
 
-def _native16_array(data, ds, ts, rows: int, cols: int) -> np.ndarray:
-    """``(rows, cols)`` stored values from at least ``rows * cols * 2`` bytes of native 16-bit pixel data."""
+def _native16_array(data, ds, ts, rows: int, cols: int, in_place: bool = False) -> np.ndarray:
+    """``(rows, cols)`` stored values from at least ``rows * cols * 2`` bytes of native 16-bit pixel data
+    (``in_place``: ``data`` is a writable scratch buffer that the unused high bits may be cleared in)."""
     signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
     dtype = np.dtype(("<" if ts.is_little_endian else ">") + ("i2" if signed else "u2"))
     arr = np.frombuffer(data, dtype=dtype, count=rows * cols).reshape(rows, cols)
@@ -48,7 +49,9 @@ def _native16_array(data, ds, ts, rows: int, cols: int) -> np.ndarray:
         shift = 16 - stored
         if signed:  # sign-extend from BitsStored
             arr = (arr.astype(np.int16) << shift) >> shift
-        else:  # clear the unused high bits
+        elif in_place:  # clear the unused high bits
+            np.bitwise_and(arr, np.uint16((1 << stored) - 1), out=arr)
+        else:
             arr = arr & np.uint16((1 << stored) - 1)
     return arr
 
@@ -71,10 +74,14 @@ def pixel_tag_at(fh, ds) -> bool:
     return (group << 16 | elem) in _PIXEL_TAGS
 
 
-def read_native16(path, offset: int, ds, rows: int, cols: int) -> np.ndarray | None:
+def read_native16(
+    path, offset: int, ds, rows: int, cols: int, buffer: bytearray | None = None
+) -> np.ndarray | None:
     """Stored values ``(rows, cols)`` of an uncompressed 16-bit single-frame file, read straight from the
     PixelData element at ``offset`` (where a header-only ``dcmread`` stopped), so the scan's pixel bytes are
-    never all held at once; ``None`` when the file needs pydicom's decoders.
+    never all held at once; ``None`` when the file needs pydicom's decoders. With ``buffer`` (at least
+    ``rows * cols * 2`` bytes, reused from file to file: no fresh pages per slice) the result is a view of
+    it, valid until the next call with the same buffer.
 
     Raises :class:`InvalidScan` for truncated pixel data.
     """
@@ -102,10 +109,13 @@ def read_native16(path, offset: int, ds, rows: int, cols: int) -> np.ndarray | N
             return None
         need = rows * cols * 2
         fh.seek(start)
-        data = fh.read(min(length, need))
+        if buffer is not None and len(buffer) >= need:
+            data = memoryview(buffer)[: fh.readinto(memoryview(buffer)[: min(length, need)])]
+        else:
+            data = fh.read(min(length, need))
     if len(data) < need:
         raise InvalidScan(f"pixel data truncated ({len(data)} of {need} bytes)")
-    return _native16_array(data, ds, ts, rows, cols)
+    return _native16_array(data, ds, ts, rows, cols, in_place=buffer is not None)
 
 
 def stored_pixels(ds, frame: int | None, rows: int, cols: int, cache: dict) -> np.ndarray:

@@ -13,6 +13,9 @@ from scipy import ndimage
 from fmct.io.errors import SkipScan
 from fmct.io.volume import AIR_HU, Volume
 
+#: Voxels per block when copying the crop out (bounds temporaries; blocks a transposed read).
+_COPY_BLOCK = 65_536
+
 
 def _coarse_stride(spacing: tuple[float, float, float], target_mm: float = 2.0) -> tuple[int, int, int]:
     return tuple(max(1, int(round(target_mm / s))) for s in spacing)  # type: ignore[return-value]
@@ -78,26 +81,79 @@ def crop_view(volume: Volume, box: list[list[int]]) -> Volume:
     return Volume(volume.array[sl], volume.affine @ shift, dict(volume.meta))
 
 
-def crop_head(volume: Volume, threshold_hu: float = -500.0, margin_mm: float = 5.0) -> tuple[Volume, list]:
+def _copy_c(src: np.ndarray, to_int16: bool) -> np.ndarray:
+    """C-ordered copy of ``src`` (``(X, Y, Z)``, any layout), float32, or (``to_int16``) rounded to nearest and
+    saturated to int16 (``np.rint`` then clip, as :func:`fmct.preprocess.pipeline.preprocess` stores).
+    Copied in blocks of ``16 x n x Z`` voxels, so a transposed source is read a cache line at a time and
+    temporaries stay in the CPU cache."""
+    out = np.empty(src.shape, dtype=np.int16 if to_int16 else np.float32)
+    bx = 16
+    by = max(1, _COPY_BLOCK // max(bx * src.shape[2], 1))
+    ftype = src.dtype if src.dtype.kind == "f" else np.dtype(np.float32)
+    block = np.empty((bx, by, src.shape[2]), dtype=ftype)  # C-ordered: the transposing read lands here
+    for x0 in range(0, src.shape[0], bx):
+        for y0 in range(0, src.shape[1], by):
+            part = src[x0 : x0 + bx, y0 : y0 + by]
+            if to_int16:
+                tmp = block[: part.shape[0], : part.shape[1]]
+                np.rint(part, out=tmp)
+                np.clip(tmp, -32768, 32767, out=tmp)
+                part = tmp
+            out[x0 : x0 + bx, y0 : y0 + by] = part
+    return out
+
+
+def _removal_window(others: np.ndarray, head: np.ndarray) -> tuple[tuple[slice, ...], np.ndarray] | None:
+    """Where other bodies are removed, on the coarse grid: ``(window, mask)`` with ``mask`` the coarse
+    voxels of ``window`` that are next to another body (one-voxel dilation) and not within two voxels of the
+    head; ``None`` when there are no other bodies. The same voxels as dilating over the whole grid: the
+    window is the other bodies' box grown by the dilations' reach (one voxel for them, two more for the
+    head), clipped to the grid."""
+    nz = [np.flatnonzero(others.any(axis=tuple(b for b in range(3) if b != a))) for a in range(3)]
+    if len(nz[0]) == 0:
+        return None
+    win = tuple(
+        slice(max(int(n[0]) - 1, 0), min(int(n[-1]) + 2, s)) for n, s in zip(nz, others.shape, strict=True)
+    )
+    ctx = tuple(
+        slice(max(w.start - 2, 0), min(w.stop + 2, s)) for w, s in zip(win, others.shape, strict=True)
+    )
+    inner = tuple(slice(w.start - c.start, w.stop - c.start) for w, c in zip(win, ctx, strict=True))
+    near_head = ndimage.binary_dilation(head[ctx], iterations=2)[inner]
+    return win, ndimage.binary_dilation(others[win]) & ~near_head
+
+
+def crop_head(
+    volume: Volume, threshold_hu: float = -500.0, margin_mm: float = 5.0, to_int16: bool = False
+) -> tuple[Volume, list]:
     """Crop ``volume`` to the head (largest body above ``threshold_hu``) with a margin.
 
     Args:
         volume: ``(X, Y, Z)`` float HU, any spacing (the mask is built at ~2 mm).
         threshold_hu: foreground threshold (air and foam are below it, skin, fat, bone above).
         margin_mm: margin kept around the head's bounding box, in mm.
+        to_int16: return the crop rounded to nearest and saturated to int16 (what the store keeps) instead
+            of float32: the same values as rounding the float32 crop, without its float32 copy.
 
     Returns:
-        ``(cropped, box)``: the cropped volume (a float32 copy; other bodies inside the box set to air;
-        affine origin moved to the box corner) and ``box = [[lo, hi), ...]`` in source voxel indices.
+        ``(cropped, box)``: the cropped volume (a C-ordered float32, or int16, copy; other bodies inside the
+        box set to air; affine origin moved to the box corner) and ``box = [[lo, hi), ...]`` in source voxel
+        indices.
     """
     box, head, others, stride = head_box(volume.array, volume.spacing, threshold_hu, margin_mm)
     cropped = crop_view(volume, box)
-    out = np.array(cropped.array, dtype=np.float32, copy=True, order="C")  # C order whatever the input's
+    out = _copy_c(cropped.array, to_int16)
     cbox = tuple(slice(lo // st, -(-hi // st)) for (lo, hi), st in zip(box, stride, strict=True))
-    others, head = others[cbox], head[cbox]
-    if others.any():
-        # blocks of other bodies (grown by one coarse voxel to catch their edges), never near the head
-        remove = ndimage.binary_dilation(others) & ~ndimage.binary_dilation(head, iterations=2)
-        idx = [np.arange(lo, hi) // st - sl.start for (lo, hi), st, sl in zip(box, stride, cbox, strict=True)]
-        out[remove[np.ix_(*idx)]] = AIR_HU
+    found = _removal_window(others[cbox], head[cbox])
+    if found is not None:
+        # blocks of other bodies (grown by one coarse voxel to catch their edges), never near the head;
+        # each output voxel takes the value of the coarse voxel it falls in (only the window's are visited)
+        win, remove = found
+        idx, sub = [], []
+        for (lo, hi), st, sl, w in zip(box, stride, cbox, win, strict=True):
+            coarse = np.arange(lo, hi) // st - sl.start  # non-decreasing
+            a, b = np.searchsorted(coarse, [w.start, w.stop])
+            idx.append(coarse[a:b] - w.start)
+            sub.append(slice(int(a), int(b)))
+        out[tuple(sub)][remove[np.ix_(*idx)]] = AIR_HU
     return Volume(out, cropped.affine, cropped.meta), box

@@ -33,7 +33,9 @@ from fmct.preprocess.interp import interp_axis, interp_plane, plane_weights
 #: Output voxels per ``map_coordinates`` call on the general oblique path (bounds the coordinate arrays).
 _SLAB_VOXELS = 2_000_000
 #: Floats of the 1D-pass rows held at once on the tilted path (chunks of output columns).
-_ROWS_BUDGET = 2_000_000
+_ROWS_BUDGET = 4_000_000
+#: Source voxels per slab of the 1D passes (temporaries stay in the CPU cache: ~2x faster than 4M).
+_SLAB_BUDGET = 250_000
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,7 @@ def _resize_separable(
     coords = [(np.arange(out_shape[ax]) + 0.5) / scales[ax] - 0.5 for ax in mem]
     same = [out_shape[ax] == src.shape[ax] and abs(scales[ax] - 1.0) < 1e-12 for ax in mem]
     buf = np.empty((a.shape[0], out_shape[mem[1]], out_shape[mem[2]]), dtype=np.float32)
-    slab = max(1, 4_000_000 // max(a.shape[1] * a.shape[2], 1))
+    slab = max(1, _SLAB_BUDGET // max(a.shape[1] * a.shape[2], 1))
     for z0 in range(0, a.shape[0], slab):
         part, clipped = a[z0 : z0 + slab], False
         for k in (2, 1):
@@ -136,7 +138,7 @@ def _resize_separable(
         res = buf
     else:  # the slowest axis last, in chunks of the middle one (bounded temporaries)
         res = np.empty((out_shape[mem[0]],) + buf.shape[1:], dtype=np.float32)
-        rows = max(1, 4_000_000 // max(res.shape[0] * res.shape[2], 1))
+        rows = max(1, _SLAB_BUDGET // max(res.shape[0] * res.shape[2], 1))
         for y0 in range(0, buf.shape[1], rows):
             res[:, y0 : y0 + rows] = interp_axis(buf[:, y0 : y0 + rows], 0, coords[0], "clamp")
     return res.transpose(np.argsort(mem))
@@ -215,9 +217,13 @@ def _sample_decoupled(
     out = np.empty((out_shape[b1], out_shape[b2], out_shape[a]), dtype=np.float32)  # axes (b1, b2, a)
     n_rows = view.shape[0] * view.shape[1]
     chunk = max(8, _ROWS_BUDGET // max(n_rows, 1))  # output columns along a per pass
+    slab = max(1, _SLAB_BUDGET // max(view.shape[1] * view.shape[2], 1))
     for a0 in range(0, out_shape[a], chunk):
         cols = np.arange(a0, min(a0 + chunk, out_shape[a]))
-        rows = interp_axis(view, 2, m[s, a] * cols + m[s, 3], "air", AIR_HU, clip)
+        rows = np.empty(view.shape[:2] + (len(cols),), dtype=np.float32)
+        for r0 in range(0, view.shape[0], slab):  # in slabs: the pass' temporaries stay in the CPU cache
+            part = view[r0 : r0 + slab]
+            rows[r0 : r0 + slab] = interp_axis(part, 2, m[s, a] * cols + m[s, 3], "air", AIR_HU, clip)
         flat = interp_plane(rows.reshape(n_rows, -1), weights, AIR_HU)
         out[:, :, a0 : a0 + len(cols)] = flat.reshape(out_shape[b1], out_shape[b2], len(cols))
     return out.transpose(np.argsort([b1, b2, a]))

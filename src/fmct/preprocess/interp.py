@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
+#: Output values per block of :func:`interp_plane` (its temporaries stay in the CPU cache).
+_BLOCK = 65_536
+
 
 def _weights_1d(coords: np.ndarray, n: int, mode: str) -> tuple[np.ndarray, ...]:
     """``(i0, i1, w0, w1, w_out)`` for source coordinates ``coords`` (index units) on an axis of ``n``.
@@ -106,10 +109,16 @@ def interp_plane(rows: np.ndarray, weights: tuple[list, np.ndarray], fill: float
         ``(P, L)`` float32.
     """
     corners, outside = weights
-    out = np.multiply(outside, np.float32(fill), dtype=np.float32) * np.ones((1, rows.shape[1]), np.float32)
-    tmp = np.empty_like(out)
-    for idx, w in corners:
-        np.take(rows, idx, axis=0, out=tmp, mode="clip")  # indices are valid; "raise" would buffer
-        tmp *= w
-        out += tmp
+    rows = np.ascontiguousarray(rows)  # np.take would copy a non-C-ordered source whole, at every call
+    out = np.empty((len(outside), rows.shape[1]), np.float32)
+    step = max(1, _BLOCK // max(rows.shape[1], 1))  # output rows per block: temporaries stay in cache
+    tmp = np.empty((step, rows.shape[1]), np.float32)
+    for p0 in range(0, len(outside), step):
+        o, t = out[p0 : p0 + step], tmp[: min(step, len(outside) - p0)]
+        np.multiply(outside[p0 : p0 + step], np.float32(fill), out=o[:, :1])
+        o[:, 1:] = o[:, :1]
+        for idx, w in corners:
+            np.take(rows, idx[p0 : p0 + step], axis=0, out=t, mode="clip")  # valid; "raise" would buffer
+            t *= w[p0 : p0 + step]
+            o += t
     return out

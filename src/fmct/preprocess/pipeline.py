@@ -129,20 +129,21 @@ def preprocess(path_or_volume: str | os.PathLike | Volume, cfg: PreprocessConfig
         out, path = to_ras_isotropic(src, cfg.spacing, world_box, clip=cfg.clip_hu)
     del src
     record["resampling"] = path
-    if cfg.crop_head:
+    if cfg.crop_head:  # the last step before storing rounds to int16 as it copies the crop out
         with stage("crop"):
-            out, box = crop_head(out, cfg.foreground_hu, cfg.crop_margin_mm)
+            out, box = crop_head(out, cfg.foreground_hu, cfg.crop_margin_mm, to_int16=not cfg.deface)
         record["crop_box"] = box
     if cfg.deface:
         with stage("deface"):
             out, info = deface_volume(out, margin_mm=cfg.deface_margin_mm)
             record["deface"] = info
             if cfg.crop_head:
-                out, _ = crop_head(out, cfg.foreground_hu, cfg.crop_margin_mm)
+                out, _ = crop_head(out, cfg.foreground_hu, cfg.crop_margin_mm, to_int16=True)
     meta = dict(vol.meta)
     meta["preprocess"] = record
     with stage("int16"):
-        return Volume(_to_int16(out.array), out.affine, meta)
+        arr = out.array if out.array.dtype == np.int16 else _to_int16(out.array)
+        return Volume(arr, out.affine, meta)
 
 
 def _head_region(vol: Volume, cfg: PreprocessConfig) -> tuple[Volume, tuple[np.ndarray, np.ndarray]]:
