@@ -155,7 +155,9 @@ def test_rng_state_roundtrip_and_atomic_checkpoint(tmp_path) -> None:
     assert not list(tmp_path.glob(".*tmp*"))
 
 
-@pytest.mark.parametrize("name", ["demo-cpu", "vit-b-96", "dino-vit-b-96", "mae-demo-cpu", "mae-p4-cpu", "simclr-demo-cpu"])
+@pytest.mark.parametrize(
+    "name", ["demo-cpu", "vit-b-96", "dino-vit-b-96", "mae-demo-cpu", "mae-p4-cpu", "simclr-demo-cpu"]
+)
 def test_shipped_configs_resolve(name: str) -> None:
     from pathlib import Path
 

@@ -48,7 +48,7 @@ def ingest(
         progress: show a progress bar.
 
     Returns:
-        :class:`fmct.store.IngestSummary`: counts ``ok`` / ``skipped`` / ``failed`` / ``present``, ``manifest``
+        :class:`fmct.ingest.IngestSummary`: counts ``ok`` / ``skipped`` / ``failed`` / ``present``, ``manifest``
         (the path of manifest.parquet), ``rows`` (this run's manifest rows), ``line()``, ``exit_code()``.
 
     Raises:

@@ -8,11 +8,11 @@ from typing import Any
 import typer
 
 # The options, one per name (kept out of the signature so that the command reads as what it does).
-OUT = typer.Option(Path("demo_out"), "--out", "-o", help="folder for every stage's output")
-SEED = typer.Option(0, "--seed", help="any seed gives a fresh cohort (and pretraining seed)")
-WORKERS = typer.Option(2, "--workers", "-j", help="processes for synth and ingest")
-QUICK = typer.Option(False, "--quick", help="a much smaller run (a few minutes) to try the chain")
-CONFIG = typer.Option(
+OUT_OPTION = typer.Option(Path("demo_out"), "--out", "-o", help="folder for every stage's output")
+SEED_OPTION = typer.Option(0, "--seed", help="any seed gives a fresh cohort (and pretraining seed)")
+WORKERS_OPTION = typer.Option(2, "--workers", "-j", help="processes for synth and ingest")
+QUICK_OPTION = typer.Option(False, "--quick", help="a much smaller run (a few minutes) to try the chain")
+CONFIG_OPTION = typer.Option(
     None,
     "--config",
     help="pretraining config (default: configs/demo-cpu.yaml, DINO + iBOT + KoLeo); e.g. "
@@ -20,13 +20,13 @@ CONFIG = typer.Option(
     exists=True,
     dir_okay=False,
 )
-OVERRIDES = typer.Option(
+OVERRIDES_OPTION = typer.Option(
     None,
     "--set",
     metavar="KEY=VALUE",
     help="pretraining config override KEY=VALUE (repeatable), e.g. --set max_steps=1200",
 )
-BACKBONE = typer.Option(
+BACKBONE_OPTION = typer.Option(
     None,
     "--backbone",
     "-m",
@@ -35,13 +35,13 @@ BACKBONE = typer.Option(
     help="a pretrained backbone (model directory) to evaluate instead of pretraining one; its preprocessing "
     "must match the demo's stores (2 mm, defaced)",
 )
-PRETRAIN = typer.Option(
+PRETRAIN_OPTION = typer.Option(
     False,
     "--pretrain",
     help="pretrain a backbone in the demo's budget instead of evaluating the shipped one "
     "(weights/demo-vit, made by `make weights`); implied by --config and --set",
 )
-FEATURE = typer.Option(
+FEATURE_OPTION = typer.Option(
     "brain_max",
     "--feature",
     help="frozen-feature readout of the SSL and random-init probes and of the saved classifier: brain_max "
@@ -50,15 +50,15 @@ FEATURE = typer.Option(
 
 
 def demo(
-    out: Path = OUT,
-    seed: int = SEED,
-    workers: int = WORKERS,
-    quick: bool = QUICK,
-    config: Path = CONFIG,
-    overrides: list[str] = OVERRIDES,
-    backbone: Path = BACKBONE,
-    pretrain: bool = PRETRAIN,
-    feature: str = FEATURE,
+    out: Path = OUT_OPTION,
+    seed: int = SEED_OPTION,
+    workers: int = WORKERS_OPTION,
+    quick: bool = QUICK_OPTION,
+    config: Path = CONFIG_OPTION,
+    overrides: list[str] = OVERRIDES_OPTION,
+    backbone: Path = BACKBONE_OPTION,
+    pretrain: bool = PRETRAIN_OPTION,
+    feature: str = FEATURE_OPTION,
 ) -> None:
     """Run the whole FM-CT idea on the built-in synthetic cohort and print the headline table.
 

@@ -12,57 +12,59 @@ import typer
 from fmct.commands._common import device_option
 
 # The options, one per name (kept out of the signature so that the command reads as what it does).
-INPUTS = typer.Argument(
+INPUTS_OPTION = typer.Argument(
     ...,
     metavar="INPUT...",
     help="DICOM folders, NIfTI files, or STORE::scan_id (a scan of an ingest store). With --batch: "
     "folders of series / NIfTI files, stores, or list files (one input per line).",
 )
-MODEL = typer.Option(..., "--model", "-m", help="Classifier model directory (config.json + safetensors).")
-OUT = typer.Option(
+MODEL_OPTION = typer.Option(
+    ..., "--model", "-m", help="Classifier model directory (config.json + safetensors)."
+)
+OUT_OPTION = typer.Option(
     Path("result.json"),
     "--out",
     "-o",
     help="Result JSON file. A .csv name, or --batch, also writes the table (one row per series) as "
     "CSV: both files share the name, with .json and .csv.",
 )
-SALIENCY = typer.Option(
+SALIENCY_OPTION = typer.Option(
     None,
     "--saliency",
     help="Write saliency maps here (a folder per scan): a PNG montage and a 4D NIfTI per positive finding.",
 )
-FINDINGS = typer.Option(
+FINDINGS_OPTION = typer.Option(
     None,
     "--findings",
     help="Comma-separated findings to explain with --saliency (default: the positive ones).",
 )
-POSITIVE_AT = typer.Option(0.5, "--positive-at", help="Probability from which a finding is positive.")
-MASKS = typer.Option(
+POSITIVE_AT_OPTION = typer.Option(0.5, "--positive-at", help="Probability from which a finding is positive.")
+MASKS_OPTION = typer.Option(
     None, "--masks", help="Folder of lesion masks <scan_id>.nii.gz (fmct synth --masks) to outline and score."
 )
-METHODS = typer.Option(
+SALIENCY_METHODS_OPTION = typer.Option(
     "attention,grad_rollout,grad_x_input", "--methods", help="Comma-separated saliency methods."
 )
-SERIES = typer.Option(
+SERIES_OPTION = typer.Option(
     "error",
     "--series",
     help="A folder with several usable CT series: error (default; the error lists them and their "
     "folders) or thinnest (use the one with the thinnest slices; noted in the warnings).",
 )
-DICOM_OUT = typer.Option(
+DICOM_OUT_OPTION = typer.Option(
     None,
     "--dicom-out",
     help="DICOM inputs only: write DIR/<scan_id>/sr.dcm (findings as a DICOM SR) and, with --saliency, "
     "seg.dcm (positive findings' saliency as a fractional DICOM SEG) for the PACS; these copy the "
     "patient and study of the source series (the one output with patient identifiers).",
 )
-HASH_SOURCES = typer.Option(
+HASH_SOURCES_OPTION = typer.Option(
     False,
     "--hash-sources",
     help="Name inputs in result.json and on the console by a salted hash instead of their own "
     "file/folder name (the salt is kept in .salt beside the result file).",
 )
-BATCH = typer.Option(
+BATCH_OPTION = typer.Option(
     False,
     "--batch",
     help="Each INPUT is a batch: a folder whose every subfolder (a DICOM series or study) and NIfTI file "
@@ -73,18 +75,18 @@ BATCH = typer.Option(
 
 
 def predict(
-    inputs: list[str] = INPUTS,
-    model: Path = MODEL,
-    out: Path = OUT,
-    saliency: Path | None = SALIENCY,
-    findings: str | None = FINDINGS,
-    positive_at: float = POSITIVE_AT,
-    masks: Path | None = MASKS,
-    methods: str = METHODS,
-    series: str = SERIES,
-    dicom_out: Path | None = DICOM_OUT,
-    hash_sources: bool = HASH_SOURCES,
-    batch: bool = BATCH,
+    inputs: list[str] = INPUTS_OPTION,
+    model: Path = MODEL_OPTION,
+    out: Path = OUT_OPTION,
+    saliency: Path | None = SALIENCY_OPTION,
+    findings: str | None = FINDINGS_OPTION,
+    positive_at: float = POSITIVE_AT_OPTION,
+    masks: Path | None = MASKS_OPTION,
+    methods: str = SALIENCY_METHODS_OPTION,
+    series: str = SERIES_OPTION,
+    dicom_out: Path | None = DICOM_OUT_OPTION,
+    hash_sources: bool = HASH_SOURCES_OPTION,
+    batch: bool = BATCH_OPTION,
     device: str = device_option(),
 ) -> None:
     """Predict findings for each INPUT with a classifier model directory.
