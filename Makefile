@@ -22,14 +22,15 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/fmct demo --out demo_out
 
-# The demo's shipped backbone, weights/demo-vit: MAE on a 1,000-scan synthetic site-a pool whose seed (1001) no
-# evaluation uses (the demo draws seeds SEED*1000+1..4). About 40 min on 2 cores; the work folder is build/weights.
+# The demo's shipped backbone, weights/demo-vit: MAE with 16 mm tokens on a 1,000-scan synthetic site-a pool whose
+# seed (1001) no evaluation uses (the demo draws seeds SEED*1000+1..4). About 45 min on 2 idle cores; the work folder
+# is build/weights.
 WEIGHTS_WORK ?= build/weights
 WEIGHTS_ARGS ?= max_steps=1200
 weights: $(STAMP)
 	$(BIN)/fmct synth $(WEIGHTS_WORK)/pool --n 1000 --site a --seed 1001 --size 128 -j 2
 	$(BIN)/fmct ingest $(WEIGHTS_WORK)/pool/dicom --out $(WEIGHTS_WORK)/store --spacing 2 -j 2 --deface
-	$(BIN)/fmct pretrain --config configs/mae-demo-cpu.yaml --data $(WEIGHTS_WORK)/store \
+	$(BIN)/fmct pretrain --config configs/mae-p4-cpu.yaml --data $(WEIGHTS_WORK)/store \
 		--out $(WEIGHTS_WORK)/run $(WEIGHTS_ARGS)
 	mkdir -p weights/demo-vit
 	cp $(WEIGHTS_WORK)/run/model/config.json $(WEIGHTS_WORK)/run/model/model.safetensors weights/demo-vit/
