@@ -15,7 +15,7 @@ from fmct import cpu_heap
 
 SRC = str(Path(cpu_heap.__file__).resolve().parents[1])
 
-#: Prints the minor page faults of the last 5 of 12 passes that allocate and free large tensors as a ViT's
+#: Prints the median minor page faults of the last 7 of 12 passes that allocate and free large tensors as a ViT's
 #: MLP does (GELU of a 42 MB hidden layer, a matrix product, a scaled copy), after calling
 #: reuse_freed_memory() when argv[1] == "1" (the first passes grow the heap until the freed blocks fit).
 PROBE = """
@@ -33,7 +33,7 @@ def one_pass():
     del y, z
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 faults = [one_pass() for _ in range(12)]
-print(json.dumps({"applied": applied, "faults": sum(faults[-5:])}))
+print(json.dumps({"applied": applied, "faults": sorted(faults[-7:])[3]}))
 """
 
 
@@ -55,12 +55,11 @@ def test_large_tensor_pages_are_reused_after_the_call() -> None:
     pages = 8 * 1729 * 768 * 4 // 4096  # of one hidden layer
     default = _probe(False)
     tuned = _probe(True)
-    assert default["faults"] > 5 * pages, (
-        default,
-        tuned,
-    )  # glibc's default: a fresh mmap per tensor, every page faulted in
+    # glibc's default: a fresh mmap per large tensor, every page faulted in on each pass
+    assert default["faults"] > pages, (default, tuned)
     assert tuned["applied"] is True
-    assert tuned["faults"] < pages, (default, tuned)  # the freed blocks are reused from the heap
+    # the freed blocks are reused from the heap
+    assert tuned["faults"] < pages // 10, (default, tuned)
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the setting exists in glibc only")
