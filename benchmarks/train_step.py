@@ -15,6 +15,11 @@ as on the GPU) to check that the script runs; prints the result instead of writi
 The ``contention`` section (CPU) times the backbone step in worker processes with libgomp's default wait
 policy and with ``OMP_WAIT_POLICY=PASSIVE`` (fmct's default, :mod:`fmct.omp_policy`), on the machine as it
 is and next to one busy process, round by round interleaved.
+CPU mode also times the inference of the 16 mm-token backbone (``configs/mae-p4-cpu.yaml``: 192/4/3, patch 4,
+``voxel_mlp`` 8) on batches of 8 48³ inputs under ``torch.inference_mode`` (the ``fmct embed`` path), s/scan.
+On a shared machine wall-clock FLOP/s track the load more than the code, so every CPU figure is also given
+per CPU-second of this process (``*_cpu``: FLOPs over ``time.process_time``, against the matmul's FLOPs per
+CPU-second of the same run). The run keeps freed blocks in the heap (:mod:`fmct.cpu_heap`), as embedding does.
 Writes ``benchmarks/results/train_step.json`` (``train_step_gpu.json`` for ``--gpu``).
 """
 
@@ -86,22 +91,66 @@ def vit_flops(tokens: int, dim: int, depth: int, mlp_ratio: float, patch_voxels:
     return depth * per_layer + 2 * (tokens - 1) * patch_voxels * chans * dim
 
 
-def matmul_peak(device: torch.device, dtype: torch.dtype, n: int, reps: int) -> float:
+def matmul_peak(device: torch.device, dtype: torch.dtype, n: int, reps: int) -> tuple[float, float]:
+    """FLOP/s of ``reps`` n×n matrix products: per wall-clock second and per CPU-second of this process."""
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     for _ in range(2):
         a @ b
     sync(device)
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     for _ in range(reps):
         a @ b
     sync(device)
-    return 2 * n**3 * reps / (time.perf_counter() - t)
+    flops = 2 * n**3 * reps
+    return flops / (time.perf_counter() - t), flops / max(time.process_time() - c, 1e-9)
 
 
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
+
+
+def time_cpu(fn: Callable[[], object]) -> tuple[float, float]:
+    """Wall-clock and CPU seconds (all threads of this process) of one call."""
+    t, c = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - t, time.process_time() - c
+
+
+def inference_section(reps: int, threads: int, dry: bool) -> dict:
+    """The mae-p4-cpu backbone (16 mm tokens) embedding batches of 8 48³ cubes in inference mode: s/scan
+    (wall, CPU), FLOP/s per CPU-second, round by round with a matmul burst (peak per CPU-second)."""
+    from fmct.models.vit3d import ViT3D, ViT3DConfig
+
+    dim, depth, size, batch = (48, 1, 16, 2) if dry else (192, 4, 48, 8)
+    cfg = ViT3DConfig(img_size=size, patch_size=4, embed_dim=dim, depth=depth, num_heads=3, voxel_mlp=8)
+    model = ViT3D(cfg).eval()
+    x = torch.rand(batch, 3, size, size, size)
+    tokens = (size // 4) ** 3 + 1
+    flops = batch * vit_flops(tokens, dim, depth, 4.0, 64, 8)
+
+    def run() -> None:
+        with torch.inference_mode():
+            model.forward_features(x)
+
+    run()
+    walls, cpus, peaks = [], [], []
+    for _ in range(reps):
+        peaks.append(matmul_peak(torch.device("cpu"), torch.float32, 256 if dry else 1536, 5)[1])
+        w, c = time_cpu(run)
+        walls.append(w)
+        cpus.append(c)
+    wall, cpu, peak = statistics.median(walls), statistics.median(cpus), max(peaks)
+    res = {"config": "configs/mae-p4-cpu.yaml backbone", "batch": batch, "input": size, "tokens": tokens,
+           "threads": threads, "s_per_scan_wall": wall / batch, "s_per_scan_cpu": cpu / batch,
+           "gflops_per_cpu_s": flops / cpu / 1e9, "matmul_peak_gflops_per_cpu_s": peak / 1e9,
+           "mfu_vs_matmul_cpu": flops / cpu / peak, "flops_per_scan": flops / batch,
+           "scans_1200_wall_s": 1200 * wall / batch}  # fmt: skip
+    print(f"p4 backbone inference (batch {batch}, 48³, {tokens} tokens): {wall / batch:.3f} s/scan wall, "
+          f"{cpu / batch:.3f} CPU-s/scan = {100 * res['mfu_vs_matmul_cpu']:.0f} % of the matmul's FLOPs per "
+          f"CPU-second; 1,200 scans {res['scans_1200_wall_s']:.0f} s at this load")  # fmt: skip
+    return res
 
 
 def time_fn(fn, device: torch.device, warmup: int, reps: int) -> float:
@@ -314,6 +363,9 @@ def main() -> int:
     ap.add_argument("--no-contention", action="store_true", help="skip the OpenMP wait-policy section")
     args = ap.parse_args()
 
+    from fmct.cpu_heap import reuse_freed_memory
+
+    heap = reuse_freed_memory() if not args.gpu else None
     shim = _einops_shim()
     from monai.networks.nets import ViT as MonaiViT
 
@@ -360,12 +412,16 @@ def main() -> int:
                  "threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
                  "load_avg_1min_start": os.getloadavg()[0], "batch": batch, "input": size, "patch": patch,
                  "dim": dim, "depth": depth, "heads": heads, "tokens": tokens,
-                 "precision": "bf16" if gpu else "fp32", "einops_shim": shim}  # fmt: skip
+                 "precision": "bf16" if gpu else "fp32", "einops_shim": shim, "cpu_heap_reuse": heap}  # fmt: skip
     dtype = torch.bfloat16 if gpu else torch.float32
     peak_reps = 20 if cuda else 5
 
+    cpu_bursts: list[float] = []
+
     def burst() -> float:
-        return matmul_peak(device, dtype, z["peak_n"], peak_reps)
+        wall, cpu = matmul_peak(device, dtype, z["peak_n"], peak_reps)
+        cpu_bursts.append(cpu)
+        return wall
 
     # interleave the two models round by round, with a matmul burst each round, so that load from other
     # processes hits all three alike; the peak is the best burst of the whole run
@@ -373,6 +429,7 @@ def main() -> int:
     if not cuda:  # on the GPU the SSL step runs after MONAI's model is freed
         fns["ssl"], ssl_flops, ssl_head_flops = make_ssl_step(ViT3D(cfg), z, batch, device, gpu)
     times: dict[str, list[float]] = {k: [] for k in fns}
+    cpu_times: dict[str, list[float]] = {k: [] for k in fns}
     bursts = [burst() for _ in range(2)]
     for _ in range(1 if not gpu else 3):
         for f in fns.values():
@@ -380,16 +437,34 @@ def main() -> int:
     for _ in range(reps):
         bursts.append(burst())
         for name, f in fns.items():
-            times[name].append(time_fn(f, device, 0, 1))
+            if cuda:
+                times[name].append(time_fn(f, device, 0, 1))
+            else:
+                w, c = time_cpu(f)
+                times[name].append(w)
+                cpu_times[name].append(c)
     peak = max(bursts)
     res["matmul_peak_tflops"] = peak / 1e12
     res["matmul_median_tflops"] = statistics.median(bursts) / 1e12
+    peak_cpu = max(cpu_bursts)
+    if not cuda:
+        res["matmul_peak_tflops_per_cpu_s"] = peak_cpu / 1e12
     for name in ("fmct", "monai"):
         t = statistics.median(times[name])
         res[name] = {"ms_per_sample": 1e3 * t / batch, "tokens_per_s": tokens * batch / t,
                      "tflops": flops / t / 1e12, "mfu_vs_matmul": flops / t / peak}  # fmt: skip
+        cpu_note = ""
+        if cpu_times[name]:
+            c = statistics.median(cpu_times[name])
+            res[name].update(
+                {"cpu_ms_per_sample": 1e3 * c / batch, "mfu_vs_matmul_cpu": flops / c / peak_cpu}
+            )
+            cpu_note = f"; per CPU-second {100 * flops / c / peak_cpu:5.1f} %"
         print(f"{name:>6} backbone fwd+bwd: {1e3 * t / batch:8.1f} ms/sample  {tokens * batch / t:10.0f} tokens/s  "
-              f"{flops / t / 1e12:7.3f} TFLOP/s  = {100 * flops / t / peak:5.1f} % of matmul peak")  # fmt: skip
+              f"{flops / t / 1e12:7.3f} TFLOP/s  = {100 * flops / t / peak:5.1f} % of matmul peak{cpu_note}")  # fmt: skip
+    if cpu_times["fmct"]:
+        res["speedup_vs_monai_cpu"] = statistics.median(
+            [m / f for f, m in zip(cpu_times["fmct"], cpu_times["monai"], strict=True)])  # fmt: skip
     ratios = [m / f for f, m in zip(times["fmct"], times["monai"], strict=True)]
     res["speedup_vs_monai"] = statistics.median(ratios)
     if cuda:
@@ -404,10 +479,17 @@ def main() -> int:
         res["ssl_step"] = ssl_result(
             times["ssl"], ssl_flops, batch, peak, z, None if cuda else times["fmct"], flops, ssl_head_flops
         )
+        if cpu_times.get("ssl"):
+            c = statistics.median(cpu_times["ssl"])
+            res["ssl_step"]["mfu_vs_matmul_cpu"] = ssl_flops / c / peak_cpu
+            res["ssl_step"]["mfu_over_bare_backbone_cpu"] = statistics.median(
+                [(ssl_flops / s) / (flops / b) for s, b in zip(cpu_times["ssl"], cpu_times["fmct"], strict=True)])  # fmt: skip
     else:
         res["ssl_step"] = {"error": "out of memory at this batch"}
     if not cuda:
         res["ssl_backbone_parts"] = ssl_backbone_parts(ours, z, batch, device, reps)
+    if not cuda:
+        res["inference_p4"] = inference_section(reps, torch.get_num_threads(), args.dry)
     if args.compile and not cuda:
         res["compile"] = compile_section(ours, x, device, max(3, reps), args.short_steps)
     if not cuda and not args.no_contention:
@@ -422,6 +504,15 @@ def main() -> int:
                        "fmct_mfu_vs_matmul": round(res["fmct"]["mfu_vs_matmul"], 3),
                        "ssl_ms_per_sample": round(ssl.get("ms_per_sample", math.nan), 1),
                        "ssl_mfu_vs_matmul": round(ssl.get("mfu_vs_matmul", math.nan), 3)}  # fmt: skip
+    if not cuda:
+        inf = res["inference_p4"]
+        res["headline"].update({"fmct_mfu_vs_matmul_cpu": round(res["fmct"]["mfu_vs_matmul_cpu"], 3),
+                                "monai_mfu_vs_matmul_cpu": round(res["monai"]["mfu_vs_matmul_cpu"], 3),
+                                "speedup_vs_monai_cpu": round(res["speedup_vs_monai_cpu"], 2),
+                                "ssl_mfu_vs_matmul_cpu": round(ssl.get("mfu_vs_matmul_cpu", math.nan), 3),
+                                "p4_inference_s_per_scan": round(inf["s_per_scan_wall"], 3),
+                                "p4_inference_cpu_s_per_scan": round(inf["s_per_scan_cpu"], 3),
+                                "p4_inference_mfu_vs_matmul_cpu": round(inf["mfu_vs_matmul_cpu"], 3)})  # fmt: skip
     if "contention" in res:
         busy = res["contention"]["one_busy_process"]
         res["headline"]["busy_default_over_passive"] = round(busy["default_over_passive_median_ratio"], 2)

@@ -1,4 +1,5 @@
-"""Transformer layers: the optimised attention computes what the textbook formula does, keys unchanged."""
+"""Transformer layers: the optimised attention and patch embedding compute what the textbook formulas (the
+convolutions) do, keys unchanged."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from fmct.models.layers import Attention, Block
+from fmct.models.layers import Attention, Block, PatchEmbed3D
 from fmct.models.vit3d import ViT3D, ViT3DConfig
 
 
@@ -101,3 +102,59 @@ def test_backbone_loss_and_grads_match_reference_attention(monkeypatch) -> None:
     assert set(grads) == set(grads_ref) and "blocks.1.attn.qkv.weight" in grads
     for name in grads:
         torch.testing.assert_close(grads[name], grads_ref[name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+def conv_patch_embed(pe: PatchEmbed3D, x: torch.Tensor) -> torch.Tensor:
+    """The patch embedding as the two ``nn.Conv3d`` modules compute it (the path before the matrix-product one)."""
+    return pe.proj(pe.voxel(x) if pe.voxel is not None else x).flatten(2).transpose(1, 2)
+
+
+def test_voxel_mlp_patch_embedding_matches_the_convolutions() -> None:
+    """The matrix-product path gives the convolutions' tokens: to 1e-5 of the output's scale (fp32 sums of
+    C*P = 512 products in another order: rounding ~ sqrt(512) * 6e-8 = 1.4e-6 relative), for a cube, an
+    anisotropic patch with a size not divisible by it, and the gradients of every weight and of the input."""
+    torch.manual_seed(0)
+    for patch, shape in (((4, 4, 4), (2, 3, 48, 48, 48)), ((4, 2, 3), (1, 3, 10, 6, 7))):
+        pe = PatchEmbed3D(patch, 3, 32, voxel_mlp=8)
+        x = torch.rand(*shape, requires_grad=True)
+        out, ref = pe(x), conv_patch_embed(pe, x)
+        assert out.shape == ref.shape
+        torch.testing.assert_close(out, ref, atol=1e-5 * ref.abs().max().item(), rtol=0)
+        g = torch.randn_like(ref)
+        grads = torch.autograd.grad((out * g).sum(), [x, *pe.parameters()])
+        grads_ref = torch.autograd.grad((ref * g).sum(), [x, *pe.parameters()])
+        for a, b in zip(grads, grads_ref, strict=True):
+            torch.testing.assert_close(a, b, atol=1e-5 * b.abs().max().item(), rtol=0)
+    assert set(pe.state_dict()) == {"voxel.0.weight", "voxel.0.bias", "proj.weight", "proj.bias"}
+
+
+def test_mae_p4_backbone_same_loss_as_the_convolutions(monkeypatch) -> None:
+    """The mae-p4-cpu backbone (192/4/3, patch 4, voxel_mlp 8) on a fixed 48³ batch: the same MAE loss and
+    gradients with the matrix-product patch embedding as with the convolutions, and the same embedding in
+    inference mode (the ``fmct embed`` path)."""
+    from fmct.ssl.mae import MAEModel
+
+    torch.manual_seed(0)
+    cfg = ViT3DConfig(img_size=48, patch_size=4, embed_dim=192, depth=4, num_heads=3, voxel_mlp=8)
+    mae = MAEModel(ViT3D(cfg), {"decoder_dim": 64, "decoder_depth": 1, "decoder_heads": 4}).train()
+    x = torch.rand(2, 3, 48, 48, 48)
+
+    def loss_grads_embedding() -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        mae.zero_grad(set_to_none=True)
+        loss = mae(x, torch.Generator().manual_seed(0))["loss"]  # the same masks each call
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in mae.named_parameters() if p.grad is not None}
+        with torch.inference_mode():
+            emb = mae.backbone.eval().forward_features(x)["patch"]
+        mae.backbone.train()
+        return loss.detach(), grads, emb
+
+    loss, grads, emb = loss_grads_embedding()
+    monkeypatch.setattr(PatchEmbed3D, "forward", conv_patch_embed)
+    loss_ref, grads_ref, emb_ref = loss_grads_embedding()
+    torch.testing.assert_close(loss, loss_ref, atol=0, rtol=1e-5)
+    torch.testing.assert_close(emb, emb_ref, atol=1e-5 * emb_ref.abs().max().item(), rtol=0)
+    assert set(grads) == set(grads_ref) and "backbone.patch_embed.voxel.0.weight" in grads
+    for name in grads:
+        torch.testing.assert_close(grads[name], grads_ref[name], atol=1e-4 * grads_ref[name].abs().max().item(),
+                                   rtol=0, msg=name)  # fmt: skip

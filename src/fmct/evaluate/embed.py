@@ -26,6 +26,7 @@ import pyarrow as pa
 import torch
 from torch.utils.data import DataLoader
 
+from fmct.cpu_heap import reuse_freed_memory
 from fmct.device import inference_autocast, module_device, place
 from fmct.models.hub import load_model
 from fmct.models.readout import BRAIN_READOUTS, canonical_readout
@@ -340,9 +341,12 @@ def embed_batch(model: Any, x: Any) -> dict[str, np.ndarray]:
     ``patch`` (``mean_patch`` computed from ``patch`` when the model does not return it).
 
     The batch goes to the model's device; on CUDA under bf16 autocast (:func:`fmct.device.inference_autocast`),
-    on the CPU in fp32. The outputs are float32 numpy arrays either way."""
+    on the CPU in fp32, with freed blocks kept in the heap for the next batch (:mod:`fmct.cpu_heap`). The
+    outputs are float32 numpy arrays either way."""
 
     dev = module_device(model)
+    if dev.type == "cpu":
+        reuse_freed_memory()
     with torch.inference_mode(), inference_autocast(dev):
         out = model.embed(x.to(dev, non_blocking=True))
     res = {k: _to_numpy(v) for k, v in out.items() if k in ("cls", "mean_patch", "patch") and v is not None}
