@@ -108,6 +108,16 @@ def test_demo_with_a_given_backbone_skips_pool_and_pretraining(tmp_path):
     clf = json.loads((tmp_path / "second" / "models" / "classifier" / "config.json").read_text())["head"]
     report = json.loads((tmp_path / "second" / "report" / "report.json").read_text())
     assert clf["pooling"] == "brain_stats" and report["meta"]["config"]["feature"] == "brain_stats"
+    # another backbone in the same folder: the cohort and the store are reused, the evaluation is redone
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "model.safetensors").write_bytes((backbone / "model.safetensors").read_bytes())
+    other_config = json.loads((backbone / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**other_config, "name": "another-backbone"}))
+    logs.clear()
+    run_demo(tmp_path / "second", replace(cfg, backbone=str(other)), log=logs.append)
+    started = [m.replace("[bold]", "").replace("[/]", "") for m in logs if m.endswith("…")]
+    assert started == ["evaluate …", "models …", "saliency …"], logs
     with pytest.raises(DemoConfigError, match="not a model directory"):
         run_demo(tmp_path / "third", replace(MICRO, backbone=str(tmp_path)), log=lambda _: None)
     with pytest.raises(DemoConfigError, match="unknown readout 'brain_mean'"):

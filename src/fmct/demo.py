@@ -398,7 +398,11 @@ def run_demo(
     log = log or print
     stages = Stages(out, log)
     base = asdict(cfg)
-    data_fp = {k: base[k] for k in ("seed", "n_pool", "n_labelled", "n_ood", "size", "backbone")}
+    # the cohort holds a pool only when the demo pretrains: which backbone is evaluated does not change it
+    data_fp = {
+        **{k: base[k] for k in ("seed", "n_pool", "n_labelled", "n_ood", "size")},
+        "pool": not cfg.backbone,
+    }
     store_fp = {**data_fp, "spacing": cfg.spacing, "deface": cfg.deface}
     t0 = time.perf_counter()
     cohort = out / "cohort"
