@@ -6,7 +6,12 @@ import pytest
 from evalkit import FINDINGS3, make_labels, separable_embeddings
 
 from fmct.evaluate import crossfit
-from fmct.evaluate.crossfit import cross_fit, cross_fitted_scores, cross_validated_r2
+from fmct.evaluate.crossfit import (
+    cross_fit,
+    cross_fitted_array_scores,
+    cross_fitted_scores,
+    cross_validated_r2,
+)
 from fmct.evaluate.knn import fit_knn_probe
 
 
@@ -59,6 +64,15 @@ def test_without_validation_part_it_is_the_knn_probe_per_fold(labels) -> None:  
         expected[te] = fit_knn_probe(x[tr], y[tr], None, None, FINDINGS3).predict_proba(x[te])
     got = cross_fitted_scores(emb, labels, "cls", FINDINGS3, "knn", val_frac=0.0)
     np.testing.assert_allclose(got, expected)
+
+
+def test_plain_arrays_are_cross_fitted_like_embeddings(labels) -> None:  # type: ignore[no-untyped-def]
+    """The array entry point (the pretraining kNN monitor's) runs the same folds and probe fits."""
+    emb = separable_embeddings(labels, FINDINGS3, signal=1.0)
+    y = labels[FINDINGS3].to_numpy(float)
+    for method in ("knn", "linear"):
+        got = cross_fitted_array_scores(emb.cls, y, labels["patient_id"], FINDINGS3, method)
+        np.testing.assert_allclose(got, cross_fitted_scores(emb, labels, "cls", FINDINGS3, method))
 
 
 def test_only_embedded_scans_and_clear_errors(labels) -> None:  # type: ignore[no-untyped-def]

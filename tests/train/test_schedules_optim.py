@@ -135,6 +135,31 @@ def test_knn_auroc_separable_and_random() -> None:
     assert 0.2 < noise["ich"] < 0.8
 
 
+def test_knn_monitor_is_the_protocols_cross_fitted_knn() -> None:
+    """One kNN: the monitor's AUROCs are those of the evaluation protocol's cross-fitted kNN scores."""
+    import pandas as pd
+
+    from fmct.evaluate.crossfit import cross_fitted_scores
+    from fmct.evaluate.embed import Embeddings
+    from fmct.evaluate.metrics import auroc_by_finding
+
+    rng = np.random.default_rng(1)
+    n, names = 80, ["ich", "mass", "fracture"]
+    labels = rng.integers(0, 2, size=(n, 3)).astype(float)
+    labels[rng.random((n, 3)) < 0.1] = np.nan  # unlabelled findings
+    feats = (rng.normal(size=(n, 6)) + np.c_[np.nan_to_num(labels), np.zeros((n, 3))]).astype(np.float32)
+    groups = [f"p{i // 2}" for i in range(n)]
+    table = pd.DataFrame(labels, columns=names)
+    table.insert(0, "scan_id", [f"s{i}" for i in range(n)])
+    table.insert(1, "patient_id", groups)
+    scores = cross_fitted_scores(Embeddings(list(table["scan_id"]), feats, feats), table, "cls", names, "knn")
+    expected = auroc_by_finding(labels, scores, names)
+    got = monitors.knn_auroc(feats, labels, groups, names)
+    assert set(got) == {*names, "macro"} and got["macro"] > 0.6
+    assert got == pytest.approx(expected)
+    assert monitors.knn_auroc(feats, labels, ["p0"] * n, names) == {}  # one patient: nothing to cross-fit
+
+
 def test_rng_state_roundtrip_and_atomic_checkpoint(tmp_path) -> None:
     random.seed(1)
     np.random.seed(2)

@@ -125,6 +125,35 @@ def cross_fitted_scores(
     return out
 
 
+def cross_fitted_array_scores(
+    features: np.ndarray,
+    labels: np.ndarray,
+    groups: Sequence[str],
+    findings: Sequence[str],
+    method: str = "knn",
+    n_splits: int = DEFAULT_N_SPLITS,
+    val_frac: float = DEFAULT_VAL_FRAC,
+    seed: int = 0,
+) -> np.ndarray:
+    """:func:`cross_fitted_scores` of plain arrays (e.g. the pretraining kNN monitor's features).
+
+    Args:
+        features: ``(n, D)``.  labels: ``(n, F)`` 0/1 (NaN = unlabelled), columns named by ``findings``.
+        groups: ``(n,)`` patient id per row (folds and validation splits never split a patient).
+        method, n_splits, val_frac, seed: as in :func:`cross_fit`.
+
+    Returns:
+        ``(n, F)`` out-of-fold scores, row order of ``features`` (NaN as in :class:`CrossFitted`).
+    """
+    x = np.asarray(features, dtype=np.float32)
+    ids = [str(i) for i in range(len(x))]
+    table = pd.DataFrame(np.asarray(labels, dtype=np.float64), columns=list(findings))
+    table.insert(0, "scan_id", ids)
+    table.insert(1, "patient_id", np.asarray(groups).astype(str))
+    emb = Embeddings(ids, x, x)
+    return cross_fitted_scores(emb, table, "cls", findings, method, n_splits, val_frac, seed)
+
+
 def _train_val(
     rows: pd.DataFrame, groups: np.ndarray, val_frac: float, seed: int
 ) -> tuple[list[str], list[str]]:

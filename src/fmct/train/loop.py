@@ -140,7 +140,8 @@ def save_backbone(
 class KnnMonitor:
     """kNN AUROC of frozen teacher features on a small labelled subset of the store: of the CLS token
     (``knn_auroc_macro``) and of the max over the intracranial patch tokens (``knn_auroc_brain_max``, the
-    ``fmct embed`` readout that ignores scalp, skull and head pose; docs/results.md "Reading the brain")."""
+    ``fmct embed`` readout that ignores scalp, skull and head pose; docs/results.md "Reading the brain").
+    The kNN is the evaluation protocol's, cross-fitted by patient (:func:`fmct.train.monitors.knn_auroc`)."""
 
     def __init__(self, store: Any, labels_csv: str, size: int, windows: Any, max_scans: int) -> None:
         df = pd.read_csv(labels_csv)

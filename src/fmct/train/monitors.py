@@ -7,7 +7,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 
 def teacher_entropy(probs: torch.Tensor) -> dict[str, float]:
@@ -38,76 +37,29 @@ def effective_rank(x: torch.Tensor) -> float:
     return float(torch.exp(-(p * p.log()).sum()))
 
 
-def knn_oof_scores(
-    features: np.ndarray,
-    labels: np.ndarray,
-    groups: Sequence[str],
-    k: int = 10,
-    n_splits: int = 5,
-) -> np.ndarray | None:
-    """Out-of-fold scores of a cosine kNN vote (temperature 0.07), folds by group.
-
-    Args:
-        features: ``(n, D)``.  labels: ``(n, F)`` 0/1 (NaN = unknown).  groups: patient id per row (folds
-            never split a patient).
-
-    Returns:
-        ``(n, F)`` scores in ``[0, 1]`` (0.5 where no neighbour has a label), or None with < 2 groups.
-    """
-    from sklearn.model_selection import GroupKFold
-
-    f = F.normalize(torch.as_tensor(features, dtype=torch.float32), dim=1)
-    y = np.asarray(labels, dtype=np.float64)
-    n = f.shape[0]
-    groups_arr = np.asarray(groups)
-    splits = min(n_splits, len(set(groups_arr.tolist())))
-    if splits < 2:
-        return None
-    scores = np.full(y.shape, np.nan)
-    for tr, te in GroupKFold(n_splits=splits).split(np.zeros(n), groups=groups_arr):
-        sim = f[te] @ f[tr].t()
-        kk = min(k, len(tr))
-        top_s, top_i = sim.topk(kk, dim=1)
-        w = torch.exp(top_s / 0.07).numpy()
-        ytr = y[tr][top_i.numpy()]  # (n_te, kk, F)
-        valid = ~np.isnan(ytr)
-        num = np.nansum(ytr * w[..., None], axis=1)
-        den = (valid * w[..., None]).sum(axis=1)
-        scores[te] = np.where(den > 0, num / np.maximum(den, 1e-12), 0.5)
-    return scores
-
-
 def knn_auroc(
     features: np.ndarray,
     labels: np.ndarray,
     groups: Sequence[str],
     names: Sequence[str],
-    k: int = 10,
     n_splits: int = 5,
 ) -> dict[str, float]:
-    """Cross-validated cosine kNN AUROC of frozen features (scores from :func:`knn_oof_scores`).
+    """Cross-fitted kNN AUROC of frozen features: the evaluation protocol's cosine kNN probe (k chosen on
+    validation patients), every scan scored by a fit without its patient
+    (:func:`fmct.evaluate.crossfit.cross_fitted_array_scores`).
 
     Args:
         features: ``(n, D)``.  labels: ``(n, F)`` 0/1 (NaN = unknown).  groups: patient id per row (folds
-            never split a patient).  names: finding names of the label columns.
+            never split a patient).  names: finding names of the label columns.  n_splits: folds.
 
     Returns:
-        ``{finding: auroc}`` for findings with both classes present, plus ``"macro"`` (mean of those).
+        ``{finding: auroc}`` for findings with both classes present, plus ``"macro"`` (mean of those); empty
+        with fewer than 2 patients.
     """
-    from sklearn.metrics import roc_auc_score
+    from fmct.evaluate.crossfit import cross_fitted_array_scores
+    from fmct.evaluate.metrics import auroc_by_finding
 
-    out: dict[str, float] = {}
-    scores = knn_oof_scores(features, labels, groups, k, n_splits)
-    if scores is None:
-        return out
-    y = np.asarray(labels, dtype=np.float64)
-    aucs = []
-    for j, name in enumerate(names):
-        ok = ~np.isnan(y[:, j])
-        yy = y[ok, j]
-        if yy.size and 0 < yy.sum() < yy.size:
-            out[name] = float(roc_auc_score(yy, scores[ok, j]))
-            aucs.append(out[name])
-    if aucs:
-        out["macro"] = float(np.mean(aucs))
-    return out
+    if len(set(map(str, groups))) < 2:
+        return {}
+    scores = cross_fitted_array_scores(features, labels, groups, names, "knn", n_splits)
+    return {k: v for k, v in auroc_by_finding(labels, scores, names).items() if v is not None}
