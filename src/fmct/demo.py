@@ -417,9 +417,13 @@ def run_demo(
         backbone = Path(cfg.backbone)
         # its config.json holds the weights' SHA-256: new weights redo the evaluation
         pre_fp = {**store_fp, "backbone_config": (backbone / "config.json").read_text()}
-        log(
-            f"backbone: {backbone} (shipped weights; `fmct demo --pretrain` pretrains one in the demo's budget)"
+        shipped = backbone.resolve() == SHIPPED_BACKBONE.resolve()
+        what = (
+            "the shipped weights; `fmct demo --pretrain` pretrains one in the demo's budget"
+            if shipped
+            else "given"
         )
+        log(f"backbone: {backbone} ({what})")
     else:
         backbone, pre_fp = _pool_and_pretrain(out, cfg, tcfg, stages, store_fp)
     eval_keys = ("fractions", "seeds", "val_frac", "test_frac", "scratch_arch", "scratch_input_size",
