@@ -45,7 +45,8 @@ from fmct.io.dicom_geometry import (
     stacking_line,
     tilt_degrees,
 )
-from fmct.io.dicom_pixels import int16_rescale, pixel_tag_at, read_native16, rescale_into, stored_pixels
+from fmct.io.dicom_pixels import int16_rescale, native16_layout, read_native16, rescale_into, stored_pixels
+from fmct.io.dicom_slice import read_header as _read_header
 from fmct.io.errors import InvalidScan, ScanProblem, SkipScan
 from fmct.io.volume import Volume
 from fmct.timing import stage
@@ -93,7 +94,7 @@ def read_series(
     try:
         return _read_series(ref, headers, max(2, int(min_slices)), gap_tolerance, max_missing)
     except ScanProblem as exc:
-        clean = _scrub(exc.reason, headers, ref, strip_quoted=False)
+        clean = _scrub(exc.reason, _with_headers(headers, ref), ref, strip_quoted=False)
         if clean == exc.reason:
             raise
         raise type(exc)(clean) from None
@@ -101,8 +102,24 @@ def read_series(
         raise InvalidScan("unreadable DICOM: MemoryError (image dimensions too large?)") from exc
     except Exception as exc:  # anything unexpected from a malformed file becomes a clean InvalidScan
         raise InvalidScan(
-            f"unreadable DICOM: {type(exc).__name__}: {_scrub(str(exc), headers, ref)}"
+            f"unreadable DICOM: {type(exc).__name__}: {_scrub(str(exc), _with_headers(headers, ref), ref)}"
         ) from exc
+
+
+def _with_headers(headers: list[Any], ref: SeriesRef, n: int = 3) -> list[Any]:
+    """``headers`` topped up to ``n`` with headers of the series' first files (where discovery's facts
+    spared the reader from parsing them), for scrubbing their identifying values out of a message."""
+    if ref.facts is None:
+        return headers
+    out = list(headers)
+    for path in ref.files[: n + 1]:
+        if len(out) >= n:
+            break
+        try:
+            out.append(read_dicom(path, stop_before_pixels=True))
+        except Exception:  # unreadable: the UID pattern of _scrub still applies
+            continue
+    return out
 
 
 def _scrub(message: str, headers: list[Any], ref: SeriesRef, strip_quoted: bool = True) -> str:
@@ -178,6 +195,8 @@ def _read_series(ref: SeriesRef, headers: list[Any], min_slices: int, gap_tol: f
     if rows * cols * len(frames) > _MAX_VOXELS:
         raise InvalidScan(f"series too large ({cols}x{rows}x{len(frames)} voxels)")
     meta_ds = datasets[frames[0].file_index]
+    if meta_ds is None:  # known from discovery's facts: its header is read for the scan's meta alone
+        meta_ds = read_dicom(ref.files[frames[0].file_index], stop_before_pixels=True)
     with stage("decode"):
         stack = _decode(ref, frames, datasets, sources, rows, cols)
 
@@ -221,44 +240,36 @@ def _read_series(ref: SeriesRef, headers: list[Any], min_slices: int, gap_tol: f
 
 
 def _read_files(ref: SeriesRef, headers: list[Any]) -> tuple[list[Frame], list[Any], list[tuple]]:
-    """Parse every file's header (pixel data left on disk): ``(frames, datasets, sources)`` where
-    ``sources[i] = (path, offset of its pixel data element or None)``. A file's problem names the file."""
+    """Every file's frames: from discovery's :class:`SliceFacts` where it has them (no header parse here),
+    else from the file's header (pixel data left on disk). Returns ``(frames, datasets, sources)`` where
+    ``datasets[i]`` is file ``i``'s header (``None`` where facts stood in for it) and ``sources[i] = (path,
+    offset of its pixel data element or None, its SliceFacts or None)``. A file's problem names the file."""
     frames: list[Frame] = []
     datasets: list[Any] = []
     sources: list[tuple] = []
-    for path in ref.files:
+    facts = ref.facts if ref.facts is not None and len(ref.facts) == len(ref.files) else None
+    for i, path in enumerate(ref.files):
+        known = facts[i] if facts is not None else None
+        if known is not None:
+            datasets.append(None)
+            sources.append((path, known.offset, known))
+            frames.append(known.frame)
+            continue
         try:
             ds, offset, has_pixels = _read_header(path)
         except Exception as exc:  # name the file; read_series scrubs PHI out of the message
             why = _scrub(str(exc).replace(str(path), "<file>"), headers, ref)
             raise InvalidScan(f"{ref.name_of(path)}: unreadable DICOM: {type(exc).__name__}: {why}") from exc
         datasets.append(ds)
-        sources.append((path, offset))
+        sources.append((path, offset, None))
         if len(headers) < 3:
             headers.append(ds)
         check_skip(ds)
         try:
-            frames.extend(frames_of(ds, len(datasets) - 1, has_pixels))
+            frames.extend(frames_of(ds, i, has_pixels))
         except InvalidScan as exc:
             raise InvalidScan(f"{ref.name_of(path)}: {exc.reason}") from None
     return frames, datasets, sources
-
-
-def _read_header(path) -> tuple[Any, int | None, bool | None]:
-    """``(dataset, pixel data offset, has pixel data)``: the header alone with where its pixel data starts;
-    a file without the 128-byte preamble is read whole by :func:`read_dicom` (offset and flag ``None``)."""
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
-    with open(path, "rb") as fh:
-        try:
-            ds = pydicom.dcmread(fh, stop_before_pixels=True, force=False)
-        except InvalidDicomError:
-            ds = None
-        else:
-            has_pixels = pixel_tag_at(fh, ds)
-            return ds, (fh.tell() if has_pixels else None), has_pixels
-    return read_dicom(path), None, None
 
 
 def _decode(
@@ -273,15 +284,19 @@ def _decode(
     buffer = bytearray(rows * cols * 2)  # one slice's pixel bytes, reused (each slice is rescaled at once)
 
     def pixels(f: Frame) -> np.ndarray:
-        path, offset = sources[f.file_index]
+        path, offset, known = sources[f.file_index]
         try:
             if f.frame is None and offset is not None:
-                raw = read_native16(path, offset, datasets[f.file_index], rows, cols, buffer)
-                if raw is not None:
-                    return raw
+                ds = datasets[f.file_index]
+                layout = known.layout if known is not None else native16_layout(ds)
+                if layout is not None:
+                    stamp = known.stamp if known is not None else None
+                    raw = read_native16(path, offset, layout, rows, cols, buffer, stamp)
+                    if raw is not None:
+                        return raw
             if f.file_index not in full:
                 ds = datasets[f.file_index]
-                full[f.file_index] = ds if "PixelData" in ds else read_dicom(path)
+                full[f.file_index] = ds if ds is not None and "PixelData" in ds else read_dicom(path)
             return stored_pixels(full[f.file_index], f.frame, rows, cols, cache)
         except InvalidScan as exc:
             raise InvalidScan(f"{ref.name_of(path)}: {exc.reason}") from None

@@ -12,12 +12,13 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from fmct.io.dicom_describe import IDENTIFYING_TAGS, clean_description, series_number
 from fmct.io.dicom_file import read_dicom
+from fmct.io.dicom_slice import SliceFacts, read_with_facts
 from fmct.io.ids import patient_id_from_dicom, scan_id_from_series_uid, study_id_from_uid
 from fmct.io.nifti import is_nifti
 from fmct.io.sources import SourceNamer
@@ -54,7 +55,9 @@ class SeriesRef:
     file of the series in messages (:class:`fmct.io.sources.SourceNamer`: relative to the input root, or
     a salted hash); without one a file is named by its file name. ``series_number`` (SeriesNumber) and
     ``description`` (SeriesDescription cleaned of identifying words, see :mod:`fmct.io.dicom_describe`)
-    tell series in one folder apart; each is the most common value among the files.
+    tell series in one folder apart; each is the most common value among the files. ``facts`` (aligned
+    with ``files``; ``None`` entries, or no list at all, where the reader must parse the file itself) is
+    what discovery's header pass learnt of each plain CT slice (:mod:`fmct.io.dicom_slice`).
     """
 
     series_uid: str
@@ -67,6 +70,7 @@ class SeriesRef:
     series_number: int | None = None
     description: str | None = field(default=None, repr=False)
     namer: Callable[[Path], str] | None = field(default=None, repr=False, compare=False)
+    facts: list[SliceFacts | None] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.n_files = len(self.files)
@@ -108,9 +112,27 @@ def iter_files(paths: Iterable[str | os.PathLike]) -> Iterator[Path]:
             yield p
 
 
-def _header(path: Path):
-    """Read the few tags ``discover`` needs; raises on non-DICOM / unreadable files."""
-    return read_dicom(path, stop_before_pixels=True, specific_tags=_DISCOVER_TAGS)
+def _header(path: Path) -> tuple[Any, SliceFacts | None]:
+    """The header of ``path`` and its slice facts (``None`` unless a plain CT slice); raises on non-DICOM /
+    unreadable files. A file the full header parse fails on (no preamble, a broken sequence) is read for
+    the few tags ``discover`` needs, as before."""
+    try:
+        return read_with_facts(path)
+    except Exception:  # the tag-limited read below decides, and words, any rejection
+        return read_dicom(path, stop_before_pixels=True, specific_tags=_DISCOVER_TAGS), None
+
+
+@dataclass(frozen=True)
+class _Member:
+    """What grouping keeps of one file (its header is dropped at once: a folder may hold 100k files)."""
+
+    path: Path
+    modality: str
+    patient_id: str
+    study_uid: str
+    number: int | None
+    description: str | None
+    facts: SliceFacts | None
 
 
 def _text(ds, keyword: str) -> str:
@@ -146,7 +168,7 @@ def discover(
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     namer = namer or SourceNamer(paths)
-    groups: dict[str, list[tuple[Path, object]]] = {}
+    groups: dict[str, list[_Member]] = {}
     rejected: list[Rejected] = []
     for path in iter_files(paths):
         if is_nifti(path):
@@ -155,7 +177,7 @@ def discover(
             rejected.append(Rejected(path, "no such file"))
             continue
         try:
-            ds = _header(path)
+            ds, facts = _header(path)
         except Exception as exc:  # every failure becomes a Rejected
             rejected.append(Rejected(path, _reject_reason(exc)))
             continue
@@ -174,25 +196,39 @@ def discover(
                 Rejected(path, "DICOM file without SeriesInstanceUID (truncated or not an image?)")
             )
             continue
-        groups.setdefault(uid, []).append((path, ds))
+        groups.setdefault(uid, []).append(
+            _Member(
+                path,
+                _safe_text(ds, "Modality"),
+                _safe_text(ds, "PatientID"),
+                _safe_text(ds, "StudyInstanceUID"),
+                series_number(ds),
+                _safe_call(clean_description, ds),
+                facts,
+            )
+        )
 
     series = []
     for uid, members in groups.items():
-        members.sort(key=lambda m: str(m[0]))
-        first = members[0][1]
-        modalities = Counter(_safe_text(ds, "Modality") for _, ds in members)
+        members.sort(key=lambda m: str(m.path))
+        first = members[0]
         scan_id = scan_id_from_series_uid(uid)
+        facts = [
+            None if m.facts is None else replace(m.facts, frame=replace(m.facts.frame, file_index=i))
+            for i, m in enumerate(members)
+        ]
         series.append(
             SeriesRef(
                 series_uid=uid,
                 scan_id=scan_id,
-                patient_id=patient_id_from_dicom(_safe_text(first, "PatientID"), fallback=scan_id),
-                study_id=study_id_from_uid(_safe_text(first, "StudyInstanceUID") or None),
-                files=[p for p, _ in members],
-                modality=modalities.most_common(1)[0][0],
-                series_number=_most_common(series_number(ds) for _, ds in members),
-                description=_most_common(_safe_call(clean_description, ds) for _, ds in members),
+                patient_id=patient_id_from_dicom(first.patient_id, fallback=scan_id),
+                study_id=study_id_from_uid(first.study_uid or None),
+                files=[m.path for m in members],
+                modality=Counter(m.modality for m in members).most_common(1)[0][0],
+                series_number=_most_common(m.number for m in members),
+                description=_most_common(m.description for m in members),
                 namer=namer,
+                facts=facts if any(f is not None for f in facts) else None,
             )
         )
     series.sort(key=lambda s: s.scan_id)

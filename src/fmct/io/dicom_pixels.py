@@ -8,6 +8,9 @@ pylibjpeg plugins, 8/32-bit, multi-frame) goes through pydicom's ``pixel_array``
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
+
 import numpy as np
 
 from fmct.io.dicom_frames import uid_name
@@ -22,12 +25,40 @@ def _transfer_syntax(ds):
     return uid if uid is not None else ImplicitVRLittleEndian
 
 
-def _fast_native16(ds, rows: int, cols: int) -> np.ndarray | None:
-    """Stored values ``(rows, cols)`` of an uncompressed 16-bit single-sample frame, else None."""
+@dataclass(frozen=True)
+class Native16:
+    """How an uncompressed 16-bit single-sample frame's stored values sit in its PixelData bytes."""
+
+    little_endian: bool
+    implicit_vr: bool
+    signed: bool
+    bits_stored: int
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(("<" if self.little_endian else ">") + ("i2" if self.signed else "u2"))
+
+
+def native16_layout(ds) -> Native16 | None:
+    """The :class:`Native16` layout of ``ds``'s pixel data, or ``None`` when it needs pydicom's decoders
+    (encapsulated transfer syntax, not 16 bits allocated, more than one sample per pixel)."""
     ts = _transfer_syntax(ds)
     if ts.is_encapsulated:
         return None
     if int(ds.get("BitsAllocated", 0) or 0) != 16 or int(ds.get("SamplesPerPixel", 1) or 1) != 1:
+        return None
+    return Native16(
+        little_endian=bool(ts.is_little_endian),
+        implicit_vr=bool(ts.is_implicit_VR),
+        signed=int(ds.get("PixelRepresentation", 0) or 0) == 1,
+        bits_stored=int(ds.get("BitsStored", 16) or 16),
+    )
+
+
+def _fast_native16(ds, rows: int, cols: int) -> np.ndarray | None:
+    """Stored values ``(rows, cols)`` of an uncompressed 16-bit single-sample frame, else None."""
+    layout = native16_layout(ds)
+    if layout is None:
         return None
     data = ds.PixelData
     if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -35,19 +66,17 @@ def _fast_native16(ds, rows: int, cols: int) -> np.ndarray | None:
     need = rows * cols * 2
     if len(data) < need:
         raise InvalidScan(f"pixel data truncated ({len(data)} of {need} bytes)")
-    return _native16_array(data, ds, ts, rows, cols)
+    return _native16_array(data, layout, rows, cols)
 
 
-def _native16_array(data, ds, ts, rows: int, cols: int, in_place: bool = False) -> np.ndarray:
+def _native16_array(data, layout: Native16, rows: int, cols: int, in_place: bool = False) -> np.ndarray:
     """``(rows, cols)`` stored values from at least ``rows * cols * 2`` bytes of native 16-bit pixel data
     (``in_place``: ``data`` is a writable scratch buffer that the unused high bits may be cleared in)."""
-    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
-    dtype = np.dtype(("<" if ts.is_little_endian else ">") + ("i2" if signed else "u2"))
-    arr = np.frombuffer(data, dtype=dtype, count=rows * cols).reshape(rows, cols)
-    stored = int(ds.get("BitsStored", 16) or 16)
+    arr = np.frombuffer(data, dtype=layout.dtype, count=rows * cols).reshape(rows, cols)
+    stored = layout.bits_stored
     if 0 < stored < 16:
         shift = 16 - stored
-        if signed:  # sign-extend from BitsStored
+        if layout.signed:  # sign-extend from BitsStored
             arr = (arr.astype(np.int16) << shift) >> shift
         elif in_place:  # clear the unused high bits
             np.bitwise_and(arr, np.uint16((1 << stored) - 1), out=arr)
@@ -75,23 +104,29 @@ def pixel_tag_at(fh, ds) -> bool:
 
 
 def read_native16(
-    path, offset: int, ds, rows: int, cols: int, buffer: bytearray | None = None
+    path,
+    offset: int,
+    layout: Native16,
+    rows: int,
+    cols: int,
+    buffer: bytearray | None = None,
+    stamp: tuple[int, int] | None = None,
 ) -> np.ndarray | None:
     """Stored values ``(rows, cols)`` of an uncompressed 16-bit single-frame file, read straight from the
     PixelData element at ``offset`` (where a header-only ``dcmread`` stopped), so the scan's pixel bytes are
-    never all held at once; ``None`` when the file needs pydicom's decoders. With ``buffer`` (at least
-    ``rows * cols * 2`` bytes, reused from file to file: no fresh pages per slice) the result is a view of
-    it, valid until the next call with the same buffer.
+    never all held at once. With ``buffer`` (at least ``rows * cols * 2`` bytes, reused from file to file:
+    no fresh pages per slice) the result is a view of it, valid until the next call with the same buffer.
 
-    Raises :class:`InvalidScan` for truncated pixel data.
+    ``None`` (read the file with pydicom instead) when no PixelData element of defined length starts at
+    ``offset``, or when ``stamp`` (``(size in bytes, mtime in ns)`` of the file when its header was read)
+    no longer matches the file. Raises :class:`InvalidScan` for truncated pixel data.
     """
-    ts = _transfer_syntax(ds)
-    if ts.is_encapsulated:
-        return None
-    if int(ds.get("BitsAllocated", 0) or 0) != 16 or int(ds.get("SamplesPerPixel", 1) or 1) != 1:
-        return None
-    order = "little" if ts.is_little_endian else "big"
+    order = "little" if layout.little_endian else "big"
     with open(path, "rb") as fh:
+        if stamp is not None:
+            st = os.fstat(fh.fileno())
+            if (st.st_size, st.st_mtime_ns) != stamp:
+                return None
         fh.seek(offset)
         head = fh.read(12)
         if len(head) < 8 or (int.from_bytes(head[:2], order), int.from_bytes(head[2:4], order)) != (
@@ -99,9 +134,9 @@ def read_native16(
             0x0010,
         ):
             return None
-        if not ts.is_implicit_VR and head[4:6] in _LONG_VRS:
+        if not layout.implicit_vr and head[4:6] in _LONG_VRS:
             length, start = int.from_bytes(head[8:12], order), offset + 12
-        elif not ts.is_implicit_VR:
+        elif not layout.implicit_vr:
             length, start = int.from_bytes(head[6:8], order), offset + 8
         else:
             length, start = int.from_bytes(head[4:8], order), offset + 8
@@ -115,7 +150,7 @@ def read_native16(
             data = fh.read(min(length, need))
     if len(data) < need:
         raise InvalidScan(f"pixel data truncated ({len(data)} of {need} bytes)")
-    return _native16_array(data, ds, ts, rows, cols, in_place=buffer is not None)
+    return _native16_array(data, layout, rows, cols, in_place=buffer is not None)
 
 
 def stored_pixels(ds, frame: int | None, rows: int, cols: int, cache: dict) -> np.ndarray:

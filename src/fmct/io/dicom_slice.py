@@ -1,0 +1,88 @@
+"""One DICOM file's header, read once: where its pixel data starts, and (:class:`SliceFacts`) everything
+:func:`fmct.io.dicom.read_series` needs from a plain CT slice, so that discovery's header pass serves the
+reader too and the reader only reads pixel bytes.
+
+Facts are kept only for the common case (a single-frame CT image, uncompressed 16-bit pixels, a header
+that passes every check the reader makes); any other file has none and the reader parses it itself, so its
+problems are reported exactly as before.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from fmct.io.dicom_file import read_dicom
+from fmct.io.dicom_frames import Frame, frames_of, skip_reason
+from fmct.io.dicom_pixels import Native16, native16_layout, pixel_tag_at
+
+
+@dataclass(frozen=True)
+class SliceFacts:
+    """What the reader needs from one plain CT slice file.
+
+    Attributes:
+        frame: its geometry and rescale (``file_index`` = the file's index in its series' ``files``).
+        offset: byte offset of its PixelData element.
+        layout: how its stored values sit in the pixel bytes.
+        stamp: ``(size in bytes, mtime in ns)`` when the header was read: a file changed since is re-read.
+    """
+
+    frame: Frame
+    offset: int
+    layout: Native16
+    stamp: tuple[int, int]
+
+
+def header_at(fh) -> tuple[Any, int | None, bool]:
+    """``(dataset, pixel data offset or None, has pixel data)`` of the Part 10 file open as ``fh``: the
+    header alone (``dcmread(stop_before_pixels=True)``); raises pydicom's ``InvalidDicomError`` for a file
+    without the 128-byte preamble."""
+    import pydicom
+
+    ds = pydicom.dcmread(fh, stop_before_pixels=True, force=False)
+    has_pixels = pixel_tag_at(fh, ds)
+    return ds, (fh.tell() if has_pixels else None), has_pixels
+
+
+def read_header(path) -> tuple[Any, int | None, bool | None]:
+    """``(dataset, pixel data offset, has pixel data)``: the header alone with where its pixel data starts;
+    a file without the 128-byte preamble is read whole by :func:`read_dicom` (offset and flag ``None``)."""
+    from pydicom.errors import InvalidDicomError
+
+    with open(path, "rb") as fh:
+        try:
+            return header_at(fh)
+        except InvalidDicomError:
+            pass
+    return read_dicom(path), None, None
+
+
+def read_with_facts(path) -> tuple[Any, SliceFacts | None]:
+    """The header of the Part 10 file ``path`` and its :class:`SliceFacts` (``None`` when it is not a plain
+    CT slice the reader can take from the facts alone). Raises what :func:`header_at` raises."""
+    with open(path, "rb") as fh:
+        ds, offset, has_pixels = header_at(fh)
+        st = os.fstat(fh.fileno())
+    return ds, slice_facts(ds, offset, has_pixels, (st.st_size, st.st_mtime_ns))
+
+
+def slice_facts(
+    ds: Any, offset: int | None, has_pixels: bool, stamp: tuple[int, int], file_index: int = 0
+) -> SliceFacts | None:
+    """:class:`SliceFacts` of a header read by :func:`header_at`, or ``None`` when the file needs the
+    reader's own parse (no pixel data, not a CT image, multi-frame, compressed or not 16-bit, or a header
+    the reader's checks refuse: those are then reported by the reader, naming the file)."""
+    if offset is None or not has_pixels:
+        return None
+    try:
+        if skip_reason(ds) is not None:
+            return None
+        frames = frames_of(ds, file_index, has_pixels)
+        layout = native16_layout(ds)
+    except Exception:  # any problem is the reader's to report
+        return None
+    if layout is None or len(frames) != 1 or frames[0].frame is not None:
+        return None
+    return SliceFacts(frame=frames[0], offset=offset, layout=layout, stamp=stamp)
