@@ -55,8 +55,9 @@ def process_item(item: WorkItem, root: str, cfg_dict: dict[str, Any], min_slices
             vol.meta["scan_id"] = item.scan_id  # a hashed id replaces the file name
         if min(vol.shape) < min_slices:
             raise SkipScan(f"only {min(vol.shape)} slices (< min_slices {min_slices})")
-        out = preprocess(vol, PreprocessConfig.from_dict(cfg_dict))
-        del vol
+        handover = [vol]
+        del vol  # preprocess then holds the only reference: the source is freed once resampled
+        out = preprocess(handover.pop(), PreprocessConfig.from_dict(cfg_dict))
         with stage("write"):
             write_scan(Path(root), item.scan_id, out, out.meta.get("preprocess", cfg_dict))
         row.update(

@@ -111,6 +111,7 @@ def preprocess(path_or_volume: str | os.PathLike | Volume, cfg: PreprocessConfig
 
     cfg = cfg or PreprocessConfig()
     vol = path_or_volume if isinstance(path_or_volume, Volume) else _load(path_or_volume)
+    del path_or_volume  # the source is freed once resampled unless the caller holds it (ingest hands it over)
     with stage("hu check"):
         if np.asarray(vol.array).dtype.kind in "fc" and not np.isfinite(vol.array).all():
             raise InvalidScan("volume contains NaN/Inf voxel values")
@@ -127,7 +128,8 @@ def preprocess(path_or_volume: str | os.PathLike | Volume, cfg: PreprocessConfig
     # one pass: clip, reorient, resample (tilt included) over the head's region only, from the source dtype
     with stage("resample"):
         out, path = to_ras_isotropic(src, cfg.spacing, world_box, clip=cfg.clip_hu)
-    del src
+    meta = dict(vol.meta)
+    del src, vol
     record["resampling"] = path
     if cfg.crop_head:  # the last step before storing rounds to int16 as it copies the crop out
         with stage("crop"):
@@ -139,7 +141,6 @@ def preprocess(path_or_volume: str | os.PathLike | Volume, cfg: PreprocessConfig
             record["deface"] = info
             if cfg.crop_head:
                 out, _ = crop_head(out, cfg.foreground_hu, cfg.crop_margin_mm, to_int16=True)
-    meta = dict(vol.meta)
     meta["preprocess"] = record
     with stage("int16"):
         arr = out.array if out.array.dtype == np.int16 else _to_int16(out.array)
