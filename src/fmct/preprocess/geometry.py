@@ -218,9 +218,11 @@ def _sample_decoupled(
     n_rows = view.shape[0] * view.shape[1]
     chunk = max(8, _ROWS_BUDGET // max(n_rows, 1))  # output columns along a per pass
     slab = max(1, _SLAB_BUDGET // max(view.shape[1] * view.shape[2], 1))
+    # one buffer for every chunk's rows (a fresh one per chunk would briefly hold two)
+    buf = np.empty(view.shape[:2] + (min(chunk, out_shape[a]),), dtype=np.float32)
     for a0 in range(0, out_shape[a], chunk):
         cols = np.arange(a0, min(a0 + chunk, out_shape[a]))
-        rows = np.empty(view.shape[:2] + (len(cols),), dtype=np.float32)
+        rows = buf[:, :, : len(cols)]
         for r0 in range(0, view.shape[0], slab):  # in slabs: the pass' temporaries stay in the CPU cache
             part = view[r0 : r0 + slab]
             rows[r0 : r0 + slab] = interp_axis(part, 2, m[s, a] * cols + m[s, 3], "air", AIR_HU, clip)
