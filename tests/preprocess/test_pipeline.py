@@ -97,3 +97,34 @@ def test_empty_scan_is_skipped():
 
     with pytest.raises(SkipScan, match="no foreground"):
         preprocess(Volume(np.full((20, 20, 20), -1000.0, np.float32), np.eye(4)))
+
+
+def test_a_handed_over_source_is_freed_once_resampled(make_volume, monkeypatch):
+    """The ingest worker hands its volume over (no reference of its own): the source array is gone
+    before the head crop, so a scan's source and output are never held whole at once."""
+    import weakref
+
+    import fmct.preprocess.crop as crop
+
+    aff = np.diag([0.5, 0.5, 2.0, 1.0])
+    aff[:3, 3] = [-30.0, -30.0, -40.0]
+    vol = make_volume((120, 120, 40), aff, centre=(0, 0, 0), radius=25.0)
+    alive = weakref.ref(vol.array)
+    seen: list[bool] = []
+    real = crop.crop_head
+
+    def spy(*args, **kwargs):
+        seen.append(alive() is not None)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(crop, "crop_head", spy)
+    handover = [vol]
+    del vol
+    out = preprocess(handover.pop(), PreprocessConfig())
+    assert seen == [False] and out.array.dtype == np.int16
+    kept = make_volume(
+        (120, 120, 40), aff, centre=(0, 0, 0), radius=25.0
+    )  # a caller that keeps its volume keeps it intact
+    before = kept.array.copy()
+    preprocess(kept, PreprocessConfig())
+    np.testing.assert_array_equal(kept.array, before)
