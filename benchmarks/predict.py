@@ -1,9 +1,10 @@
 """Per-scan wall time of `fmct predict` on CPU, split into read / preprocess / model (+ saliency).
 
-Two classifiers with random weights (timing does not depend on the weights): the CPU demo model (tiny
-ViT 192/6/3, 64³ input, patch 8 -> 512 tokens) and the paper-scale ViT-B (768/12/12, 96³ input, patch 12
--> 512 tokens). Inputs: synthetic DICOM series of site "a" (``fmct.synth``), read through the same path
-as ingest. The peer is the read + preprocess time of the same scans: it tells whether the network or the
+Two classifiers, each a linear head on the ``brain_max`` readout, as ``fmct demo`` trains it (timing does not
+depend on the head's weights): the shipped CPU backbone ``weights/demo-vit`` (192/4/3, 48³ input, patch 4 ->
+1,728 tokens) and the GPU recipe's ViT-B of ``configs/vit-b-96.yaml`` (768/12/12, 96³ input, patch 8 -> 1,728
+tokens; random weights). Inputs: synthetic DICOM series of site "a" (``fmct.synth``), read through the same
+path as ingest. The peer is the read + preprocess time of the same scans: it tells whether the network or the
 I/O dominates a prediction. Writes ``benchmarks/results/predict.json``.
 
     python benchmarks/predict.py [--scans 3] [--threads 2] [--saliency-finding ich]
@@ -24,22 +25,32 @@ import torch
 
 from fmct.labels import FINDINGS
 from fmct.models.hub import ClassifierModel, load_model
-from fmct.models.vit3d import ViT3D, vit3d_config_from_preset
 from fmct.preprocess import PreprocessConfig
+from fmct.train.backbone import backbone_from_config
+from fmct.train.config import resolve_config
 
-RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+#: name -> (what it is, input size, patch size)
 MODELS = {
-    "demo-tiny-64": ("tiny", 64, 8),
-    "vit-b-96": ("base", 96, 12),
+    "demo-vit": ("shipped weights/demo-vit", 48, 4),
+    "vit-b-96": ("configs/vit-b-96.yaml, random init", 96, 8),
 }
 
 
 def build(name: str, out: Path) -> Path:
-    preset, size, patch = MODELS[name]
+    """The classifier ``name`` (a linear ``brain_max`` head on its backbone) saved under ``out``."""
     torch.manual_seed(0)
-    bb = ViT3D(vit3d_config_from_preset(preset, img_size=size, patch_size=patch))
-    pre = {**PreprocessConfig().to_dict(), "input_size": size}
-    clf = ClassifierModel.from_backbone(bb, list(FINDINGS), preprocessing=pre, name=name)
+    if name == "demo-vit":
+        backbone = load_model(ROOT / "weights" / "demo-vit")
+        clf = ClassifierModel.from_backbone(backbone, list(FINDINGS), pooling="brain_max", name=name)
+    else:
+        cfg = resolve_config(ROOT / "configs" / "vit-b-96.yaml")
+        pre = {**PreprocessConfig().to_dict(), "input_size": int(cfg["data"]["global_size"])}
+        bb = backbone_from_config(cfg, len(pre["windows"]))
+        clf = ClassifierModel.from_backbone(
+            bb, list(FINDINGS), pooling="brain_max", preprocessing=pre, name=name
+        )
     return clf.save_pretrained(out / name)
 
 
@@ -100,6 +111,7 @@ def main() -> int:
                 "load_model_s": round(load_s, 3),
                 "per_scan_median_s": med,
                 "n_params_M": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
+                "what": MODELS[name][0],
                 "input": f"{MODELS[name][1]}^3 patch {MODELS[name][2]}",
                 "source_shape": entries[0].get("source", {}).get("shape"),
             }
@@ -127,7 +139,7 @@ def main() -> int:
     } | {
         "read_plus_preprocess_s": round(
             sum(
-                report["models"]["demo-tiny-64"]["per_scan_median_s"].get(k, 0)
+                report["models"]["demo-vit"]["per_scan_median_s"].get(k, 0)
                 for k in ("read_s", "preprocess_s")
             ),
             3,

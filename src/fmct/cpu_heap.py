@@ -9,8 +9,8 @@ this setting, and the p4 backbone's inference ~10 % less CPU time. :func:`reuse_
 mmap and trim thresholds (``mallopt``) so those blocks come from the heap and stay there for the next pass.
 
 The cost: the process keeps up to :data:`THRESHOLD_BYTES` of freed memory instead of returning it (peak
-resident memory is the pass's own peak). It is applied where a model runs on the CPU (embedding, the
-benchmarks), not at import: ingest workers keep glibc's defaults. A ``MALLOC_*`` variable or
+resident memory is the pass's own peak). It is applied where a model runs on the CPU (pretraining,
+embedding, the benchmarks), not at import: ingest workers keep glibc's defaults. A ``MALLOC_*`` variable or
 ``GLIBC_TUNABLES`` set by the user is respected; other C libraries (macOS, musl) are left alone.
 """
 

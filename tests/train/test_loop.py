@@ -123,6 +123,17 @@ def test_mae_run(tiny_store, tiny_overrides, tmp_path) -> None:
     assert (tmp_path / "m" / "model" / "model.safetensors").exists()
 
 
+def test_cpu_training_keeps_freed_blocks_in_the_heap(
+    tiny_store, tiny_overrides, tmp_path, monkeypatch
+) -> None:
+    """On the CPU the loop asks glibc to keep each step's freed activations (fmct.cpu_heap), as embedding does."""
+    calls: list[int] = []
+    monkeypatch.setattr("fmct.train.loop.reuse_freed_memory", lambda: calls.append(1) or True)
+    cfg = resolve_config(None, tiny_overrides + ["method=mae", "max_steps=1", "checkpoint_every=0"])
+    train(cfg, tiny_store, tmp_path / "h", progress=False)
+    assert calls == [1]
+
+
 @pytest.mark.parametrize("method", ["dino", "mae"])
 def test_bf16_autocast_step(tiny_store, tiny_overrides, tmp_path, method) -> None:
     """The GPU precision path (bf16 autocast, as ``precision: auto`` picks on CUDA) run on the CPU: with the

@@ -25,6 +25,7 @@ import torch.distributed as dist
 import yaml
 
 from fmct.config import save_config
+from fmct.cpu_heap import reuse_freed_memory
 from fmct.labels import FINDINGS
 from fmct.models.hub import save_pretrained
 from fmct.preprocess.brain_mask import brain_max_tokens, input_patch_fractions
@@ -310,6 +311,8 @@ class _Session:
         cls, cfg: dict[str, Any], data_root: str | Path, run: Path, resume: bool, info: DistInfo
     ) -> _Session:
         _seed_all(int(cfg["seed"]))
+        if info.device.type == "cpu":  # each step's large activations come from the heap, not fresh pages
+            reuse_freed_memory()
         store = open_store(data_root)
         windows = store_windows(store, cfg)
         aug = aug_config(cfg, windows)
