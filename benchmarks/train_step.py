@@ -42,6 +42,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from _mae_step import mae_step_section
 
 HERE = Path(__file__).resolve().parent
 
@@ -475,6 +476,8 @@ def main() -> int:
             times["ssl"] = [time_fn(ssl_fn, device, 1, 1) for _ in range(max(2, reps // 2))]
         except torch.cuda.OutOfMemoryError:
             times["ssl"] = []
+        ssl_fn = None
+        torch.cuda.empty_cache()
     if times["ssl"]:
         res["ssl_step"] = ssl_result(
             times["ssl"], ssl_flops, batch, peak, z, None if cuda else times["fmct"], flops, ssl_head_flops
@@ -488,6 +491,7 @@ def main() -> int:
         res["ssl_step"] = {"error": "out of memory at this batch"}
     if not cuda:
         res["ssl_backbone_parts"] = ssl_backbone_parts(ours, z, batch, device, reps)
+    res["mae_step"] = mae_step_section(gpu, args.dry, reps, peak, None if cuda else peak_cpu)
     if not cuda:
         res["inference_p4"] = inference_section(reps, torch.get_num_threads(), args.dry)
     if args.compile and not cuda:
@@ -503,7 +507,10 @@ def main() -> int:
                        "speedup_vs_monai": round(res["speedup_vs_monai"], 2),
                        "fmct_mfu_vs_matmul": round(res["fmct"]["mfu_vs_matmul"], 3),
                        "ssl_ms_per_sample": round(ssl.get("ms_per_sample", math.nan), 1),
-                       "ssl_mfu_vs_matmul": round(ssl.get("mfu_vs_matmul", math.nan), 3)}  # fmt: skip
+                       "ssl_mfu_vs_matmul": round(ssl.get("mfu_vs_matmul", math.nan), 3),
+                       "mae_ms_per_sample": round(res["mae_step"]["ms_per_sample"], 1),
+                       "mae_mfu_vs_matmul": round(res["mae_step"]["mfu_vs_matmul"], 3),
+                       "mae_over_bare": round(res["mae_step"]["over_bare"], 2)}  # fmt: skip
     if not cuda:
         inf = res["inference_p4"]
         res["headline"].update({"fmct_mfu_vs_matmul_cpu": round(res["fmct"]["mfu_vs_matmul_cpu"], 3),
