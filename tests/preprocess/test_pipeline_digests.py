@@ -4,9 +4,11 @@
 ``data/preprocess_digests.json`` holds, per case, the shape, affine, crop box and SHA-256 of the stored
 int16 array as the code gave them before the speed work (commit af8a9eb). Cases: synthetic DICOM series
 written by ``benchmarks/ingest.py``'s writer (a head on a table, plain axial and 20 degree gantry tilt),
-with and without defacing, and the real series of ``../shared/realdata`` (tilted, plain, variable spacing)
-when present. A change that is meant to alter the output bumps ``PREPROCESS_VERSION`` and rewrites the
-file with ``python tests/preprocess/test_pipeline_digests.py --write``.
+with and without defacing, a demo-like scan (``fmct.synth`` site b, 128² x 36 slices, ingested as ``fmct demo``
+does: 2 mm, defaced; pinned before the defacing speed work), and the real series of ``../shared/realdata``
+(tilted, plain, variable spacing) when present. A change that is meant to alter the output bumps
+``PREPROCESS_VERSION`` and rewrites the file with ``python tests/preprocess/test_pipeline_digests.py --write``
+(``--write NAME ...`` adds or rewrites only those cases).
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from fmct.preprocess import PreprocessConfig, preprocess
 HERE = Path(__file__).resolve().parent
 DIGESTS = HERE / "data" / "preprocess_digests.json"
 REAL = HERE.parents[1] / ".." / "shared" / "realdata" / "dcm_qa_ct"
+DEMO_LIKE = {  # name: (fmct.synth site, scan index, seed, in-plane size, ingest spacing mm); defaced
+    "synth_demo_site_b_2mm_deface": ("b", 0, 0, 128, 2.0),
+}
 SYNTHETIC = {  # name: (write_series kwargs, deface)
     "synthetic_axial": (dict(size=256, slices=90, px=0.9, dz=2.0, seed=1), False),
     "synthetic_axial_deface": (dict(size=256, slices=90, px=0.9, dz=2.0, seed=1), True),
@@ -47,11 +52,11 @@ def _writer():
     return mod.write_series
 
 
-def digest(folder: Path, deface: bool) -> dict:
+def digest(folder: Path, deface: bool, spacing: float = 1.0) -> dict:
     """Shape, affine, crop box and SHA-256 of what ingest stores for the one series in ``folder``."""
     found = discover([folder])
     assert len(found.series) == 1, found
-    vol = preprocess(read_series(found.series[0]), PreprocessConfig(deface=deface))
+    vol = preprocess(read_series(found.series[0]), PreprocessConfig(spacing=spacing, deface=deface))
     arr = np.ascontiguousarray(vol.array)
     assert arr.dtype == np.int16 and vol.array.flags["C_CONTIGUOUS"]
     return {
@@ -60,6 +65,23 @@ def digest(folder: Path, deface: bool) -> dict:
         "crop_box": vol.meta["preprocess"].get("crop_box"),
         "sha256": hashlib.sha256(arr.tobytes()).hexdigest(),
     }
+
+
+def _write_demo_like(folder: Path, site: str, index: int, seed: int, size: int) -> None:
+    from fmct.synth import get_site, synth_scan
+    from fmct.synth.dicom_writer import write_dicom_series
+
+    scan = synth_scan(index, site, seed, size=size, with_mask=False)
+    write_dicom_series(scan, folder, get_site(site), seed, index)
+
+
+def _case(name: str, tmp: Path) -> tuple[Path, bool, float]:
+    """``(folder, deface, spacing)`` of case ``name``, its series written under ``tmp`` when synthetic."""
+    if name in DEMO_LIKE:
+        site, index, seed, size, spacing = DEMO_LIKE[name]
+        _write_demo_like(tmp / name, site, index, seed, size)
+        return tmp / name, True, spacing
+    return (*_case_folder(name, tmp), 1.0)
 
 
 def _case_folder(name: str, tmp: Path) -> tuple[Path, bool]:
@@ -74,10 +96,13 @@ def _case_folder(name: str, tmp: Path) -> tuple[Path, bool]:
     return REAL / sub, deface
 
 
-@pytest.mark.parametrize("name", [*SYNTHETIC, *REAL_CASES])
+CASES = [*SYNTHETIC, *DEMO_LIKE, *REAL_CASES]
+
+
+@pytest.mark.parametrize("name", CASES)
 def test_stored_volume_is_bit_identical_to_before(name, tmp_path):
     expected = json.loads(DIGESTS.read_text())[name]
-    got = digest(*_case_folder(name, tmp_path))
+    got = digest(*_case(name, tmp_path))
     assert got["shape"] == expected["shape"]
     assert got["crop_box"] == expected["crop_box"]
     np.testing.assert_allclose(got["affine"], expected["affine"], atol=1e-5)
@@ -87,10 +112,11 @@ def test_stored_volume_is_bit_identical_to_before(name, tmp_path):
 if __name__ == "__main__" and "--write" in sys.argv:
     import tempfile
 
-    out = {}
+    names = sys.argv[sys.argv.index("--write") + 1 :] or CASES
+    out = json.loads(DIGESTS.read_text()) if DIGESTS.exists() and names != CASES else {}
     with tempfile.TemporaryDirectory() as tmp:
-        for case in [*SYNTHETIC, *REAL_CASES]:
-            out[case] = digest(*_case_folder(case, Path(tmp)))
+        for case in names:
+            out[case] = digest(*_case(case, Path(tmp)))
             print(case, out[case]["shape"], out[case]["sha256"][:12])
     DIGESTS.parent.mkdir(exist_ok=True)
     DIGESTS.write_text(json.dumps(out, indent=1) + "\n")
