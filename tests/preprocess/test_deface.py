@@ -1,9 +1,14 @@
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from fmct.io.dicom import discover, read_series
 from fmct.io.errors import InvalidScan
 from fmct.io.volume import Volume
 from fmct.preprocess import PreprocessConfig, preprocess
+from fmct.preprocess.deface import brain_mask, face_mask
 
 
 def _ellipsoid(world, centre, radii):
@@ -59,3 +64,62 @@ def test_deface_refuses_a_scan_without_brain():
     hu[5:35, 5:35, 5:35] = 40.0  # a block of soft tissue, no skull
     with pytest.raises(InvalidScan, match="deface"):
         preprocess(Volume(hu, np.eye(4)), PreprocessConfig(deface=True))
+
+
+# --- the faster masks are the masks of the code before the speed work (reference_deface.py) ---
+
+HERE = Path(__file__).resolve().parent
+REAL_GE = HERE.parents[1] / ".." / "shared" / "realdata" / "dcm_qa_ct" / "GE"
+
+
+def _reference():
+    spec = importlib.util.spec_from_file_location("fmct_reference_deface", HERE / "reference_deface.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _assert_masks_equal(vol: Volume, margin_mm: float = 15.0):
+    """brain_mask and face_mask of :func:`deface`'s working grid equal the reference's."""
+    ref = _reference()
+    s = vol.spacing[0]
+    f = max(1, int(round(2.0 / s)))
+    coarse = np.asarray(vol.array, dtype=np.float32)[::f, ::f, ::f]
+    brain = brain_mask(coarse)
+    np.testing.assert_array_equal(brain, ref.brain_mask(coarse))
+    assert brain.sum() > 1000
+    np.testing.assert_array_equal(face_mask(brain, s * f, margin_mm), ref.face_mask(brain, s * f, margin_mm))
+
+
+def _ingested(vol: Volume, spacing: float) -> Volume:
+    """What the pipeline hands to defacing: RAS, ``spacing`` mm, cropped to the head (float32)."""
+    out = preprocess(vol, PreprocessConfig(spacing=spacing))
+    return Volume(out.array.astype(np.float32), out.affine)
+
+
+@pytest.mark.parametrize("spacing", [1.0, 2.0, 1.5])
+def test_masks_equal_the_reference_on_the_synthetic_head(spacing):
+    vol = _synthetic_head()[0]
+    _assert_masks_equal(_ingested(vol, spacing) if spacing != 1.0 else vol)
+
+
+@pytest.mark.parametrize("spacing", [1.0, 2.0])
+@pytest.mark.parametrize("site,index", [("a", 0), ("b", 1), ("c", 2)])
+def test_masks_equal_the_reference_on_demo_scans(site, index, spacing):
+    from fmct.synth import synth_scan
+
+    _assert_masks_equal(_ingested(synth_scan(index, site, 0, size=128, with_mask=False).volume, spacing))
+
+
+@pytest.mark.parametrize("spacing", [1.0, 2.0])
+def test_masks_equal_the_reference_on_a_real_head(spacing):
+    if not REAL_GE.is_dir():
+        pytest.skip(f"real CT DICOM not present at {REAL_GE} (see shared/realdata/README.md)")
+    found = discover([REAL_GE])
+    _assert_masks_equal(_ingested(read_series(found.series[0]), spacing))
+
+
+def test_margins_equal_the_reference():
+    vol = _ingested(_synthetic_head()[0], 2.0)
+    for margin in (0.0, 5.0, 9.9, 30.0):
+        _assert_masks_equal(vol, margin)

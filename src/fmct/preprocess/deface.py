@@ -19,35 +19,27 @@ from scipy import ndimage
 
 from fmct.io.errors import InvalidScan
 from fmct.io.volume import AIR_HU, Volume
-
-
-def _fill_axial(mask: np.ndarray) -> np.ndarray:
-    """Fill holes in every axial ``(X, Y)`` slice of a ``(X, Y, Z)`` mask."""
-    out = np.empty_like(mask)
-    for z in range(mask.shape[2]):
-        out[:, :, z] = ndimage.binary_fill_holes(mask[:, :, z])
-    return out
+from fmct.preprocess.morphology import close_cross, fill_holes, fill_holes_axial, within_distance
 
 
 def brain_mask(
     hu: np.ndarray, bone_hu: float = 300.0, brain_hu: tuple[float, float] = (0.0, 80.0)
 ) -> np.ndarray:
     """Brain (intracranial soft tissue, holes filled) of an RAS ``(X, Y, Z)`` HU array; may be empty."""
-    bone = ndimage.binary_closing(hu > bone_hu)
-    cavity = _fill_axial(bone) & ~bone
+    bone = close_cross(hu > bone_hu)
+    cavity = fill_holes_axial(bone) & ~bone
     soft = cavity & (hu >= brain_hu[0]) & (hu <= brain_hu[1])
     labels, n = ndimage.label(soft)
     if n == 0:
         return np.zeros_like(soft)
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
-    return ndimage.binary_fill_holes(labels == int(np.argmax(sizes)))
+    return fill_holes(labels == int(np.argmax(sizes)))
 
 
 def face_mask(brain: np.ndarray, spacing: float, margin_mm: float) -> np.ndarray:
     """Voxels to remove, given the brain mask of an RAS grid with isotropic ``spacing`` mm."""
-    dist = ndimage.distance_transform_edt(~brain, sampling=spacing)
-    protected = dist <= margin_mm
+    protected = within_distance(brain, spacing, margin_mm)  # distance_transform_edt(~brain) <= margin
     nx, ny, nz = brain.shape
     yy = np.arange(ny)
     has = brain.any(axis=1)  # (X, Z) rows holding brain
