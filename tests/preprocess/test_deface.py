@@ -123,3 +123,14 @@ def test_margins_equal_the_reference():
     vol = _ingested(_synthetic_head()[0], 2.0)
     for margin in (0.0, 5.0, 9.9, 30.0):
         _assert_masks_equal(vol, margin)
+
+
+def test_face_mask_of_an_empty_brain_is_empty_as_before():
+    import warnings
+
+    empty = np.zeros((20, 24, 16), bool)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the reference takes the mean of no voxels
+        want = _reference().face_mask(empty, 2.0, 15.0)
+    np.testing.assert_array_equal(face_mask(empty, 2.0, 15.0), want)
+    assert not want.any()

@@ -36,6 +36,8 @@ def head_mask_coarse(
     labels, n = ndimage.label(coarse)
     if n == 0:
         raise SkipScan(f"no foreground above {threshold_hu:g} HU (empty image?)")
+    if n == 1:  # one body (the usual case once cropped): it is the head, nothing else
+        return coarse, np.zeros_like(coarse)
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
     head_label = int(np.argmax(sizes))

@@ -39,13 +39,17 @@ def brain_mask(
 
 def face_mask(brain: np.ndarray, spacing: float, margin_mm: float) -> np.ndarray:
     """Voxels to remove, given the brain mask of an RAS grid with isotropic ``spacing`` mm."""
-    protected = within_distance(brain, spacing, margin_mm)  # distance_transform_edt(~brain) <= margin
     nx, ny, nz = brain.shape
+    n = int(np.count_nonzero(brain))
+    if n == 0:
+        return np.zeros_like(brain)
+    protected = within_distance(brain, spacing, margin_mm)  # distance_transform_edt(~brain) <= margin
     yy = np.arange(ny)
     has = brain.any(axis=1)  # (X, Z) rows holding brain
     front = np.where(has, ny - 1 - np.argmax(brain[:, ::-1, :], axis=1), 0).astype(np.float64)
-    coords = np.argwhere(brain)
-    yc, zc = coords[:, 1].mean(), coords[:, 2].mean()
+    # the brain's centre (Y, Z): exact integer sums over the projections, divided as numpy's mean does
+    yc = float(np.dot(np.count_nonzero(brain, axis=(0, 2)), yy)) / n
+    zc = float(np.dot(np.count_nonzero(brain, axis=(0, 1)), np.arange(nz))) / n
     below = np.arange(nz)[None, :] < zc
     front = np.where(has, front, np.where(below, yc, np.inf))  # (X, Z)
     anterior = yy[None, :, None] > front[:, None, :]
@@ -88,10 +92,9 @@ def deface(
             f"deface: no brain found inside the skull ({brain_ml:.0f} ml < {min_brain_ml:g} ml)"
         )
     face = face_mask(brain, s * f, margin_mm)
-    idx = np.ix_(*[np.arange(n) // f for n in volume.shape])
-    full = face[idx]
+    full = face if f == 1 else face[np.ix_(*[np.arange(n) // f for n in volume.shape])]
     out = np.array(volume.array, dtype=np.float32, copy=True)
     removed = full & (out > AIR_HU + 1)
-    out[full] = AIR_HU
+    np.copyto(out, np.float32(AIR_HU), where=full)
     info = {"brain_ml": round(brain_ml, 1), "removed_ml": round(float(removed.sum()) * s**3 / 1000.0, 1)}
     return Volume(out, volume.affine, dict(volume.meta)), info
