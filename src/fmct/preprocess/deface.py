@@ -19,7 +19,13 @@ from scipy import ndimage
 
 from fmct.io.errors import InvalidScan
 from fmct.io.volume import AIR_HU, Volume
-from fmct.preprocess.morphology import close_cross, fill_holes, fill_holes_axial, within_distance
+from fmct.preprocess.morphology import (
+    bounding_box,
+    close_cross,
+    fill_holes,
+    fill_holes_axial,
+    within_distance,
+)
 
 
 def brain_mask(
@@ -29,12 +35,15 @@ def brain_mask(
     bone = close_cross(hu > bone_hu)
     cavity = fill_holes_axial(bone) & ~bone
     soft = cavity & (hu >= brain_hu[0]) & (hu <= brain_hu[1])
-    labels, n = ndimage.label(soft)
-    if n == 0:
-        return np.zeros_like(soft)
+    brain = np.zeros_like(soft)
+    box = bounding_box(soft)  # labelled over soft tissue's box: the same labels, numbered in the same order
+    if box is None:
+        return brain
+    labels, _ = ndimage.label(soft[box])
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
-    return fill_holes(labels == int(np.argmax(sizes)))
+    brain[box] = fill_holes(labels == int(np.argmax(sizes)))
+    return brain
 
 
 def face_mask(brain: np.ndarray, spacing: float, margin_mm: float) -> np.ndarray:

@@ -52,29 +52,38 @@ def close_cross(mask: np.ndarray) -> np.ndarray:
     return out
 
 
+def bounding_box(mask: np.ndarray, grow: int = 0) -> tuple[slice, ...] | None:
+    """Slices of the bounding box of a 3D ``mask``'s True voxels grown by ``grow`` voxels (clipped to the
+    array); ``None`` when the mask is empty."""
+    box = []
+    for a, n in enumerate(mask.shape):
+        nz = np.flatnonzero(mask.any(axis=tuple(b for b in range(mask.ndim) if b != a)))
+        if len(nz) == 0:
+            return None
+        box.append(slice(max(int(nz[0]) - grow, 0), min(int(nz[-1]) + grow + 1, n)))
+    return tuple(box)
+
+
 def _fill(mask: np.ndarray, structure: np.ndarray, border_axes: tuple[int, ...]) -> np.ndarray:
     """``mask`` plus the components (connected by ``structure``) of its background that touch no face of
-    the array across ``border_axes``."""
-    labels, n = ndimage.label(~mask, structure)
+    the array across ``border_axes``; labelled over the mask's bounding box only (outside it all is
+    background, so every background voxel on the box's faces reaches the array's faces)."""
+    out = np.zeros(mask.shape, dtype=bool)
+    box = bounding_box(mask)
+    if box is None:
+        return out
+    labels, n = ndimage.label(~mask[box], structure)
     outside = np.zeros(n + 1, dtype=bool)
     for axis in border_axes:
         outside[np.take(labels, [0, -1], axis=axis)] = True
     outside[0] = False  # label 0: the mask itself
-    return ~outside[labels]
+    out[box] = ~outside[labels]
+    return out
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
-    """``ndimage.binary_fill_holes(mask)`` of a 3D bool mask (6-connected background), computed over the
-    mask's bounding box only (the background around the box reaches the array's faces)."""
-    out = np.zeros(mask.shape, dtype=bool)
-    if not mask.any():
-        return out
-    box = tuple(
-        slice(int(nz[0]), int(nz[-1]) + 1)
-        for nz in (np.flatnonzero(mask.any(axis=tuple(b for b in range(3) if b != a))) for a in range(3))
-    )
-    out[box] = _fill(mask[box], ndimage.generate_binary_structure(3, 1), (0, 1, 2))
-    return out
+    """``ndimage.binary_fill_holes(mask)`` of a 3D bool mask (6-connected background)."""
+    return _fill(mask, ndimage.generate_binary_structure(3, 1), (0, 1, 2))
 
 
 def fill_holes_axial(mask: np.ndarray) -> np.ndarray:
@@ -126,13 +135,7 @@ def within_distance(mask: np.ndarray, spacing: float, radius: float) -> np.ndarr
     if r2 is None or not mask.any():
         return ndimage.distance_transform_edt(~mask, sampling=spacing) <= radius
     reach = isqrt(r2)
-    box = tuple(
-        slice(max(int(nz[0]) - reach, 0), min(int(nz[-1]) + reach + 1, n))
-        for nz, n in (
-            (np.flatnonzero(mask.any(axis=tuple(b for b in range(3) if b != a))), mask.shape[a])
-            for a in range(3)
-        )
-    )
+    box = bounding_box(mask, grow=reach)
     cap = r2 + 1
     dtype = np.uint8 if 2 * cap <= 255 else np.uint32
     g = np.where(mask[box], dtype(0), dtype(cap))
