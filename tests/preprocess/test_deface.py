@@ -8,7 +8,7 @@ from fmct.io.dicom import discover, read_series
 from fmct.io.errors import InvalidScan
 from fmct.io.volume import Volume
 from fmct.preprocess import PreprocessConfig, preprocess
-from fmct.preprocess.deface import brain_mask, face_mask
+from fmct.preprocess.deface import brain_mask, deface, face_mask
 
 
 def _ellipsoid(world, centre, radii):
@@ -134,3 +134,15 @@ def test_face_mask_of_an_empty_brain_is_empty_as_before():
         want = _reference().face_mask(empty, 2.0, 15.0)
     np.testing.assert_array_equal(face_mask(empty, 2.0, 15.0), want)
     assert not want.any()
+
+
+@pytest.mark.parametrize("spacing", [1.0, 0.7, 2.0])
+def test_defaced_volume_equals_the_reference(spacing):
+    """The whole step (masks on the ~2 mm grid, taken back to every voxel, face set to air) as before."""
+    vol = _synthetic_head()[0]
+    if spacing != 1.0:
+        vol = _ingested(vol, spacing)
+    out, info = deface(vol)
+    ref_out, ref_info = _reference().deface(vol)
+    np.testing.assert_array_equal(out.array, ref_out.array)
+    assert info == ref_info and info["removed_ml"] > 5

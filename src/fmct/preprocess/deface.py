@@ -101,9 +101,10 @@ def deface(
             f"deface: no brain found inside the skull ({brain_ml:.0f} ml < {min_brain_ml:g} ml)"
         )
     face = face_mask(brain, s * f, margin_mm)
-    full = face if f == 1 else face[np.ix_(*[np.arange(n) // f for n in volume.shape])]
+    nx, ny, nz = volume.shape  # each voxel takes the coarse voxel it falls in: repeat f times per axis
+    full = face if f == 1 else face.repeat(f, 0).repeat(f, 1).repeat(f, 2)[:nx, :ny, :nz]
     out = np.array(volume.array, dtype=np.float32, copy=True)
-    removed = full & (out > AIR_HU + 1)
+    removed = np.count_nonzero(full & (out > AIR_HU + 1))
     np.copyto(out, np.float32(AIR_HU), where=full)
-    info = {"brain_ml": round(brain_ml, 1), "removed_ml": round(float(removed.sum()) * s**3 / 1000.0, 1)}
+    info = {"brain_ml": round(brain_ml, 1), "removed_ml": round(float(removed) * s**3 / 1000.0, 1)}
     return Volume(out, volume.affine, dict(volume.meta)), info
