@@ -1,0 +1,197 @@
+"""One file's part in discovery: its header (and slice facts) read once and reduced to the few values that
+grouping needs (:class:`Member`), or the reason it is not a DICOM image (:class:`Rejected`).
+
+:func:`read_members` reads a list of files in this process or, with ``workers >= 2`` and enough files, in a
+pool of spawned worker processes (:func:`fmct.procpool.spawn_pool`) that read chunks of files and send back
+these small records (never pydicom datasets), in the order of the files either way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fmct.io.dicom_describe import IDENTIFYING_TAGS, clean_description, series_number
+from fmct.io.dicom_file import read_dicom
+from fmct.io.dicom_slice import SliceFacts, read_with_facts
+
+#: Tags read when the full header parse fails (headers only, pixel data never touched).
+_DISCOVER_TAGS = [
+    "SeriesInstanceUID",
+    "StudyInstanceUID",
+    "PatientID",
+    "Modality",
+    "SOPClassUID",
+    "SeriesNumber",
+    "SeriesDescription",
+    *IDENTIFYING_TAGS,
+]
+_DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
+DICOMDIR_REASON = "DICOMDIR index, not an image (the images it lists are read from the folders)"
+#: The worker pool pays off when the reading time it saves, about ``files * (1 - 1/workers)`` header reads,
+#: exceeds its start-up (spawning interpreters that import pydicom and numpy): measured on 2 cores, break-even
+#: at about 800 files with 2 workers, i.e. about 400 reads saved (docs/results.md, "Peer benchmarks").
+BREAK_EVEN_READS_SAVED = 500
+#: Progress callback: ``(files read, files in all)``.
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A file that is not a readable DICOM image header (``reason`` names why; no PHI)."""
+
+    path: Path
+    reason: str
+
+
+@dataclass(frozen=True)
+class Member:
+    """What grouping keeps of one DICOM file (its header is dropped at once: a folder may hold 100k files).
+    ``series_uid`` and ``patient_id`` are raw header values: they never leave ``fmct.io``."""
+
+    path: Path
+    series_uid: str = field(repr=False)
+    modality: str
+    patient_id: str = field(repr=False)
+    study_uid: str = field(repr=False)
+    number: int | None
+    description: str | None
+    facts: SliceFacts | None = field(repr=False)
+
+
+def _header(path: Path) -> tuple[Any, SliceFacts | None]:
+    """The header of ``path`` and its slice facts (``None`` unless a plain CT slice); raises on non-DICOM /
+    unreadable files. A file the full header parse fails on (no preamble, a broken sequence) is read for
+    the few tags discovery needs."""
+    try:
+        return read_with_facts(path)
+    except Exception:  # the tag-limited read below decides, and words, any rejection
+        return read_dicom(path, stop_before_pixels=True, specific_tags=_DISCOVER_TAGS), None
+
+
+def _text(ds, keyword: str) -> str:
+    value = ds.get(keyword, None)
+    return "" if value is None else str(value).strip()
+
+
+def _safe_text(ds, keyword: str) -> str:
+    try:
+        return _text(ds, keyword)
+    except Exception:  # undecodable value counts as missing
+        return ""
+
+
+def _safe_call(fn: Callable[[Any], Any], ds: Any) -> Any:
+    try:
+        return fn(ds)
+    except Exception:  # an undecodable value counts as missing
+        return None
+
+
+def reject_reason(exc: Exception) -> str:
+    """Why a file whose header read raised ``exc`` is rejected (names the failure, never a value)."""
+    from pydicom.errors import InvalidDicomError
+
+    if isinstance(exc, InvalidDicomError):
+        return "not a DICOM file (no DICM prefix, no File Meta header)"
+    if isinstance(exc, (EOFError, OSError)) and not isinstance(exc, FileNotFoundError):
+        return f"unreadable DICOM header (truncated file?): {type(exc).__name__}"
+    if isinstance(exc, FileNotFoundError):
+        return "no such file"
+    return f"unreadable DICOM header: {type(exc).__name__}"
+
+
+def read_member(path: Path) -> Member | Rejected:
+    """``path``'s :class:`Member`, or why it is :class:`Rejected`. Never raises for a bad file."""
+    if not path.exists():
+        return Rejected(path, "no such file")
+    try:
+        ds, facts = _header(path)
+    except Exception as exc:  # every failure becomes a Rejected
+        return Rejected(path, reject_reason(exc))
+    try:
+        meta = getattr(ds, "file_meta", None)
+        sop = _text(ds, "SOPClassUID") or (_text(meta, "MediaStorageSOPClassUID") if meta else "")
+        if sop == _DICOMDIR_SOP_CLASS or path.name.upper() == "DICOMDIR":
+            return Rejected(path, DICOMDIR_REASON)
+        uid = _text(ds, "SeriesInstanceUID")
+    except Exception as exc:  # a value that cannot be decoded
+        return Rejected(path, f"unreadable DICOM header: {type(exc).__name__}")
+    if not uid:
+        return Rejected(path, "DICOM file without SeriesInstanceUID (truncated or not an image?)")
+    return Member(
+        path,
+        uid,
+        _safe_text(ds, "Modality"),
+        _safe_text(ds, "PatientID"),
+        _safe_text(ds, "StudyInstanceUID"),
+        series_number(ds),
+        _safe_call(clean_description, ds),
+        facts,
+    )
+
+
+def read_chunk(paths: Sequence[Path]) -> list[Member | Rejected]:
+    """:func:`read_member` of each of ``paths``, in order (the work of one worker task)."""
+    return [read_member(p) for p in paths]
+
+
+def read_members(
+    paths: Sequence[Path], workers: int = 0, progress: ProgressFn | None = None
+) -> list[Member | Rejected]:
+    """:func:`read_member` of each of ``paths``, in order: in ``workers`` worker processes (chunks of files)
+    when that pays (:func:`worth_a_pool`), else in this process. ``progress(read, total)`` is called as files
+    are read."""
+    total = len(paths)
+    if not worth_a_pool(total, workers):
+        out: list[Member | Rejected] = []
+        for i, p in enumerate(paths):
+            out.append(read_member(p))
+            if progress is not None and ((i + 1) % 64 == 0 or i + 1 == total):
+                progress(i + 1, total)
+        return out
+    return _read_parallel(paths, workers, progress)
+
+
+def worth_a_pool(files: int, workers: int) -> bool:
+    """Whether reading ``files`` headers in ``workers`` processes beats reading them here: never for
+    ``workers < 2``, else when it saves at least :data:`BREAK_EVEN_READS_SAVED` reads' time."""
+    return workers >= 2 and files * (1 - 1 / workers) >= BREAK_EVEN_READS_SAVED
+
+
+def chunk_size(total: int, workers: int) -> int:
+    """Files per worker task: about 8 tasks per worker (load balance, progress), 16 to 256 files each."""
+    return max(16, min(256, -(-total // (workers * 8))))
+
+
+def _read_parallel(
+    paths: Sequence[Path], workers: int, progress: ProgressFn | None
+) -> list[Member | Rejected]:
+    """:func:`read_members` in a pool; chunks whose worker died (the pool broke) are read here instead."""
+    from fmct.procpool import spawn_pool
+
+    size = chunk_size(len(paths), workers)
+    chunks = [list(paths[i : i + size]) for i in range(0, len(paths), size)]
+    results: list[list[Member | Rejected] | None] = [None] * len(chunks)
+    done = 0
+    with spawn_pool(min(workers, len(chunks))) as pool:
+        futures = {pool.submit(read_chunk, chunk): i for i, chunk in enumerate(chunks)}
+        for fut in as_completed(futures):
+            try:
+                results[futures[fut]] = fut.result()
+            except BrokenProcessPool:
+                continue
+            done += len(chunks[futures[fut]])
+            if progress is not None:
+                progress(done, len(paths))
+    for i, chunk in enumerate(chunks):
+        if results[i] is None:
+            results[i] = read_chunk(chunk)
+            done += len(chunk)
+            if progress is not None:
+                progress(done, len(paths))
+    return [m for chunk_result in results for m in chunk_result]

@@ -1,0 +1,95 @@
+"""Discovery's header reading in worker processes gives exactly what reading in this process gives: the same
+series (ids, files, order, slice facts), the same rejections with the same reasons, the same progress end."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fmct.io.dicom_members as members
+from fmct.io.dicom import discover
+
+REAL = Path(__file__).resolve().parents[2].parent / "shared" / "realdata" / "dcm_qa_ct" / "Philips" / "S21570"
+
+
+def _facts_key(facts) -> str | None:
+    """A comparable form of a :class:`SliceFacts` (its frame holds numpy arrays)."""
+    if facts is None:
+        return None
+    fields = {**dataclasses.asdict(facts), **dataclasses.asdict(facts.frame)}
+    return repr({k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in sorted(fields.items())})
+
+
+def _key(found) -> tuple:
+    series = [
+        (s.series_uid, s.scan_id, s.patient_id, s.study_id, s.files, s.modality, s.n_files, s.series_number,
+         s.description, None if s.facts is None else [_facts_key(f) for f in s.facts])
+        for s in found.series
+    ]  # fmt: skip
+    return series, found.rejected
+
+
+@pytest.fixture
+def mixed(factory, tmp_path) -> list[Path]:
+    """Several series (two in one folder), a non-DICOM file, a truncated DICOM file, NIfTI files and, when
+    the real data is present, a Philips scout, a secondary capture and their DICOMDIR indexes."""
+    root = tmp_path / "mixed"
+    factory.ct(n=12, folder=root / "p1" / "a")
+    factory.ct(n=9, folder=root / "p1" / "a", rescale=[(1.0, -1024.0), (0.5, -1000.0)])
+    factory.ct(n=7, folder=root / "p2" / "deep" / "b", big_endian=True)
+    factory.ct(n=5, folder=root / "p3", modality="MR")
+    (root / "notes.txt").write_text("not an image")
+    whole = factory.ct(n=2, folder=tmp_path / "spare").files[0].read_bytes()
+    (root / "p2" / "truncated.dcm").write_bytes(whole[:300])
+    (root / "scan.nii.gz").write_bytes(b"\x1f\x8b not read")
+    (root / "p1" / "other.nii").write_bytes(b"not read either")
+    inputs = [root]
+    if REAL.is_dir():
+        inputs += [REAL / "S1000", REAL / "S4010"]
+    return inputs
+
+
+def test_parallel_discovery_equals_serial_on_a_mixed_folder(mixed, monkeypatch):
+    serial = discover(mixed)
+    calls: list[int] = []
+    read_parallel = members._read_parallel
+
+    def counted(paths, workers, progress):
+        calls.append(workers)
+        return read_parallel(paths, workers, progress)
+
+    monkeypatch.setattr(members, "BREAK_EVEN_READS_SAVED", 0)  # a pool even for these few files
+    monkeypatch.setattr(members, "_read_parallel", counted)
+    monkeypatch.setattr(members, "chunk_size", lambda total, workers: 5)  # several chunks per worker
+    parallel = discover(mixed, workers=2)
+    assert calls == [2]
+    assert _key(parallel) == _key(serial)
+    assert len(serial.series) == (6 if REAL.is_dir() else 4)
+    reasons = {r.path.name: r.reason for r in serial.rejected}
+    assert reasons["notes.txt"].startswith("not a DICOM file")
+    assert "truncated" in reasons["truncated.dcm"]
+    assert not any(name.endswith((".nii", ".nii.gz")) for name in reasons)
+    if REAL.is_dir():
+        assert sorted(r.reason.startswith("DICOMDIR index") for r in serial.rejected).count(True) == 2
+        scout = [s for s in serial.series if s.files[0].parent.name == "S1000"]
+        assert len(scout) == 1 and scout[0].n_files == 1
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_progress_counts_every_file_read(mixed, monkeypatch, workers):
+    monkeypatch.setattr(members, "BREAK_EVEN_READS_SAVED", 0)
+    seen: list[tuple[int, int]] = []
+    found = discover(mixed, workers=workers, progress=lambda done, total: seen.append((done, total)))
+    n_files = sum(s.n_files for s in found.series) + len(found.rejected)
+    assert seen[-1] == (n_files, n_files)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+def test_a_pool_only_where_it_pays():
+    assert not members.worth_a_pool(100_000, 1)
+    assert not members.worth_a_pool(200, 2)
+    assert members.worth_a_pool(3_000, 2)
+    assert members.worth_a_pool(600, 32) and not members.worth_a_pool(600, 2)
