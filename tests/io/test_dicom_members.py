@@ -93,3 +93,22 @@ def test_a_pool_only_where_it_pays():
     assert not members.worth_a_pool(200, 2)
     assert members.worth_a_pool(3_000, 2)
     assert members.worth_a_pool(600, 32) and not members.worth_a_pool(600, 2)
+
+
+def _member_key(rec) -> tuple:
+    if isinstance(rec, members.Rejected):
+        return ("rejected", rec.path, rec.reason)
+    return (rec.path, rec.series_uid, rec.modality, rec.patient_id, rec.study_uid, rec.number,
+            rec.description, _facts_key(rec.facts))  # fmt: skip
+
+
+def test_what_a_series_shares_is_remembered_without_changing_a_record(mixed):
+    """``read_chunk`` remembers facts and descriptions from file to file: every record equals the one read
+    with no memory."""
+    from fmct.io.dicom_discover import iter_files
+
+    files = [p for p in iter_files(mixed) if not p.name.endswith((".nii", ".nii.gz"))]
+    remembered = members.read_chunk(files)
+    fresh = [members.read_member(p) for p in files]
+    assert [_member_key(r) for r in remembered] == [_member_key(r) for r in fresh]
+    assert sum(isinstance(r, members.Member) and r.facts is not None for r in fresh) >= 28

@@ -63,12 +63,12 @@ class Member:
     facts: SliceFacts | None = field(repr=False)
 
 
-def _header(path: Path) -> tuple[Any, SliceFacts | None]:
+def _header(path: Path, memo: dict | None = None) -> tuple[Any, SliceFacts | None]:
     """The header of ``path`` and its slice facts (``None`` unless a plain CT slice); raises on non-DICOM /
     unreadable files. A file the full header parse fails on (no preamble, a broken sequence) is read for
     the few tags discovery needs."""
     try:
-        return read_with_facts(path)
+        return read_with_facts(path, memo)
     except Exception:  # the tag-limited read below decides, and words, any rejection
         return read_dicom(path, stop_before_pixels=True, specific_tags=_DISCOVER_TAGS), None
 
@@ -105,12 +105,14 @@ def reject_reason(exc: Exception) -> str:
     return f"unreadable DICOM header: {type(exc).__name__}"
 
 
-def read_member(path: Path) -> Member | Rejected:
-    """``path``'s :class:`Member`, or why it is :class:`Rejected`. Never raises for a bad file."""
+def read_member(path: Path, memo: dict | None = None) -> Member | Rejected:
+    """``path``'s :class:`Member`, or why it is :class:`Rejected`. Never raises for a bad file. ``memo``: a dict
+    the caller keeps from file to file, where what the files of a series share is remembered (see
+    :func:`fmct.io.dicom_slice.slice_facts` and :func:`fmct.io.dicom_describe.clean_description`)."""
     if not path.exists():
         return Rejected(path, "no such file")
     try:
-        ds, facts = _header(path)
+        ds, facts = _header(path, None if memo is None else memo.setdefault("facts", {}))
     except Exception as exc:  # every failure becomes a Rejected
         return Rejected(path, reject_reason(exc))
     try:
@@ -123,6 +125,8 @@ def read_member(path: Path) -> Member | Rejected:
         return Rejected(path, f"unreadable DICOM header: {type(exc).__name__}")
     if not uid:
         return Rejected(path, "DICOM file without SeriesInstanceUID (truncated or not an image?)")
+    descriptions = None if memo is None else memo.setdefault("description", {})
+    description = _safe_call(lambda d: clean_description(d, descriptions), ds)  # before PatientID is decoded
     return Member(
         path,
         uid,
@@ -130,14 +134,15 @@ def read_member(path: Path) -> Member | Rejected:
         _safe_text(ds, "PatientID"),
         _safe_text(ds, "StudyInstanceUID"),
         series_number(ds),
-        _safe_call(clean_description, ds),
+        description,
         facts,
     )
 
 
 def read_chunk(paths: Sequence[Path]) -> list[Member | Rejected]:
     """:func:`read_member` of each of ``paths``, in order (the work of one worker task)."""
-    return [read_member(p) for p in paths]
+    memo: dict = {}
+    return [read_member(p, memo) for p in paths]
 
 
 def read_members(
@@ -149,8 +154,9 @@ def read_members(
     total = len(paths)
     if not worth_a_pool(total, workers):
         out: list[Member | Rejected] = []
+        memo: dict = {}
         for i, p in enumerate(paths):
-            out.append(read_member(p))
+            out.append(read_member(p, memo))
             if progress is not None and ((i + 1) % 64 == 0 or i + 1 == total):
                 progress(i + 1, total)
         return out
