@@ -112,3 +112,59 @@ def test_what_a_series_shares_is_remembered_without_changing_a_record(mixed):
     fresh = [members.read_member(p) for p in files]
     assert [_member_key(r) for r in remembered] == [_member_key(r) for r in fresh]
     assert sum(isinstance(r, members.Member) and r.facts is not None for r in fresh) >= 28
+
+
+def _written(path: Path, patient: str, charset: str = "ISO_IR 100"):
+    import warnings
+
+    import pydicom
+    from pydicom.dataset import Dataset
+
+    ds = Dataset()
+    ds.SpecificCharacterSet, ds.SeriesDescription, ds.PatientName = charset, "Kopf Müller 5mm", patient
+    ds.preamble = b"\0" * 128
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.save_as(path, implicit_vr=False, little_endian=True)
+    return pydicom.dcmread(path)
+
+
+def test_a_remembered_description_equals_a_fresh_one(tmp_path):
+    """Files with the same description bytes share one memo entry; other identifying bytes (another
+    patient) or another character set get their own, so each result is what a fresh cleaning gives."""
+    from fmct.io.dicom_describe import DESCRIPTION_KEYWORDS, clean_description
+
+    memo: dict = {}
+    cases = [("MÜLLER^ANNA", "ISO_IR 100"), ("MÜLLER^ANNA", "ISO_IR 100"), ("SCHMIDT^ANNA", "ISO_IR 100"),
+             ("MÜLLER^ANNA", "ISO_IR 192")]  # fmt: skip
+    for i, (patient, charset) in enumerate(cases):
+        remembered = members._remembered(
+            memo, "d", DESCRIPTION_KEYWORDS, clean_description, _written(tmp_path / f"{i}", patient, charset)
+        )
+        assert remembered == clean_description(_written(tmp_path / f"{i}", patient, charset))
+    assert len(memo["d"]) == 3
+    assert members._remembered(memo, "d", DESCRIPTION_KEYWORDS, clean_description,
+                               _written(tmp_path / "m", "MÜLLER^ANNA")) == "Kopf * 5mm"  # fmt: skip
+
+
+def test_identity_reads_only_its_keywords(factory):
+    """Discovery remembers a file's identity by the bytes of _IDENTITY_KEYWORDS: nothing else may be read
+    (but the File Meta, in the key too)."""
+    import pydicom
+    from pydicom.datadict import keyword_for_tag
+    from pydicom.dataset import Dataset
+
+    seen: set = set()
+
+    class Recorder(Dataset):
+        def get(self, key, default=None):
+            seen.add(key if isinstance(key, str) else keyword_for_tag(key))  # pydicom asks for the charset
+            return super().get(key, default)
+
+    ds = Recorder()
+    read = pydicom.dcmread(factory.ct(n=2).files[0], stop_before_pixels=True)
+    ds.update(read)
+    ds.file_meta = read.file_meta
+    sop, uid, unreadable, modality, *_ = members._identity(ds)
+    assert sop and uid and unreadable is None and modality == "CT"
+    assert seen and seen <= set(members._IDENTITY_KEYWORDS)

@@ -28,6 +28,8 @@ IDENTIFYING_TAGS = [
     "StudyDate",
     "SeriesDate",
 ]
+#: What :func:`clean_description` reads (the character set decodes the text).
+DESCRIPTION_KEYWORDS = ("SpecificCharacterSet", "SeriesDescription", *IDENTIFYING_TAGS)
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _DIGITS = re.compile(r"\d{4,}")
 MAX_CHARS = 64
@@ -59,45 +61,10 @@ def _identifying_words(ds: Any) -> set[str]:
     return words
 
 
-def _raw_key(ds: Any) -> tuple | None:
-    """The character set and the undecoded bytes of SeriesDescription and of every identifying attribute of
-    ``ds`` (what :func:`clean_description` depends on), or ``None`` when one is decoded already (then its
-    bytes are gone) or the dataset is not a pydicom one."""
-    from pydicom.datadict import tag_for_keyword
-    from pydicom.dataelem import RawDataElement
-
-    try:
-        charset = ds.get("SpecificCharacterSet", None)
-        parts: list[Any] = [
-            charset if charset is None or isinstance(charset, str) else tuple(map(str, charset))
-        ]
-        for kw in ("SeriesDescription", *IDENTIFYING_TAGS):
-            elem = ds.get_item(tag_for_keyword(kw))
-            if elem is not None and not isinstance(elem, RawDataElement):
-                return None
-            parts.append(None if elem is None else (elem.VR, elem.value))
-    except Exception:  # anything unusual: no memo, the plain path decides
-        return None
-    return tuple(parts)
-
-
-def clean_description(ds: Any, memo: dict[tuple, str | None] | None = None) -> str | None:
+def clean_description(ds: Any) -> str | None:
     """SeriesDescription of ``ds`` with identifying words and long digit runs replaced by ``*`` (see the
-    module doc); ``None`` when absent or empty. At most :data:`MAX_CHARS` characters.
-
-    ``memo`` (a dict the caller keeps while reading many files) remembers the result by the undecoded bytes it
-    depends on, so the files of a series decode their identifying attributes once (about 0.15 ms of the
-    ~1 ms a header costs discovery)."""
-    key = _raw_key(ds) if memo is not None else None
-    if key is not None and key in memo:
-        return memo[key]
-    cleaned = _clean_description(ds)
-    if key is not None:
-        memo[key] = cleaned
-    return cleaned
-
-
-def _clean_description(ds: Any) -> str | None:
+    module doc); ``None`` when absent or empty. At most :data:`MAX_CHARS` characters. Made from
+    :data:`DESCRIPTION_KEYWORDS` alone."""
     try:
         text = str(ds.get("SeriesDescription", "") or "")
     except Exception:  # undecodable: treat as absent

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fmct.io.dicom_describe import IDENTIFYING_TAGS, clean_description, series_number
+from fmct.io.dicom_describe import DESCRIPTION_KEYWORDS, IDENTIFYING_TAGS, clean_description, series_number
 from fmct.io.dicom_file import read_dicom
+from fmct.io.dicom_rawkey import raw_key
 from fmct.io.dicom_slice import SliceFacts, read_with_facts
 
 #: Tags read when the full header parse fails (headers only, pixel data never touched).
@@ -85,9 +86,9 @@ def _safe_text(ds, keyword: str) -> str:
         return ""
 
 
-def _safe_call(fn: Callable[[Any], Any], ds: Any) -> Any:
+def _safe_description(ds: Any) -> str | None:
     try:
-        return fn(ds)
+        return clean_description(ds)
     except Exception:  # an undecodable value counts as missing
         return None
 
@@ -105,10 +106,45 @@ def reject_reason(exc: Exception) -> str:
     return f"unreadable DICOM header: {type(exc).__name__}"
 
 
+#: What :func:`_identity` is made from (the character set decodes PatientID).
+_IDENTITY_KEYWORDS = ("SpecificCharacterSet", "SOPClassUID", "SeriesInstanceUID", "Modality", "PatientID",
+                      "StudyInstanceUID", "SeriesNumber")  # fmt: skip
+
+
+def _identity(ds: Any) -> tuple[str, str, str | None, str, str, str, int | None]:
+    """``(SOP class, SeriesInstanceUID, why the UID is unreadable or None, Modality, PatientID,
+    StudyInstanceUID, SeriesNumber)`` of ``ds``; the SOP class is File Meta's when the dataset has none.
+    Raises when the SOP class cannot be decoded."""
+    meta = getattr(ds, "file_meta", None)
+    sop = _text(ds, "SOPClassUID") or (_text(meta, "MediaStorageSOPClassUID") if meta else "")
+    try:
+        uid, unreadable = _text(ds, "SeriesInstanceUID"), None
+    except Exception as exc:  # a value that cannot be decoded
+        uid, unreadable = "", type(exc).__name__
+    return (sop, uid, unreadable, _safe_text(ds, "Modality"), _safe_text(ds, "PatientID"),
+            _safe_text(ds, "StudyInstanceUID"), series_number(ds))  # fmt: skip
+
+
+def _remembered(memo: dict | None, name: str, keywords: tuple[str, ...], fn: Callable[[Any], Any], ds: Any):
+    """``fn(ds)``, remembered in ``memo[name]`` by :func:`raw_key` of ``keywords`` (all that ``fn`` reads), so
+    that the files of a series decode these values once (the cleaned description alone cost ~0.15 ms of
+    the ~1 ms a header cost discovery)."""
+    if memo is None:
+        return fn(ds)
+    table = memo.setdefault(name, {})
+    key = raw_key(ds, keywords)
+    if key is not None and key in table:
+        return table[key]
+    value = fn(ds)
+    if key is not None:
+        table[key] = value
+    return value
+
+
 def read_member(path: Path, memo: dict | None = None) -> Member | Rejected:
     """``path``'s :class:`Member`, or why it is :class:`Rejected`. Never raises for a bad file. ``memo``: a dict
     the caller keeps from file to file, where what the files of a series share is remembered (see
-    :func:`fmct.io.dicom_slice.slice_facts` and :func:`fmct.io.dicom_describe.clean_description`)."""
+    :func:`fmct.io.dicom_slice.slice_facts` and :func:`_remembered`)."""
     if not path.exists():
         return Rejected(path, "no such file")
     try:
@@ -116,27 +152,19 @@ def read_member(path: Path, memo: dict | None = None) -> Member | Rejected:
     except Exception as exc:  # every failure becomes a Rejected
         return Rejected(path, reject_reason(exc))
     try:
-        meta = getattr(ds, "file_meta", None)
-        sop = _text(ds, "SOPClassUID") or (_text(meta, "MediaStorageSOPClassUID") if meta else "")
-        if sop == _DICOMDIR_SOP_CLASS or path.name.upper() == "DICOMDIR":
-            return Rejected(path, DICOMDIR_REASON)
-        uid = _text(ds, "SeriesInstanceUID")
-    except Exception as exc:  # a value that cannot be decoded
+        sop, uid, unreadable, modality, patient_id, study_uid, number = _remembered(
+            memo, "identity", _IDENTITY_KEYWORDS, _identity, ds
+        )
+    except Exception as exc:  # a SOP class that cannot be decoded
         return Rejected(path, f"unreadable DICOM header: {type(exc).__name__}")
+    if sop == _DICOMDIR_SOP_CLASS or path.name.upper() == "DICOMDIR":
+        return Rejected(path, DICOMDIR_REASON)
+    if unreadable is not None:
+        return Rejected(path, f"unreadable DICOM header: {unreadable}")
     if not uid:
         return Rejected(path, "DICOM file without SeriesInstanceUID (truncated or not an image?)")
-    descriptions = None if memo is None else memo.setdefault("description", {})
-    description = _safe_call(lambda d: clean_description(d, descriptions), ds)  # before PatientID is decoded
-    return Member(
-        path,
-        uid,
-        _safe_text(ds, "Modality"),
-        _safe_text(ds, "PatientID"),
-        _safe_text(ds, "StudyInstanceUID"),
-        series_number(ds),
-        description,
-        facts,
-    )
+    description = _remembered(memo, "description", DESCRIPTION_KEYWORDS, _safe_description, ds)
+    return Member(path, uid, modality, patient_id, study_uid, number, description, facts)
 
 
 def read_chunk(paths: Sequence[Path]) -> list[Member | Rejected]:

@@ -16,6 +16,7 @@ from typing import Any
 from fmct.io.dicom_file import read_dicom
 from fmct.io.dicom_frames import Frame, floats, frames_of, skip_reason
 from fmct.io.dicom_pixels import Native16, native16_layout, pixel_tag_at
+from fmct.io.dicom_rawkey import raw_key
 
 
 @dataclass(frozen=True)
@@ -92,27 +93,6 @@ SHARED_KEYWORDS = (
 )
 
 
-def _shared_key(ds: Any) -> tuple | None:
-    """The transfer syntax and the undecoded bytes of :data:`SHARED_KEYWORDS` in ``ds``, or ``None`` when
-    one is decoded already (its bytes are gone) or the dataset is not a pydicom one."""
-    from pydicom.datadict import tag_for_keyword
-    from pydicom.dataelem import RawDataElement
-
-    try:
-        meta = getattr(ds, "file_meta", None)
-        parts: list[Any] = [None if meta is None else str(meta.get("TransferSyntaxUID", ""))]
-        for kw in SHARED_KEYWORDS:
-            elem = ds.get_item(tag_for_keyword(kw))
-            if elem is not None and not isinstance(elem, RawDataElement):
-                return None
-            parts.append(
-                None if elem is None else (elem.VR, elem.value, elem.is_implicit_VR, elem.is_little_endian)
-            )
-    except Exception:  # anything unusual: no memo, the plain path decides
-        return None
-    return tuple(parts)
-
-
 def slice_facts(
     ds: Any,
     offset: int | None,
@@ -126,11 +106,11 @@ def slice_facts(
     the reader's checks refuse: those are then reported by the reader, naming the file).
 
     ``memo`` (a dict the caller keeps while reading many files): facts are remembered by the undecoded bytes
-    of :data:`SHARED_KEYWORDS`, so that a file whose bytes match an earlier one's only has its position
+    of :data:`SHARED_KEYWORDS` (:func:`fmct.io.dicom_rawkey.raw_key`), so that a file whose bytes match an earlier one's only has its position
     decoded (the same facts; about 0.2 ms of the ~1 ms a header costs discovery)."""
     if offset is None or not has_pixels:
         return None
-    key = _shared_key(ds) if memo is not None else None
+    key = raw_key(ds, SHARED_KEYWORDS) if memo is not None else None
     known = memo.get(key) if key is not None else None
     if known is not None:
         try:
