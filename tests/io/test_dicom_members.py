@@ -92,7 +92,7 @@ def test_a_pool_only_where_it_pays():
     assert not members.worth_a_pool(100_000, 1)
     assert not members.worth_a_pool(200, 2)
     assert members.worth_a_pool(3_000, 2)
-    assert members.worth_a_pool(600, 32) and not members.worth_a_pool(600, 2)
+    assert members.worth_a_pool(1_000, 32) and not members.worth_a_pool(1_000, 2)
 
 
 def _member_key(rec) -> tuple:

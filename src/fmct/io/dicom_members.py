@@ -34,9 +34,9 @@ _DISCOVER_TAGS = [
 _DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 DICOMDIR_REASON = "DICOMDIR index, not an image (the images it lists are read from the folders)"
 #: The worker pool pays off when the reading time it saves, about ``files * (1 - 1/workers)`` header reads,
-#: exceeds its start-up (spawning interpreters that import pydicom and numpy): measured on 2 cores, break-even
-#: at about 800 files with 2 workers, i.e. about 400 reads saved (docs/results.md, "Peer benchmarks").
-BREAK_EVEN_READS_SAVED = 500
+#: exceeds its start-up (spawning interpreters that import pydicom and numpy, ~0.4 s): measured on 2 cores,
+#: ~0.5 ms a header, break-even at ~1600 files with 2 workers (docs/results.md, "Peer benchmarks").
+BREAK_EVEN_READS_SAVED = 800
 #: Progress callback: ``(files read, files in all)``.
 ProgressFn = Callable[[int, int], None]
 

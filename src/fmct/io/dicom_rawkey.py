@@ -8,7 +8,17 @@ every file whose bytes match, decoding only what differs (the slice position).
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
+
+_TRANSFER_SYNTAX, _SOP_CLASS = 0x00020010, 0x00020002  # File Meta: TransferSyntaxUID, MediaStorageSOPClassUID
+
+
+@cache
+def _tags(keywords: tuple[str, ...]) -> tuple[int, ...]:
+    from pydicom.datadict import tag_for_keyword
+
+    return tuple(tag_for_keyword(kw) for kw in keywords)
 
 
 def _part(elem: Any) -> Any:
@@ -32,17 +42,13 @@ def raw_key(ds: Any, keywords: tuple[str, ...]) -> tuple | None:
     """A hashable key that is equal for two datasets exactly when ``keywords`` hold the same bytes (or the
     same decoded values) in both and their File Meta name the same transfer syntax and SOP class; ``None``
     where it cannot tell (a decoded sequence, a dataset that is not pydicom's)."""
-    from pydicom.datadict import tag_for_keyword
-
     try:
         meta = getattr(ds, "file_meta", None)
-        parts: list[Any] = (
-            [None, None]
-            if meta is None
-            else [str(meta.get("TransferSyntaxUID", "")), str(meta.get("MediaStorageSOPClassUID", ""))]
-        )
-        for kw in keywords:
-            elem = ds.get_item(tag_for_keyword(kw))
+        parts: list[Any] = [None if meta is None else meta.get_item(_TRANSFER_SYNTAX),
+                            None if meta is None else meta.get_item(_SOP_CLASS)]  # fmt: skip
+        parts = [None if elem is None else _part(elem) for elem in parts]
+        for tag in _tags(keywords):
+            elem = ds.get_item(tag)
             parts.append(None if elem is None else _part(elem))
     except Exception:  # anything unusual: no key, the caller decodes
         return None
