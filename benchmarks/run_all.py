@@ -17,7 +17,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 #: Run order (any other script in this folder runs after these).
-ORDER = ["ingest", "synth_speed", "train_step", "loader", "predict"]
+ORDER = ["ingest", "synth_speed", "train_step", "loader", "predict", "cli_startup"]
 #: Extra arguments: train_step also measures torch.compile (about 30 s of compiling), so its committed result
 #: keeps that section.
 ARGS = {"train_step": ["--compile"]}

@@ -27,3 +27,24 @@ def test_description_keeps_technical_words_and_drops_identifying_ones():
     assert clean_description(ds) == "Head 5mm *^* for dr * * *"
     assert clean_description(_ds(SeriesDescription="  ")) is None
     assert clean_description(_ds()) is None
+
+
+def test_description_reads_only_its_keywords():
+    """Discovery remembers descriptions by the bytes of DESCRIPTION_KEYWORDS: nothing else may be read."""
+    from pydicom.datadict import keyword_for_tag
+
+    from fmct.io.dicom_describe import DESCRIPTION_KEYWORDS
+
+    seen: set = set()
+
+    class Recorder(Dataset):
+        def get(self, key, default=None):
+            seen.add(key if isinstance(key, str) else keyword_for_tag(key))  # pydicom asks for the charset
+            return super().get(key, default)
+
+    ds = Recorder()
+    ds.update(
+        _ds(SeriesDescription="Head Smith", PatientName="SMITH^J", PatientID="A7", StudyDate="20200101")
+    )
+    assert clean_description(ds) == "Head *"
+    assert seen and seen <= set(DESCRIPTION_KEYWORDS)

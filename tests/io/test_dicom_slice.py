@@ -150,3 +150,58 @@ def test_file_changed_after_discovery_is_read_again(factory):
     pos = np.argsort([float(pydicom.dcmread(f).ImagePositionPatient[2]) for f in ref.files])
     k = int(np.flatnonzero(pos == 3)[0])
     np.testing.assert_allclose(vol.array[:, :, k], s.hu[:, :, k] + 7, atol=0.5)
+
+
+class _Recorder:
+    """A dataset that records every attribute read from it."""
+
+    def __init__(self, ds) -> None:
+        self._ds, self.seen = ds, set()
+
+    def get(self, keyword, default=None):
+        self.seen.add(keyword)
+        return self._ds.get(keyword, default)
+
+    def __contains__(self, keyword) -> bool:
+        self.seen.add(keyword)
+        return keyword in self._ds
+
+    def __getattr__(self, name):
+        self.seen.add(name)
+        return getattr(self._ds, name)
+
+
+def test_facts_are_made_from_the_shared_attributes_and_the_position_only(factory):
+    """The memo keys facts by the bytes of SHARED_KEYWORDS: the facts must read nothing else (but the
+    position, decoded per file, and the transfer syntax, in the key too)."""
+    from fmct.io.dicom_slice import SHARED_KEYWORDS, _parse_facts, header_at
+
+    path = factory.ct(n=2).files[0]
+    with open(path, "rb") as fh:
+        ds, offset, has_pixels = header_at(fh)
+    recorder = _Recorder(ds)
+    assert _parse_facts(recorder, offset, has_pixels, (0, 0), 0) is not None
+    assert recorder.seen - {"ImagePositionPatient", "file_meta"} <= set(SHARED_KEYWORDS)
+
+
+def test_remembered_facts_equal_parsed_ones(factory):
+    """Slices sharing every attribute but the position (and, every other slice, the rescale): the facts
+    taken from the memo equal those parsed from each header."""
+    from fmct.io.dicom_slice import read_with_facts
+
+    series = factory.ct(n=6, rescale=[(1.0, -1024.0), (0.5, -1000.0)])
+    memo: dict = {}
+    for path in sorted(series.files):
+        remembered, parsed = read_with_facts(path, memo)[1], read_with_facts(path)[1]
+        assert remembered is not None and parsed is not None
+        np.testing.assert_array_equal(remembered.frame.position, parsed.frame.position)
+        np.testing.assert_array_equal(remembered.frame.orientation, parsed.frame.orientation)
+        assert replace(remembered.frame, position=None, orientation=None) == replace(
+            parsed.frame, position=None, orientation=None
+        )
+        assert (remembered.offset, remembered.layout, remembered.stamp) == (
+            parsed.offset,
+            parsed.layout,
+            parsed.stamp,
+        )
+    assert len(memo) == 2  # one entry per rescale

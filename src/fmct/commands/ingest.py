@@ -13,7 +13,12 @@ def ingest(
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Store folder (created; re-runs resume)."),
     workers: int = typer.Option(
-        1, "--workers", "-j", min=0, help="Processes (0 or 1: this process; N >= 2: N worker processes)."
+        1,
+        "--workers",
+        "-j",
+        min=0,
+        help="Processes, for reading DICOM headers and then the scans (0 or 1: this process; N >= 2: N "
+        "worker processes).",
     ),
     shard: str | None = typer.Option(
         None, "--shard", help="Process only shard K of N (e.g. 1/4), by scan id."

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fmct.diskspace import NoSpaceError
+from fmct.ingest.discovery_progress import discovery_progress
 from fmct.ingest.plan import WorkItem, in_shard, plan
 from fmct.ingest.summary import IngestSummary
 from fmct.ingest.worker import process_item, run_parallel
@@ -65,10 +66,10 @@ def run_ingest(
         inputs: folders (walked recursively; DICOM series and NIfTI files found inside) and/or files.
         out: store folder (created; an existing store must use the same preprocessing).
         cfg: :class:`fmct.preprocess.PreprocessConfig` (default: the default config).
-        workers: processes; 1 runs in this process.
+        workers: processes (for reading DICOM headers, then for the scans); 1 runs in this process.
         shard: ``(K, N)``: only the inputs whose stable hash falls in shard K of N (1-based).
         min_slices: volumes with fewer voxels than this along any axis are skipped.
-        progress: show a rich progress bar.
+        progress: show progress (of discovery, then of the scans): a rich bar on a terminal, else lines.
         series_description: keep each DICOM series' SeriesDescription in the manifest, cleaned of words
             found in the header's identifying attributes and of long digit runs (free text: PS3.15's
             Basic Profile removes it, so it is off by default).
@@ -112,7 +113,8 @@ def _ingest_locked(
     full = False
     try:
         summary.cleaned = remove_partial_writes(root, shard)
-        items, rows = plan(inputs, exclude=root, series_description=series_description, salt=salt)
+        with discovery_progress(progress) as on_files:
+            items, rows = plan(inputs, root, series_description, salt, workers=workers, progress=on_files)
         for row in rows:
             if in_shard(row["key"], shard):
                 write_record(root, row)

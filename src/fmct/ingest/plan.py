@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,18 +99,21 @@ def plan(
     exclude: Path | None = None,
     series_description: bool = False,
     salt: str | None = None,
+    workers: int = 0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[WorkItem], list[dict[str, Any]]]:
     """Find the work: one item per DICOM series and per NIfTI file, plus rows for rejected files and
     duplicate ids. Reads headers only; files under ``exclude`` (the store itself) are ignored;
     ``series_description``: keep the cleaned SeriesDescription of DICOM series. Sources are named
     relative to ``inputs`` or, with ``salt``, by salted hash (then NIfTI scan ids are hashes too: their
-    file names may be patient names); see :class:`fmct.io.sources.SourceNamer`."""
+    file names may be patient names); see :class:`fmct.io.sources.SourceNamer`. ``workers`` and ``progress``:
+    how DICOM headers are read, see :func:`fmct.io.dicom_discover.discover` (the result is the same)."""
     files = walk_inputs([Path(p) for p in inputs], exclude)
     niftis = [f for f in files if is_nifti(f)]
     items: list[WorkItem] = []
     rows: list[dict[str, Any]] = []
     namer = SourceNamer(inputs, salt)
-    found = discover([f for f in files if not is_nifti(f)], namer)
+    found = discover([f for f in files if not is_nifti(f)], namer, workers=workers, progress=progress)
     for ref in found.series:
         folder = os.path.commonpath([str(f.parent) for f in ref.files]) if ref.files else ""
         items.append(

@@ -1,19 +1,14 @@
 """One input -> one stored scan and its manifest record (:func:`process_item`), and the process pool that runs
-it in parallel: a crashed worker costs only its own scan, and workers die with the ingest process.
+it in parallel (:func:`fmct.procpool.spawn_pool`): a crashed worker costs only its own scan, and workers die with
+the ingest process.
 
 A worker imports neither torch nor pandas (about 230 MB and 100 MB of RSS each)."""
 
 from __future__ import annotations
 
-import ctypes
-import multiprocessing
-import os
-import signal
-import sys
-import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
@@ -24,6 +19,7 @@ from fmct.io.dicom import read_series
 from fmct.io.errors import ScanProblem, SkipScan
 from fmct.io.nifti import read_nifti
 from fmct.preprocess import PreprocessConfig, preprocess
+from fmct.procpool import spawn_pool
 from fmct.store.manifest import make_row, write_record
 from fmct.store.writer import scan_paths, write_scan
 from fmct.timing import stage
@@ -81,36 +77,6 @@ def process_item(item: WorkItem, root: str, cfg_dict: dict[str, Any], min_slices
     return row
 
 
-def _die_with_parent(parent_pid: int, poll_s: float = 1.0) -> None:
-    """Make this worker process exit when ``parent_pid`` (the ingest process) dies, even by SIGKILL:
-    ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` on Linux, plus a watchdog thread that polls ``getppid`` (other
-    platforms, and the window before ``prctl``)."""
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
-        except (OSError, AttributeError):  # pragma: no cover - no libc prctl: the watchdog remains
-            pass
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(1)
-
-    def watch() -> None:
-        while os.getppid() == parent_pid:
-            time.sleep(poll_s)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="fmct-parent-watch", daemon=True).start()
-
-
-def _init_worker(parent_pid: int) -> None:
-    """Die with the parent; one compute thread per worker. Ingest itself never imports torch (it would cost
-    ~230 MB of RSS per worker); should anything import it later, it reads these variables then."""
-    _die_with_parent(parent_pid)
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = "1"
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(1)
-
-
 def _crash_row(item: WorkItem, root: Path) -> dict[str, Any]:
     row = make_row(
         **item.row_fields(),
@@ -126,11 +92,8 @@ def _crash_row(item: WorkItem, root: Path) -> dict[str, Any]:
 def run_parallel(items: list[WorkItem], root: Path, args: tuple, workers: int) -> Iterator[dict[str, Any]]:
     """Process ``items`` in ``workers`` spawned processes; a crashed worker only costs its own scan
     (scans in flight when a pool breaks are retried one at a time)."""
-    ctx = multiprocessing.get_context("spawn")
     broken: list[WorkItem] = []
-    with ProcessPoolExecutor(
-        max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),)
-    ) as ex:
+    with spawn_pool(workers) as ex:
         futs = {ex.submit(process_item, it, str(root), *args): it for it in items}
         for fut in as_completed(futs):
             try:
@@ -141,9 +104,7 @@ def run_parallel(items: list[WorkItem], root: Path, args: tuple, workers: int) -
                 ex.shutdown(wait=True, cancel_futures=True)
                 raise
     for it in broken:
-        with ProcessPoolExecutor(
-            max_workers=1, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),)
-        ) as ex:
+        with spawn_pool(1) as ex:
             try:
                 yield ex.submit(process_item, it, str(root), *args).result()
             except BrokenProcessPool:

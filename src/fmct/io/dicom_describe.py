@@ -28,6 +28,8 @@ IDENTIFYING_TAGS = [
     "StudyDate",
     "SeriesDate",
 ]
+#: What :func:`clean_description` reads (the character set decodes the text).
+DESCRIPTION_KEYWORDS = ("SpecificCharacterSet", "SeriesDescription", *IDENTIFYING_TAGS)
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _DIGITS = re.compile(r"\d{4,}")
 MAX_CHARS = 64
@@ -61,7 +63,8 @@ def _identifying_words(ds: Any) -> set[str]:
 
 def clean_description(ds: Any) -> str | None:
     """SeriesDescription of ``ds`` with identifying words and long digit runs replaced by ``*`` (see the
-    module doc); ``None`` when absent or empty. At most :data:`MAX_CHARS` characters."""
+    module doc); ``None`` when absent or empty. At most :data:`MAX_CHARS` characters. Made from
+    :data:`DESCRIPTION_KEYWORDS` alone."""
     try:
         text = str(ds.get("SeriesDescription", "") or "")
     except Exception:  # undecodable: treat as absent

@@ -16,34 +16,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from fmct.io.dicom_describe import IDENTIFYING_TAGS, clean_description, series_number
-from fmct.io.dicom_file import read_dicom
-from fmct.io.dicom_slice import SliceFacts, read_with_facts
+from fmct.io.dicom_members import Member, ProgressFn, Rejected, read_members
+from fmct.io.dicom_slice import SliceFacts
 from fmct.io.ids import patient_id_from_dicom, scan_id_from_series_uid, study_id_from_uid
 from fmct.io.nifti import is_nifti
 from fmct.io.sources import SourceNamer
-
-#: Tags read by ``discover`` (headers only, pixel data never touched).
-_DISCOVER_TAGS = [
-    "SeriesInstanceUID",
-    "StudyInstanceUID",
-    "PatientID",
-    "Modality",
-    "SOPClassUID",
-    "SeriesNumber",
-    "SeriesDescription",
-    *IDENTIFYING_TAGS,
-]
-_DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
-DICOMDIR_REASON = "DICOMDIR index, not an image (the images it lists are read from the folders)"
-
-
-@dataclass(frozen=True)
-class Rejected:
-    """A file that is not a readable DICOM image header (``reason`` names why; no PHI)."""
-
-    path: Path
-    reason: str
 
 
 @dataclass
@@ -112,54 +89,21 @@ def iter_files(paths: Iterable[str | os.PathLike]) -> Iterator[Path]:
             yield p
 
 
-def _header(path: Path) -> tuple[Any, SliceFacts | None]:
-    """The header of ``path`` and its slice facts (``None`` unless a plain CT slice); raises on non-DICOM /
-    unreadable files. A file the full header parse fails on (no preamble, a broken sequence) is read for
-    the few tags ``discover`` needs, as before."""
-    try:
-        return read_with_facts(path)
-    except Exception:  # the tag-limited read below decides, and words, any rejection
-        return read_dicom(path, stop_before_pixels=True, specific_tags=_DISCOVER_TAGS), None
-
-
-@dataclass(frozen=True)
-class _Member:
-    """What grouping keeps of one file (its header is dropped at once: a folder may hold 100k files)."""
-
-    path: Path
-    modality: str
-    patient_id: str
-    study_uid: str
-    number: int | None
-    description: str | None
-    facts: SliceFacts | None
-
-
-def _text(ds, keyword: str) -> str:
-    value = ds.get(keyword, None)
-    return "" if value is None else str(value).strip()
-
-
-def _reject_reason(exc: Exception) -> str:
-    from pydicom.errors import InvalidDicomError
-
-    if isinstance(exc, InvalidDicomError):
-        return "not a DICOM file (no DICM prefix, no File Meta header)"
-    if isinstance(exc, (EOFError, OSError)) and not isinstance(exc, FileNotFoundError):
-        return f"unreadable DICOM header (truncated file?): {type(exc).__name__}"
-    if isinstance(exc, FileNotFoundError):
-        return "no such file"
-    return f"unreadable DICOM header: {type(exc).__name__}"
-
-
 def discover(
-    paths: Sequence[str | os.PathLike], namer: Callable[[Path], Any] | None = None
+    paths: Sequence[str | os.PathLike],
+    namer: Callable[[Path], Any] | None = None,
+    workers: int = 0,
+    progress: ProgressFn | None = None,
 ) -> DiscoveryResult:
     """Group the DICOM files under ``paths`` (folders and/or files) into series.
 
     Args:
         paths: folders (walked recursively) and/or files, in any mix (a single path is accepted too).
         namer: names files in messages (default: relative to ``paths``, see :class:`SourceNamer`).
+        workers: read the headers in this many worker processes (0 or 1, or too few files to pay for the
+            processes' start-up, see :func:`fmct.io.dicom_members.worth_a_pool`: in this process); the
+            result is the same either way.
+        progress: called as ``progress(files read, files in all)`` while headers are read.
 
     Returns:
         :class:`DiscoveryResult` with one :class:`SeriesRef` per SeriesInstanceUID (files sorted by path)
@@ -168,45 +112,14 @@ def discover(
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     namer = namer or SourceNamer(paths)
-    groups: dict[str, list[_Member]] = {}
+    files = [path for path in iter_files(paths) if not is_nifti(path)]
+    groups: dict[str, list[Member]] = {}
     rejected: list[Rejected] = []
-    for path in iter_files(paths):
-        if is_nifti(path):
-            continue
-        if not path.exists():
-            rejected.append(Rejected(path, "no such file"))
-            continue
-        try:
-            ds, facts = _header(path)
-        except Exception as exc:  # every failure becomes a Rejected
-            rejected.append(Rejected(path, _reject_reason(exc)))
-            continue
-        try:
-            meta = getattr(ds, "file_meta", None)
-            sop = _text(ds, "SOPClassUID") or (_text(meta, "MediaStorageSOPClassUID") if meta else "")
-            if sop == _DICOMDIR_SOP_CLASS or path.name.upper() == "DICOMDIR":
-                rejected.append(Rejected(path, DICOMDIR_REASON))
-                continue
-            uid = _text(ds, "SeriesInstanceUID")
-        except Exception as exc:  # a value that cannot be decoded
-            rejected.append(Rejected(path, f"unreadable DICOM header: {type(exc).__name__}"))
-            continue
-        if not uid:
-            rejected.append(
-                Rejected(path, "DICOM file without SeriesInstanceUID (truncated or not an image?)")
-            )
-            continue
-        groups.setdefault(uid, []).append(
-            _Member(
-                path,
-                _safe_text(ds, "Modality"),
-                _safe_text(ds, "PatientID"),
-                _safe_text(ds, "StudyInstanceUID"),
-                series_number(ds),
-                _safe_call(clean_description, ds),
-                facts,
-            )
-        )
+    for rec in read_members(files, workers, progress):
+        if isinstance(rec, Rejected):
+            rejected.append(rec)
+        else:
+            groups.setdefault(rec.series_uid, []).append(rec)
 
     series = []
     for uid, members in groups.items():
@@ -240,17 +153,3 @@ def _most_common(values: Iterable[Any]) -> Any:
     """The most common non-``None`` value (``None`` when there is none)."""
     counts = Counter(v for v in values if v is not None)
     return counts.most_common(1)[0][0] if counts else None
-
-
-def _safe_call(fn: Callable[[Any], Any], ds: Any) -> Any:
-    try:
-        return fn(ds)
-    except Exception:  # an undecodable value counts as missing
-        return None
-
-
-def _safe_text(ds, keyword: str) -> str:
-    try:
-        return _text(ds, keyword)
-    except Exception:  # undecodable value counts as missing
-        return ""

@@ -10,12 +10,13 @@ problems are reported exactly as before.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from fmct.io.dicom_file import read_dicom
-from fmct.io.dicom_frames import Frame, frames_of, skip_reason
+from fmct.io.dicom_frames import Frame, floats, frames_of, skip_reason
 from fmct.io.dicom_pixels import Native16, native16_layout, pixel_tag_at
+from fmct.io.dicom_rawkey import raw_key
 
 
 @dataclass(frozen=True)
@@ -59,23 +60,76 @@ def read_header(path) -> tuple[Any, int | None, bool | None]:
     return read_dicom(path), None, None
 
 
-def read_with_facts(path) -> tuple[Any, SliceFacts | None]:
+def read_with_facts(path, memo: dict | None = None) -> tuple[Any, SliceFacts | None]:
     """The header of the Part 10 file ``path`` and its :class:`SliceFacts` (``None`` when it is not a plain
-    CT slice the reader can take from the facts alone). Raises what :func:`header_at` raises."""
+    CT slice the reader can take from the facts alone). Raises what :func:`header_at` raises. ``memo``: see
+    :func:`slice_facts`."""
     with open(path, "rb") as fh:
         ds, offset, has_pixels = header_at(fh)
         st = os.fstat(fh.fileno())
-    return ds, slice_facts(ds, offset, has_pixels, (st.st_size, st.st_mtime_ns))
+    return ds, slice_facts(ds, offset, has_pixels, (st.st_size, st.st_mtime_ns), memo=memo)
+
+
+#: Every attribute besides ImagePositionPatient that a plain slice's facts are made from (by
+#: :func:`skip_reason`, :func:`frames_of` and :func:`native16_layout`); the files of a series mostly share them.
+SHARED_KEYWORDS = (
+    "SOPClassUID",
+    "Modality",
+    "Rows",
+    "Columns",
+    "ImageType",
+    "NumberOfFrames",
+    "PerFrameFunctionalGroupsSequence",
+    "SharedFunctionalGroupsSequence",
+    "PixelSpacing",
+    "ImageOrientationPatient",
+    "RescaleSlope",
+    "RescaleIntercept",
+    "SliceThickness",
+    "BitsAllocated",
+    "SamplesPerPixel",
+    "PixelRepresentation",
+    "BitsStored",
+)
 
 
 def slice_facts(
-    ds: Any, offset: int | None, has_pixels: bool, stamp: tuple[int, int], file_index: int = 0
+    ds: Any,
+    offset: int | None,
+    has_pixels: bool,
+    stamp: tuple[int, int],
+    file_index: int = 0,
+    memo: dict | None = None,
 ) -> SliceFacts | None:
     """:class:`SliceFacts` of a header read by :func:`header_at`, or ``None`` when the file needs the
     reader's own parse (no pixel data, not a CT image, multi-frame, compressed or not 16-bit, or a header
-    the reader's checks refuse: those are then reported by the reader, naming the file)."""
+    the reader's checks refuse: those are then reported by the reader, naming the file).
+
+    ``memo`` (a dict the caller keeps while reading many files): facts are remembered by the undecoded bytes
+    of :data:`SHARED_KEYWORDS` (:func:`fmct.io.dicom_rawkey.raw_key`), so that a file whose bytes match an earlier one's only has its position
+    decoded (the same facts; about 0.2 ms of the ~1 ms a header costs discovery)."""
     if offset is None or not has_pixels:
         return None
+    key = raw_key(ds, SHARED_KEYWORDS) if memo is not None else None
+    known = memo.get(key) if key is not None else None
+    if known is not None:
+        try:
+            position = floats(ds.get("ImagePositionPatient", None), 3, "ImagePositionPatient")
+        except Exception:  # the reader reports it
+            return None
+        frame = replace(known.frame, file_index=file_index, position=position,
+                        orientation=known.frame.orientation.copy())  # fmt: skip
+        return SliceFacts(frame=frame, offset=offset, layout=known.layout, stamp=stamp)
+    facts = _parse_facts(ds, offset, has_pixels, stamp, file_index)
+    if facts is not None and key is not None:
+        memo[key] = facts
+    return facts
+
+
+def _parse_facts(
+    ds: Any, offset: int, has_pixels: bool, stamp: tuple[int, int], file_index: int
+) -> SliceFacts | None:
+    """:func:`slice_facts` from the decoded header alone."""
     try:
         if skip_reason(ds) is not None:
             return None

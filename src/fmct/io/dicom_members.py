@@ -1,0 +1,231 @@
+"""One file's part in discovery: its header (and slice facts) read once and reduced to the few values that
+grouping needs (:class:`Member`), or the reason it is not a DICOM image (:class:`Rejected`).
+
+:func:`read_members` reads a list of files in this process or, with ``workers >= 2`` and enough files, in a
+pool of spawned worker processes (:func:`fmct.procpool.spawn_pool`) that read chunks of files and send back
+these small records (never pydicom datasets), in the order of the files either way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fmct.io.dicom_describe import DESCRIPTION_KEYWORDS, IDENTIFYING_TAGS, clean_description, series_number
+from fmct.io.dicom_file import read_dicom
+from fmct.io.dicom_rawkey import raw_key
+from fmct.io.dicom_slice import SliceFacts, read_with_facts
+
+#: Tags read when the full header parse fails (headers only, pixel data never touched).
+_DISCOVER_TAGS = [
+    "SeriesInstanceUID",
+    "StudyInstanceUID",
+    "PatientID",
+    "Modality",
+    "SOPClassUID",
+    "SeriesNumber",
+    "SeriesDescription",
+    *IDENTIFYING_TAGS,
+]
+_DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
+DICOMDIR_REASON = "DICOMDIR index, not an image (the images it lists are read from the folders)"
+#: The worker pool pays off when the reading time it saves, about ``files * (1 - 1/workers)`` header reads,
+#: exceeds its start-up (spawning interpreters that import pydicom and numpy, ~0.4 s): measured on 2 cores,
+#: ~0.5 ms a header, break-even at ~1600 files with 2 workers (docs/results.md, "Peer benchmarks").
+BREAK_EVEN_READS_SAVED = 800
+#: Progress callback: ``(files read, files in all)``.
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A file that is not a readable DICOM image header (``reason`` names why; no PHI)."""
+
+    path: Path
+    reason: str
+
+
+@dataclass(frozen=True)
+class Member:
+    """What grouping keeps of one DICOM file (its header is dropped at once: a folder may hold 100k files).
+    ``series_uid`` and ``patient_id`` are raw header values: they never leave ``fmct.io``."""
+
+    path: Path
+    series_uid: str = field(repr=False)
+    modality: str
+    patient_id: str = field(repr=False)
+    study_uid: str = field(repr=False)
+    number: int | None
+    description: str | None
+    facts: SliceFacts | None = field(repr=False)
+
+
+def _header(path: Path, memo: dict | None = None) -> tuple[Any, SliceFacts | None]:
+    """The header of ``path`` and its slice facts (``None`` unless a plain CT slice); raises on non-DICOM /
+    unreadable files. A file the full header parse fails on (no preamble, a broken sequence) is read for
+    the few tags discovery needs."""
+    try:
+        return read_with_facts(path, memo)
+    except Exception:  # the tag-limited read below decides, and words, any rejection
+        return read_dicom(path, stop_before_pixels=True, specific_tags=_DISCOVER_TAGS), None
+
+
+def _text(ds, keyword: str) -> str:
+    value = ds.get(keyword, None)
+    return "" if value is None else str(value).strip()
+
+
+def _safe_text(ds, keyword: str) -> str:
+    try:
+        return _text(ds, keyword)
+    except Exception:  # undecodable value counts as missing
+        return ""
+
+
+def _safe_description(ds: Any) -> str | None:
+    try:
+        return clean_description(ds)
+    except Exception:  # an undecodable value counts as missing
+        return None
+
+
+def reject_reason(exc: Exception) -> str:
+    """Why a file whose header read raised ``exc`` is rejected (names the failure, never a value)."""
+    from pydicom.errors import InvalidDicomError
+
+    if isinstance(exc, InvalidDicomError):
+        return "not a DICOM file (no DICM prefix, no File Meta header)"
+    if isinstance(exc, (EOFError, OSError)) and not isinstance(exc, FileNotFoundError):
+        return f"unreadable DICOM header (truncated file?): {type(exc).__name__}"
+    if isinstance(exc, FileNotFoundError):
+        return "no such file"
+    return f"unreadable DICOM header: {type(exc).__name__}"
+
+
+#: What :func:`_identity` is made from (the character set decodes PatientID).
+_IDENTITY_KEYWORDS = ("SpecificCharacterSet", "SOPClassUID", "SeriesInstanceUID", "Modality", "PatientID",
+                      "StudyInstanceUID", "SeriesNumber")  # fmt: skip
+
+
+def _identity(ds: Any) -> tuple[str, str, str | None, str, str, str, int | None]:
+    """``(SOP class, SeriesInstanceUID, why the UID is unreadable or None, Modality, PatientID,
+    StudyInstanceUID, SeriesNumber)`` of ``ds``; the SOP class is File Meta's when the dataset has none.
+    Raises when the SOP class cannot be decoded."""
+    meta = getattr(ds, "file_meta", None)
+    sop = _text(ds, "SOPClassUID") or (_text(meta, "MediaStorageSOPClassUID") if meta else "")
+    try:
+        uid, unreadable = _text(ds, "SeriesInstanceUID"), None
+    except Exception as exc:  # a value that cannot be decoded
+        uid, unreadable = "", type(exc).__name__
+    return (sop, uid, unreadable, _safe_text(ds, "Modality"), _safe_text(ds, "PatientID"),
+            _safe_text(ds, "StudyInstanceUID"), series_number(ds))  # fmt: skip
+
+
+def _remembered(memo: dict | None, name: str, keywords: tuple[str, ...], fn: Callable[[Any], Any], ds: Any):
+    """``fn(ds)``, remembered in ``memo[name]`` by :func:`raw_key` of ``keywords`` (all that ``fn`` reads), so
+    that the files of a series decode these values once (the cleaned description alone cost ~0.15 ms of
+    the ~1 ms a header cost discovery)."""
+    if memo is None:
+        return fn(ds)
+    table = memo.setdefault(name, {})
+    key = raw_key(ds, keywords)
+    if key is not None and key in table:
+        return table[key]
+    value = fn(ds)
+    if key is not None:
+        table[key] = value
+    return value
+
+
+def read_member(path: Path, memo: dict | None = None) -> Member | Rejected:
+    """``path``'s :class:`Member`, or why it is :class:`Rejected`. Never raises for a bad file. ``memo``: a dict
+    the caller keeps from file to file, where what the files of a series share is remembered (see
+    :func:`fmct.io.dicom_slice.slice_facts` and :func:`_remembered`)."""
+    if not path.exists():
+        return Rejected(path, "no such file")
+    try:
+        ds, facts = _header(path, None if memo is None else memo.setdefault("facts", {}))
+    except Exception as exc:  # every failure becomes a Rejected
+        return Rejected(path, reject_reason(exc))
+    try:
+        sop, uid, unreadable, modality, patient_id, study_uid, number = _remembered(
+            memo, "identity", _IDENTITY_KEYWORDS, _identity, ds
+        )
+    except Exception as exc:  # a SOP class that cannot be decoded
+        return Rejected(path, f"unreadable DICOM header: {type(exc).__name__}")
+    if sop == _DICOMDIR_SOP_CLASS or path.name.upper() == "DICOMDIR":
+        return Rejected(path, DICOMDIR_REASON)
+    if unreadable is not None:
+        return Rejected(path, f"unreadable DICOM header: {unreadable}")
+    if not uid:
+        return Rejected(path, "DICOM file without SeriesInstanceUID (truncated or not an image?)")
+    description = _remembered(memo, "description", DESCRIPTION_KEYWORDS, _safe_description, ds)
+    return Member(path, uid, modality, patient_id, study_uid, number, description, facts)
+
+
+def read_chunk(paths: Sequence[Path]) -> list[Member | Rejected]:
+    """:func:`read_member` of each of ``paths``, in order (the work of one worker task)."""
+    memo: dict = {}
+    return [read_member(p, memo) for p in paths]
+
+
+def read_members(
+    paths: Sequence[Path], workers: int = 0, progress: ProgressFn | None = None
+) -> list[Member | Rejected]:
+    """:func:`read_member` of each of ``paths``, in order: in ``workers`` worker processes (chunks of files)
+    when that pays (:func:`worth_a_pool`), else in this process. ``progress(read, total)`` is called as files
+    are read."""
+    total = len(paths)
+    if not worth_a_pool(total, workers):
+        out: list[Member | Rejected] = []
+        memo: dict = {}
+        for i, p in enumerate(paths):
+            out.append(read_member(p, memo))
+            if progress is not None and ((i + 1) % 64 == 0 or i + 1 == total):
+                progress(i + 1, total)
+        return out
+    return _read_parallel(paths, workers, progress)
+
+
+def worth_a_pool(files: int, workers: int) -> bool:
+    """Whether reading ``files`` headers in ``workers`` processes beats reading them here: never for
+    ``workers < 2``, else when it saves at least :data:`BREAK_EVEN_READS_SAVED` reads' time."""
+    return workers >= 2 and files * (1 - 1 / workers) >= BREAK_EVEN_READS_SAVED
+
+
+def chunk_size(total: int, workers: int) -> int:
+    """Files per worker task: about 8 tasks per worker (load balance, progress), 16 to 256 files each."""
+    return max(16, min(256, -(-total // (workers * 8))))
+
+
+def _read_parallel(
+    paths: Sequence[Path], workers: int, progress: ProgressFn | None
+) -> list[Member | Rejected]:
+    """:func:`read_members` in a pool; chunks whose worker died (the pool broke) are read here instead."""
+    from fmct.procpool import spawn_pool
+
+    size = chunk_size(len(paths), workers)
+    chunks = [list(paths[i : i + size]) for i in range(0, len(paths), size)]
+    results: list[list[Member | Rejected] | None] = [None] * len(chunks)
+    done = 0
+    with spawn_pool(min(workers, len(chunks))) as pool:
+        futures = {pool.submit(read_chunk, chunk): i for i, chunk in enumerate(chunks)}
+        for fut in as_completed(futures):
+            try:
+                results[futures[fut]] = fut.result()
+            except BrokenProcessPool:
+                continue
+            done += len(chunks[futures[fut]])
+            if progress is not None:
+                progress(done, len(paths))
+    for i, chunk in enumerate(chunks):
+        if results[i] is None:
+            results[i] = read_chunk(chunk)
+            done += len(chunk)
+            if progress is not None:
+                progress(done, len(paths))
+    return [m for chunk_result in results for m in chunk_result]

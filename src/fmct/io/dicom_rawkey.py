@@ -1,0 +1,55 @@
+"""Keys made of a header's undecoded bytes, for remembering what the files of a series share.
+
+pydicom decodes an element's value on first access (text, numbers, UIDs: most of the time discovery spends
+on a header besides parsing it). The files of a series repeat most values byte for byte, so a result
+computed from some attributes can be remembered under :func:`raw_key` of those attributes and reused for
+every file whose bytes match, decoding only what differs (the slice position).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+_TRANSFER_SYNTAX, _SOP_CLASS = 0x00020010, 0x00020002  # File Meta: TransferSyntaxUID, MediaStorageSOPClassUID
+
+
+@cache
+def _tags(keywords: tuple[str, ...]) -> tuple[int, ...]:
+    from pydicom.datadict import tag_for_keyword
+
+    return tuple(tag_for_keyword(kw) for kw in keywords)
+
+
+def _part(elem: Any) -> Any:
+    """``elem`` as a key part: its undecoded bytes with how they are encoded, or a value decoded already
+    (text or numbers); raises ``TypeError`` for anything else (a decoded sequence)."""
+    from pydicom.dataelem import RawDataElement
+
+    if isinstance(elem, RawDataElement):
+        return ("raw", elem.VR, elem.value, elem.is_implicit_VR, elem.is_little_endian)
+    value = elem.value
+    if value is None or isinstance(value, (str, int, float, bytes)):
+        return ("value", elem.VR, value)
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        items = tuple(value)
+        if all(isinstance(v, (str, int, float)) for v in items):
+            return ("values", elem.VR, tuple(str(v) for v in items))
+    raise TypeError("not a key part")
+
+
+def raw_key(ds: Any, keywords: tuple[str, ...]) -> tuple | None:
+    """A hashable key that is equal for two datasets exactly when ``keywords`` hold the same bytes (or the
+    same decoded values) in both and their File Meta name the same transfer syntax and SOP class; ``None``
+    where it cannot tell (a decoded sequence, a dataset that is not pydicom's)."""
+    try:
+        meta = getattr(ds, "file_meta", None)
+        parts: list[Any] = [None if meta is None else meta.get_item(_TRANSFER_SYNTAX),
+                            None if meta is None else meta.get_item(_SOP_CLASS)]  # fmt: skip
+        parts = [None if elem is None else _part(elem) for elem in parts]
+        for tag in _tags(keywords):
+            elem = ds.get_item(tag)
+            parts.append(None if elem is None else _part(elem))
+    except Exception:  # anything unusual: no key, the caller decodes
+        return None
+    return tuple(parts)

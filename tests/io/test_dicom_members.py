@@ -1,0 +1,170 @@
+"""Discovery's header reading in worker processes gives exactly what reading in this process gives: the same
+series (ids, files, order, slice facts), the same rejections with the same reasons, the same progress end."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fmct.io.dicom_members as members
+from fmct.io.dicom import discover
+
+REAL = Path(__file__).resolve().parents[2].parent / "shared" / "realdata" / "dcm_qa_ct" / "Philips" / "S21570"
+
+
+def _facts_key(facts) -> str | None:
+    """A comparable form of a :class:`SliceFacts` (its frame holds numpy arrays)."""
+    if facts is None:
+        return None
+    fields = {**dataclasses.asdict(facts), **dataclasses.asdict(facts.frame)}
+    return repr({k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in sorted(fields.items())})
+
+
+def _key(found) -> tuple:
+    series = [
+        (s.series_uid, s.scan_id, s.patient_id, s.study_id, s.files, s.modality, s.n_files, s.series_number,
+         s.description, None if s.facts is None else [_facts_key(f) for f in s.facts])
+        for s in found.series
+    ]  # fmt: skip
+    return series, found.rejected
+
+
+@pytest.fixture
+def mixed(factory, tmp_path) -> list[Path]:
+    """Several series (two in one folder), a non-DICOM file, a truncated DICOM file, NIfTI files and, when
+    the real data is present, a Philips scout, a secondary capture and their DICOMDIR indexes."""
+    root = tmp_path / "mixed"
+    factory.ct(n=12, folder=root / "p1" / "a")
+    factory.ct(n=9, folder=root / "p1" / "a", rescale=[(1.0, -1024.0), (0.5, -1000.0)])
+    factory.ct(n=7, folder=root / "p2" / "deep" / "b", big_endian=True)
+    factory.ct(n=5, folder=root / "p3", modality="MR")
+    (root / "notes.txt").write_text("not an image")
+    whole = factory.ct(n=2, folder=tmp_path / "spare").files[0].read_bytes()
+    (root / "p2" / "truncated.dcm").write_bytes(whole[:300])
+    (root / "scan.nii.gz").write_bytes(b"\x1f\x8b not read")
+    (root / "p1" / "other.nii").write_bytes(b"not read either")
+    inputs = [root]
+    if REAL.is_dir():
+        inputs += [REAL / "S1000", REAL / "S4010"]
+    return inputs
+
+
+def test_parallel_discovery_equals_serial_on_a_mixed_folder(mixed, monkeypatch):
+    serial = discover(mixed)
+    calls: list[int] = []
+    read_parallel = members._read_parallel
+
+    def counted(paths, workers, progress):
+        calls.append(workers)
+        return read_parallel(paths, workers, progress)
+
+    monkeypatch.setattr(members, "BREAK_EVEN_READS_SAVED", 0)  # a pool even for these few files
+    monkeypatch.setattr(members, "_read_parallel", counted)
+    monkeypatch.setattr(members, "chunk_size", lambda total, workers: 5)  # several chunks per worker
+    parallel = discover(mixed, workers=2)
+    assert calls == [2]
+    assert _key(parallel) == _key(serial)
+    assert len(serial.series) == (6 if REAL.is_dir() else 4)
+    reasons = {r.path.name: r.reason for r in serial.rejected}
+    assert reasons["notes.txt"].startswith("not a DICOM file")
+    assert "truncated" in reasons["truncated.dcm"]
+    assert not any(name.endswith((".nii", ".nii.gz")) for name in reasons)
+    if REAL.is_dir():
+        assert sorted(r.reason.startswith("DICOMDIR index") for r in serial.rejected).count(True) == 2
+        scout = [s for s in serial.series if s.files[0].parent.name == "S1000"]
+        assert len(scout) == 1 and scout[0].n_files == 1
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_progress_counts_every_file_read(mixed, monkeypatch, workers):
+    monkeypatch.setattr(members, "BREAK_EVEN_READS_SAVED", 0)
+    seen: list[tuple[int, int]] = []
+    found = discover(mixed, workers=workers, progress=lambda done, total: seen.append((done, total)))
+    n_files = sum(s.n_files for s in found.series) + len(found.rejected)
+    assert seen[-1] == (n_files, n_files)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+def test_a_pool_only_where_it_pays():
+    assert not members.worth_a_pool(100_000, 1)
+    assert not members.worth_a_pool(200, 2)
+    assert members.worth_a_pool(3_000, 2)
+    assert members.worth_a_pool(1_000, 32) and not members.worth_a_pool(1_000, 2)
+
+
+def _member_key(rec) -> tuple:
+    if isinstance(rec, members.Rejected):
+        return ("rejected", rec.path, rec.reason)
+    return (rec.path, rec.series_uid, rec.modality, rec.patient_id, rec.study_uid, rec.number,
+            rec.description, _facts_key(rec.facts))  # fmt: skip
+
+
+def test_what_a_series_shares_is_remembered_without_changing_a_record(mixed):
+    """``read_chunk`` remembers facts and descriptions from file to file: every record equals the one read
+    with no memory."""
+    from fmct.io.dicom_discover import iter_files
+
+    files = [p for p in iter_files(mixed) if not p.name.endswith((".nii", ".nii.gz"))]
+    remembered = members.read_chunk(files)
+    fresh = [members.read_member(p) for p in files]
+    assert [_member_key(r) for r in remembered] == [_member_key(r) for r in fresh]
+    assert sum(isinstance(r, members.Member) and r.facts is not None for r in fresh) >= 28
+
+
+def _written(path: Path, patient: str, charset: str = "ISO_IR 100"):
+    import warnings
+
+    import pydicom
+    from pydicom.dataset import Dataset
+
+    ds = Dataset()
+    ds.SpecificCharacterSet, ds.SeriesDescription, ds.PatientName = charset, "Kopf Müller 5mm", patient
+    ds.preamble = b"\0" * 128
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.save_as(path, implicit_vr=False, little_endian=True)
+    return pydicom.dcmread(path)
+
+
+def test_a_remembered_description_equals_a_fresh_one(tmp_path):
+    """Files with the same description bytes share one memo entry; other identifying bytes (another
+    patient) or another character set get their own, so each result is what a fresh cleaning gives."""
+    from fmct.io.dicom_describe import DESCRIPTION_KEYWORDS, clean_description
+
+    memo: dict = {}
+    cases = [("MÜLLER^ANNA", "ISO_IR 100"), ("MÜLLER^ANNA", "ISO_IR 100"), ("SCHMIDT^ANNA", "ISO_IR 100"),
+             ("MÜLLER^ANNA", "ISO_IR 192")]  # fmt: skip
+    for i, (patient, charset) in enumerate(cases):
+        remembered = members._remembered(
+            memo, "d", DESCRIPTION_KEYWORDS, clean_description, _written(tmp_path / f"{i}", patient, charset)
+        )
+        assert remembered == clean_description(_written(tmp_path / f"{i}", patient, charset))
+    assert len(memo["d"]) == 3
+    assert members._remembered(memo, "d", DESCRIPTION_KEYWORDS, clean_description,
+                               _written(tmp_path / "m", "MÜLLER^ANNA")) == "Kopf * 5mm"  # fmt: skip
+
+
+def test_identity_reads_only_its_keywords(factory):
+    """Discovery remembers a file's identity by the bytes of _IDENTITY_KEYWORDS: nothing else may be read
+    (but the File Meta, in the key too)."""
+    import pydicom
+    from pydicom.datadict import keyword_for_tag
+    from pydicom.dataset import Dataset
+
+    seen: set = set()
+
+    class Recorder(Dataset):
+        def get(self, key, default=None):
+            seen.add(key if isinstance(key, str) else keyword_for_tag(key))  # pydicom asks for the charset
+            return super().get(key, default)
+
+    ds = Recorder()
+    read = pydicom.dcmread(factory.ct(n=2).files[0], stop_before_pixels=True)
+    ds.update(read)
+    ds.file_meta = read.file_meta
+    sop, uid, unreadable, modality, *_ = members._identity(ds)
+    assert sop and uid and unreadable is None and modality == "CT"
+    assert seen and seen <= set(members._IDENTITY_KEYWORDS)
