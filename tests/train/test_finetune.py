@@ -69,6 +69,25 @@ def test_scratch_reinitialises_same_architecture() -> None:
     assert not torch.equal(a, fresh.backbone.state_dict()["blocks.0.attn.qkv.weight"])
 
 
+def test_scratch_init_is_the_same_in_every_process() -> None:
+    """torch seeds each process differently, so an unseeded from-scratch baseline (and any fresh head) drew
+    other weights in every run of the same command: build_model seeds its init (default seed 0)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import hashlib, sys; from fmct.train.finetune import build_model; "
+        "m = build_model(None, ['ich'], scratch=True, arch='resnet3d', input_size=16, seed=int(sys.argv[1])); "
+        "print(hashlib.sha256(b''.join(p.detach().numpy().tobytes() for p in m.parameters())).hexdigest())"
+    )
+    runs = [subprocess.run([sys.executable, "-c", code, s], capture_output=True, text=True, check=True).stdout
+            for s in ("0", "0", "1")]  # fmt: skip
+    assert runs[0] == runs[1] and runs[0] != runs[2]
+    state = torch.random.get_rng_state()
+    build_model(None, ["ich"], scratch=True, arch="resnet3d", input_size=16)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the global RNG is left as it was
+
+
 def test_lora_refuses_resnet(setup) -> None:  # type: ignore[no-untyped-def]
     st, tr, ytr, va, yva, _ = setup
     model = build_model(None, FINDINGS3, arch="resnet3d", input_size=16)

@@ -30,7 +30,9 @@ def finetune(
     batch_size: int = typer.Option(4, "--batch-size", min=1, help="Scans per optimiser step."),
     fraction: float = typer.Option(1.0, "--fraction", help="Fraction of the training labels to use."),
     seed: int = typer.Option(
-        0, "--seed", help="Seed of the label subset, the head's init and the batch order."
+        0,
+        "--seed",
+        help="Seed of the label subset, the random init (the head; the backbone with --scratch or --arch) and the batch order.",
     ),
     scratch: bool = typer.Option(
         False, "--scratch", help="Random init of --model's architecture (baseline)."
@@ -77,6 +79,7 @@ def finetune(
         arch=arch,
         input_size=input_size,
         preprocessing=store.preprocess_config,
+        seed=seed,
     )
     typer.echo(f"fine-tuning ({mode}) on {len(scans.train)} scans, validating on {len(scans.val)}", err=True)
     _, info = run_or_fail(

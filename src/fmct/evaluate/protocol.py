@@ -787,7 +787,9 @@ def _finetune_predict(
     spec = dict(spec)
     build_kw = {k: spec.pop(k) for k in ("model", "scratch", "arch", "input_size", "pooling") if k in spec}
     save = bool(spec.pop("save", False))
-    model = build_model(build_kw.pop("model", None), findings, preprocessing=_store_prep(store), **build_kw)
+    model = build_model(
+        build_kw.pop("model", None), findings, preprocessing=_store_prep(store), seed=int(seed), **build_kw
+    )
     ftc = FinetuneConfig(**{**spec, "seed": int(seed)})
     size, windows = model_input_spec(model)
     cache = None if cubes is None else cubes(size, model_input_fit(model))

@@ -84,6 +84,7 @@ def build_model(
     input_size: int = 64,
     preprocessing: dict[str, Any] | None = None,
     pooling: str = "cls",
+    seed: int | None = 0,
 ) -> Any:
     """A :class:`ClassifierModel` with a fresh linear head on the given or a new backbone.
 
@@ -93,8 +94,26 @@ def build_model(
         arch: ``"vit3d"``, ``"resnet3d"``, a preset name (``"tiny"``…) or an architecture dict, used
             when ``model`` is None.
         preprocessing: the preprocessing dict (store's config); ``input_size`` is added.
+        seed: torch seed of the random initialisation (the head, and a new or ``scratch`` backbone), so the
+            same call builds the same weights in every process (torch seeds each process differently);
+            the global torch RNG is left as it was. None: draw from the global RNG.
     """
+    if seed is None:
+        return _build_model(model, findings, scratch, arch, input_size, preprocessing, pooling)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return _build_model(model, findings, scratch, arch, input_size, preprocessing, pooling)
 
+
+def _build_model(
+    model: Any,
+    findings: Sequence[str],
+    scratch: bool,
+    arch: str | dict[str, Any] | None,
+    input_size: int,
+    preprocessing: dict[str, Any] | None,
+    pooling: str,
+) -> Any:
     if model is not None:
         if isinstance(model, str | Path):
             model = load_model(model)
@@ -122,9 +141,7 @@ def frozen_backbone(model: Any, random_init: bool = False, seed: int = 0) -> Any
     """The backbone a probe embeds with: that of ``model`` (a model directory or a loaded model), or with
     ``random_init`` the same architecture and preprocessing at random initialisation (torch seed ``seed``),
     the untrained reference a pretrained backbone is compared with. The global torch RNG is left as it was."""
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        return build_model(model, ["x"], scratch=random_init).as_backbone()
+    return build_model(model, ["x"], scratch=random_init, seed=seed).as_backbone()
 
 
 def _param_groups(model: Any, cfg: FinetuneConfig) -> list[dict[str, Any]]:
