@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from fmct.atomic import write_text_atomic
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 #: name -> (argv after the interpreter, expected exit code)
@@ -46,7 +48,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=7, help="timed rounds (after one warm-up round)")
     ap.add_argument("--out", type=Path, default=RESULTS / "cli_startup.json")
     args = ap.parse_args()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    paths = [str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}  # no empty entry (= the cwd)
     load_start = os.getloadavg()[0]
     times: dict[str, list[float]] = {k: [] for k in COMMANDS}
     for r in range(args.rounds + 1):
@@ -71,10 +74,7 @@ def main() -> int:
     for name, s in res["median_s"].items():
         ratio = res["ratio_to_import_torch"].get(name)
         print(f"{name:>30}: {s:.3f} s" + (f"  = {ratio:.2f}x import torch" if ratio else ""))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(f".{args.out.name}.tmp")
-    tmp.write_text(json.dumps(res, indent=2) + "\n")
-    os.replace(tmp, args.out)
+    write_text_atomic(args.out, json.dumps(res, indent=2) + "\n")
     print(f"wrote {args.out}")
     return 0
 

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fmct.atomic import write_text_atomic
+
 HERE = Path(__file__).resolve().parent
 REAL = HERE.parent / ".." / "shared" / "realdata" / "dcm_qa_ct"
 REAL_SERIES = {
@@ -377,10 +379,7 @@ def main() -> None:
         "notes": notes,
     }
     print(json.dumps(report["headline"], indent=1))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = args.out.with_name(args.out.name + ".tmp")
-    tmp_out.write_text(json.dumps(report, indent=1))
-    os.replace(tmp_out, args.out)
+    write_text_atomic(args.out, json.dumps(report, indent=1))
     print(f"-> {args.out}")
 
 

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import torch
 
+from fmct.atomic import write_text_atomic
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -156,9 +158,7 @@ def main() -> int:
                        "goal": ">= 5"}  # fmt: skip
     print(json.dumps(res["headline"]))
     out = HERE / "results" / "loader.json"
-    tmp_out = out.with_suffix(".tmp")
-    tmp_out.write_text(json.dumps(res, indent=2))
-    tmp_out.replace(out)
+    write_text_atomic(out, json.dumps(res, indent=2))
     print(f"wrote {out}")
     return 0
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from fmct.atomic import write_text_atomic
 from fmct.labels import FINDINGS
 from fmct.models.hub import ClassifierModel, load_model
 from fmct.preprocess import PreprocessConfig
@@ -145,10 +146,7 @@ def main() -> int:
             3,
         )
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = args.out.with_name(f".{args.out.name}.tmp")
-    tmp_out.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp_out, args.out)
+    write_text_atomic(args.out, json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")
     return 0
 

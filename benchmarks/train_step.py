@@ -44,6 +44,8 @@ from pathlib import Path
 import torch
 from _mae_step import mae_step_section
 
+from fmct.atomic import write_text_atomic
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -527,10 +529,7 @@ def main() -> int:
         print(json.dumps(res, indent=2))
         return 0
     out = HERE / "results" / ("train_step_gpu.json" if gpu else "train_step.json")
-    out.parent.mkdir(exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(res, indent=2))
-    tmp.replace(out)
+    write_text_atomic(out, json.dumps(res, indent=2))
     print(f"wrote {out}")
     return 0
 
