@@ -151,3 +151,27 @@ class SeriesFactory:
 @pytest.fixture
 def factory(tmp_path: Path) -> SeriesFactory:
     return SeriesFactory(tmp_path)
+
+
+@pytest.fixture
+def recording_dataset():
+    """``record(source) -> (dataset, seen)``: a pydicom copy of ``source`` (its File Meta too) that adds the
+    keyword of every element read through ``get`` to the set ``seen`` (pydicom itself asks for the charset)."""
+    from pydicom.datadict import keyword_for_tag
+    from pydicom.dataset import Dataset
+
+    def record(source):
+        seen: set = set()
+
+        class Recorder(Dataset):
+            def get(self, key, default=None):
+                seen.add(key if isinstance(key, str) else keyword_for_tag(key))
+                return super().get(key, default)
+
+        ds = Recorder()
+        ds.update(source)
+        if "file_meta" in source.__dict__:
+            ds.file_meta = source.file_meta
+        return ds, seen
+
+    return record

@@ -29,21 +29,11 @@ def test_description_keeps_technical_words_and_drops_identifying_ones():
     assert clean_description(_ds()) is None
 
 
-def test_description_reads_only_its_keywords():
+def test_description_reads_only_its_keywords(recording_dataset):
     """Discovery remembers descriptions by the bytes of DESCRIPTION_KEYWORDS: nothing else may be read."""
-    from pydicom.datadict import keyword_for_tag
-
     from fmct.io.dicom_describe import DESCRIPTION_KEYWORDS
 
-    seen: set = set()
-
-    class Recorder(Dataset):
-        def get(self, key, default=None):
-            seen.add(key if isinstance(key, str) else keyword_for_tag(key))  # pydicom asks for the charset
-            return super().get(key, default)
-
-    ds = Recorder()
-    ds.update(
+    ds, seen = recording_dataset(
         _ds(SeriesDescription="Head Smith", PatientName="SMITH^J", PatientID="A7", StudyDate="20200101")
     )
     assert clean_description(ds) == "Head *"

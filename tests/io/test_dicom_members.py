@@ -147,24 +147,12 @@ def test_a_remembered_description_equals_a_fresh_one(tmp_path):
                                _written(tmp_path / "m", "MÜLLER^ANNA")) == "Kopf * 5mm"  # fmt: skip
 
 
-def test_identity_reads_only_its_keywords(factory):
+def test_identity_reads_only_its_keywords(factory, recording_dataset):
     """Discovery remembers a file's identity by the bytes of _IDENTITY_KEYWORDS: nothing else may be read
     (but the File Meta, in the key too)."""
     import pydicom
-    from pydicom.datadict import keyword_for_tag
-    from pydicom.dataset import Dataset
 
-    seen: set = set()
-
-    class Recorder(Dataset):
-        def get(self, key, default=None):
-            seen.add(key if isinstance(key, str) else keyword_for_tag(key))  # pydicom asks for the charset
-            return super().get(key, default)
-
-    ds = Recorder()
-    read = pydicom.dcmread(factory.ct(n=2).files[0], stop_before_pixels=True)
-    ds.update(read)
-    ds.file_meta = read.file_meta
+    ds, seen = recording_dataset(pydicom.dcmread(factory.ct(n=2).files[0], stop_before_pixels=True))
     sop, uid, unreadable, modality, *_ = members._identity(ds)
     assert sop and uid and unreadable is None and modality == "CT"
     assert seen and seen <= set(members._IDENTITY_KEYWORDS)
