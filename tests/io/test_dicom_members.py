@@ -129,22 +129,37 @@ def _written(path: Path, patient: str, charset: str = "ISO_IR 100"):
     return pydicom.dcmread(path)
 
 
+def _remembered_description(memo: dict, ds):
+    from fmct.io.dicom_describe import clean_description
+    from fmct.io.dicom_rawkey import raw_key
+
+    return members._remembered(memo, "d", raw_key(ds, members.MEMO_KEYWORDS), clean_description, ds)
+
+
 def test_a_remembered_description_equals_a_fresh_one(tmp_path):
     """Files with the same description bytes share one memo entry; other identifying bytes (another
     patient) or another character set get their own, so each result is what a fresh cleaning gives."""
-    from fmct.io.dicom_describe import DESCRIPTION_KEYWORDS, clean_description
+    from fmct.io.dicom_describe import clean_description
 
     memo: dict = {}
     cases = [("MÜLLER^ANNA", "ISO_IR 100"), ("MÜLLER^ANNA", "ISO_IR 100"), ("SCHMIDT^ANNA", "ISO_IR 100"),
              ("MÜLLER^ANNA", "ISO_IR 192")]  # fmt: skip
     for i, (patient, charset) in enumerate(cases):
-        remembered = members._remembered(
-            memo, "d", DESCRIPTION_KEYWORDS, clean_description, _written(tmp_path / f"{i}", patient, charset)
-        )
+        remembered = _remembered_description(memo, _written(tmp_path / f"{i}", patient, charset))
         assert remembered == clean_description(_written(tmp_path / f"{i}", patient, charset))
     assert len(memo["d"]) == 3
-    assert members._remembered(memo, "d", DESCRIPTION_KEYWORDS, clean_description,
-                               _written(tmp_path / "m", "MÜLLER^ANNA")) == "Kopf * 5mm"  # fmt: skip
+    assert _remembered_description(memo, _written(tmp_path / "m", "MÜLLER^ANNA")) == "Kopf * 5mm"
+
+
+def test_one_memo_key_covers_everything_remembered():
+    """One key a file serves the facts, identity and description memos: it must hold every attribute each
+    is made from."""
+    from fmct.io.dicom_describe import DESCRIPTION_KEYWORDS
+    from fmct.io.dicom_slice import SHARED_KEYWORDS
+
+    needed = {*SHARED_KEYWORDS, *members._IDENTITY_KEYWORDS, *DESCRIPTION_KEYWORDS}
+    assert set(members.MEMO_KEYWORDS) == needed
+    assert len(members.MEMO_KEYWORDS) == len(needed)
 
 
 def test_identity_reads_only_its_keywords(factory, recording_dataset):

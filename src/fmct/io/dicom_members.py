@@ -18,7 +18,7 @@ from typing import Any
 from fmct.io.dicom_describe import DESCRIPTION_KEYWORDS, IDENTIFYING_TAGS, clean_description, series_number
 from fmct.io.dicom_file import read_dicom
 from fmct.io.dicom_rawkey import raw_key
-from fmct.io.dicom_slice import SliceFacts, read_with_facts
+from fmct.io.dicom_slice import SHARED_KEYWORDS, SliceFacts, read_head, slice_facts
 
 #: Tags read when the full header parse fails (headers only, pixel data never touched).
 _DISCOVER_TAGS = [
@@ -64,14 +64,19 @@ class Member:
     facts: SliceFacts | None = field(repr=False)
 
 
-def _header(path: Path, memo: dict | None = None) -> tuple[Any, SliceFacts | None]:
-    """The header of ``path`` and its slice facts (``None`` unless a plain CT slice); raises on non-DICOM /
-    unreadable files. A file the full header parse fails on (no preamble, a broken sequence) is read for
-    the few tags discovery needs."""
+def _header(path: Path, memo: dict | None = None) -> tuple[Any, SliceFacts | None, tuple | None]:
+    """The header of ``path``, its slice facts (``None`` unless a plain CT slice) and its memo key
+    (:data:`MEMO_KEYWORDS`; ``None`` without ``memo`` or where the bytes cannot key it); raises on
+    non-DICOM / unreadable files. A file the full header parse fails on (no preamble, a broken sequence) is
+    read for the few tags discovery needs."""
     try:
-        return read_with_facts(path, memo)
+        ds, offset, has_pixels, stamp = read_head(path)
     except Exception:  # the tag-limited read below decides, and words, any rejection
-        return read_dicom(path, stop_before_pixels=True, specific_tags=_DISCOVER_TAGS), None
+        ds = read_dicom(path, stop_before_pixels=True, specific_tags=_DISCOVER_TAGS)
+        return ds, None, None if memo is None else raw_key(ds, MEMO_KEYWORDS)
+    key = None if memo is None else raw_key(ds, MEMO_KEYWORDS)
+    table = None if memo is None else memo.setdefault("facts", {})
+    return ds, slice_facts(ds, offset, has_pixels, stamp, memo=table, key=key), key
 
 
 def _text(ds, keyword: str) -> str:
@@ -125,19 +130,21 @@ def _identity(ds: Any) -> tuple[str, str, str | None, str, str, str, int | None]
             _safe_text(ds, "StudyInstanceUID"), series_number(ds))  # fmt: skip
 
 
-def _remembered(memo: dict | None, name: str, keywords: tuple[str, ...], fn: Callable[[Any], Any], ds: Any):
-    """``fn(ds)``, remembered in ``memo[name]`` by :func:`raw_key` of ``keywords`` (all that ``fn`` reads), so
-    that the files of a series decode these values once (the cleaned description alone cost ~0.15 ms of
-    the ~1 ms a header cost discovery)."""
-    if memo is None:
+#: Every attribute that a file's memo key is made of: what its slice facts, identity and cleaned description
+#: are made from (one key a file serves all three memos).
+MEMO_KEYWORDS = tuple(dict.fromkeys((*SHARED_KEYWORDS, *_IDENTITY_KEYWORDS, *DESCRIPTION_KEYWORDS)))
+
+
+def _remembered(memo: dict | None, name: str, key: tuple | None, fn: Callable[[Any], Any], ds: Any):
+    """``fn(ds)``, remembered in ``memo[name]`` by ``key``: :func:`raw_key` of attributes that hold all that
+    ``fn`` reads (:data:`MEMO_KEYWORDS`), so that the files of a series decode these values once (the cleaned
+    description alone cost ~0.15 ms of the ~1 ms a header cost discovery)."""
+    if memo is None or key is None:
         return fn(ds)
     table = memo.setdefault(name, {})
-    key = raw_key(ds, keywords)
-    if key is not None and key in table:
+    if key in table:
         return table[key]
-    value = fn(ds)
-    if key is not None:
-        table[key] = value
+    value = table[key] = fn(ds)
     return value
 
 
@@ -145,15 +152,13 @@ def read_member(path: Path, memo: dict | None = None) -> Member | Rejected:
     """``path``'s :class:`Member`, or why it is :class:`Rejected`. Never raises for a bad file. ``memo``: a dict
     the caller keeps from file to file, where what the files of a series share is remembered (see
     :func:`fmct.io.dicom_slice.slice_facts` and :func:`_remembered`)."""
-    if not path.exists():
-        return Rejected(path, "no such file")
     try:
-        ds, facts = _header(path, None if memo is None else memo.setdefault("facts", {}))
+        ds, facts, key = _header(path, memo)
     except Exception as exc:  # every failure becomes a Rejected
         return Rejected(path, reject_reason(exc))
     try:
         sop, uid, unreadable, modality, patient_id, study_uid, number = _remembered(
-            memo, "identity", _IDENTITY_KEYWORDS, _identity, ds
+            memo, "identity", key, _identity, ds
         )
     except Exception as exc:  # a SOP class that cannot be decoded
         return Rejected(path, f"unreadable DICOM header: {type(exc).__name__}")
@@ -163,7 +168,7 @@ def read_member(path: Path, memo: dict | None = None) -> Member | Rejected:
         return Rejected(path, f"unreadable DICOM header: {unreadable}")
     if not uid:
         return Rejected(path, "DICOM file without SeriesInstanceUID (truncated or not an image?)")
-    description = _remembered(memo, "description", DESCRIPTION_KEYWORDS, _safe_description, ds)
+    description = _remembered(memo, "description", key, _safe_description, ds)
     return Member(path, uid, modality, patient_id, study_uid, number, description, facts)
 
 
