@@ -114,41 +114,99 @@ def test_what_a_series_shares_is_remembered_without_changing_a_record(mixed):
     assert sum(isinstance(r, members.Member) and r.facts is not None for r in fresh) >= 28
 
 
-def _written(path: Path, patient: str, charset: str = "ISO_IR 100"):
+def _written(path: Path, patient: str, charset: str = "ISO_IR 100", series: str = "1.2.3.4") -> Path:
+    """A tiny CT slice with a German description and ``patient``'s name."""
     import warnings
 
     import pydicom
-    from pydicom.dataset import Dataset
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
     ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID, ds.file_meta.MediaStorageSOPClassUID = (
+        ExplicitVRLittleEndian,
+        CTImageStorage,
+    )
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = "1.2.3.4.5"
+    ds.SOPClassUID, ds.Modality, ds.SeriesInstanceUID = CTImageStorage, "CT", series
     ds.SpecificCharacterSet, ds.SeriesDescription, ds.PatientName = charset, "Kopf Müller 5mm", patient
-    ds.preamble = b"\0" * 128
+    ds.Rows = ds.Columns = 2
+    ds.BitsAllocated, ds.SamplesPerPixel = 16, 1
+    ds.PixelData = bytes(8)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ds.save_as(path, implicit_vr=False, little_endian=True)
-    return pydicom.dcmread(path)
-
-
-def _remembered_description(memo: dict, ds):
-    from fmct.io.dicom_describe import clean_description
-    from fmct.io.dicom_rawkey import raw_key
-
-    return members._remembered(memo, "d", raw_key(ds, members.MEMO_KEYWORDS), clean_description, ds)
+        ds.save_as(path, enforce_file_format=True)
+    assert pydicom.dcmread(path).SeriesDescription == "Kopf Müller 5mm"
+    return path
 
 
 def test_a_remembered_description_equals_a_fresh_one(tmp_path):
     """Files with the same description bytes share one memo entry; other identifying bytes (another
     patient) or another character set get their own, so each result is what a fresh cleaning gives."""
-    from fmct.io.dicom_describe import clean_description
-
-    memo: dict = {}
     cases = [("MÜLLER^ANNA", "ISO_IR 100"), ("MÜLLER^ANNA", "ISO_IR 100"), ("SCHMIDT^ANNA", "ISO_IR 100"),
-             ("MÜLLER^ANNA", "ISO_IR 192")]  # fmt: skip
-    for i, (patient, charset) in enumerate(cases):
-        remembered = _remembered_description(memo, _written(tmp_path / f"{i}", patient, charset))
-        assert remembered == clean_description(_written(tmp_path / f"{i}", patient, charset))
-    assert len(memo["d"]) == 3
-    assert _remembered_description(memo, _written(tmp_path / "m", "MÜLLER^ANNA")) == "Kopf * 5mm"
+             ("MÜLLER^ANNA", "ISO_IR 192"), ("MÜLLER^ANNA", "ISO_IR 100")]  # fmt: skip
+    files = [_written(tmp_path / f"{i}.dcm", patient, charset) for i, (patient, charset) in enumerate(cases)]
+    memo: dict = {}
+    remembered = [members.read_member(p, memo) for p in files]
+    assert [_member_key(r) for r in remembered] == [_member_key(members.read_member(p)) for p in files]
+    assert [r.description for r in remembered] == ["Kopf * 5mm", "Kopf * 5mm", "Kopf Müller 5mm",
+                                                   "Kopf * 5mm", "Kopf * 5mm"]  # fmt: skip
+    assert len(memo) == 3
+
+
+def test_odd_files_read_with_a_memo_as_without(tmp_path):
+    """pydicom's own test files (every encoding, compressed, broken, no meta, DICOMDIR, reports), each three
+    times under other names: the copies take the memo's path, and every record is what a fresh read gives."""
+    import shutil
+
+    import pydicom
+
+    source = Path(pydicom.__file__).parent / "data" / "test_files"
+    files = []
+    for path in sorted(source.glob("*.dcm")) + [source / "dicomdirtests" / "DICOMDIR"]:
+        for k in range(3):
+            files.append(shutil.copy(path, tmp_path / f"{path.stem}_{k}{path.suffix}"))
+    files = [Path(p) for p in files]
+    memo: dict = {}
+    remembered = members.read_chunk(files)
+    fresh = [members.read_member(p) for p in files]
+    assert [_member_key(r) for r in remembered] == [_member_key(r) for r in fresh]
+    assert sum(isinstance(r, members.Member) for r in fresh) >= 100
+    assert sum(isinstance(r, members.Rejected) for r in fresh) >= 6
+    assert members.read_member(files[0], memo) is not None and len(memo) == 1
+
+
+def _save(ds, path: Path) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.save_as(path, enforce_file_format=True)
+
+
+def test_positions_the_memo_path_cannot_read_are_read_by_pydicom(factory):
+    """A series whose first file's position is unreadable, and files whose position pydicom decodes but
+    the memo's path does not (another VR, odd spacing): every record equals a fresh read."""
+    import pydicom
+
+    s = factory.ct(n=8)
+    files = sorted(s.files)
+    for i, value in ((0, b"1\\x\\3"), (3, b" 1.5 \\ -2\\3e1 ")):  # written over the value's bytes
+        data = files[i].read_bytes()
+        elem = pydicom.dcmread(files[i]).get_item(0x00200032)
+        old = data[elem.value_tell : elem.value_tell + elem.length]
+        files[i].write_bytes(data.replace(old, value.ljust(len(old))))
+    ds = pydicom.dcmread(files[5])
+    raw = ds["ImagePositionPatient"].value
+    del ds.ImagePositionPatient
+    ds.add_new(0x00200032, "UN", "\\".join(str(v) for v in raw).encode())
+    _save(ds, files[5])
+    remembered = members.read_chunk(files)
+    fresh = [members.read_member(p) for p in files]
+    assert [_member_key(r) for r in remembered] == [_member_key(r) for r in fresh]
+    assert remembered[0].facts is None and all(r.facts is not None for r in remembered[1:])
+    assert remembered[3].facts.frame.position.tolist() == [1.5, -2.0, 30.0]
 
 
 def test_one_memo_key_covers_everything_remembered():

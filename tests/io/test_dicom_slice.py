@@ -205,3 +205,43 @@ def test_remembered_facts_equal_parsed_ones(factory):
             parsed.stamp,
         )
     assert len(memo) == 2  # one entry per rescale
+
+
+@pytest.mark.parametrize("head_bytes", [64 * 1024, 700, 200])
+def test_read_head_gives_what_a_parse_of_the_file_gives(factory, monkeypatch, head_bytes):
+    """The header parsed from the file's first bytes, or from the file where it runs past them."""
+    import fmct.io.dicom_slice as dicom_slice
+
+    monkeypatch.setattr(dicom_slice, "HEAD_BYTES", head_bytes)
+    for big_endian in (False, True):
+        path = factory.ct(n=2, big_endian=big_endian).files[0]
+        ds, offset, has_pixels, stamp = dicom_slice.read_head(path)
+        with open(path, "rb") as fh:
+            ds_file, offset_file, has_pixels_file = dicom_slice.header_at(fh)
+        assert (offset, has_pixels) == (offset_file, has_pixels_file) and has_pixels
+        assert offset > 200 and ds == ds_file
+        assert stamp == (path.stat().st_size, path.stat().st_mtime_ns)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["-12.5\\-20\\30", " 1.5 \\ -2\\3e1 ", "1\\2\\3\0", "+1.\\.5\\-0", "1_0\\2\\3", "nan\\1\\2", "1\\2",
+     "1\\2\\3\\4", "1\\\\3", "a\\b\\c", "1e999\\0\\0", ""],
+)  # fmt: skip
+def test_raw_position_is_what_pydicom_decodes(text):
+    """An undecoded position gives pydicom's DS decoding followed by floats(), or None for pydicom to say."""
+    from pydicom.dataelem import RawDataElement
+
+    from fmct.io.dicom_frames import floats
+    from fmct.io.dicom_slice import raw_position
+
+    raw = RawDataElement(0x00200032, "DS", len(text), text.encode("latin-1"), 0, False, True)
+    ds = pydicom.Dataset()
+    ds[0x00200032] = raw
+    mine = raw_position(raw)
+    try:
+        theirs = floats(ds.get("ImagePositionPatient", None), 3, "ImagePositionPatient")
+    except (InvalidScan, ValueError):
+        assert mine is None
+        return
+    assert mine is not None and mine.dtype == theirs.dtype and mine.tolist() == theirs.tolist()

@@ -17,8 +17,18 @@ from typing import Any
 
 from fmct.io.dicom_describe import DESCRIPTION_KEYWORDS, IDENTIFYING_TAGS, clean_description, series_number
 from fmct.io.dicom_file import read_dicom
-from fmct.io.dicom_rawkey import raw_key
-from fmct.io.dicom_slice import SHARED_KEYWORDS, SliceFacts, read_head, slice_facts
+from fmct.io.dicom_rawhead import raw_head
+from fmct.io.dicom_rawkey import key_of, raw_key
+from fmct.io.dicom_slice import (
+    SHARED_KEYWORDS,
+    SliceFacts,
+    facts_like,
+    header_of,
+    position_of,
+    raw_position,
+    read_start,
+    slice_facts,
+)
 
 #: Tags read when the full header parse fails (headers only, pixel data never touched).
 _DISCOVER_TAGS = [
@@ -62,21 +72,6 @@ class Member:
     number: int | None
     description: str | None
     facts: SliceFacts | None = field(repr=False)
-
-
-def _header(path: Path, memo: dict | None = None) -> tuple[Any, SliceFacts | None, tuple | None]:
-    """The header of ``path``, its slice facts (``None`` unless a plain CT slice) and its memo key
-    (:data:`MEMO_KEYWORDS`; ``None`` without ``memo`` or where the bytes cannot key it); raises on
-    non-DICOM / unreadable files. A file the full header parse fails on (no preamble, a broken sequence) is
-    read for the few tags discovery needs."""
-    try:
-        ds, offset, has_pixels, stamp = read_head(path)
-    except Exception:  # the tag-limited read below decides, and words, any rejection
-        ds = read_dicom(path, stop_before_pixels=True, specific_tags=_DISCOVER_TAGS)
-        return ds, None, None if memo is None else raw_key(ds, MEMO_KEYWORDS)
-    key = None if memo is None else raw_key(ds, MEMO_KEYWORDS)
-    table = None if memo is None else memo.setdefault("facts", {})
-    return ds, slice_facts(ds, offset, has_pixels, stamp, memo=table, key=key), key
 
 
 def _text(ds, keyword: str) -> str:
@@ -130,45 +125,117 @@ def _identity(ds: Any) -> tuple[str, str, str | None, str, str, str, int | None]
             _safe_text(ds, "StudyInstanceUID"), series_number(ds))  # fmt: skip
 
 
-#: Every attribute that a file's memo key is made of: what its slice facts, identity and cleaned description
-#: are made from (one key a file serves all three memos).
+#: Every attribute that a file's memo key is made of: what its identity, cleaned description and slice facts
+#: (but its position) are made from.
 MEMO_KEYWORDS = tuple(dict.fromkeys((*SHARED_KEYWORDS, *_IDENTITY_KEYWORDS, *DESCRIPTION_KEYWORDS)))
+_POSITION = 0x00200032  # ImagePositionPatient
+_UNKNOWN = object()  # facts a memo entry cannot tell
 
 
-def _remembered(memo: dict | None, name: str, key: tuple | None, fn: Callable[[Any], Any], ds: Any):
-    """``fn(ds)``, remembered in ``memo[name]`` by ``key``: :func:`raw_key` of attributes that hold all that
-    ``fn`` reads (:data:`MEMO_KEYWORDS`), so that the files of a series decode these values once (the cleaned
-    description alone cost ~0.15 ms of the ~1 ms a header cost discovery)."""
-    if memo is None or key is None:
-        return fn(ds)
-    table = memo.setdefault(name, {})
-    if key in table:
-        return table[key]
-    value = table[key] = fn(ds)
-    return value
+@dataclass(frozen=True)
+class _Shared:
+    """What the files whose :data:`MEMO_KEYWORDS` hold the same bytes share: :func:`_identity`, the cleaned
+    description, and slice facts but for position, pixel data offset and stamp (``facts``: those of the
+    first such file, see :func:`fmct.io.dicom_slice.facts_like`; ``None`` with ``no_facts`` when such a file
+    has none whatever its position, with ``no_facts`` False when that is not known)."""
+
+    identity: tuple
+    description: str | None
+    facts: SliceFacts | None
+    no_facts: bool
+
+
+def _shared_facts(
+    shared: _Shared, position: Any, offset: int | None, has_pixels: bool, stamp: tuple[int, int]
+):
+    """The slice facts of a file with ``shared``'s bytes, its ``position`` (``None``: unreadable), pixel data
+    offset and stamp: what :func:`fmct.io.dicom_slice.slice_facts` gives, or ``_UNKNOWN``."""
+    if offset is None or not has_pixels:
+        return None
+    if shared.facts is not None:
+        return None if position is None else facts_like(shared.facts, position, offset, stamp)
+    return None if shared.no_facts else _UNKNOWN
 
 
 def read_member(path: Path, memo: dict | None = None) -> Member | Rejected:
-    """``path``'s :class:`Member`, or why it is :class:`Rejected`. Never raises for a bad file. ``memo``: a dict
-    the caller keeps from file to file, where what the files of a series share is remembered (see
-    :func:`fmct.io.dicom_slice.slice_facts` and :func:`_remembered`)."""
+    """``path``'s :class:`Member`, or why it is :class:`Rejected`. Never raises for a bad file.
+
+    ``memo``: a dict the caller keeps from file to file, where what the files of a series share is remembered
+    (:class:`_Shared`) under the undecoded bytes of :data:`MEMO_KEYWORDS` (:mod:`fmct.io.dicom_rawkey`): a
+    file whose bytes match an earlier one's is read without pydicom datasets (:mod:`fmct.io.dicom_rawhead`),
+    its position alone decoded. The record is the same with or without ``memo``."""
+    head = stamp = key = None
     try:
-        ds, facts, key = _header(path, memo)
-    except Exception as exc:  # every failure becomes a Rejected
-        return Rejected(path, reject_reason(exc))
+        head, stamp = read_start(path)
+    except Exception:  # the header read below decides, and words, any rejection
+        pass
+    if memo is not None and head is not None:
+        raw = raw_head(head)
+        key = None if raw is None else key_of(raw.meta, raw.elements, MEMO_KEYWORDS)
+        shared = memo.get(key) if key is not None else None
+        if shared is not None:
+            position = raw_position(raw.elements.get(_POSITION))
+            if position is not None or shared.facts is None:
+                facts = _shared_facts(shared, position, raw.offset, True, stamp)
+                if facts is not _UNKNOWN:
+                    return _member(path, shared.identity, shared.description, facts)
+    return _read_member(path, memo, head, stamp, key)
+
+
+def _read_member(path: Path, memo: dict | None, head: bytes | None, stamp, key: tuple | None):
+    """:func:`read_member` from pydicom's dataset of the header (``head``: its first bytes read by
+    :func:`fmct.io.dicom_slice.read_start` with ``stamp``, or ``None``; ``key``: its memo key where its
+    undecoded elements gave one). A file the full header parse fails on (no preamble, a broken sequence)
+    is read for the few tags discovery needs (and nothing of it is remembered)."""
     try:
-        sop, uid, unreadable, modality, patient_id, study_uid, number = _remembered(
-            memo, "identity", key, _identity, ds
-        )
+        if head is None:
+            raise OSError("not read")
+        ds, offset, has_pixels = header_of(path, head, stamp[0])
+    except Exception:  # the tag-limited read below decides, and words, any rejection
+        try:
+            ds = read_dicom(path, stop_before_pixels=True, specific_tags=_DISCOVER_TAGS)
+        except Exception as exc:  # every failure becomes a Rejected
+            return Rejected(path, reject_reason(exc))
+        memo = offset = None
+        has_pixels = False
+    if memo is not None and key is None:
+        key = raw_key(ds, MEMO_KEYWORDS)
+    shared = memo.get(key) if memo is not None and key is not None else None
+    if shared is not None:
+        facts = _shared_facts(shared, _position(ds), offset, has_pixels, stamp)
+        if facts is not _UNKNOWN:
+            return _member(path, shared.identity, shared.description, facts)
+    try:
+        identity = _identity(ds)
     except Exception as exc:  # a SOP class that cannot be decoded
         return Rejected(path, f"unreadable DICOM header: {type(exc).__name__}")
+    description = _safe_description(ds)
+    facts = None if offset is None else slice_facts(ds, offset, has_pixels, stamp)
+    if memo is not None and key is not None:
+        no_facts = facts is None and offset is not None and has_pixels and _position(ds) is not None
+        memo[key] = _Shared(identity, description, facts, no_facts)
+    return _member(path, identity, description, facts)
+
+
+def _position(ds: Any) -> Any:
+    """:func:`fmct.io.dicom_slice.position_of`, ``None`` where it raises."""
+    try:
+        return position_of(ds)
+    except Exception:  # the reader reports it
+        return None
+
+
+def _member(
+    path: Path, identity: tuple, description: str | None, facts: SliceFacts | None
+) -> Member | Rejected:
+    """The :class:`Member` of ``path`` with ``identity`` (:func:`_identity`), or why it is rejected."""
+    sop, uid, unreadable, modality, patient_id, study_uid, number = identity
     if sop == _DICOMDIR_SOP_CLASS or path.name.upper() == "DICOMDIR":
         return Rejected(path, DICOMDIR_REASON)
     if unreadable is not None:
         return Rejected(path, f"unreadable DICOM header: {unreadable}")
     if not uid:
         return Rejected(path, "DICOM file without SeriesInstanceUID (truncated or not an image?)")
-    description = _remembered(memo, "description", key, _safe_description, ds)
     return Member(path, uid, modality, patient_id, study_uid, number, description, facts)
 
 

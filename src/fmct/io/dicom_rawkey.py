@@ -24,7 +24,7 @@ def _tags(keywords: tuple[str, ...]) -> tuple[int, ...]:
 def _part(elem: Any) -> Any:
     """``elem`` as a key part: its undecoded bytes with how they are encoded, or a value decoded already
     (text or numbers); raises ``TypeError`` for anything else (a decoded sequence)."""
-    if type(elem) is _raw_element_type():
+    if type(elem) is raw_element_type():
         return (elem.VR, elem.value, elem.is_implicit_VR, elem.is_little_endian)
     value = elem.value
     if value is None or isinstance(value, (str, int, float, bytes)):
@@ -37,7 +37,8 @@ def _part(elem: Any) -> Any:
 
 
 @cache
-def _raw_element_type() -> type:
+def raw_element_type() -> type:
+    """pydicom's ``RawDataElement`` (an element as read, undecoded)."""
     from pydicom.dataelem import RawDataElement
 
     return RawDataElement
@@ -52,10 +53,17 @@ def raw_key(ds: Any, keywords: tuple[str, ...]) -> tuple | None:
     ~0.3 us an attribute where ``Dataset.get_item`` costs ~1 us."""
     try:
         meta = getattr(ds, "file_meta", None)
-        elements = {} if meta is None else dict(meta.items())
-        parts: list[Any] = [elements.get(_TRANSFER_SYNTAX), elements.get(_SOP_CLASS)]
-        elements = dict(ds.items())
+        return key_of({} if meta is None else dict(meta.items()), dict(ds.items()), keywords)
+    except Exception:  # anything unusual: no key, the caller decodes
+        return None
+
+
+def key_of(meta: dict[int, Any], elements: dict[int, Any], keywords: tuple[str, ...]) -> tuple | None:
+    """:func:`raw_key` of the File Meta elements ``meta`` and data set elements ``elements`` (by tag, as
+    pydicom holds them: see :class:`fmct.io.dicom_rawhead.RawHead`)."""
+    try:
+        parts = [meta.get(_TRANSFER_SYNTAX), meta.get(_SOP_CLASS)]
         parts.extend(elements.get(tag) for tag in _tags(keywords))
         return tuple(None if elem is None else _part(elem) for elem in parts)
-    except Exception:  # anything unusual: no key, the caller decodes
+    except Exception:  # a decoded sequence: no key, the caller decodes
         return None

@@ -21,7 +21,7 @@ import numpy as np
 from fmct.io.dicom_file import read_dicom
 from fmct.io.dicom_frames import Frame, floats, frames_of, skip_reason
 from fmct.io.dicom_pixels import Native16, native16_layout, pixel_tag_at
-from fmct.io.dicom_rawkey import raw_key
+from fmct.io.dicom_rawkey import raw_element_type, raw_key
 
 
 @dataclass(frozen=True)
@@ -71,22 +71,33 @@ def read_header(path) -> tuple[Any, int | None, bool | None]:
 HEAD_BYTES = 64 * 1024
 
 
+def read_start(path) -> tuple[bytes, tuple[int, int]]:
+    """The first :data:`HEAD_BYTES` of ``path`` (all of a shorter file) and its ``(size in bytes, mtime in
+    ns)``, in one read."""
+    with open(path, "rb") as fh:
+        head = fh.read(HEAD_BYTES)
+        st = os.fstat(fh.fileno())
+    return head, (st.st_size, st.st_mtime_ns)
+
+
+def header_of(path, head: bytes, size: int) -> tuple[Any, int | None, bool]:
+    """:func:`header_at` of the file ``path`` of ``size`` bytes whose first bytes are ``head``
+    (:func:`read_start`): parsed from ``head`` where the header lies in it, else from the file."""
+    if len(head) >= size:  # the whole file
+        return header_at(io.BytesIO(head))
+    found = _header_in(head)
+    if found is None:  # the header runs past the bytes read (or no pixel data): parse the file
+        with open(path, "rb") as fh:
+            found = header_at(fh)
+    return found
+
+
 def read_head(path) -> tuple[Any, int | None, bool, tuple[int, int]]:
     """``(dataset, pixel data offset or None, has pixel data, (size in bytes, mtime in ns))`` of the Part 10
     file ``path``, the header parsed from the file's first :data:`HEAD_BYTES` read at once: exactly what
     :func:`header_at` on the file gives. Raises what :func:`header_at` raises."""
-    with open(path, "rb") as fh:
-        head = fh.read(HEAD_BYTES)
-        st = os.fstat(fh.fileno())
-        if len(head) >= st.st_size:  # the whole file
-            ds, offset, has_pixels = header_at(io.BytesIO(head))
-        else:
-            found = _header_in(head)
-            if found is None:  # the header runs past the bytes read (or no pixel data): parse the file
-                fh.seek(0)
-                found = header_at(fh)
-            ds, offset, has_pixels = found
-    return ds, offset, has_pixels, (st.st_size, st.st_mtime_ns)
+    head, stamp = read_start(path)
+    return (*header_of(path, head, stamp[0]), stamp)
 
 
 def _header_in(head: bytes) -> tuple[Any, int, bool] | None:
@@ -168,13 +179,21 @@ def slice_facts(
             position = position_of(ds)
         except Exception:  # the reader reports it
             return None
-        frame = replace(known.frame, file_index=file_index, position=position,
-                        orientation=known.frame.orientation.copy())  # fmt: skip
-        return SliceFacts(frame=frame, offset=offset, layout=known.layout, stamp=stamp)
+        return facts_like(known, position, offset, stamp, file_index)
     facts = _parse_facts(ds, offset, has_pixels, stamp, file_index)
     if facts is not None and key is not None:
         memo[key] = facts
     return facts
+
+
+def facts_like(
+    known: SliceFacts, position: np.ndarray, offset: int, stamp: tuple[int, int], file_index: int = 0
+) -> SliceFacts:
+    """The facts of a file whose :data:`SHARED_KEYWORDS` hold the same bytes as those of the file ``known``
+    was parsed from (so everything but its position, pixel data offset and stamp is ``known``'s)."""
+    frame = replace(known.frame, file_index=file_index, position=position,
+                    orientation=known.frame.orientation.copy())  # fmt: skip
+    return SliceFacts(frame=frame, offset=offset, layout=known.layout, stamp=stamp)
 
 
 _POSITION_TAG = 0x00200032  # ImagePositionPatient
@@ -182,20 +201,32 @@ _POSITION_TAG = 0x00200032  # ImagePositionPatient
 
 def position_of(ds: Any) -> np.ndarray:
     """ImagePositionPatient of ``ds`` as ``(3,)`` finite float64 LPS mm, exactly what
-    :func:`fmct.io.dicom_frames.floats` of pydicom's value gives (raises what it raises). An undecoded DS
-    value is read straight from its bytes as pydicom would (``float`` of each ``\\``-separated part; ~3 us
-    where pydicom's decoding costs ~25 us); anything else goes through pydicom."""
+    :func:`fmct.io.dicom_frames.floats` of pydicom's value gives (raises what it raises); an undecoded
+    value is read by :func:`raw_position` where it can be."""
     elem = ds.get_item(_POSITION_TAG) if hasattr(ds, "get_item") else None
-    if type(elem).__name__ == "RawDataElement" and elem.VR in ("DS", None) and elem.value:
-        parts = elem.value.decode("latin-1").strip().rstrip(" \x00").split("\\")
-        if len(parts) == 3 and all(p.strip() for p in parts):
-            try:
-                values = [float(p) for p in parts]
-            except ValueError:
-                values = []
-            if len(values) == 3 and all(math.isfinite(v) for v in values):
-                return np.array(values, dtype=np.float64)
+    position = raw_position(elem)
+    if position is not None:
+        return position
     return floats(ds.get("ImagePositionPatient", None), 3, "ImagePositionPatient")
+
+
+def raw_position(elem: Any) -> np.ndarray | None:
+    """An undecoded ImagePositionPatient element (pydicom ``RawDataElement``) as ``(3,)`` finite float64:
+    what pydicom's DS decoding and :func:`fmct.io.dicom_frames.floats` give (``float`` of each part of the
+    ``\\``-separated text; ~3 us where pydicom's decoding costs ~25 us); ``None`` for anything else (a
+    decoded element, another VR, not 3 finite numbers), where the caller asks pydicom."""
+    if type(elem) is not raw_element_type() or elem.VR not in ("DS", None) or not elem.value:
+        return None
+    parts = elem.value.decode("latin-1").strip().rstrip(" \x00").split("\\")
+    if len(parts) != 3 or not all(p.strip() for p in parts):
+        return None
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        return None
+    if not all(math.isfinite(v) for v in values):
+        return None
+    return np.array(values, dtype=np.float64)
 
 
 def _parse_facts(
