@@ -175,3 +175,42 @@ def recording_dataset():
         return ds, seen
 
     return record
+
+
+REAL_PHILIPS = (
+    Path(__file__).resolve().parents[2].parent / "shared" / "realdata" / "dcm_qa_ct" / "Philips" / "S21570"
+)
+
+
+@pytest.fixture
+def mixed(factory, tmp_path) -> list[Path]:
+    """Discovery inputs: several series (two in one folder), a non-DICOM file, a truncated DICOM file, NIfTI
+    files and, when the real data is present, a Philips scout, a secondary capture and their DICOMDIR indexes."""
+    root = tmp_path / "mixed"
+    factory.ct(n=12, folder=root / "p1" / "a")
+    factory.ct(n=9, folder=root / "p1" / "a", rescale=[(1.0, -1024.0), (0.5, -1000.0)])
+    factory.ct(n=7, folder=root / "p2" / "deep" / "b", big_endian=True)
+    factory.ct(n=5, folder=root / "p3", modality="MR")
+    (root / "notes.txt").write_text("not an image")
+    whole = factory.ct(n=2, folder=tmp_path / "spare").files[0].read_bytes()
+    (root / "p2" / "truncated.dcm").write_bytes(whole[:300])
+    (root / "scan.nii.gz").write_bytes(b"\x1f\x8b not read")
+    (root / "p1" / "other.nii").write_bytes(b"not read either")
+    inputs = [root]
+    if REAL_PHILIPS.is_dir():
+        inputs += [REAL_PHILIPS / "S1000", REAL_PHILIPS / "S4010"]
+    return inputs
+
+
+@pytest.fixture
+def facts_key():
+    """``key(facts) -> str | None``: a comparable form of a :class:`SliceFacts` (its frame holds numpy arrays)."""
+    import dataclasses
+
+    def key(facts) -> str | None:
+        if facts is None:
+            return None
+        fields = {**dataclasses.asdict(facts), **dataclasses.asdict(facts.frame)}
+        return repr({k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in sorted(fields.items())})
+
+    return key

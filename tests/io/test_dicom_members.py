@@ -1,108 +1,22 @@
-"""Discovery's header reading in worker processes gives exactly what reading in this process gives: the same
-series (ids, files, order, slice facts), the same rejections with the same reasons, the same progress end."""
+"""One file's part in discovery (fmct.io.dicom_members): the record read with the memo of what a series
+shares equals the one read afresh, whatever the file."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
-import numpy as np
-import pytest
-
 import fmct.io.dicom_members as members
-from fmct.io.dicom import discover
-
-REAL = Path(__file__).resolve().parents[2].parent / "shared" / "realdata" / "dcm_qa_ct" / "Philips" / "S21570"
+from fmct.io.dicom_members import Member, Rejected
 
 
-def _facts_key(facts) -> str | None:
-    """A comparable form of a :class:`SliceFacts` (its frame holds numpy arrays)."""
-    if facts is None:
-        return None
-    fields = {**dataclasses.asdict(facts), **dataclasses.asdict(facts.frame)}
-    return repr({k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in sorted(fields.items())})
-
-
-def _key(found) -> tuple:
-    series = [
-        (s.series_uid, s.scan_id, s.patient_id, s.study_id, s.files, s.modality, s.n_files, s.series_number,
-         s.description, None if s.facts is None else [_facts_key(f) for f in s.facts])
-        for s in found.series
-    ]  # fmt: skip
-    return series, found.rejected
-
-
-@pytest.fixture
-def mixed(factory, tmp_path) -> list[Path]:
-    """Several series (two in one folder), a non-DICOM file, a truncated DICOM file, NIfTI files and, when
-    the real data is present, a Philips scout, a secondary capture and their DICOMDIR indexes."""
-    root = tmp_path / "mixed"
-    factory.ct(n=12, folder=root / "p1" / "a")
-    factory.ct(n=9, folder=root / "p1" / "a", rescale=[(1.0, -1024.0), (0.5, -1000.0)])
-    factory.ct(n=7, folder=root / "p2" / "deep" / "b", big_endian=True)
-    factory.ct(n=5, folder=root / "p3", modality="MR")
-    (root / "notes.txt").write_text("not an image")
-    whole = factory.ct(n=2, folder=tmp_path / "spare").files[0].read_bytes()
-    (root / "p2" / "truncated.dcm").write_bytes(whole[:300])
-    (root / "scan.nii.gz").write_bytes(b"\x1f\x8b not read")
-    (root / "p1" / "other.nii").write_bytes(b"not read either")
-    inputs = [root]
-    if REAL.is_dir():
-        inputs += [REAL / "S1000", REAL / "S4010"]
-    return inputs
-
-
-def test_parallel_discovery_equals_serial_on_a_mixed_folder(mixed, monkeypatch):
-    serial = discover(mixed)
-    calls: list[int] = []
-    read_parallel = members._read_parallel
-
-    def counted(paths, workers, progress):
-        calls.append(workers)
-        return read_parallel(paths, workers, progress)
-
-    monkeypatch.setattr(members, "BREAK_EVEN_READS_SAVED", 0)  # a pool even for these few files
-    monkeypatch.setattr(members, "_read_parallel", counted)
-    monkeypatch.setattr(members, "chunk_size", lambda total, workers: 5)  # several chunks per worker
-    parallel = discover(mixed, workers=2)
-    assert calls == [2]
-    assert _key(parallel) == _key(serial)
-    assert len(serial.series) == (6 if REAL.is_dir() else 4)
-    reasons = {r.path.name: r.reason for r in serial.rejected}
-    assert reasons["notes.txt"].startswith("not a DICOM file")
-    assert "truncated" in reasons["truncated.dcm"]
-    assert not any(name.endswith((".nii", ".nii.gz")) for name in reasons)
-    if REAL.is_dir():
-        assert sorted(r.reason.startswith("DICOMDIR index") for r in serial.rejected).count(True) == 2
-        scout = [s for s in serial.series if s.files[0].parent.name == "S1000"]
-        assert len(scout) == 1 and scout[0].n_files == 1
-
-
-@pytest.mark.parametrize("workers", [0, 2])
-def test_progress_counts_every_file_read(mixed, monkeypatch, workers):
-    monkeypatch.setattr(members, "BREAK_EVEN_READS_SAVED", 0)
-    seen: list[tuple[int, int]] = []
-    found = discover(mixed, workers=workers, progress=lambda done, total: seen.append((done, total)))
-    n_files = sum(s.n_files for s in found.series) + len(found.rejected)
-    assert seen[-1] == (n_files, n_files)
-    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
-
-
-def test_a_pool_only_where_it_pays():
-    assert not members.worth_a_pool(100_000, 1)
-    assert not members.worth_a_pool(200, 2)
-    assert members.worth_a_pool(3_000, 2)
-    assert members.worth_a_pool(1_000, 32) and not members.worth_a_pool(1_000, 2)
-
-
-def _member_key(rec) -> tuple:
-    if isinstance(rec, members.Rejected):
+def _member_key(rec, facts_key) -> tuple:
+    if isinstance(rec, Rejected):
         return ("rejected", rec.path, rec.reason)
     return (rec.path, rec.series_uid, rec.modality, rec.patient_id, rec.study_uid, rec.number,
-            rec.description, _facts_key(rec.facts))  # fmt: skip
+            rec.description, facts_key(rec.facts))  # fmt: skip
 
 
-def test_what_a_series_shares_is_remembered_without_changing_a_record(mixed):
+def test_what_a_series_shares_is_remembered_without_changing_a_record(mixed, facts_key):
     """``read_chunk`` remembers facts and descriptions from file to file: every record equals the one read
     with no memory."""
     from fmct.io.dicom_discover import iter_files
@@ -110,8 +24,8 @@ def test_what_a_series_shares_is_remembered_without_changing_a_record(mixed):
     files = [p for p in iter_files(mixed) if not p.name.endswith((".nii", ".nii.gz"))]
     remembered = members.read_chunk(files)
     fresh = [members.read_member(p) for p in files]
-    assert [_member_key(r) for r in remembered] == [_member_key(r) for r in fresh]
-    assert sum(isinstance(r, members.Member) and r.facts is not None for r in fresh) >= 28
+    assert [_member_key(r, facts_key) for r in remembered] == [_member_key(r, facts_key) for r in fresh]
+    assert sum(isinstance(r, Member) and r.facts is not None for r in fresh) >= 28
 
 
 def _written(path: Path, patient: str, charset: str = "ISO_IR 100", series: str = "1.2.3.4") -> Path:
@@ -141,7 +55,7 @@ def _written(path: Path, patient: str, charset: str = "ISO_IR 100", series: str 
     return path
 
 
-def test_a_remembered_description_equals_a_fresh_one(tmp_path):
+def test_a_remembered_description_equals_a_fresh_one(tmp_path, facts_key):
     """Files with the same description bytes share one memo entry; other identifying bytes (another
     patient) or another character set get their own, so each result is what a fresh cleaning gives."""
     cases = [("MÜLLER^ANNA", "ISO_IR 100"), ("MÜLLER^ANNA", "ISO_IR 100"), ("SCHMIDT^ANNA", "ISO_IR 100"),
@@ -149,13 +63,15 @@ def test_a_remembered_description_equals_a_fresh_one(tmp_path):
     files = [_written(tmp_path / f"{i}.dcm", patient, charset) for i, (patient, charset) in enumerate(cases)]
     memo: dict = {}
     remembered = [members.read_member(p, memo) for p in files]
-    assert [_member_key(r) for r in remembered] == [_member_key(members.read_member(p)) for p in files]
+    assert [_member_key(r, facts_key) for r in remembered] == [
+        _member_key(members.read_member(p), facts_key) for p in files
+    ]
     assert [r.description for r in remembered] == ["Kopf * 5mm", "Kopf * 5mm", "Kopf Müller 5mm",
                                                    "Kopf * 5mm", "Kopf * 5mm"]  # fmt: skip
     assert len(memo) == 3
 
 
-def test_odd_files_read_with_a_memo_as_without(tmp_path):
+def test_odd_files_read_with_a_memo_as_without(tmp_path, facts_key):
     """pydicom's own test files (every encoding, compressed, broken, no meta, DICOMDIR, reports), each three
     times under other names: the copies take the memo's path, and every record is what a fresh read gives."""
     import shutil
@@ -171,9 +87,9 @@ def test_odd_files_read_with_a_memo_as_without(tmp_path):
     memo: dict = {}
     remembered = members.read_chunk(files)
     fresh = [members.read_member(p) for p in files]
-    assert [_member_key(r) for r in remembered] == [_member_key(r) for r in fresh]
-    assert sum(isinstance(r, members.Member) for r in fresh) >= 100
-    assert sum(isinstance(r, members.Rejected) for r in fresh) >= 6
+    assert [_member_key(r, facts_key) for r in remembered] == [_member_key(r, facts_key) for r in fresh]
+    assert sum(isinstance(r, Member) for r in fresh) >= 100
+    assert sum(isinstance(r, Rejected) for r in fresh) >= 6
     assert members.read_member(files[0], memo) is not None and len(memo) == 1
 
 
@@ -185,7 +101,7 @@ def _save(ds, path: Path) -> None:
         ds.save_as(path, enforce_file_format=True)
 
 
-def test_positions_the_memo_path_cannot_read_are_read_by_pydicom(factory):
+def test_positions_the_memo_path_cannot_read_are_read_by_pydicom(factory, facts_key):
     """A series whose first file's position is unreadable, and files whose position pydicom decodes but
     the memo's path does not (another VR, odd spacing): every record equals a fresh read."""
     import pydicom
@@ -204,7 +120,7 @@ def test_positions_the_memo_path_cannot_read_are_read_by_pydicom(factory):
     _save(ds, files[5])
     remembered = members.read_chunk(files)
     fresh = [members.read_member(p) for p in files]
-    assert [_member_key(r) for r in remembered] == [_member_key(r) for r in fresh]
+    assert [_member_key(r, facts_key) for r in remembered] == [_member_key(r, facts_key) for r in fresh]
     assert remembered[0].facts is None and all(r.facts is not None for r in remembered[1:])
     assert remembered[3].facts.frame.position.tolist() == [1.5, -2.0, 30.0]
 

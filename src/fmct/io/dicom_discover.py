@@ -16,7 +16,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from fmct.io.dicom_members import Member, ProgressFn, Rejected, read_members
+from fmct.io.dicom_members import Member, Rejected
+from fmct.io.dicom_pool import ProgressFn, read_members
 from fmct.io.dicom_slice import SliceFacts
 from fmct.io.ids import patient_id_from_dicom, scan_id_from_series_uid, study_id_from_uid
 from fmct.io.nifti import is_nifti
@@ -101,7 +102,7 @@ def discover(
         paths: folders (walked recursively) and/or files, in any mix (a single path is accepted too).
         namer: names files in messages (default: relative to ``paths``, see :class:`SourceNamer`).
         workers: read the headers in this many worker processes (0 or 1, or too few files to pay for the
-            processes' start-up, see :func:`fmct.io.dicom_members.worth_a_pool`: in this process); the
+            processes' start-up, see :func:`fmct.io.dicom_pool.worth_a_pool`: in this process); the
             result is the same either way.
         progress: called as ``progress(files read, files in all)`` while headers are read.
 

@@ -1,16 +1,13 @@
 """One file's part in discovery: its header (and slice facts) read once and reduced to the few values that
 grouping needs (:class:`Member`), or the reason it is not a DICOM image (:class:`Rejected`).
 
-:func:`read_members` reads a list of files in this process or, with ``workers >= 2`` and enough files, in a
-pool of spawned worker processes (:func:`fmct.procpool.spawn_pool`) that read chunks of files and send back
-these small records (never pydicom datasets), in the order of the files either way.
+:func:`read_chunk` reads a list of files, remembering what the files of a series share;
+:func:`fmct.io.dicom_pool.read_members` runs it here or in worker processes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from concurrent.futures import as_completed
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,12 +40,6 @@ _DISCOVER_TAGS = [
 ]
 _DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 DICOMDIR_REASON = "DICOMDIR index, not an image (the images it lists are read from the folders)"
-#: The worker pool pays off when the reading time it saves, about ``files * (1 - 1/workers)`` header reads,
-#: exceeds its start-up (spawning interpreters that import pydicom and numpy, ~0.4 s): measured on 2 cores,
-#: ~0.5 ms a header, break-even at ~1600 files with 2 workers (docs/results.md, "Peer benchmarks").
-BREAK_EVEN_READS_SAVED = 800
-#: Progress callback: ``(files read, files in all)``.
-ProgressFn = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -243,61 +234,3 @@ def read_chunk(paths: Sequence[Path]) -> list[Member | Rejected]:
     """:func:`read_member` of each of ``paths``, in order (the work of one worker task)."""
     memo: dict = {}
     return [read_member(p, memo) for p in paths]
-
-
-def read_members(
-    paths: Sequence[Path], workers: int = 0, progress: ProgressFn | None = None
-) -> list[Member | Rejected]:
-    """:func:`read_member` of each of ``paths``, in order: in ``workers`` worker processes (chunks of files)
-    when that pays (:func:`worth_a_pool`), else in this process. ``progress(read, total)`` is called as files
-    are read."""
-    total = len(paths)
-    if not worth_a_pool(total, workers):
-        out: list[Member | Rejected] = []
-        memo: dict = {}
-        for i, p in enumerate(paths):
-            out.append(read_member(p, memo))
-            if progress is not None and ((i + 1) % 64 == 0 or i + 1 == total):
-                progress(i + 1, total)
-        return out
-    return _read_parallel(paths, workers, progress)
-
-
-def worth_a_pool(files: int, workers: int) -> bool:
-    """Whether reading ``files`` headers in ``workers`` processes beats reading them here: never for
-    ``workers < 2``, else when it saves at least :data:`BREAK_EVEN_READS_SAVED` reads' time."""
-    return workers >= 2 and files * (1 - 1 / workers) >= BREAK_EVEN_READS_SAVED
-
-
-def chunk_size(total: int, workers: int) -> int:
-    """Files per worker task: about 8 tasks per worker (load balance, progress), 16 to 256 files each."""
-    return max(16, min(256, -(-total // (workers * 8))))
-
-
-def _read_parallel(
-    paths: Sequence[Path], workers: int, progress: ProgressFn | None
-) -> list[Member | Rejected]:
-    """:func:`read_members` in a pool; chunks whose worker died (the pool broke) are read here instead."""
-    from fmct.procpool import spawn_pool
-
-    size = chunk_size(len(paths), workers)
-    chunks = [list(paths[i : i + size]) for i in range(0, len(paths), size)]
-    results: list[list[Member | Rejected] | None] = [None] * len(chunks)
-    done = 0
-    with spawn_pool(min(workers, len(chunks))) as pool:
-        futures = {pool.submit(read_chunk, chunk): i for i, chunk in enumerate(chunks)}
-        for fut in as_completed(futures):
-            try:
-                results[futures[fut]] = fut.result()
-            except BrokenProcessPool:
-                continue
-            done += len(chunks[futures[fut]])
-            if progress is not None:
-                progress(done, len(paths))
-    for i, chunk in enumerate(chunks):
-        if results[i] is None:
-            results[i] = read_chunk(chunk)
-            done += len(chunk)
-            if progress is not None:
-                progress(done, len(paths))
-    return [m for chunk_result in results for m in chunk_result]
