@@ -145,3 +145,15 @@ def test_identity_reads_only_its_keywords(factory, recording_dataset):
     sop, uid, unreadable, modality, *_ = members._identity(ds)
     assert sop and uid and unreadable is None and modality == "CT"
     assert seen and seen <= set(members._IDENTITY_KEYWORDS)
+
+
+def test_a_full_memo_is_emptied_and_refilled(factory, monkeypatch, facts_key):
+    """Slices whose rescale all differ each add an entry: the memo stays bounded, the records unchanged."""
+    monkeypatch.setattr(members, "MEMO_ENTRIES", 3)
+    files = sorted(factory.ct(n=10, rescale=[(1.0, -1000.0 - k) for k in range(10)]).files)
+    memo: dict = {}
+    remembered = [members.read_member(p, memo) for p in files]
+    assert 1 <= len(memo) <= 3
+    assert [_member_key(r, facts_key) for r in remembered] == [
+        _member_key(members.read_member(p), facts_key) for p in files
+    ]

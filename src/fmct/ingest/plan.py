@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fmct.io.dicom import discover
+from fmct.io.dicom import discover_files
 from fmct.io.ids import patient_id_from_dicom, scan_id_from_nifti
 from fmct.io.nifti import is_nifti
 from fmct.io.sources import SourceNamer
@@ -87,10 +87,11 @@ def walk_inputs(paths: Iterable[Path], exclude: Path | None = None) -> list[Path
             add(p)
             continue
         for root, dirs, files in os.walk(p):
-            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (Path(root) / d).resolve() != skip)
+            folder = Path(root)
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (folder / d).resolve() != skip)
             for name in sorted(files):
                 if not name.startswith("."):
-                    add(Path(root) / name)
+                    add(folder / name)
     return out
 
 
@@ -113,7 +114,7 @@ def plan(
     items: list[WorkItem] = []
     rows: list[dict[str, Any]] = []
     namer = SourceNamer(inputs, salt)
-    found = discover([f for f in files if not is_nifti(f)], namer, workers=workers, progress=progress)
+    found = discover_files([f for f in files if not is_nifti(f)], namer, workers=workers, progress=progress)
     for ref in found.series:
         folder = os.path.commonpath([str(f.parent) for f in ref.files]) if ref.files else ""
         items.append(

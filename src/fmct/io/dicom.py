@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from fmct.io.dicom_discover import DiscoveryResult, Rejected, SeriesRef, discover
+from fmct.io.dicom_discover import DiscoveryResult, Rejected, SeriesRef, discover, discover_files
 from fmct.io.dicom_file import read_dicom
 from fmct.io.dicom_frames import CT_SOP_CLASSES, Frame, check_skip, frames_of, uid_name
 from fmct.io.dicom_geometry import (
@@ -51,7 +51,7 @@ from fmct.io.errors import InvalidScan, ScanProblem, SkipScan
 from fmct.io.volume import Volume
 from fmct.timing import stage
 
-__all__ = ["DiscoveryResult", "Rejected", "SeriesRef", "discover", "read_series"]
+__all__ = ["DiscoveryResult", "Rejected", "SeriesRef", "discover", "discover_files", "read_series"]
 
 _MAX_VOXELS = 2048 * 2048 * 2048  # 32 GiB of float32: larger is a broken header, not a head CT
 _PHI_KEYWORDS = (

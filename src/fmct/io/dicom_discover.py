@@ -78,10 +78,11 @@ def iter_files(paths: Iterable[str | os.PathLike]) -> Iterator[Path]:
         if p.is_dir():
             for root, dirs, files in os.walk(p):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                folder = Path(root)
                 for name in sorted(files):
                     if name.startswith("."):
                         continue
-                    f = Path(root) / name
+                    f = folder / name
                     if f not in seen:
                         seen.add(f)
                         yield f
@@ -112,8 +113,18 @@ def discover(
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    namer = namer or SourceNamer(paths)
     files = [path for path in iter_files(paths) if not is_nifti(path)]
+    return discover_files(files, namer or SourceNamer(paths), workers, progress)
+
+
+def discover_files(
+    files: Sequence[Path],
+    namer: Callable[[Path], Any],
+    workers: int = 0,
+    progress: ProgressFn | None = None,
+) -> DiscoveryResult:
+    """:func:`discover` of a list of files found already (no folders, each once, no NIfTI files: e.g.
+    :func:`fmct.ingest.plan.walk_inputs`'s), named in messages by ``namer``."""
     groups: dict[str, list[Member]] = {}
     rejected: list[Rejected] = []
     for rec in read_members(files, workers, progress):

@@ -120,6 +120,9 @@ def _identity(ds: Any) -> tuple[str, str, str | None, str, str, str, int | None]
 #: (but its position) are made from.
 MEMO_KEYWORDS = tuple(dict.fromkeys((*SHARED_KEYWORDS, *_IDENTITY_KEYWORDS, *DESCRIPTION_KEYWORDS)))
 _POSITION = 0x00200032  # ImagePositionPatient
+#: At most this many memo entries are kept (emptied when full): a series shares one or a few keys, but files
+#: whose remembered attributes all differ (per-slice rescale, say) would each add one (~3 kB).
+MEMO_ENTRIES = 4096
 _UNKNOWN = object()  # facts a memo entry cannot tell
 
 
@@ -203,6 +206,8 @@ def _read_member(path: Path, memo: dict | None, head: bytes | None, stamp, key: 
     description = _safe_description(ds)
     facts = None if offset is None else slice_facts(ds, offset, has_pixels, stamp)
     if memo is not None and key is not None:
+        if len(memo) >= MEMO_ENTRIES:
+            memo.clear()
         no_facts = facts is None and offset is not None and has_pixels and _position(ds) is not None
         memo[key] = _Shared(identity, description, facts, no_facts)
     return _member(path, identity, description, facts)
