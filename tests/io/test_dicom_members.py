@@ -157,3 +157,31 @@ def test_a_full_memo_is_emptied_and_refilled(factory, monkeypatch, facts_key):
     assert [_member_key(r, facts_key) for r in remembered] == [
         _member_key(members.read_member(p), facts_key) for p in files
     ]
+
+
+def test_headers_longer_than_the_first_read(factory, monkeypatch, facts_key):
+    """Slices whose header runs past the first read (a long private element before the pixel data) are
+    read once more, longer, and still take the memo's path; their records equal fresh ones."""
+    import pydicom
+
+    import fmct.io.dicom_slice as dicom_slice
+
+    files = sorted(factory.ct(n=4).files)
+    for path in files:
+        ds = pydicom.dcmread(path)
+        ds.add_new(0x00291010, "OB", bytes(3 * dicom_slice.HEAD_BYTES))
+        _save(ds, path)
+    sizes: list[int | None] = []
+    read_start = dicom_slice.read_start
+
+    def counted(path, size=None):
+        sizes.append(size)
+        return read_start(path, size)
+
+    monkeypatch.setattr(members, "read_start", counted)
+    remembered = members.read_chunk(files)
+    assert sizes.count(dicom_slice.LONG_HEAD_BYTES) == len(files)
+    assert all(r.facts is not None for r in remembered)
+    assert [_member_key(r, facts_key) for r in remembered] == [
+        _member_key(members.read_member(p), facts_key) for p in files
+    ]

@@ -17,6 +17,7 @@ from fmct.io.dicom_file import read_dicom
 from fmct.io.dicom_rawhead import raw_head
 from fmct.io.dicom_rawkey import key_of, raw_key
 from fmct.io.dicom_slice import (
+    LONG_HEAD_BYTES,
     SHARED_KEYWORDS,
     SliceFacts,
     facts_like,
@@ -165,6 +166,10 @@ def read_member(path: Path, memo: dict | None = None) -> Member | Rejected:
         pass
     if memo is not None and head is not None:
         raw = raw_head(head)
+        if raw is None and head[128:132] == b"DICM" and len(head) < min(stamp[0], LONG_HEAD_BYTES):
+            # maybe a header longer than the first read
+            head, stamp = read_start(path, LONG_HEAD_BYTES)
+            raw = raw_head(head)
         key = None if raw is None else key_of(raw.meta, raw.elements, MEMO_KEYWORDS)
         shared = memo.get(key) if key is not None else None
         if shared is not None:
