@@ -21,10 +21,32 @@ def _coarse_stride(spacing: tuple[float, float, float], target_mm: float = 2.0) 
     return tuple(max(1, int(round(target_mm / s))) for s in spacing)  # type: ignore[return-value]
 
 
+def _memory_order(arr: np.ndarray) -> list[int]:
+    """Logical axes of ``arr`` from the slowest-varying in memory to the fastest."""
+    return [int(a) for a in np.argsort([-abs(st) for st in arr.strides], kind="stable")]
+
+
+def _largest_label(labels: np.ndarray, sizes: np.ndarray) -> int:
+    """The label of the largest component of ``labels`` (``sizes[i]``: voxels labelled ``i``, ``sizes[0]``
+    ignored); on a tie the one whose first voxel comes first in C order of ``labels``' logical axes: the
+    component that ``np.argmax`` of the sizes picks when ``ndimage.label`` runs over the array in that order
+    (it numbers components by their first voxel)."""
+    sizes = sizes.copy()
+    sizes[0] = 0
+    tied = np.flatnonzero(sizes == sizes.max())
+    if len(tied) == 1:
+        return int(tied[0])
+    return int(min(tied, key=lambda lab: int(np.argmax(labels == lab))))
+
+
 def head_mask_coarse(
     array: np.ndarray, threshold_hu: float, stride: tuple[int, int, int]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Coarse masks of the head and of the other bodies above ``threshold_hu``.
+
+    The components are labelled over the mask's memory order (a C-contiguous view: ``ndimage.label`` is 2-3x
+    faster there than on a strided mask); which component is the head is the same as labelling in C order
+    of ``array``'s axes (ties on size resolved as that labelling would, see :func:`_largest_label`).
 
     Returns:
         ``(head, others)``: bool arrays of shape ``ceil(shape / stride)``.
@@ -33,17 +55,17 @@ def head_mask_coarse(
         SkipScan: nothing above the threshold (an empty or non-CT image).
     """
     coarse = array[:: stride[0], :: stride[1], :: stride[2]] > threshold_hu
-    labels, n = ndimage.label(coarse)
+    order = _memory_order(coarse)
+    in_memory = np.ascontiguousarray(coarse.transpose(order))  # a view when the mask is laid out so
+    labels, n = ndimage.label(in_memory)
     if n == 0:
         raise SkipScan(f"no foreground above {threshold_hu:g} HU (empty image?)")
     if n == 1:  # one body (the usual case once cropped): it is the head, nothing else
         return coarse, np.zeros_like(coarse)
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    head_label = int(np.argmax(sizes))
-    head = labels == head_label
-    others = (labels > 0) & ~head
-    return head, others
+    sizes = np.bincount(labels[in_memory], minlength=n + 1)
+    labels = labels.transpose(np.argsort(order))
+    head = labels == _largest_label(labels, sizes)
+    return head, coarse & ~head
 
 
 def head_box(

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fmct.io.volume import AIR_HU, Volume
-from fmct.preprocess.interp import interp_axis, interp_plane, plane_weights
+from fmct.preprocess.interp import interp_axis, interp_plane, interp_planes, plane_weights
 
 #: Output voxels per ``map_coordinates`` call on the general oblique path (bounds the coordinate arrays).
 _SLAB_VOXELS = 2_000_000
@@ -109,6 +109,12 @@ def is_axis_aligned(affine: np.ndarray, shape: tuple[int, ...], tol_mm: float) -
     return axes if float(np.abs(moved).max()) <= tol_mm else None
 
 
+def aligned_axes(volume: Volume, spacing: float) -> AxisMap | None:
+    """The axis map when :func:`to_ras_isotropic` takes the axis-aligned path for ``volume`` at ``spacing``
+    mm (snapping the direction moves no voxel centre by more than ``0.1 * spacing``), else ``None``."""
+    return is_axis_aligned(volume.affine, volume.shape, tol_mm=0.1 * spacing)
+
+
 def _memory_order(arr: np.ndarray) -> list[int]:
     """Logical axes of ``arr`` from the slowest-varying in memory to the fastest."""
     return [int(a) for a in np.argsort([-abs(st) for st in arr.strides], kind="stable")]
@@ -136,11 +142,8 @@ def _resize_separable(
         buf[z0 : z0 + slab] = part
     if same[0]:
         res = buf
-    else:  # the slowest axis last, in chunks of the middle one (bounded temporaries)
-        res = np.empty((out_shape[mem[0]],) + buf.shape[1:], dtype=np.float32)
-        rows = max(1, _SLAB_BUDGET // max(res.shape[0] * res.shape[2], 1))
-        for y0 in range(0, buf.shape[1], rows):
-            res[:, y0 : y0 + rows] = interp_axis(buf[:, y0 : y0 + rows], 0, coords[0], "clamp")
+    else:  # the slowest axis last, one output plane at a time
+        res = interp_planes(buf, coords[0])
     return res.transpose(np.argsort(mem))
 
 
@@ -294,7 +297,7 @@ def to_ras_isotropic(
         plus an origin, and ``"axis-aligned"`` or ``"oblique"`` naming the path taken.
     """
     arr = np.asarray(volume.array)
-    axes = is_axis_aligned(volume.affine, volume.shape, tol_mm=0.1 * spacing)
+    axes = aligned_axes(volume, spacing)
     if axes is not None:
         out, aff = _resample_aligned(arr, volume.affine, axes, spacing, clip)
         path = "axis-aligned"

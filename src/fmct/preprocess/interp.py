@@ -80,6 +80,29 @@ def interp_axis(
     return out
 
 
+def interp_planes(src: np.ndarray, coords: np.ndarray) -> np.ndarray:
+    """``interp_axis(src, 0, coords, "clamp")`` (the same float32 values) one output plane at a time: each
+    plane is two whole source planes times their weights, so the operands stay in the CPU cache (about 2x
+    faster than gathering blocks of planes when upsampling thick slices).
+
+    Args:
+        src: ``(N, ...)`` float32 (C order along the trailing axes for speed).
+        coords: ``(M,)`` source indices along axis 0.
+
+    Returns:
+        ``(M, ...)`` float32, C order.
+    """
+    i0, i1, w0, w1, _ = _weights_1d(coords, src.shape[0], "clamp")
+    w0, w1 = w0.astype(np.float32), w1.astype(np.float32)
+    out = np.empty((len(i0),) + src.shape[1:], np.float32)
+    tmp = np.empty(src.shape[1:], np.float32)
+    for i, (a, b) in enumerate(zip(i0.tolist(), i1.tolist(), strict=True)):
+        np.multiply(src[a], w0[i], out=out[i])
+        np.multiply(src[b], w1[i], out=tmp)
+        out[i] += tmp
+    return out
+
+
 def plane_weights(n0: int, n1: int, c0: np.ndarray, c1: np.ndarray) -> tuple[list, np.ndarray]:
     """Bilinear weights for plane coordinates ``c0, c1`` ``(P,)`` (index units) on an ``n0 x n1`` grid of
     rows (row ``p * n1 + q`` at plane index ``(p, q)``), outside reading as a fill value.

@@ -147,12 +147,17 @@ def preprocess(path_or_volume: str | os.PathLike | Volume, cfg: PreprocessConfig
         return Volume(arr, out.affine, meta)
 
 
-def _head_region(vol: Volume, cfg: PreprocessConfig) -> tuple[Volume, tuple[np.ndarray, np.ndarray]]:
-    """The head's box on the source grid (a view) and its world box (RAS mm, with slack), from ~2 mm."""
+def _head_region(vol: Volume, cfg: PreprocessConfig) -> tuple[Volume, tuple[np.ndarray, np.ndarray] | None]:
+    """The head's box on the source grid (a view) and, when that view is resampled on the oblique path (the
+    only one that uses it), its world box (RAS mm, with slack), from ~2 mm; ``None`` otherwise."""
     from fmct.preprocess.crop import crop_view, head_box
+    from fmct.preprocess.geometry import aligned_axes
 
     slack = cfg.crop_margin_mm + 2.0 * cfg.spacing
     box, head, _, stride = head_box(vol.array, vol.spacing, cfg.foreground_hu, slack)
+    region = crop_view(vol, box)
+    if aligned_axes(region, cfg.spacing) is not None:
+        return region, None
     # World extent of the head's voxel centres. A linear map takes its extremes over a column of voxels
     # at the column's first or last voxel, so those (two per column) stand in for all of them.
     j, k = np.nonzero(head.any(axis=0))
@@ -162,4 +167,4 @@ def _head_region(vol: Volume, cfg: PreprocessConfig) -> tuple[Volume, tuple[np.n
     centres = idx * np.asarray(stride) + (np.asarray(stride) - 1) / 2.0
     world = centres @ vol.affine[:3, :3].T + vol.affine[:3, 3]
     pad = slack + float(np.max(np.asarray(stride) * np.asarray(vol.spacing)))
-    return crop_view(vol, box), (world.min(0) - pad, world.max(0) + pad)
+    return region, (world.min(0) - pad, world.max(0) + pad)
