@@ -49,6 +49,30 @@ def _clipped(values: np.ndarray, clip: tuple[float, float] | None) -> np.ndarray
     return out
 
 
+def _int_bounds(dtype: np.dtype, clip: tuple[float, float] | None) -> tuple[int, int] | None:
+    """``clip`` as integers when clipping a small integer ``dtype`` in place gives the values of clipping its
+    float32 copy (bounds whole numbers within the dtype's range; such integers are exact in float32)."""
+    if clip is None or dtype.kind not in "iu" or dtype.itemsize > 2:
+        return None
+    lo, hi = (float(np.float32(c)) for c in clip)
+    info = np.iinfo(dtype)
+    if not (lo.is_integer() and hi.is_integer() and info.min <= lo <= hi <= info.max):
+        return None
+    return int(lo), int(hi)
+
+
+def _weighted(values: np.ndarray, weight: np.ndarray, clip: tuple[float, float] | None) -> np.ndarray:
+    """float32 ``clip(values) * weight``; ``values`` (gathered: a fresh array) are clipped in their own dtype
+    when that is exact (:func:`_int_bounds`) and cast to float32 inside the multiplication."""
+    bounds = _int_bounds(values.dtype, clip)
+    if bounds is None:
+        out = _clipped(values, clip)
+        out *= weight
+        return out
+    np.clip(values, *bounds, out=values)
+    return np.multiply(values, weight, dtype=np.float32)
+
+
 def interp_axis(
     src: np.ndarray,
     axis: int,
@@ -69,12 +93,11 @@ def interp_axis(
     i0, i1, w0, w1, w_out = _weights_1d(coords, src.shape[axis], mode)
     shape = [1] * src.ndim
     shape[axis] = len(i0)
+    if axis == src.ndim - 1 and abs(src.strides[-1]) == src.itemsize and not src.flags.c_contiguous:
+        src = np.ascontiguousarray(src)  # rows of a larger array: gathering within rows is ~1.5x faster
     lead = (slice(None),) * axis  # fancy indexing, not np.take: take copies a non-contiguous source whole
-    out = _clipped(src[lead + (i0,)], clip)
-    out *= w0.astype(np.float32).reshape(shape)
-    x1 = _clipped(src[lead + (i1,)], clip)
-    x1 *= w1.astype(np.float32).reshape(shape)
-    out += x1
+    out = _weighted(src[lead + (i0,)], w0.astype(np.float32).reshape(shape), clip)
+    out += _weighted(src[lead + (i1,)], w1.astype(np.float32).reshape(shape), clip)
     if mode == "air" and w_out.any():
         out += (w_out * fill).astype(np.float32).reshape(shape)
     return out
