@@ -12,6 +12,7 @@ from scipy import ndimage
 
 from fmct.io.errors import SkipScan
 from fmct.io.volume import AIR_HU, Volume
+from fmct.preprocess.morphology import dilate_cross
 
 #: Voxels per block when copying the crop out (bounds temporaries; blocks a transposed read).
 _COPY_BLOCK = 65_536
@@ -143,8 +144,8 @@ def _removal_window(others: np.ndarray, head: np.ndarray) -> tuple[tuple[slice, 
         slice(max(w.start - 2, 0), min(w.stop + 2, s)) for w, s in zip(win, others.shape, strict=True)
     )
     inner = tuple(slice(w.start - c.start, w.stop - c.start) for w, c in zip(win, ctx, strict=True))
-    near_head = ndimage.binary_dilation(head[ctx], iterations=2)[inner]
-    return win, ndimage.binary_dilation(others[win]) & ~near_head
+    near_head = dilate_cross(head[ctx], iterations=2)[inner]
+    return win, dilate_cross(others[win]) & ~near_head
 
 
 def crop_head(
@@ -173,11 +174,11 @@ def crop_head(
         # blocks of other bodies (grown by one coarse voxel to catch their edges), never near the head;
         # each output voxel takes the value of the coarse voxel it falls in (only the window's are visited)
         win, remove = found
-        idx, sub = [], []
-        for (lo, hi), st, sl, w in zip(box, stride, cbox, win, strict=True):
-            coarse = np.arange(lo, hi) // st - sl.start  # non-decreasing
+        sub = []
+        for axis, ((lo, hi), st, sl, w) in enumerate(zip(box, stride, cbox, win, strict=True)):
+            coarse = np.arange(lo, hi) // st - sl.start  # non-decreasing, every window index present
             a, b = np.searchsorted(coarse, [w.start, w.stop])
-            idx.append(coarse[a:b] - w.start)
+            remove = np.repeat(remove, np.bincount(coarse[a:b] - w.start), axis=axis)
             sub.append(slice(int(a), int(b)))
-        out[tuple(sub)][remove[np.ix_(*idx)]] = AIR_HU
+        np.copyto(out[tuple(sub)], out.dtype.type(AIR_HU), where=remove)
     return Volume(out, cropped.affine, cropped.meta), box

@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import threading
 import uuid
 import zlib
 from pathlib import Path
@@ -80,9 +81,20 @@ def atomic_write_bytes(path: Path, write) -> None:
         raise
 
 
+def _json_bytes(obj: Any) -> bytes:
+    return json.dumps(obj, indent=1, sort_keys=True, default=_json_default).encode()
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def atomic_write_json(path: Path, obj: Any) -> None:
     """Write ``obj`` as indented JSON, atomically."""
-    data = json.dumps(obj, indent=1, sort_keys=True, default=_json_default).encode()
+    data = _json_bytes(obj)
     atomic_write_bytes(path, lambda f: f.write(data))
 
 
@@ -102,18 +114,27 @@ def scan_paths(root: Path, scan_id: str) -> tuple[Path, Path]:
     return folder / f"{scan_id}.npy", folder / f"{scan_id}.json"
 
 
-def save_npy(f, arr: np.ndarray) -> tuple[int, int]:
-    """Write C-contiguous ``arr`` to the real file ``f`` as ``.npy`` (the bytes ``np.save`` writes) and
-    return ``(bytes written, zlib CRC-32 of them)``. The CRC is taken over the array in memory (about
-    +5 ms on a 17 MB scan against ~15-20 ms for the write + fsync; benchmarks/store_checksum.py)."""
-
+def write_npy(f, arr: np.ndarray) -> tuple[int, bytes]:
+    """Write C-contiguous ``arr`` to the real file ``f`` as ``.npy`` (the bytes ``np.save`` writes); return
+    ``(bytes written, the header's bytes)``."""
     header = io.BytesIO()
     np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(arr))
     head = header.getvalue()
     f.write(head)
     arr.tofile(f)
-    data = memoryview(arr).cast("B")
-    return len(head) + data.nbytes, zlib.crc32(data, zlib.crc32(head))
+    return len(head) + arr.nbytes, head
+
+
+def npy_crc32(head: bytes, arr: np.ndarray) -> int:
+    """zlib CRC-32 of the ``.npy`` bytes that :func:`write_npy` wrote (``head`` then ``arr``), taken over the
+    array in memory (about +5 ms on a 17 MB scan; benchmarks/store_checksum.py)."""
+    return zlib.crc32(memoryview(arr).cast("B"), zlib.crc32(head))
+
+
+def save_npy(f, arr: np.ndarray) -> tuple[int, int]:
+    """:func:`write_npy` then :func:`npy_crc32`: ``(bytes written, zlib CRC-32 of them)``."""
+    size, head = write_npy(f, arr)
+    return size, npy_crc32(head, arr)
 
 
 def file_crc32(path: Path, chunk: int = 1 << 22) -> str:
@@ -152,31 +173,81 @@ def npy_size_problem(npy: Path, expected: int | None = None) -> str | None:
     return None
 
 
+class _Fsync(threading.Thread):
+    """``os.fsync(fd)`` in a helper thread (the disk wait releases the GIL); :meth:`result` joins it and
+    raises what it raised."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__(daemon=True)
+        self.fd, self.error = fd, None
+
+    def run(self) -> None:
+        try:
+            os.fsync(self.fd)
+        except BaseException as exc:  # handed to the caller by result()
+            self.error = exc
+
+    def result(self) -> None:
+        self.join()
+        if self.error is not None:
+            raise self.error
+
+
 def write_scan(root: Path, scan_id: str, volume: Volume, preprocess: dict[str, Any]) -> tuple[Path, Path]:
     """Store one preprocessed scan: the ``.npy`` first, then the ``.json`` sidecar that marks completion.
+
+    Both go to temporary names. The ``.npy``'s fsync runs in a helper thread while its CRC is taken and the
+    sidecar is written and fsynced (one wait on the disk instead of two, the CRC for free); then the ``.npy``
+    and after it the sidecar are moved into place, so a sidecar is never in place before its ``.npy`` is
+    whole on disk.
 
     Args:
         root: store folder.
         scan_id: pseudonymous id (file stem).
         volume: ``int16 (X, Y, Z)`` HU in RAS with its affine; ``meta`` must be de-identified.
         preprocess: the ``PreprocessConfig.to_dict()`` used.
+
+    Raises:
+        fmct.diskspace.NoSpaceError: the disk is full; no temporary file is left and a former scan of the
+            same id is untouched.
     """
     npy, side = scan_paths(root, scan_id)
     arr = np.ascontiguousarray(volume.array, dtype=np.int16)
-    written: list[tuple[int, int]] = []
-    atomic_write_bytes(npy, lambda f: written.append(save_npy(f, arr)))
-    sidecar = {
-        "scan_id": scan_id,
-        "shape": list(arr.shape),
-        "dtype": "int16",
-        "spacing_mm": [round(s, 6) for s in volume.spacing],
-        "affine": np.asarray(volume.affine, dtype=np.float64).tolist(),
-        "preprocess": preprocess,
-        "meta": volume.meta,
-        "file_bytes": written[-1][0],
-        "crc32": f"{written[-1][1]:08x}",
-    }
-    atomic_write_json(side, sidecar)
+    npy.parent.mkdir(parents=True, exist_ok=True)
+    tmps, current = (tmp_path(npy), tmp_path(side)), npy
+    try:
+        with open(tmps[0], "wb") as f:
+            size, head = write_npy(f, arr)
+            f.flush()
+            sync = _Fsync(f.fileno())
+            sync.start()
+            try:
+                sidecar = {
+                    "scan_id": scan_id,
+                    "shape": list(arr.shape),
+                    "dtype": "int16",
+                    "spacing_mm": [round(s, 6) for s in volume.spacing],
+                    "affine": np.asarray(volume.affine, dtype=np.float64).tolist(),
+                    "preprocess": preprocess,
+                    "meta": volume.meta,
+                    "file_bytes": size,
+                    "crc32": f"{npy_crc32(head, arr):08x}",
+                }
+                current = side
+                _write_synced(tmps[1], _json_bytes(sidecar))
+            finally:
+                sync.join()
+            current = npy
+            sync.result()
+        os.replace(tmps[0], npy)
+        os.replace(tmps[1], side)
+    except BaseException as exc:
+        full = no_space(exc, current)  # judged before the partial files free their space
+        for tmp in tmps:
+            tmp.unlink(missing_ok=True)
+        if full:
+            raise NoSpaceError(current) from exc
+        raise
     return npy, side
 
 
