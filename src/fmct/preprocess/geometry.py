@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fmct.io.volume import AIR_HU, Volume
-from fmct.preprocess.interp import interp_axis, interp_plane, interp_planes, plane_weights
+from fmct.preprocess.interp import axis_weights, interp_axis, interp_plane, interp_planes, plane_weights
 
 #: Output voxels per ``map_coordinates`` call on the general oblique path (bounds the coordinate arrays).
 _SLAB_VOXELS = 2_000_000
@@ -129,13 +129,19 @@ def _resize_separable(
     a = src.transpose(mem)
     coords = [(np.arange(out_shape[ax]) + 0.5) / scales[ax] - 0.5 for ax in mem]
     same = [out_shape[ax] == src.shape[ax] and abs(scales[ax] - 1.0) < 1e-12 for ax in mem]
+    weights = {k: axis_weights(coords[k], a.shape[k]) for k in (2, 1) if not same[k]}
+    rows = None  # with both passes, the first computes only the rows the second reads (a copy of them)
+    if len(weights) == 2 and len(read := weights[1].read()) < a.shape[1]:
+        rows, weights[1] = read, weights[1].renumbered(read)
     buf = np.empty((a.shape[0], out_shape[mem[1]], out_shape[mem[2]]), dtype=np.float32)
     slab = max(1, _SLAB_BUDGET // max(a.shape[1] * a.shape[2], 1))
     for z0 in range(0, a.shape[0], slab):
         part, clipped = a[z0 : z0 + slab], False
+        if rows is not None:
+            part = part[:, rows]
         for k in (2, 1):
-            if not same[k]:
-                part = interp_axis(part, k, coords[k], "clamp", clip=None if clipped else clip)
+            if k in weights:
+                part = interp_axis(part, k, weights[k], "clamp", clip=None if clipped else clip)
                 clipped = True
         if not clipped:
             part = np.clip(part, *clip) if clip is not None else part
@@ -226,9 +232,9 @@ def _sample_decoupled(
     for a0 in range(0, out_shape[a], chunk):
         cols = np.arange(a0, min(a0 + chunk, out_shape[a]))
         rows = buf[:, :, : len(cols)]
+        along = axis_weights(m[s, a] * cols + m[s, 3], view.shape[2], "air")
         for r0 in range(0, view.shape[0], slab):  # in slabs: the pass' temporaries stay in the CPU cache
-            part = view[r0 : r0 + slab]
-            rows[r0 : r0 + slab] = interp_axis(part, 2, m[s, a] * cols + m[s, 3], "air", AIR_HU, clip)
+            rows[r0 : r0 + slab] = interp_axis(view[r0 : r0 + slab], 2, along, "air", AIR_HU, clip)
         flat = interp_plane(rows.reshape(n_rows, -1), weights, AIR_HU)
         out[:, :, a0 : a0 + len(cols)] = flat.reshape(out_shape[b1], out_shape[b2], len(cols))
     return out.transpose(np.argsort([b1, b2, a]))

@@ -14,6 +14,8 @@ Outside the source, two conventions (both those of the torch code this replaced)
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 #: Output values per block of :func:`interp_plane` (its temporaries stay in the CPU cache).
@@ -40,6 +42,40 @@ def _weights_1d(coords: np.ndarray, n: int, mode: str) -> tuple[np.ndarray, ...]
     ok1 = (i1 >= 0) & (i1 < n)
     w_out = np.where(ok0, 0.0, w0) + np.where(ok1, 0.0, w1)
     return np.where(ok0, i0, 0), np.where(ok1, i1, 0), np.where(ok0, w0, 0.0), np.where(ok1, w1, 0.0), w_out
+
+
+@dataclass(frozen=True)
+class AxisWeights:
+    """One axis' interpolation weights (:func:`axis_weights`), computed once for all slabs of a pass.
+
+    Output value ``m`` is ``src[i0[m]] * w0[m] + src[i1[m]] * w1[m] (+ fill * w_out[m])`` along an axis of
+    ``n`` source voxels; ``w0``, ``w1`` float32 (the weights the kernels multiply by), ``w_out`` float64.
+    """
+
+    n: int
+    mode: str
+    i0: np.ndarray
+    i1: np.ndarray
+    w0: np.ndarray
+    w1: np.ndarray
+    w_out: np.ndarray
+
+    def read(self) -> np.ndarray:
+        """The source indices these weights read, sorted."""
+        return np.union1d(self.i0, self.i1)
+
+    def renumbered(self, kept: np.ndarray) -> AxisWeights:
+        """The same weights over ``src[kept]`` (``kept``: sorted source indices, :meth:`read` among them)."""
+        i0, i1 = np.searchsorted(kept, self.i0), np.searchsorted(kept, self.i1)
+        if not (np.array_equal(kept[i0], self.i0) and np.array_equal(kept[i1], self.i1)):
+            raise ValueError("kept must hold every source index the weights read")
+        return AxisWeights(len(kept), self.mode, i0, i1, self.w0, self.w1, self.w_out)
+
+
+def axis_weights(coords: np.ndarray, n: int, mode: str = "clamp") -> AxisWeights:
+    """:class:`AxisWeights` for source coordinates ``coords`` ``(M,)`` (index units) on an axis of ``n``."""
+    i0, i1, w0, w1, w_out = _weights_1d(coords, n, mode)
+    return AxisWeights(n, mode, i0, i1, w0.astype(np.float32), w1.astype(np.float32), w_out)
 
 
 def _clipped(values: np.ndarray, clip: tuple[float, float] | None) -> np.ndarray:
@@ -76,7 +112,7 @@ def _weighted(values: np.ndarray, weight: np.ndarray, clip: tuple[float, float] 
 def interp_axis(
     src: np.ndarray,
     axis: int,
-    coords: np.ndarray,
+    coords: np.ndarray | AxisWeights,
     mode: str = "clamp",
     fill: float = 0.0,
     clip: tuple[float, float] | None = None,
@@ -85,21 +121,24 @@ def interp_axis(
 
     Args:
         src: any shape and numeric dtype; values are clipped to ``clip`` (after the gather) when given.
+        coords: the coordinates, or their :func:`axis_weights` (for this axis' length and ``mode``).
         mode: ``"clamp"`` or ``"air"`` (see module doc); ``fill`` is the value outside for ``"air"``.
 
     Returns:
         float32 array of ``src.shape`` with ``axis`` replaced by ``M`` (C order).
     """
-    i0, i1, w0, w1, w_out = _weights_1d(coords, src.shape[axis], mode)
+    w = coords if isinstance(coords, AxisWeights) else axis_weights(coords, src.shape[axis], mode)
+    if w.n != src.shape[axis] or w.mode != mode:
+        raise ValueError(f"weights for {w.n} voxels ({w.mode}) used on {src.shape[axis]} ({mode})")
     shape = [1] * src.ndim
-    shape[axis] = len(i0)
+    shape[axis] = len(w.i0)
     if axis == src.ndim - 1 and abs(src.strides[-1]) == src.itemsize and not src.flags.c_contiguous:
         src = np.ascontiguousarray(src)  # rows of a larger array: gathering within rows is ~1.5x faster
     lead = (slice(None),) * axis  # fancy indexing, not np.take: take copies a non-contiguous source whole
-    out = _weighted(src[lead + (i0,)], w0.astype(np.float32).reshape(shape), clip)
-    out += _weighted(src[lead + (i1,)], w1.astype(np.float32).reshape(shape), clip)
-    if mode == "air" and w_out.any():
-        out += (w_out * fill).astype(np.float32).reshape(shape)
+    out = _weighted(src[lead + (w.i0,)], w.w0.reshape(shape), clip)
+    out += _weighted(src[lead + (w.i1,)], w.w1.reshape(shape), clip)
+    if mode == "air" and w.w_out.any():
+        out += (w.w_out * fill).astype(np.float32).reshape(shape)
     return out
 
 
@@ -115,13 +154,12 @@ def interp_planes(src: np.ndarray, coords: np.ndarray) -> np.ndarray:
     Returns:
         ``(M, ...)`` float32, C order.
     """
-    i0, i1, w0, w1, _ = _weights_1d(coords, src.shape[0], "clamp")
-    w0, w1 = w0.astype(np.float32), w1.astype(np.float32)
-    out = np.empty((len(i0),) + src.shape[1:], np.float32)
+    w = axis_weights(coords, src.shape[0], "clamp")
+    out = np.empty((len(w.i0),) + src.shape[1:], np.float32)
     tmp = np.empty(src.shape[1:], np.float32)
-    for i, (a, b) in enumerate(zip(i0.tolist(), i1.tolist(), strict=True)):
-        np.multiply(src[a], w0[i], out=out[i])
-        np.multiply(src[b], w1[i], out=tmp)
+    for i, (a, b) in enumerate(zip(w.i0.tolist(), w.i1.tolist(), strict=True)):
+        np.multiply(src[a], w.w0[i], out=out[i])
+        np.multiply(src[b], w.w1[i], out=tmp)
         out[i] += tmp
     return out
 
