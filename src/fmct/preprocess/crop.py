@@ -27,6 +27,16 @@ def _memory_order(arr: np.ndarray) -> list[int]:
     return [int(a) for a in np.argsort([-abs(st) for st in arr.strides], kind="stable")]
 
 
+def _above(values: np.ndarray, threshold: float) -> np.ndarray:
+    """``values > threshold``; for integer ``values`` compared with ``floor(threshold)`` in their own dtype
+    (the same answer for integers, without a float64 copy of each value)."""
+    if values.dtype.kind in "iu":
+        info, floor = np.iinfo(values.dtype), np.floor(threshold)
+        if info.min <= floor <= info.max:
+            return values > values.dtype.type(floor)
+    return values > threshold
+
+
 def _largest_label(labels: np.ndarray, sizes: np.ndarray) -> int:
     """The label of the largest component of ``labels`` (``sizes[i]``: voxels labelled ``i``, ``sizes[0]``
     ignored); on a tie the one whose first voxel comes first in C order of ``labels``' logical axes: the
@@ -55,7 +65,7 @@ def head_mask_coarse(
     Raises:
         SkipScan: nothing above the threshold (an empty or non-CT image).
     """
-    coarse = array[:: stride[0], :: stride[1], :: stride[2]] > threshold_hu
+    coarse = _above(array[:: stride[0], :: stride[1], :: stride[2]], threshold_hu)
     order = _memory_order(coarse)
     in_memory = np.ascontiguousarray(coarse.transpose(order))  # a view when the mask is laid out so
     labels, n = ndimage.label(in_memory)

@@ -140,12 +140,12 @@ def _resize_separable(
         if rows is not None:
             part = part[:, rows]
         for k in (2, 1):
-            if k in weights:
-                part = interp_axis(part, k, weights[k], "clamp", clip=None if clipped else clip)
+            if k in weights:  # the last pass writes into buf
+                into = buf[z0 : z0 + slab] if k == 1 or 1 not in weights else None
+                part = interp_axis(part, k, weights[k], "clamp", clip=None if clipped else clip, out=into)
                 clipped = True
         if not clipped:
-            part = np.clip(part, *clip) if clip is not None else part
-        buf[z0 : z0 + slab] = part
+            buf[z0 : z0 + slab] = np.clip(part, *clip) if clip is not None else part
     if same[0]:
         res = buf
     else:  # the slowest axis last, one output plane at a time

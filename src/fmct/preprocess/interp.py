@@ -14,6 +14,7 @@ Outside the source, two conventions (both those of the torch code this replaced)
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,6 +86,7 @@ def _clipped(values: np.ndarray, clip: tuple[float, float] | None) -> np.ndarray
     return out
 
 
+@functools.lru_cache(maxsize=64)
 def _int_bounds(dtype: np.dtype, clip: tuple[float, float] | None) -> tuple[int, int] | None:
     """``clip`` as integers when clipping a small integer ``dtype`` in place gives the values of clipping its
     float32 copy (bounds whole numbers within the dtype's range; such integers are exact in float32)."""
@@ -97,16 +99,18 @@ def _int_bounds(dtype: np.dtype, clip: tuple[float, float] | None) -> tuple[int,
     return int(lo), int(hi)
 
 
-def _weighted(values: np.ndarray, weight: np.ndarray, clip: tuple[float, float] | None) -> np.ndarray:
-    """float32 ``clip(values) * weight``; ``values`` (gathered: a fresh array) are clipped in their own dtype
-    when that is exact (:func:`_int_bounds`) and cast to float32 inside the multiplication."""
-    bounds = _int_bounds(values.dtype, clip)
+def _weighted(
+    values: np.ndarray, weight: np.ndarray, clip: tuple[float, float] | None, out: np.ndarray | None = None
+) -> np.ndarray:
+    """float32 ``clip(values) * weight`` (into ``out`` when given); ``values`` (gathered: a fresh array) are
+    clipped in their own dtype when that is exact (:func:`_int_bounds`) and cast to float32 inside the
+    multiplication."""
+    bounds = _int_bounds(values.dtype, None if clip is None else tuple(clip))
     if bounds is None:
-        out = _clipped(values, clip)
-        out *= weight
-        return out
+        values = _clipped(values, clip)
+        return np.multiply(values, weight, out=values if out is None else out)
     np.clip(values, *bounds, out=values)
-    return np.multiply(values, weight, dtype=np.float32)
+    return np.multiply(values, weight, dtype=np.float32, out=out)
 
 
 def interp_axis(
@@ -116,6 +120,7 @@ def interp_axis(
     mode: str = "clamp",
     fill: float = 0.0,
     clip: tuple[float, float] | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Linear interpolation of ``src`` along ``axis`` at ``coords`` ``(M,)`` (source index units).
 
@@ -123,9 +128,10 @@ def interp_axis(
         src: any shape and numeric dtype; values are clipped to ``clip`` (after the gather) when given.
         coords: the coordinates, or their :func:`axis_weights` (for this axis' length and ``mode``).
         mode: ``"clamp"`` or ``"air"`` (see module doc); ``fill`` is the value outside for ``"air"``.
+        out: optional float32 array of the result's shape to write into.
 
     Returns:
-        float32 array of ``src.shape`` with ``axis`` replaced by ``M`` (C order).
+        float32 array of ``src.shape`` with ``axis`` replaced by ``M`` (C order, or ``out``).
     """
     w = coords if isinstance(coords, AxisWeights) else axis_weights(coords, src.shape[axis], mode)
     if w.n != src.shape[axis] or w.mode != mode:
@@ -135,7 +141,7 @@ def interp_axis(
     if axis == src.ndim - 1 and abs(src.strides[-1]) == src.itemsize and not src.flags.c_contiguous:
         src = np.ascontiguousarray(src)  # rows of a larger array: gathering within rows is ~1.5x faster
     lead = (slice(None),) * axis  # fancy indexing, not np.take: take copies a non-contiguous source whole
-    out = _weighted(src[lead + (w.i0,)], w.w0.reshape(shape), clip)
+    out = _weighted(src[lead + (w.i0,)], w.w0.reshape(shape), clip, out)
     out += _weighted(src[lead + (w.i1,)], w.w1.reshape(shape), clip)
     if mode == "air" and w.w_out.any():
         out += (w.w_out * fill).astype(np.float32).reshape(shape)
