@@ -99,6 +99,20 @@ def _int_bounds(dtype: np.dtype, clip: tuple[float, float] | None) -> tuple[int,
     return int(lo), int(hi)
 
 
+def clip_exactly(values: np.ndarray, clip: tuple[float, float]) -> bool:
+    """Clip ``values`` in place to what the kernels' ``clip`` gives (gathered values cast to float32, then
+    clipped) when that is exact in their own dtype (float32, or :func:`_int_bounds`): clipping before a
+    gather then equals clipping after it. ``False`` (``values`` untouched) otherwise."""
+    bounds = _int_bounds(values.dtype, tuple(clip))
+    if bounds is not None:
+        np.clip(values, *bounds, out=values)
+        return True
+    if values.dtype == np.float32:
+        np.clip(values, np.float32(clip[0]), np.float32(clip[1]), out=values)
+        return True
+    return False
+
+
 def _weighted(
     values: np.ndarray, weight: np.ndarray, clip: tuple[float, float] | None, out: np.ndarray | None = None
 ) -> np.ndarray:
