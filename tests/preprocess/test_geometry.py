@@ -81,7 +81,14 @@ def _reference_resample():
 @pytest.mark.parametrize("dtype", [np.int16, np.float32])
 @pytest.mark.parametrize(
     "spacing",  # source mm along (X, Y, Z): thick slices, thin ones, upsampled in-plane, unchanged axes
-    [(0.45, 0.45, 5.0), (0.9, 0.9, 2.0), (1.6, 0.45, 1.0), (1.0, 1.0, 3.0), (0.45, 0.45, 1.0), (1.0, 1.0, 1.0)],
+    [
+        (0.45, 0.45, 5.0),
+        (0.9, 0.9, 2.0),
+        (1.6, 0.45, 1.0),
+        (1.0, 1.0, 3.0),
+        (0.45, 0.45, 1.0),
+        (1.0, 1.0, 1.0),
+    ],
 )
 @pytest.mark.parametrize("clip", [(-1024.0, 3071.0), (-1000.5, 900.0), None])
 def test_resize_separable_matches_the_reference(dtype, spacing, clip):

@@ -29,8 +29,8 @@ def _memory_order(arr: np.ndarray) -> list[int]:
 
 def label_6(mask: np.ndarray) -> tuple[np.ndarray, int]:
     """``ndimage.label(mask)`` (6-connected components of a 3D bool ``mask``, ``1..n`` by first voxel in C
-    order): ``(labels, n)``. With ``connected-components-3d`` installed (``pip install fmct[fast]``) it labels
-    (the same labels, ~4x faster); otherwise scipy does."""
+    order): ``(labels, n)``, by ``connected-components-3d`` (a dependency: the same components, ~4x faster),
+    or by scipy where that is not installed. Callers rely on the components, not on their numbering."""
     try:
         import cc3d
     except ImportError:

@@ -28,7 +28,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from fmct.io.volume import AIR_HU, Volume
-from fmct.preprocess.interp import axis_weights, clip_exactly, interp_axis, interp_plane, interp_planes, plane_weights
+from fmct.preprocess.interp import (
+    axis_weights,
+    clip_exactly,
+    interp_axis,
+    interp_plane,
+    interp_planes,
+    plane_weights,
+)
 
 #: Output voxels per ``map_coordinates`` call on the general oblique path (bounds the coordinate arrays).
 _SLAB_VOXELS = 2_000_000
