@@ -76,13 +76,19 @@ def test_crop_head_is_bit_identical_to_the_reference(seed, layout):
     got16, _ = crop_head(vol, -500.0, 5.0, to_int16=True)
     assert got16.array.dtype == np.int16 and got16.array.flags["C_CONTIGUOUS"]
     np.testing.assert_array_equal(got16.array, _to_int16(want.array.copy()))
+    assert -2000.0 < arr.min() and arr.max() < 3071.0  # known to fit int16: rounded without saturating
+    fast16, _ = crop_head(vol, -500.0, 5.0, to_int16=True, value_range=(-2000.0, 3071.0))
+    assert fast16.array.dtype == np.int16 and fast16.array.flags["C_CONTIGUOUS"]
+    np.testing.assert_array_equal(fast16.array, got16.array)
 
 
 def test_to_int16_rounds_half_to_even_and_saturates():
     arr = np.array([[[0.5, 1.5, -2.5, 4e4, -4e4, 12.4999]]], np.float32).repeat(3, 0)
-    got, _ = crop_head(Volume(np.pad(arr, 3, constant_values=-1000.0), np.eye(4), {}), -5e4, 0.0, True)
-    assert got.array.dtype == np.int16
-    assert sorted(set(got.array.ravel().tolist())) == [-32768, -1000, -2, 0, 2, 12, 32767]
+    vol = Volume(np.pad(arr, 3, constant_values=-1000.0), np.eye(4), {})
+    for value_range in (None, (-4e4, 4e4)):  # values beyond int16 (or not known not to be): saturated
+        got, _ = crop_head(vol, -5e4, 0.0, True, value_range)
+        assert got.array.dtype == np.int16
+        assert sorted(set(got.array.ravel().tolist())) == [-32768, -1000, -2, 0, 2, 12, 32767]
 
 
 def _layout(arr: np.ndarray, layout: str) -> np.ndarray:

@@ -128,11 +128,17 @@ def crop_view(volume: Volume, box: list[list[int]]) -> Volume:
     return Volume(volume.array[sl], volume.affine @ shift, dict(volume.meta))
 
 
-def _copy_c(src: np.ndarray, to_int16: bool) -> np.ndarray:
+def _copy_c(src: np.ndarray, to_int16: bool, saturate: bool = True) -> np.ndarray:
     """C-ordered copy of ``src`` (``(X, Y, Z)``, any layout), float32, or (``to_int16``) rounded to nearest and
     saturated to int16 (``np.rint`` then clip, as :func:`fmct.preprocess.pipeline.preprocess` stores).
     Copied in blocks of ``16 x n x Z`` voxels, so a transposed source is read a cache line at a time and
-    temporaries stay in the CPU cache."""
+    temporaries stay in the CPU cache. Without ``saturate`` (the values are known to round into int16) each
+    ``(X, Z)`` plane is rounded straight into the output, one pass (~1.5x faster)."""
+    if to_int16 and not saturate:
+        out = np.empty(src.shape, dtype=np.int16)
+        for y in range(src.shape[1]):
+            np.rint(src[:, y], out=out[:, y], casting="unsafe")
+        return out
     out = np.empty(src.shape, dtype=np.int16 if to_int16 else np.float32)
     bx = 16
     by = max(1, _COPY_BLOCK // max(bx * src.shape[2], 1))
@@ -171,7 +177,11 @@ def _removal_window(others: np.ndarray, head: np.ndarray) -> tuple[tuple[slice, 
 
 
 def crop_head(
-    volume: Volume, threshold_hu: float = -500.0, margin_mm: float = 5.0, to_int16: bool = False
+    volume: Volume,
+    threshold_hu: float = -500.0,
+    margin_mm: float = 5.0,
+    to_int16: bool = False,
+    value_range: tuple[float, float] | None = None,
 ) -> tuple[Volume, list]:
     """Crop ``volume`` to the head (largest body above ``threshold_hu``) with a margin.
 
@@ -181,6 +191,9 @@ def crop_head(
         margin_mm: margin kept around the head's bounding box, in mm.
         to_int16: return the crop rounded to nearest and saturated to int16 (what the store keeps) instead
             of float32: the same values as rounding the float32 crop, without its float32 copy.
+        value_range: ``(lo, hi)`` HU that every value of ``volume`` lies within, up to float32 rounding (e.g.
+            resampled from values clipped to it); within int16 the saturation is skipped (nothing to saturate:
+            the same int16 values, faster).
 
     Returns:
         ``(cropped, box)``: the cropped volume (a C-ordered float32, or int16, copy; other bodies inside the
@@ -189,7 +202,8 @@ def crop_head(
     """
     box, head, others, stride = head_box(volume.array, volume.spacing, threshold_hu, margin_mm)
     cropped = crop_view(volume, box)
-    out = _copy_c(cropped.array, to_int16)
+    fits = value_range is not None and -32768.0 <= min(value_range) and max(value_range) <= 32767.0
+    out = _copy_c(cropped.array, to_int16, saturate=not fits)
     cbox = tuple(slice(lo // st, -(-hi // st)) for (lo, hi), st in zip(box, stride, strict=True))
     found = _removal_window(others[cbox], head[cbox])
     if found is not None:

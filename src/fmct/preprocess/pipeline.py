@@ -15,7 +15,7 @@ import numpy as np
 
 from fmct.io import load_volume
 from fmct.io.errors import InvalidScan
-from fmct.io.volume import Volume
+from fmct.io.volume import AIR_HU, Volume
 from fmct.preprocess.windows import DEFAULT_WINDOWS
 from fmct.timing import stage
 
@@ -131,16 +131,18 @@ def preprocess(path_or_volume: str | os.PathLike | Volume, cfg: PreprocessConfig
     meta = dict(vol.meta)
     del src, vol
     record["resampling"] = path
+    # trilinear weights are convex: every value is a clipped source value or air, up to float32 rounding
+    within = (min(cfg.clip_hu[0], AIR_HU), max(cfg.clip_hu[1], AIR_HU))
     if cfg.crop_head:  # the last step before storing rounds to int16 as it copies the crop out
         with stage("crop"):
-            out, box = crop_head(out, cfg.foreground_hu, cfg.crop_margin_mm, to_int16=not cfg.deface)
+            out, box = crop_head(out, cfg.foreground_hu, cfg.crop_margin_mm, not cfg.deface, within)
         record["crop_box"] = box
     if cfg.deface:
-        with stage("deface"):
+        with stage("deface"):  # sets voxels to air: still within
             out, info = deface_volume(out, margin_mm=cfg.deface_margin_mm)
             record["deface"] = info
             if cfg.crop_head:
-                out, _ = crop_head(out, cfg.foreground_hu, cfg.crop_margin_mm, to_int16=True)
+                out, _ = crop_head(out, cfg.foreground_hu, cfg.crop_margin_mm, True, within)
     meta["preprocess"] = record
     with stage("int16"):
         arr = out.array if out.array.dtype == np.int16 else _to_int16(out.array)
