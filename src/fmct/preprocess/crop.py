@@ -1,7 +1,7 @@
 """Head crop: keep the largest connected body above a HU threshold, drop the table and the air.
 
-Works on a coarse copy (every ``stride``-th voxel, ~2 mm) for speed: threshold, ``scipy.ndimage.label``,
-largest component = the head. Other components (table, head holder, cables) are set to air where they
+Works on a coarse copy (every ``stride``-th voxel, ~2 mm) for speed: threshold, 6-connected components
+(:func:`label_6`), largest component = the head. Other components (table, head holder, cables) are set to air where they
 come near the head's bounding box, then the volume is cut to the head's bounding box plus a margin.
 """
 
@@ -12,6 +12,7 @@ from scipy import ndimage
 
 from fmct.io.errors import SkipScan
 from fmct.io.volume import AIR_HU, Volume
+from fmct.preprocess.geometry import memory_order
 from fmct.preprocess.morphology import dilate_cross
 
 #: Voxels per block when copying the crop out (bounds temporaries; blocks a transposed read).
@@ -20,11 +21,6 @@ _COPY_BLOCK = 65_536
 
 def _coarse_stride(spacing: tuple[float, float, float], target_mm: float = 2.0) -> tuple[int, int, int]:
     return tuple(max(1, int(round(target_mm / s))) for s in spacing)  # type: ignore[return-value]
-
-
-def _memory_order(arr: np.ndarray) -> list[int]:
-    """Logical axes of ``arr`` from the slowest-varying in memory to the fastest."""
-    return [int(a) for a in np.argsort([-abs(st) for st in arr.strides], kind="stable")]
 
 
 def label_6(mask: np.ndarray) -> tuple[np.ndarray, int]:
@@ -78,7 +74,7 @@ def head_mask_coarse(
         SkipScan: nothing above the threshold (an empty or non-CT image).
     """
     coarse = _above(array[:: stride[0], :: stride[1], :: stride[2]], threshold_hu)
-    order = _memory_order(coarse)
+    order = memory_order(coarse)
     in_memory = np.ascontiguousarray(coarse.transpose(order))  # a view when the mask is laid out so
     labels, n = label_6(in_memory)
     if n == 0:

@@ -122,7 +122,7 @@ def aligned_axes(volume: Volume, spacing: float) -> AxisMap | None:
     return is_axis_aligned(volume.affine, volume.shape, tol_mm=0.1 * spacing)
 
 
-def _memory_order(arr: np.ndarray) -> list[int]:
+def memory_order(arr: np.ndarray) -> list[int]:
     """Logical axes of ``arr`` from the slowest-varying in memory to the fastest."""
     return [int(a) for a in np.argsort([-abs(st) for st in arr.strides], kind="stable")]
 
@@ -132,7 +132,7 @@ def _resize_separable(
 ) -> np.ndarray:
     """Trilinear resize (``F.interpolate(align_corners=False)`` with explicit scales, edges clamped) as
     three 1D passes in memory order, the first two in slabs of the slowest axis. ``(X', Y', Z')`` float32."""
-    mem = _memory_order(src)
+    mem = memory_order(src)
     a = src.transpose(mem)
     coords = [(np.arange(out_shape[ax]) + 0.5) / scales[ax] - 0.5 for ax in mem]
     same = [out_shape[ax] == src.shape[ax] and abs(scales[ax] - 1.0) < 1e-12 for ax in mem]
