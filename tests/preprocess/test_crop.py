@@ -133,7 +133,9 @@ def test_a_tie_between_the_largest_bodies_is_broken_as_before(layout, labeller):
 
 def test_label_6_is_ndimage_label(labeller):
     rng = np.random.default_rng(0)
-    for shape, fill in (((20, 31, 17), 0.3), ((9, 8, 7), 0.0), ((9, 8, 7), 1.0), ((40, 30, 20), 0.55)):
+    cases = [((20, 31, 17), 0.3), ((9, 8, 7), 0.0), ((9, 8, 7), 1.0), ((40, 30, 20), 0.55)]
+    cases += [((1, 5, 7), 0.5), ((5, 7, 1), 0.5), ((1, 1, 1), 1.0), ((3, 300, 2), 0.5)]  # thin arrays
+    for shape, fill in cases:
         mask = rng.random(shape) < fill
         labels, n = label_6(mask)
         want, n_want = ndimage.label(mask)
