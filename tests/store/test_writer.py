@@ -1,7 +1,6 @@
-"""write_scan: the .npy's fsync runs in a helper thread while its CRC is taken and the sidecar is written;
-what it stores and how it fails are those of the one-file-after-the-other writer: the sidecar records the
-file's size and CRC, a failed fsync or sidecar write leaves no temporary file and no scan in place, and a
-full disk names the file being written."""
+"""write_scan: the .npy's fsync runs in a helper thread while its CRC is taken (``atomic_write_bytes``'
+``overlap``); what it stores and how it fails are as before: the sidecar records the file's size and CRC, a
+failed fsync leaves no temporary file and no scan in place, a full disk names the file being written."""
 
 from __future__ import annotations
 
@@ -56,15 +55,14 @@ def test_a_failed_fsync_of_the_npy_leaves_nothing(tmp_path, monkeypatch, code):
     assert not list(tmp_path.rglob("*.tmp"))
 
 
-def test_a_full_disk_while_writing_the_sidecar_names_it(tmp_path, monkeypatch):
-    write_scan(tmp_path, "s-1", _vol(), {"old": True})  # a former scan of the same id stays as it was
-    before = [p.read_bytes() for p in scan_paths(tmp_path, "s-1")]
+def test_overlap_runs_while_the_file_is_synced_and_its_errors_leave_no_file(tmp_path):
+    target = tmp_path / "f.bin"
+    assert writer.atomic_write_bytes(target, lambda f: f.write(b"abc"), overlap=lambda n: n * 2) == 6
+    assert target.read_bytes() == b"abc"
 
-    def full(path, data):
-        raise OSError(errno.ENOSPC, "No space left on device")
+    def broken(n):
+        raise ValueError("checksum failed")
 
-    monkeypatch.setattr(writer, "_write_synced", full)
-    with pytest.raises(NoSpaceError, match=r"writing s-1\.json"):
-        write_scan(tmp_path, "s-1", Volume(np.zeros((3, 3, 3), np.int16), np.eye(4), {}), {})
-    assert [p.read_bytes() for p in scan_paths(tmp_path, "s-1")] == before
-    assert not list(tmp_path.rglob("*.tmp"))
+    with pytest.raises(ValueError, match="checksum failed"):
+        writer.atomic_write_bytes(tmp_path / "g.bin", lambda f: f.write(b"abc"), overlap=broken)
+    assert not (tmp_path / "g.bin").exists() and not list(tmp_path.glob("*.tmp"))

@@ -57,8 +57,13 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path, write) -> None:
+def atomic_write_bytes(path: Path, write, overlap=None) -> Any:
     """Call ``write(fileobj)`` on a temp file next to ``path``, fsync it, then ``os.replace`` it into place.
+
+    Args:
+        overlap: optional ``overlap(written)``, called with what ``write`` returned while the fsync runs in a
+            helper thread (CPU work that need not wait for the disk, e.g. a checksum of the bytes written);
+            its result is returned.
 
     Raises:
         fmct.diskspace.NoSpaceError: the disk is full ("no space left on <folder> (writing <name>)");
@@ -67,11 +72,21 @@ def atomic_write_bytes(path: Path, write) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = tmp_path(path)
+    result = None
     try:
         with open(tmp, "wb") as f:
-            write(f)
+            written = write(f)
             f.flush()
-            os.fsync(f.fileno())
+            if overlap is None:
+                os.fsync(f.fileno())
+            else:
+                sync = _Fsync(f.fileno())
+                sync.start()
+                try:
+                    result = overlap(written)
+                finally:
+                    sync.join()
+                sync.result()
         os.replace(tmp, path)
     except BaseException as exc:
         full = no_space(exc, path)  # judged before the partial file frees its space
@@ -79,22 +94,31 @@ def atomic_write_bytes(path: Path, write) -> None:
         if full:
             raise NoSpaceError(path) from exc
         raise
+    return result
 
 
-def _json_bytes(obj: Any) -> bytes:
-    return json.dumps(obj, indent=1, sort_keys=True, default=_json_default).encode()
+class _Fsync(threading.Thread):
+    """``os.fsync(fd)`` in a helper thread (the disk wait releases the GIL); :meth:`result` (after ``join``)
+    raises what it raised."""
 
+    def __init__(self, fd: int) -> None:
+        super().__init__(daemon=True)
+        self.fd, self.error = fd, None
 
-def _write_synced(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    def run(self) -> None:
+        try:
+            os.fsync(self.fd)
+        except BaseException as exc:  # handed to the caller by result()
+            self.error = exc
+
+    def result(self) -> None:
+        if self.error is not None:
+            raise self.error
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
     """Write ``obj`` as indented JSON, atomically."""
-    data = _json_bytes(obj)
+    data = json.dumps(obj, indent=1, sort_keys=True, default=_json_default).encode()
     atomic_write_bytes(path, lambda f: f.write(data))
 
 
@@ -173,81 +197,33 @@ def npy_size_problem(npy: Path, expected: int | None = None) -> str | None:
     return None
 
 
-class _Fsync(threading.Thread):
-    """``os.fsync(fd)`` in a helper thread (the disk wait releases the GIL); :meth:`result` joins it and
-    raises what it raised."""
-
-    def __init__(self, fd: int) -> None:
-        super().__init__(daemon=True)
-        self.fd, self.error = fd, None
-
-    def run(self) -> None:
-        try:
-            os.fsync(self.fd)
-        except BaseException as exc:  # handed to the caller by result()
-            self.error = exc
-
-    def result(self) -> None:
-        self.join()
-        if self.error is not None:
-            raise self.error
-
-
 def write_scan(root: Path, scan_id: str, volume: Volume, preprocess: dict[str, Any]) -> tuple[Path, Path]:
-    """Store one preprocessed scan: the ``.npy`` first, then the ``.json`` sidecar that marks completion.
-
-    Both go to temporary names. The ``.npy``'s fsync runs in a helper thread while its CRC is taken and the
-    sidecar is written and fsynced (one wait on the disk instead of two, the CRC for free); then the ``.npy``
-    and after it the sidecar are moved into place, so a sidecar is never in place before its ``.npy`` is
-    whole on disk.
+    """Store one preprocessed scan: the ``.npy`` first, then the ``.json`` sidecar that marks completion
+    (each atomic; the ``.npy``'s CRC is taken while its fsync waits for the disk).
 
     Args:
         root: store folder.
         scan_id: pseudonymous id (file stem).
         volume: ``int16 (X, Y, Z)`` HU in RAS with its affine; ``meta`` must be de-identified.
         preprocess: the ``PreprocessConfig.to_dict()`` used.
-
-    Raises:
-        fmct.diskspace.NoSpaceError: the disk is full; no temporary file is left and a former scan of the
-            same id is untouched.
     """
     npy, side = scan_paths(root, scan_id)
     arr = np.ascontiguousarray(volume.array, dtype=np.int16)
-    npy.parent.mkdir(parents=True, exist_ok=True)
-    tmps, current = (tmp_path(npy), tmp_path(side)), npy
-    try:
-        with open(tmps[0], "wb") as f:
-            size, head = write_npy(f, arr)
-            f.flush()
-            sync = _Fsync(f.fileno())
-            sync.start()
-            try:
-                sidecar = {
-                    "scan_id": scan_id,
-                    "shape": list(arr.shape),
-                    "dtype": "int16",
-                    "spacing_mm": [round(s, 6) for s in volume.spacing],
-                    "affine": np.asarray(volume.affine, dtype=np.float64).tolist(),
-                    "preprocess": preprocess,
-                    "meta": volume.meta,
-                    "file_bytes": size,
-                    "crc32": f"{npy_crc32(head, arr):08x}",
-                }
-                current = side
-                _write_synced(tmps[1], _json_bytes(sidecar))
-            finally:
-                sync.join()
-            current = npy
-            sync.result()
-        os.replace(tmps[0], npy)
-        os.replace(tmps[1], side)
-    except BaseException as exc:
-        full = no_space(exc, current)  # judged before the partial files free their space
-        for tmp in tmps:
-            tmp.unlink(missing_ok=True)
-        if full:
-            raise NoSpaceError(current) from exc
-        raise
+    size, crc = atomic_write_bytes(
+        npy, lambda f: write_npy(f, arr), overlap=lambda written: (written[0], npy_crc32(written[1], arr))
+    )
+    sidecar = {
+        "scan_id": scan_id,
+        "shape": list(arr.shape),
+        "dtype": "int16",
+        "spacing_mm": [round(s, 6) for s in volume.spacing],
+        "affine": np.asarray(volume.affine, dtype=np.float64).tolist(),
+        "preprocess": preprocess,
+        "meta": volume.meta,
+        "file_bytes": size,
+        "crc32": f"{crc:08x}",
+    }
+    atomic_write_json(side, sidecar)
     return npy, side
 
 
