@@ -1,12 +1,15 @@
-"""write_scan: the .npy's fsync runs in a helper thread while its CRC is taken (``atomic_write_bytes``'
-``overlap``); what it stores and how it fails are as before: the sidecar records the file's size and CRC, a
-failed fsync leaves no temporary file and no scan in place, a full disk names the file being written."""
+"""write_scan: the .npy's fsync runs in a helper thread while its CRC is taken and the sidecar is written
+and fsynced; the sidecar is moved into place only after the .npy's fsync has returned. The sidecar records
+the file's size and CRC; a failed fsync or sidecar write leaves neither new file nor a temporary one; a full
+disk names the file being written."""
 
 from __future__ import annotations
 
 import errno
 import json
 import os
+import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -55,14 +58,56 @@ def test_a_failed_fsync_of_the_npy_leaves_nothing(tmp_path, monkeypatch, code):
     assert not list(tmp_path.rglob("*.tmp"))
 
 
-def test_overlap_runs_while_the_file_is_synced_and_its_errors_leave_no_file(tmp_path):
+def test_the_sidecar_is_placed_only_after_the_npy_is_on_disk(tmp_path, monkeypatch):
+    events, real_fsync, real_replace = [], os.fsync, os.replace
+    sidecar_synced = threading.Event()
+
+    def fsync(fd):
+        is_npy = ".npy." in os.readlink(f"/proc/self/fd/{fd}")
+        if is_npy:  # a slow disk: the .npy's sync ends only once the sidecar's did (or after 10 s)
+            sidecar_synced.wait(10.0)
+        real_fsync(fd)
+        events.append(("synced", ".npy" if is_npy else ".json"))
+        if not is_npy:
+            sidecar_synced.set()
+
+    def replace(src, dst):
+        real_replace(src, dst)
+        events.append(("placed", Path(dst).suffix))
+
+    monkeypatch.setattr(writer.os, "fsync", fsync)
+    monkeypatch.setattr(writer.os, "replace", replace)
+    write_scan(tmp_path, "s-1", _vol(), {})
+    assert sidecar_synced.is_set()  # the sidecar was written and synced while the .npy's fsync ran
+    assert events.index(("synced", ".json")) < events.index(("synced", ".npy"))
+    assert events.index(("synced", ".npy")) < events.index(("placed", ".json"))
+    assert events.index(("placed", ".npy")) < events.index(("placed", ".json"))
+
+
+def test_a_failed_sidecar_write_leaves_no_new_file(tmp_path, monkeypatch):
+    real = writer.atomic_write_bytes
+
+    def full(path, write, before_replace=None):
+        if str(path).endswith(".json"):
+            raise NoSpaceError(path)
+        return real(path, write, before_replace)
+
+    monkeypatch.setattr(writer, "atomic_write_bytes", full)
+    with pytest.raises(NoSpaceError, match=r"writing s-1\.json"):
+        write_scan(tmp_path, "s-1", _vol(), {})
+    assert not any(p.exists() for p in scan_paths(tmp_path, "s-1"))
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_before_replace_runs_after_the_fsync_and_can_abort(tmp_path):
     target = tmp_path / "f.bin"
-    assert writer.atomic_write_bytes(target, lambda f: f.write(b"abc"), overlap=lambda n: n * 2) == 6
-    assert target.read_bytes() == b"abc"
+    seen = []
+    writer.atomic_write_bytes(target, lambda f: f.write(b"abc"), before_replace=lambda: seen.append(1))
+    assert seen == [1] and target.read_bytes() == b"abc"
 
-    def broken(n):
-        raise ValueError("checksum failed")
+    def other_file_full():
+        raise NoSpaceError(tmp_path / "other.npy")
 
-    with pytest.raises(ValueError, match="checksum failed"):
-        writer.atomic_write_bytes(tmp_path / "g.bin", lambda f: f.write(b"abc"), overlap=broken)
+    with pytest.raises(NoSpaceError, match=r"writing other\.npy"):  # names the file that hit the full disk
+        writer.atomic_write_bytes(tmp_path / "g.bin", lambda f: f.write(b"abc"), other_file_full)
     assert not (tmp_path / "g.bin").exists() and not list(tmp_path.glob("*.tmp"))
