@@ -10,6 +10,7 @@ from scipy import ndimage
 from fmct.preprocess.morphology import (
     _squared_radius,
     close_cross,
+    dilate_cross,
     fill_holes,
     fill_holes_axial,
     within_distance,
@@ -41,9 +42,11 @@ MASKS = [_blobs(s) for s in range(12)] + [
 
 
 @pytest.mark.parametrize("i", range(len(MASKS)))
-def test_close_and_fill_equal_scipy(i):
+def test_dilate_close_and_fill_equal_scipy(i):
     m = MASKS[i]
     np.testing.assert_array_equal(close_cross(m), ndimage.binary_closing(m))
+    for n in (1, 2, 3):
+        np.testing.assert_array_equal(dilate_cross(m, n), ndimage.binary_dilation(m, iterations=n))
     np.testing.assert_array_equal(fill_holes(m), ndimage.binary_fill_holes(m))
     axial = np.stack([ndimage.binary_fill_holes(m[:, :, z]) for z in range(m.shape[2])], axis=2)
     np.testing.assert_array_equal(fill_holes_axial(m), axial)

@@ -128,3 +128,23 @@ def test_a_handed_over_source_is_freed_once_resampled(make_volume, monkeypatch):
     before = kept.array.copy()
     preprocess(kept, PreprocessConfig())
     np.testing.assert_array_equal(kept.array, before)
+
+
+def test_the_world_box_of_the_head_is_found_for_the_oblique_path_only(make_volume):
+    """The pre-crop's world box (RAS mm) limits only the oblique resampling grid: it is worked out only
+    when the head's region takes that path."""
+    from geomcases import CASES
+
+    from fmct.preprocess.pipeline import _head_region
+
+    cfg = PreprocessConfig()
+    for name, oblique in (("permuted", False), ("tilted", True)):
+        shape, affine = CASES[name]
+        vol = make_volume(shape, affine, centre=(0, 0, 0), radius=24.0, table_z=-26.0)
+        region, world_box = _head_region(vol, cfg)
+        assert region.shape[0] <= shape[0] and np.shares_memory(region.array, vol.array)
+        if not oblique:
+            assert world_box is None
+            continue
+        lo, hi = world_box  # the ball (radius 24 mm) with slack, inside the scan's own world box
+        assert np.all(lo < -20.0) and np.all(hi > 20.0) and np.all(hi - lo < 100.0)

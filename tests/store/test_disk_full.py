@@ -24,7 +24,7 @@ def test_scan_write_on_a_full_disk_stops_the_batch_and_keeps_stored_scans(inputs
     first.mkdir()
     shutil.copy(inputs / "head_a.nii.gz", first)
     assert ingest([first], store).ok == 1
-    monkeypatch.setattr("fmct.store.writer.save_npy", _enospc)
+    monkeypatch.setattr("fmct.store.writer.write_npy", _enospc)
     r = CliRunner().invoke(app, ["ingest", str(inputs), "--out", str(store)])
     assert r.exit_code == 1, r.output
     assert f"fmct ingest: no space left on {store / 'scans'} (writing head_b.npy)" in r.output.replace(

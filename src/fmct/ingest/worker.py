@@ -19,7 +19,7 @@ from fmct.io.dicom import read_series
 from fmct.io.errors import ScanProblem, SkipScan
 from fmct.io.nifti import read_nifti
 from fmct.preprocess import PreprocessConfig, preprocess
-from fmct.procpool import spawn_pool
+from fmct.procpool import reuse_freed_memory, spawn_pool
 from fmct.store.manifest import make_row, write_record
 from fmct.store.writer import scan_paths, write_scan
 from fmct.timing import stage
@@ -40,6 +40,7 @@ def _scrub_origin(text: str, item: WorkItem) -> str:
 
 def process_item(item: WorkItem, root: str, cfg_dict: dict[str, Any], min_slices: int) -> dict[str, Any]:
     """Read, preprocess and store one input; write and return its manifest row. Never raises for a bad scan."""
+    reuse_freed_memory()  # the large arrays of one scan are reused by the next (once per process)
     t0 = time.perf_counter()
     row: dict[str, Any] = item.row_fields()
     try:

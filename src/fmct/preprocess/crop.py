@@ -1,7 +1,7 @@
 """Head crop: keep the largest connected body above a HU threshold, drop the table and the air.
 
-Works on a coarse copy (every ``stride``-th voxel, ~2 mm) for speed: threshold, ``scipy.ndimage.label``,
-largest component = the head. Other components (table, head holder, cables) are set to air where they
+Works on a coarse copy (every ``stride``-th voxel, ~2 mm) for speed: threshold, 6-connected components
+(:func:`label_6`), largest component = the head. Other components (table, head holder, cables) are set to air where they
 come near the head's bounding box, then the volume is cut to the head's bounding box plus a margin.
 """
 
@@ -12,6 +12,8 @@ from scipy import ndimage
 
 from fmct.io.errors import SkipScan
 from fmct.io.volume import AIR_HU, Volume
+from fmct.preprocess.geometry import memory_order
+from fmct.preprocess.morphology import dilate_cross
 
 #: Voxels per block when copying the crop out (bounds temporaries; blocks a transposed read).
 _COPY_BLOCK = 65_536
@@ -21,10 +23,49 @@ def _coarse_stride(spacing: tuple[float, float, float], target_mm: float = 2.0) 
     return tuple(max(1, int(round(target_mm / s))) for s in spacing)  # type: ignore[return-value]
 
 
+def label_6(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """``ndimage.label(mask)`` (6-connected components of a 3D bool ``mask``, ``1..n`` by first voxel in C
+    order): ``(labels, n)``, by ``connected-components-3d`` (a dependency: the same components, ~4x faster),
+    or by scipy where that is not installed. Callers rely on the components, not on their numbering."""
+    try:
+        import cc3d
+    except ImportError:
+        return ndimage.label(mask)
+    labels, n = cc3d.connected_components(mask, connectivity=6, return_N=True)
+    return labels, int(n)
+
+
+def _above(values: np.ndarray, threshold: float) -> np.ndarray:
+    """``values > threshold``; for integer ``values`` compared with ``floor(threshold)`` in their own dtype
+    (the same answer for integers, without a float64 copy of each value)."""
+    if values.dtype.kind in "iu":
+        info, floor = np.iinfo(values.dtype), np.floor(threshold)
+        if info.min <= floor <= info.max:
+            return values > values.dtype.type(floor)
+    return values > threshold
+
+
+def _largest_label(labels: np.ndarray, sizes: np.ndarray) -> int:
+    """The label of the largest component of ``labels`` (``sizes[i]``: voxels labelled ``i``, ``sizes[0]``
+    ignored); on a tie the one whose first voxel comes first in C order of ``labels``' logical axes: the
+    component that ``np.argmax`` of the sizes picks when ``ndimage.label`` runs over the array in that order
+    (it numbers components by their first voxel)."""
+    sizes = sizes.copy()
+    sizes[0] = 0
+    tied = np.flatnonzero(sizes == sizes.max())
+    if len(tied) == 1:
+        return int(tied[0])
+    return int(min(tied, key=lambda lab: int(np.argmax(labels == lab))))
+
+
 def head_mask_coarse(
     array: np.ndarray, threshold_hu: float, stride: tuple[int, int, int]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Coarse masks of the head and of the other bodies above ``threshold_hu``.
+
+    The components are labelled over the mask's memory order (a C-contiguous view: ``ndimage.label`` is 2-3x
+    faster there than on a strided mask); which component is the head is the same as labelling in C order
+    of ``array``'s axes (ties on size resolved as that labelling would, see :func:`_largest_label`).
 
     Returns:
         ``(head, others)``: bool arrays of shape ``ceil(shape / stride)``.
@@ -32,18 +73,18 @@ def head_mask_coarse(
     Raises:
         SkipScan: nothing above the threshold (an empty or non-CT image).
     """
-    coarse = array[:: stride[0], :: stride[1], :: stride[2]] > threshold_hu
-    labels, n = ndimage.label(coarse)
+    coarse = _above(array[:: stride[0], :: stride[1], :: stride[2]], threshold_hu)
+    order = memory_order(coarse)
+    in_memory = np.ascontiguousarray(coarse.transpose(order))  # a view when the mask is laid out so
+    labels, n = label_6(in_memory)
     if n == 0:
         raise SkipScan(f"no foreground above {threshold_hu:g} HU (empty image?)")
     if n == 1:  # one body (the usual case once cropped): it is the head, nothing else
         return coarse, np.zeros_like(coarse)
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    head_label = int(np.argmax(sizes))
-    head = labels == head_label
-    others = (labels > 0) & ~head
-    return head, others
+    sizes = np.bincount(labels[in_memory], minlength=n + 1)
+    labels = labels.transpose(np.argsort(order))
+    head = labels == _largest_label(labels, sizes)
+    return head, coarse & ~head
 
 
 def head_box(
@@ -83,11 +124,17 @@ def crop_view(volume: Volume, box: list[list[int]]) -> Volume:
     return Volume(volume.array[sl], volume.affine @ shift, dict(volume.meta))
 
 
-def _copy_c(src: np.ndarray, to_int16: bool) -> np.ndarray:
+def _copy_c(src: np.ndarray, to_int16: bool, saturate: bool = True) -> np.ndarray:
     """C-ordered copy of ``src`` (``(X, Y, Z)``, any layout), float32, or (``to_int16``) rounded to nearest and
     saturated to int16 (``np.rint`` then clip, as :func:`fmct.preprocess.pipeline.preprocess` stores).
     Copied in blocks of ``16 x n x Z`` voxels, so a transposed source is read a cache line at a time and
-    temporaries stay in the CPU cache."""
+    temporaries stay in the CPU cache. Without ``saturate`` (the values are known to round into int16) each
+    ``(X, Z)`` plane is rounded straight into the output, one pass (~1.5x faster)."""
+    if to_int16 and not saturate:
+        out = np.empty(src.shape, dtype=np.int16)
+        for y in range(src.shape[1]):
+            np.rint(src[:, y], out=out[:, y], casting="unsafe")
+        return out
     out = np.empty(src.shape, dtype=np.int16 if to_int16 else np.float32)
     bx = 16
     by = max(1, _COPY_BLOCK // max(bx * src.shape[2], 1))
@@ -121,12 +168,16 @@ def _removal_window(others: np.ndarray, head: np.ndarray) -> tuple[tuple[slice, 
         slice(max(w.start - 2, 0), min(w.stop + 2, s)) for w, s in zip(win, others.shape, strict=True)
     )
     inner = tuple(slice(w.start - c.start, w.stop - c.start) for w, c in zip(win, ctx, strict=True))
-    near_head = ndimage.binary_dilation(head[ctx], iterations=2)[inner]
-    return win, ndimage.binary_dilation(others[win]) & ~near_head
+    near_head = dilate_cross(head[ctx], iterations=2)[inner]
+    return win, dilate_cross(others[win]) & ~near_head
 
 
 def crop_head(
-    volume: Volume, threshold_hu: float = -500.0, margin_mm: float = 5.0, to_int16: bool = False
+    volume: Volume,
+    threshold_hu: float = -500.0,
+    margin_mm: float = 5.0,
+    to_int16: bool = False,
+    value_range: tuple[float, float] | None = None,
 ) -> tuple[Volume, list]:
     """Crop ``volume`` to the head (largest body above ``threshold_hu``) with a margin.
 
@@ -136,6 +187,9 @@ def crop_head(
         margin_mm: margin kept around the head's bounding box, in mm.
         to_int16: return the crop rounded to nearest and saturated to int16 (what the store keeps) instead
             of float32: the same values as rounding the float32 crop, without its float32 copy.
+        value_range: ``(lo, hi)`` HU that every value of ``volume`` lies within, up to float32 rounding (e.g.
+            resampled from values clipped to it); within int16 the saturation is skipped (nothing to saturate:
+            the same int16 values, faster).
 
     Returns:
         ``(cropped, box)``: the cropped volume (a C-ordered float32, or int16, copy; other bodies inside the
@@ -144,18 +198,19 @@ def crop_head(
     """
     box, head, others, stride = head_box(volume.array, volume.spacing, threshold_hu, margin_mm)
     cropped = crop_view(volume, box)
-    out = _copy_c(cropped.array, to_int16)
+    fits = value_range is not None and -32768.0 <= min(value_range) and max(value_range) <= 32767.0
+    out = _copy_c(cropped.array, to_int16, saturate=not fits)
     cbox = tuple(slice(lo // st, -(-hi // st)) for (lo, hi), st in zip(box, stride, strict=True))
     found = _removal_window(others[cbox], head[cbox])
     if found is not None:
         # blocks of other bodies (grown by one coarse voxel to catch their edges), never near the head;
         # each output voxel takes the value of the coarse voxel it falls in (only the window's are visited)
         win, remove = found
-        idx, sub = [], []
-        for (lo, hi), st, sl, w in zip(box, stride, cbox, win, strict=True):
-            coarse = np.arange(lo, hi) // st - sl.start  # non-decreasing
+        sub = []
+        for axis, ((lo, hi), st, sl, w) in enumerate(zip(box, stride, cbox, win, strict=True)):
+            coarse = np.arange(lo, hi) // st - sl.start  # non-decreasing, every window index present
             a, b = np.searchsorted(coarse, [w.start, w.stop])
-            idx.append(coarse[a:b] - w.start)
+            remove = np.repeat(remove, np.bincount(coarse[a:b] - w.start), axis=axis)
             sub.append(slice(int(a), int(b)))
-        out[tuple(sub)][remove[np.ix_(*idx)]] = AIR_HU
+        np.copyto(out[tuple(sub)], out.dtype.type(AIR_HU), where=remove)
     return Volume(out, cropped.affine, cropped.meta), box

@@ -28,7 +28,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from fmct.io.volume import AIR_HU, Volume
-from fmct.preprocess.interp import interp_axis, interp_plane, plane_weights
+from fmct.preprocess.interp import (
+    axis_weights,
+    clip_exactly,
+    interp_axis,
+    interp_plane,
+    interp_planes,
+    plane_weights,
+)
 
 #: Output voxels per ``map_coordinates`` call on the general oblique path (bounds the coordinate arrays).
 _SLAB_VOXELS = 2_000_000
@@ -109,7 +116,13 @@ def is_axis_aligned(affine: np.ndarray, shape: tuple[int, ...], tol_mm: float) -
     return axes if float(np.abs(moved).max()) <= tol_mm else None
 
 
-def _memory_order(arr: np.ndarray) -> list[int]:
+def aligned_axes(volume: Volume, spacing: float) -> AxisMap | None:
+    """The axis map when :func:`to_ras_isotropic` takes the axis-aligned path for ``volume`` at ``spacing``
+    mm (snapping the direction moves no voxel centre by more than ``0.1 * spacing``), else ``None``."""
+    return is_axis_aligned(volume.affine, volume.shape, tol_mm=0.1 * spacing)
+
+
+def memory_order(arr: np.ndarray) -> list[int]:
     """Logical axes of ``arr`` from the slowest-varying in memory to the fastest."""
     return [int(a) for a in np.argsort([-abs(st) for st in arr.strides], kind="stable")]
 
@@ -119,28 +132,32 @@ def _resize_separable(
 ) -> np.ndarray:
     """Trilinear resize (``F.interpolate(align_corners=False)`` with explicit scales, edges clamped) as
     three 1D passes in memory order, the first two in slabs of the slowest axis. ``(X', Y', Z')`` float32."""
-    mem = _memory_order(src)
+    mem = memory_order(src)
     a = src.transpose(mem)
     coords = [(np.arange(out_shape[ax]) + 0.5) / scales[ax] - 0.5 for ax in mem]
     same = [out_shape[ax] == src.shape[ax] and abs(scales[ax] - 1.0) < 1e-12 for ax in mem]
+    weights = {k: axis_weights(coords[k], a.shape[k]) for k in (2, 1) if not same[k]}
+    rows = None  # with both passes, the first computes only the rows the second reads (a copy of them)
+    if len(weights) == 2 and len(read := weights[1].read()) < a.shape[1]:
+        rows, weights[1] = read, weights[1].renumbered(read)
     buf = np.empty((a.shape[0], out_shape[mem[1]], out_shape[mem[2]]), dtype=np.float32)
     slab = max(1, _SLAB_BUDGET // max(a.shape[1] * a.shape[2], 1))
     for z0 in range(0, a.shape[0], slab):
         part, clipped = a[z0 : z0 + slab], False
+        if rows is not None:
+            part = part[:, rows]  # a copy: clipped in place at once (faster than its two gathers)
+            clipped = clip is None or clip_exactly(part, clip)
         for k in (2, 1):
-            if not same[k]:
-                part = interp_axis(part, k, coords[k], "clamp", clip=None if clipped else clip)
+            if k in weights:  # the last pass writes into buf
+                into = buf[z0 : z0 + slab] if k == 1 or 1 not in weights else None
+                part = interp_axis(part, k, weights[k], "clamp", clip=None if clipped else clip, out=into)
                 clipped = True
         if not clipped:
-            part = np.clip(part, *clip) if clip is not None else part
-        buf[z0 : z0 + slab] = part
+            buf[z0 : z0 + slab] = np.clip(part, *clip) if clip is not None else part
     if same[0]:
         res = buf
-    else:  # the slowest axis last, in chunks of the middle one (bounded temporaries)
-        res = np.empty((out_shape[mem[0]],) + buf.shape[1:], dtype=np.float32)
-        rows = max(1, _SLAB_BUDGET // max(res.shape[0] * res.shape[2], 1))
-        for y0 in range(0, buf.shape[1], rows):
-            res[:, y0 : y0 + rows] = interp_axis(buf[:, y0 : y0 + rows], 0, coords[0], "clamp")
+    else:  # the slowest axis last, one output plane at a time
+        res = interp_planes(buf, coords[0])
     return res.transpose(np.argsort(mem))
 
 
@@ -223,9 +240,9 @@ def _sample_decoupled(
     for a0 in range(0, out_shape[a], chunk):
         cols = np.arange(a0, min(a0 + chunk, out_shape[a]))
         rows = buf[:, :, : len(cols)]
+        along = axis_weights(m[s, a] * cols + m[s, 3], view.shape[2], "air")
         for r0 in range(0, view.shape[0], slab):  # in slabs: the pass' temporaries stay in the CPU cache
-            part = view[r0 : r0 + slab]
-            rows[r0 : r0 + slab] = interp_axis(part, 2, m[s, a] * cols + m[s, 3], "air", AIR_HU, clip)
+            rows[r0 : r0 + slab] = interp_axis(view[r0 : r0 + slab], 2, along, "air", AIR_HU, clip)
         flat = interp_plane(rows.reshape(n_rows, -1), weights, AIR_HU)
         out[:, :, a0 : a0 + len(cols)] = flat.reshape(out_shape[b1], out_shape[b2], len(cols))
     return out.transpose(np.argsort([b1, b2, a]))
@@ -294,7 +311,7 @@ def to_ras_isotropic(
         plus an origin, and ``"axis-aligned"`` or ``"oblique"`` naming the path taken.
     """
     arr = np.asarray(volume.array)
-    axes = is_axis_aligned(volume.affine, volume.shape, tol_mm=0.1 * spacing)
+    axes = aligned_axes(volume, spacing)
     if axes is not None:
         out, aff = _resample_aligned(arr, volume.affine, axes, spacing, clip)
         path = "axis-aligned"

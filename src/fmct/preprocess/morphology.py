@@ -4,7 +4,7 @@ Each function gives exactly (bit for bit) the mask of the scipy call named in it
 on the ~2 mm head volumes defacing works on (``tests/preprocess/test_morphology.py`` checks the identity):
 
 - :func:`close_cross`: ``ndimage.binary_closing(mask)`` (6-connected cross, one iteration) as shifted
-  ORs/ANDs;
+  ORs/ANDs, :func:`dilate_cross`: ``ndimage.binary_dilation(mask, iterations=n)`` as shifted ORs;
 - :func:`fill_holes` / :func:`fill_holes_axial`: ``ndimage.binary_fill_holes`` of the volume / of every axial
   slice, as one ``ndimage.label`` of the background (only its components that touch the border are outside)
   instead of scipy's iterated dilation, per slice;
@@ -32,14 +32,23 @@ def _shift_pairs(ndim: int, axis: int, k: int) -> tuple[tuple[slice, ...], tuple
     return tuple(a), tuple(b)
 
 
+def dilate_cross(mask: np.ndarray, iterations: int = 1) -> np.ndarray:
+    """``ndimage.binary_dilation(mask, iterations=iterations)``: ``iterations`` dilations by the 6-connected
+    cross (outside = False) of a 3D bool ``mask``, as shifted ORs."""
+    grown = np.asarray(mask, dtype=bool)
+    for _ in range(iterations):
+        prev, grown = grown, grown.copy()
+        for axis in range(3):
+            a, b = _shift_pairs(3, axis, 1)
+            grown[a] |= prev[b]
+            grown[b] |= prev[a]
+    return grown
+
+
 def close_cross(mask: np.ndarray) -> np.ndarray:
     """``ndimage.binary_closing(mask)``: dilation then erosion by the 6-connected cross, outside = False
     (so the erosion clears the array's faces), for a 3D bool ``mask``."""
-    grown = mask.copy()
-    for axis in range(3):
-        a, b = _shift_pairs(3, axis, 1)
-        grown[a] |= mask[b]
-        grown[b] |= mask[a]
+    grown = dilate_cross(mask)
     out = grown.copy()
     for axis in range(3):
         a, b = _shift_pairs(3, axis, 1)

@@ -15,7 +15,7 @@ import numpy as np
 
 from fmct.io import load_volume
 from fmct.io.errors import InvalidScan
-from fmct.io.volume import Volume
+from fmct.io.volume import AIR_HU, Volume
 from fmct.preprocess.windows import DEFAULT_WINDOWS
 from fmct.timing import stage
 
@@ -131,28 +131,35 @@ def preprocess(path_or_volume: str | os.PathLike | Volume, cfg: PreprocessConfig
     meta = dict(vol.meta)
     del src, vol
     record["resampling"] = path
+    # trilinear weights are convex: every value is a clipped source value or air, up to float32 rounding
+    within = (min(cfg.clip_hu[0], AIR_HU), max(cfg.clip_hu[1], AIR_HU))
     if cfg.crop_head:  # the last step before storing rounds to int16 as it copies the crop out
         with stage("crop"):
-            out, box = crop_head(out, cfg.foreground_hu, cfg.crop_margin_mm, to_int16=not cfg.deface)
+            out, box = crop_head(out, cfg.foreground_hu, cfg.crop_margin_mm, not cfg.deface, within)
         record["crop_box"] = box
     if cfg.deface:
-        with stage("deface"):
+        with stage("deface"):  # sets voxels to air: still within
             out, info = deface_volume(out, margin_mm=cfg.deface_margin_mm)
             record["deface"] = info
             if cfg.crop_head:
-                out, _ = crop_head(out, cfg.foreground_hu, cfg.crop_margin_mm, to_int16=True)
+                out, _ = crop_head(out, cfg.foreground_hu, cfg.crop_margin_mm, True, within)
     meta["preprocess"] = record
     with stage("int16"):
         arr = out.array if out.array.dtype == np.int16 else _to_int16(out.array)
         return Volume(arr, out.affine, meta)
 
 
-def _head_region(vol: Volume, cfg: PreprocessConfig) -> tuple[Volume, tuple[np.ndarray, np.ndarray]]:
-    """The head's box on the source grid (a view) and its world box (RAS mm, with slack), from ~2 mm."""
+def _head_region(vol: Volume, cfg: PreprocessConfig) -> tuple[Volume, tuple[np.ndarray, np.ndarray] | None]:
+    """The head's box on the source grid (a view) and, when that view is resampled on the oblique path (the
+    only one that uses it), its world box (RAS mm, with slack), from ~2 mm; ``None`` otherwise."""
     from fmct.preprocess.crop import crop_view, head_box
+    from fmct.preprocess.geometry import aligned_axes
 
     slack = cfg.crop_margin_mm + 2.0 * cfg.spacing
     box, head, _, stride = head_box(vol.array, vol.spacing, cfg.foreground_hu, slack)
+    region = crop_view(vol, box)
+    if aligned_axes(region, cfg.spacing) is not None:
+        return region, None
     # World extent of the head's voxel centres. A linear map takes its extremes over a column of voxels
     # at the column's first or last voxel, so those (two per column) stand in for all of them.
     j, k = np.nonzero(head.any(axis=0))
@@ -162,4 +169,4 @@ def _head_region(vol: Volume, cfg: PreprocessConfig) -> tuple[Volume, tuple[np.n
     centres = idx * np.asarray(stride) + (np.asarray(stride) - 1) / 2.0
     world = centres @ vol.affine[:3, :3].T + vol.affine[:3, 3]
     pad = slack + float(np.max(np.asarray(stride) * np.asarray(vol.spacing)))
-    return crop_view(vol, box), (world.min(0) - pad, world.max(0) + pad)
+    return region, (world.min(0) - pad, world.max(0) + pad)

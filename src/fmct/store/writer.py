@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import threading
 import uuid
 import zlib
 from pathlib import Path
@@ -56,12 +57,17 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path, write) -> None:
+def atomic_write_bytes(path: Path, write, before_replace=None) -> None:
     """Call ``write(fileobj)`` on a temp file next to ``path``, fsync it, then ``os.replace`` it into place.
 
+    Args:
+        before_replace: optional callable run after the fsync, just before the move (e.g. to wait until
+            another file is on disk); what it raises aborts the write like a failed write.
+
     Raises:
-        fmct.diskspace.NoSpaceError: the disk is full ("no space left on <folder> (writing <name>)");
-            the temp file is removed and any former ``path`` is untouched.
+        fmct.diskspace.NoSpaceError: the disk is full ("no space left on <folder> (writing <name>)", the
+            name of ``path`` unless ``before_replace`` raised one naming its own file); the temp file is
+            removed and any former ``path`` is untouched.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -71,19 +77,78 @@ def atomic_write_bytes(path: Path, write) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        if before_replace is not None:
+            before_replace()
         os.replace(tmp, path)
     except BaseException as exc:
         full = no_space(exc, path)  # judged before the partial file frees its space
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, NoSpaceError):
+            raise
         if full:
             raise NoSpaceError(path) from exc
         raise
 
 
-def atomic_write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON, atomically."""
+class _SyncingFile:
+    """A temporary file next to ``path`` whose fsync runs in a helper thread (the disk wait releases the GIL)
+    once it is written, so that the caller goes on meanwhile (a checksum, the next file); :meth:`wait` joins
+    it, :meth:`abandon` cleans up after a failure."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = tmp_path(self.path)
+        self.file = open(self.tmp, "wb")  # noqa: SIM115 - closed by wait() or abandon()
+        self.error: BaseException | None = None
+        self.thread: threading.Thread | None = None
+        self.placed = False
+
+    def write(self, write) -> Any:
+        """``write(fileobj)``, flushed, then the fsync starts; returns what ``write`` returned."""
+        try:
+            written = write(self.file)
+            self.file.flush()
+        except BaseException as exc:
+            raise self._named(exc) from exc
+        self.thread = threading.Thread(target=self._fsync, name="fmct-fsync", daemon=True)
+        self.thread.start()
+        return written
+
+    def _fsync(self) -> None:
+        try:
+            os.fsync(self.file.fileno())
+        except BaseException as exc:  # handed to the caller by wait()
+            self.error = exc
+
+    def place(self) -> None:
+        """Move the file into place, its fsync maybe still running (mark it complete only after wait())."""
+        os.replace(self.tmp, self.path)
+        self.placed = True
+
+    def wait(self) -> None:
+        """Wait for the fsync and close the file; raise what the fsync raised."""
+        if self.thread is not None:
+            self.thread.join()
+        self.file.close()
+        if self.error is not None:
+            raise self._named(self.error) from self.error
+
+    def _named(self, exc: BaseException) -> BaseException:
+        return NoSpaceError(self.path) if no_space(exc, self.path) else exc
+
+    def abandon(self) -> None:
+        """After a failure: wait for the fsync, close and remove the file (temporary or placed)."""
+        if self.thread is not None:
+            self.thread.join()
+        self.file.close()
+        (self.path if self.placed else self.tmp).unlink(missing_ok=True)
+
+
+def atomic_write_json(path: Path, obj: Any, before_replace=None) -> None:
+    """Write ``obj`` as indented JSON, atomically (``before_replace``: see :func:`atomic_write_bytes`)."""
     data = json.dumps(obj, indent=1, sort_keys=True, default=_json_default).encode()
-    atomic_write_bytes(path, lambda f: f.write(data))
+    atomic_write_bytes(path, lambda f: f.write(data), before_replace)
 
 
 def _json_default(o: Any) -> Any:
@@ -102,18 +167,27 @@ def scan_paths(root: Path, scan_id: str) -> tuple[Path, Path]:
     return folder / f"{scan_id}.npy", folder / f"{scan_id}.json"
 
 
-def save_npy(f, arr: np.ndarray) -> tuple[int, int]:
-    """Write C-contiguous ``arr`` to the real file ``f`` as ``.npy`` (the bytes ``np.save`` writes) and
-    return ``(bytes written, zlib CRC-32 of them)``. The CRC is taken over the array in memory (about
-    +5 ms on a 17 MB scan against ~15-20 ms for the write + fsync; benchmarks/store_checksum.py)."""
-
+def write_npy(f, arr: np.ndarray) -> tuple[int, bytes]:
+    """Write C-contiguous ``arr`` to the real file ``f`` as ``.npy`` (the bytes ``np.save`` writes); return
+    ``(bytes written, the header's bytes)``."""
     header = io.BytesIO()
     np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(arr))
     head = header.getvalue()
     f.write(head)
     arr.tofile(f)
-    data = memoryview(arr).cast("B")
-    return len(head) + data.nbytes, zlib.crc32(data, zlib.crc32(head))
+    return len(head) + arr.nbytes, head
+
+
+def npy_crc32(head: bytes, arr: np.ndarray) -> int:
+    """zlib CRC-32 of the ``.npy`` bytes that :func:`write_npy` wrote (``head`` then ``arr``), taken over the
+    array in memory (about +5 ms on a 17 MB scan; benchmarks/store_checksum.py)."""
+    return zlib.crc32(memoryview(arr).cast("B"), zlib.crc32(head))
+
+
+def save_npy(f, arr: np.ndarray) -> tuple[int, int]:
+    """:func:`write_npy` then :func:`npy_crc32`: ``(bytes written, zlib CRC-32 of them)``."""
+    size, head = write_npy(f, arr)
+    return size, npy_crc32(head, arr)
 
 
 def file_crc32(path: Path, chunk: int = 1 << 22) -> str:
@@ -155,28 +229,42 @@ def npy_size_problem(npy: Path, expected: int | None = None) -> str | None:
 def write_scan(root: Path, scan_id: str, volume: Volume, preprocess: dict[str, Any]) -> tuple[Path, Path]:
     """Store one preprocessed scan: the ``.npy`` first, then the ``.json`` sidecar that marks completion.
 
+    The ``.npy``'s fsync runs while its CRC is taken and the sidecar is written and fsynced (one wait on the
+    disk instead of two). The ``.npy`` is moved into place first (without its sidecar it is no scan yet),
+    the sidecar only once the ``.npy`` is on disk: a sidecar never marks a scan whose data could be lost.
+    After a failure neither new file is left.
+
     Args:
         root: store folder.
         scan_id: pseudonymous id (file stem).
         volume: ``int16 (X, Y, Z)`` HU in RAS with its affine; ``meta`` must be de-identified.
         preprocess: the ``PreprocessConfig.to_dict()`` used.
+
+    Raises:
+        fmct.diskspace.NoSpaceError: the disk is full (naming the file being written).
     """
     npy, side = scan_paths(root, scan_id)
     arr = np.ascontiguousarray(volume.array, dtype=np.int16)
-    written: list[tuple[int, int]] = []
-    atomic_write_bytes(npy, lambda f: written.append(save_npy(f, arr)))
-    sidecar = {
-        "scan_id": scan_id,
-        "shape": list(arr.shape),
-        "dtype": "int16",
-        "spacing_mm": [round(s, 6) for s in volume.spacing],
-        "affine": np.asarray(volume.affine, dtype=np.float64).tolist(),
-        "preprocess": preprocess,
-        "meta": volume.meta,
-        "file_bytes": written[-1][0],
-        "crc32": f"{written[-1][1]:08x}",
-    }
-    atomic_write_json(side, sidecar)
+    pending = _SyncingFile(npy)
+    try:
+        size, head = pending.write(lambda f: write_npy(f, arr))
+        crc = npy_crc32(head, arr)  # while the disk syncs
+        pending.place()
+        sidecar = {
+            "scan_id": scan_id,
+            "shape": list(arr.shape),
+            "dtype": "int16",
+            "spacing_mm": [round(s, 6) for s in volume.spacing],
+            "affine": np.asarray(volume.affine, dtype=np.float64).tolist(),
+            "preprocess": preprocess,
+            "meta": volume.meta,
+            "file_bytes": size,
+            "crc32": f"{crc:08x}",
+        }
+        atomic_write_json(side, sidecar, before_replace=pending.wait)
+    except BaseException:
+        pending.abandon()
+        raise
     return npy, side
 
 
