@@ -5,31 +5,17 @@ connected-components-3d when installed) picks the same head as ``ndimage.label``
 
 from __future__ import annotations
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+import reference_crop  # tests/preprocess/conftest.py puts this folder on sys.path
 from scipy import ndimage
 
 from fmct.io.volume import Volume
 from fmct.preprocess import crop as crop_module
 from fmct.preprocess.crop import _above, crop_head, head_box, label_6
 from fmct.preprocess.pipeline import _to_int16
-
-HERE = Path(__file__).resolve().parent
-
-
-def _reference_module():
-    spec = importlib.util.spec_from_file_location("fmct_reference_crop", HERE / "reference_crop.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def _reference():
-    return _reference_module().crop_head
 
 
 @pytest.fixture(params=["cc3d", "scipy"])
@@ -68,7 +54,7 @@ def test_crop_head_is_bit_identical_to_the_reference(seed, layout):
         arr = np.ascontiguousarray(arr[::-1, :, ::-1])[::-1, :, ::-1]
     spacing = [(1.0, 1.0, 1.0), (0.7, 0.7, 2.5), (0.5, 1.0, 1.5)][seed % 3]
     vol = Volume(arr, np.diag([*spacing, 1.0]), {})
-    want, want_box = _reference()(vol, -500.0, 5.0)
+    want, want_box = reference_crop.crop_head(vol, -500.0, 5.0)
     got, box = crop_head(vol, -500.0, 5.0)
     assert box == want_box and got.array.dtype == np.float32 and got.array.flags["C_CONTIGUOUS"]
     np.testing.assert_array_equal(got.array, want.array)
@@ -103,7 +89,7 @@ def _layout(arr: np.ndarray, layout: str) -> np.ndarray:
 @pytest.mark.parametrize("layout", ["C", "transposed", "flipped"])
 @pytest.mark.parametrize("dtype", [np.float32, np.int16])
 def test_head_box_matches_the_reference(seed, layout, dtype, labeller):
-    ref = _reference_module()
+    ref = reference_crop
     arr = _layout(np.rint(_scene(seed)).astype(dtype), layout)
     spacing = [(1.0, 1.0, 1.0), (0.45, 0.45, 5.0), (0.5, 1.0, 1.5)][seed % 3]
     for threshold in (-500.0, -500.5, 10.0):
@@ -118,7 +104,7 @@ def test_head_box_matches_the_reference(seed, layout, dtype, labeller):
 def test_a_tie_between_the_largest_bodies_is_broken_as_before(layout, labeller):
     """Two bodies of the same size: the head is the one ``ndimage.label`` in C order numbers first, whatever
     order the mask is labelled in."""
-    ref = _reference_module()
+    ref = reference_crop
     arr = np.full((30, 28, 26), -1000.0, np.float32)
     arr[2:8, 20:26, 15:21] = 40.0  # first in C order (lowest x) ...
     arr[20:26, 2:8, 3:9] = 40.0  # ... but not first in a (z, y, x) memory order

@@ -1,8 +1,8 @@
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
+import reference_deface  # tests/preprocess/conftest.py puts this folder on sys.path
 
 from fmct.io.dicom import discover, read_series
 from fmct.io.errors import InvalidScan
@@ -72,16 +72,9 @@ HERE = Path(__file__).resolve().parent
 REAL_GE = HERE.parents[1] / ".." / "shared" / "realdata" / "dcm_qa_ct" / "GE"
 
 
-def _reference():
-    spec = importlib.util.spec_from_file_location("fmct_reference_deface", HERE / "reference_deface.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def _assert_masks_equal(vol: Volume, margin_mm: float = 15.0):
     """brain_mask and face_mask of :func:`deface`'s working grid equal the reference's."""
-    ref = _reference()
+    ref = reference_deface
     s = vol.spacing[0]
     f = max(1, int(round(2.0 / s)))
     coarse = np.asarray(vol.array, dtype=np.float32)[::f, ::f, ::f]
@@ -131,7 +124,7 @@ def test_face_mask_of_an_empty_brain_is_empty_as_before():
     empty = np.zeros((20, 24, 16), bool)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the reference takes the mean of no voxels
-        want = _reference().face_mask(empty, 2.0, 15.0)
+        want = reference_deface.face_mask(empty, 2.0, 15.0)
     np.testing.assert_array_equal(face_mask(empty, 2.0, 15.0), want)
     assert not want.any()
 
@@ -143,6 +136,6 @@ def test_defaced_volume_equals_the_reference(spacing):
     if spacing != 1.0:
         vol = _ingested(vol, spacing)
     out, info = deface(vol)
-    ref_out, ref_info = _reference().deface(vol)
+    ref_out, ref_info = reference_deface.deface(vol)
     np.testing.assert_array_equal(out.array, ref_out.array)
     assert info == ref_info and info["removed_ml"] > 5

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import reference_resample  # tests/preprocess/conftest.py puts this folder on sys.path
 from geomcases import CASES
 from geomcases import affine_from as _affine
 from geomcases import rot_z as _rot_z
@@ -67,17 +68,6 @@ def test_input_is_not_modified(make_volume):
     assert np.array_equal(vol.array, before)
 
 
-def _reference_resample():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parent / "reference_resample.py"
-    spec = importlib.util.spec_from_file_location("fmct_reference_resample", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.mark.parametrize("dtype", [np.int16, np.float32])
 @pytest.mark.parametrize(
     "spacing",  # source mm along (X, Y, Z): thick slices, thin ones, upsampled in-plane, unchanged axes
@@ -101,7 +91,7 @@ def test_resize_separable_matches_the_reference(dtype, spacing, clip):
     region = stack.transpose(2, 1, 0)[3:64, 5:83, 1:16]  # (X, Y, Z) view of a head box
     scales = tuple(s / 1.0 for s in spacing)
     out_shape = [int(np.floor(n * sc)) for n, sc in zip(region.shape, scales, strict=True)]
-    want = _reference_resample()._resize_separable(region, out_shape, scales, clip)
+    want = reference_resample._resize_separable(region, out_shape, scales, clip)
     got = geometry._resize_separable(region, out_shape, scales, clip)
     assert got.shape == want.shape == tuple(out_shape)
     np.testing.assert_array_equal(got, want)

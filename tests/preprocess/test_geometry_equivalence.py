@@ -9,12 +9,11 @@ within rounding of .5 can round either way).
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import reference_geometry  # tests/preprocess/conftest.py puts this folder on sys.path
 from geomcases import CASES as SHARED_CASES
 from geomcases import affine_from
 
@@ -24,16 +23,6 @@ from fmct.preprocess import geometry as fast
 
 HERE = Path(__file__).resolve().parent
 REAL = HERE.parents[1] / ".." / "shared" / "realdata" / "dcm_qa_ct"
-
-
-def _reference():
-    name = "fmct_reference_geometry"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, HERE / "reference_geometry.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod  # dataclasses look their module up there
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
 
 
 CASES = {
@@ -60,7 +49,7 @@ def test_resampling_matches_the_torch_reference(name, dtype, make_volume):
     clip = (-1024.0, 1200.0)  # the marker peaks above it: clipping is part of the comparison
     new, path_new = fast.to_ras_isotropic(Volume(src, affine), 1.0, box, clip=clip)
     ref_in = np.clip(src.astype(np.float32), *clip)
-    old, path_old = _reference().to_ras_isotropic(Volume(ref_in, affine), 1.0, box)
+    old, path_old = reference_geometry.to_ras_isotropic(Volume(ref_in, affine), 1.0, box)
     assert path_new == path_old
     assert new.shape == old.shape
     np.testing.assert_allclose(new.affine, old.affine, atol=1e-9)
@@ -80,7 +69,7 @@ def _old_to_ras_isotropic(ref):
 def _compare_preprocess(vol: Volume, monkeypatch, cfg: PreprocessConfig) -> tuple[float, float]:
     new = preprocess(vol, cfg)
     with monkeypatch.context() as m:
-        m.setattr(fast, "to_ras_isotropic", _old_to_ras_isotropic(_reference()))
+        m.setattr(fast, "to_ras_isotropic", _old_to_ras_isotropic(reference_geometry))
         old = preprocess(Volume(np.asarray(vol.array, dtype=np.float32), vol.affine, vol.meta), cfg)
     assert new.shape == old.shape
     np.testing.assert_allclose(new.affine, old.affine, atol=1e-9)

@@ -4,25 +4,13 @@ the kernel before that speed work (``reference_resample.py``)."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
+import reference_resample  # tests/preprocess/conftest.py puts this folder on sys.path
 
 from fmct.preprocess.interp import axis_weights, clip_exactly, interp_axis, interp_planes
 
-HERE = Path(__file__).resolve().parent
-
-
-def _reference():
-    spec = importlib.util.spec_from_file_location("fmct_reference_resample", HERE / "reference_resample.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-REF = _reference()
+REF = reference_resample
 CLIPS = [None, (-1024.0, 3071.0), (-1024.5, 3071.25), (-40000.0, 40000.0), (-100, 100)]
 
 
