@@ -334,10 +334,26 @@ def ssl_backbone_parts(model, z: dict, batch: int, device: torch.device, reps: i
                 for a, b in zip(times[k], times["bare_fwd_bwd"], strict=True)
             ]
         )
-        out[k] = {"gflops": fl_k / statistics.median(times[k]) / 1e9, "over_bare": ratio}
+        out[k] = {"gflops": fl_k / statistics.median(times[k]) / 1e9, "over_bare": ratio,
+                  "ms": 1e3 * statistics.median(times[k])}  # fmt: skip
     print("SSL step's backbone passes, FLOP/s over the bare fwd+bwd step's: "
           + ", ".join(f"{k} x{v['over_bare']:.2f}" for k, v in out.items() if k != "bare_fwd_bwd"))  # fmt: skip
     return out
+
+
+def beyond_the_backbone(parts: dict, step_s: float, head_flops: float) -> dict:
+    """What the SSL step spends beyond its backbone passes: the step's median time minus the passes' (each
+    timed alone by :func:`ssl_backbone_parts`; approximate, other rounds), i.e. the DINO/iBOT heads, losses,
+    AdamW and EMA; and the heads' FLOP rate over that time as a fraction of the bare fwd+bwd step's."""
+    passes = ("teacher_fwd_globals", "student_fwd_bwd_masked_globals", "student_fwd_bwd_locals")
+    rest = step_s - sum(parts[k]["ms"] for k in passes) / 1e3
+    bare_rate = parts["bare_fwd_bwd"]["gflops"] * 1e9
+    res = {"ms": 1e3 * rest, "share_of_step": rest / step_s,
+           "head_flops_rate_over_bare": head_flops / rest / bare_rate if rest > 0 else math.nan}  # fmt: skip
+    print(f"SSL step beyond its backbone passes (heads, losses, AdamW, EMA): {res['ms']:.0f} ms = "
+          f"{100 * res['share_of_step']:.1f} % of the step; the heads' FLOPs alone over that time run at "
+          f"x{res['head_flops_rate_over_bare']:.2f} the bare backbone's rate")  # fmt: skip
+    return res
 
 
 def sizes(gpu: bool, dry: bool) -> dict:
@@ -493,6 +509,10 @@ def main() -> int:
         res["ssl_step"] = {"error": "out of memory at this batch"}
     if not cuda:
         res["ssl_backbone_parts"] = ssl_backbone_parts(ours, z, batch, device, reps)
+        if times["ssl"]:
+            res["ssl_step"]["beyond_the_backbone"] = beyond_the_backbone(
+                res["ssl_backbone_parts"], statistics.median(times["ssl"]), ssl_head_flops
+            )
     res["mae_step"] = mae_step_section(gpu, args.dry, reps, peak, None if cuda else peak_cpu)
     if not cuda:
         res["inference_p4"] = inference_section(reps, torch.get_num_threads(), args.dry)
