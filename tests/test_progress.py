@@ -2,7 +2,7 @@
 
 import io
 
-from fmct.progress import LineProgress, progress
+from fmct.progress import LineProgress, log_progress, progress
 
 
 class Clock:
@@ -39,3 +39,21 @@ def test_line_progress_every_n_and_progress_picks_lines_off_a_terminal() -> None
         "ingest 50/60 (83 %)",
         "ingest 60/60 (100 %)",
     ]
+
+
+def test_log_progress_reports_through_a_log_callable() -> None:
+    """A (done, total) callback for code that only has a ``log``: lines every 30 s and the last, one per call
+    of ``log``."""
+    msgs: list[str] = []
+    clock = Clock()
+    report = log_progress(msgs.append, "embedding ssl", clock=clock)
+    for done in range(0, 1201, 8):
+        clock.t = done / 10.0  # 10 scans a second
+        report(done, 1200)
+    assert [m.split(" |")[0] for m in msgs] == [
+        "embedding ssl 304/1200 (25 %)",
+        "embedding ssl 608/1200 (51 %)",
+        "embedding ssl 912/1200 (76 %)",
+        "embedding ssl 1200/1200 (100 %)",
+    ]
+    assert msgs[0].endswith("30 s elapsed, ~90 s left") and msgs[-1].endswith("2 min elapsed")

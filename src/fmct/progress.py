@@ -86,6 +86,42 @@ class LineProgress:
         return f"{head}{extra} | {_duration(elapsed)} elapsed{left}"
 
 
+class _LogStream:
+    """A text stream that hands each complete line to ``log`` (a callable such as ``print`` or a list's
+    ``append``)."""
+
+    def __init__(self, log: Callable[[str], None]) -> None:
+        self.log = log
+
+    def write(self, text: str) -> None:
+        for line in text.splitlines():
+            if line:
+                self.log(line)
+
+    def flush(self) -> None:
+        return None
+
+
+def log_progress(
+    log: Callable[[str], None],
+    description: str,
+    every_s: float = 30.0,
+    clock: Callable[[], float] = time.monotonic,
+) -> Callable[[int, int], None]:
+    """A ``(done, total)`` progress callback that reports through ``log`` as :class:`LineProgress` lines
+    (``embedding ssl 600/1200 (50 %) | 61 s elapsed, ~1 min left``): every ``every_s`` seconds and at the end.
+    For long steps inside a function that only has a ``log`` (e.g. :func:`fmct.evaluate.protocol.run_protocol`)."""
+    lines = LineProgress(_LogStream(log), every_s, clock=clock)  # type: ignore[arg-type]
+    task: list[int] = []
+
+    def report(done: int, total: int) -> None:
+        if not task:
+            task.append(lines.add_task(description, total=total))
+        lines.update(task[0], completed=done)
+
+    return report
+
+
 def _duration(seconds: float) -> str:
     s = int(round(seconds))
     return f"{s} s" if s < 120 else (f"{s // 60} min" if s < 7200 else f"{s / 3600:.1f} h")

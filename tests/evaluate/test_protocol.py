@@ -173,14 +173,21 @@ def test_missing_embeddings_are_dropped_for_all_models(labels, tmp_path) -> None
 
 
 def test_uncached_path_matches_cached(tmp_path, tiny_model_dir) -> None:  # type: ignore[no-untyped-def]
-    """Embedding through the store loader (embed_store) or the shared HU-cube cache gives the same result."""
+    """Embedding through the store loader (embed_store) or the shared HU-cube cache gives the same result, and
+    both report their progress through ``log`` (a line at the end at least)."""
     labels = make_labels(24, seed=7)
     store = MemoryStore(labels)
     kw = {"fractions": [1.0], "seeds": [0], "n_boot": 20, "plots": False}
-    a = run_protocol({"m": str(tiny_model_dir)}, labels, tmp_path / "a", store=store, config=kw)
-    b = run_protocol(
-        {"m": str(tiny_model_dir)}, labels, tmp_path / "b", store=store, config={**kw, "cache_inputs": False}
+    logs: dict[str, list[str]] = {"a": [], "b": []}
+    a = run_protocol(
+        {"m": str(tiny_model_dir)}, labels, tmp_path / "a", store=store, config=kw, log=logs["a"].append
     )
+    b = run_protocol({"m": str(tiny_model_dir)}, labels, tmp_path / "b", store=store,
+                     config={**kw, "cache_inputs": False}, log=logs["b"].append)  # fmt: skip
+    for path, msgs in logs.items():
+        done = [m for m in msgs if m.startswith("embedding m ") and "(100 %) |" in m]
+        assert len(done) == 1 and done[0].startswith("embedding m 24/24"), (path, msgs)
+    assert any(m.startswith("loading ") and "24/24 (100 %) |" in m for m in logs["a"]), logs["a"]
     from fmct.evaluate.embed import load_embeddings
 
     ea, eb = (load_embeddings(p / "embeddings" / "m.parquet") for p in (tmp_path / "a", tmp_path / "b"))

@@ -571,9 +571,10 @@ def embed_cache(
     keep_patch: bool = True,
     meta: dict[str, Any] | None = None,
     device: Any = None,
+    progress: bool | Callable[[int, int], None] = False,
 ) -> Embeddings:
     """Embed the scans of a :class:`CubeCache` (HU cubes already at the model's input size) on ``device``
-    (see :func:`embed_store`)."""
+    (see :func:`embed_store`); ``progress``: a rich bar (True) or a ``(done, total)`` callback."""
 
     size, windows = model_input_spec(model)
     if cache.cubes.shape[-1] != size or cache.fit != model_input_fit(model):
@@ -586,17 +587,19 @@ def embed_cache(
     place(model, device)
     grid_of = _grid_of(model)
     acc: dict[str, list[np.ndarray]] = {k: [] for k in ("cls", "mean_patch", "patch", *BRAIN_READOUTS)}
-    for i in range(0, len(cache.scan_ids), batch_size):
-        idx = torch.arange(i, min(i + batch_size, len(cache.scan_ids)))
-        x = cache.batch(idx, windows)
-        res = embed_batch(model, x)
-        if grid_of is not None and "patch" in res:
-            fractions = cache.brain_fractions(grid_of(x.shape))[idx.numpy()]
-            for k, v in _brain_readouts(res["patch"], fractions).items():
-                acc[k].append(v)
-        for k in ("cls", "mean_patch", "patch"):
-            if k in res and (k != "patch" or keep_patch):
-                acc[k].append(res[k].astype(np.float16) if k == "patch" else res[k])
+    with _progress(progress, len(cache.scan_ids), "embedding") as advance:
+        for i in range(0, len(cache.scan_ids), batch_size):
+            idx = torch.arange(i, min(i + batch_size, len(cache.scan_ids)))
+            x = cache.batch(idx, windows)
+            res = embed_batch(model, x)
+            if grid_of is not None and "patch" in res:
+                fractions = cache.brain_fractions(grid_of(x.shape))[idx.numpy()]
+                for k, v in _brain_readouts(res["patch"], fractions).items():
+                    acc[k].append(v)
+            for k in ("cls", "mean_patch", "patch"):
+                if k in res and (k != "patch" or keep_patch):
+                    acc[k].append(res[k].astype(np.float16) if k == "patch" else res[k])
+            advance(len(idx))
     cat = {k: np.concatenate(v) for k, v in acc.items() if v}
     return Embeddings(
         list(cache.scan_ids),

@@ -69,6 +69,7 @@ from fmct.labels.table import (
     unmatched_note,
 )
 from fmct.models.readout import canonical_readout
+from fmct.progress import log_progress
 from fmct.store.reader import open_store
 from fmct.train.finetune import (
     FinetuneConfig,
@@ -338,6 +339,7 @@ def _resolve_embeddings(
             keep_patch="attentive" in cfg.methods,
             meta={"model_name": name},
             device=cfg.device,
+            progress=log_progress(log, f"embedding {name}"),
         )
         save_embeddings(emb, out)
         return emb
@@ -349,7 +351,7 @@ def _resolve_embeddings(
         workers=cfg.workers,
         scan_ids=scan_ids,
         keep_patch="attentive" in cfg.methods,
-        progress=False,
+        progress=log_progress(log, f"embedding {name}"),
         meta={"model_name": name},
         device=cfg.device,
     )
@@ -517,7 +519,7 @@ def _cube_cache(store: Any, needed: list[str], log: Callable[[str], None]) -> Ca
     def cubes(size: int, fit: str = "resize") -> CubeCache:
         if (size, fit) not in caches:
             log(f"loading {len(needed)} scans at {size}³" + ("" if fit == "resize" else f" ({fit})"))
-            caches[size, fit] = CubeCache(store, needed, size, fit=fit)
+            caches[size, fit] = CubeCache(store, needed, size, log_progress(log, f"loading {size}³"), fit)
         return caches[size, fit]
 
     return cubes
