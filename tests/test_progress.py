@@ -57,3 +57,15 @@ def test_log_progress_reports_through_a_log_callable() -> None:
         "embedding ssl 1200/1200 (100 %)",
     ]
     assert msgs[0].endswith("30 s elapsed, ~90 s left") and msgs[-1].endswith("2 min elapsed")
+
+
+def test_log_progress_starts_a_new_count_for_another_pass() -> None:
+    """One callback serving two passes (loading 10 scans, then 40 training steps): each pass ends with its own
+    last line."""
+    msgs: list[str] = []
+    report = log_progress(msgs.append, "fine-tuning", clock=Clock())
+    for done in range(1, 11):
+        report(done, 10)
+    for done in range(1, 41):
+        report(done, 40)
+    assert [m.split(" |")[0] for m in msgs] == ["fine-tuning 10/10 (100 %)", "fine-tuning 40/40 (100 %)"]

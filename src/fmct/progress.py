@@ -110,14 +110,17 @@ def log_progress(
 ) -> Callable[[int, int], None]:
     """A ``(done, total)`` progress callback that reports through ``log`` as :class:`LineProgress` lines
     (``embedding ssl 600/1200 (50 %) | 61 s elapsed, ~1 min left``): every ``every_s`` seconds and at the end.
-    For long steps inside a function that only has a ``log`` (e.g. :func:`fmct.evaluate.protocol.run_protocol`)."""
+    For long steps inside a function that only has a ``log`` (e.g. :func:`fmct.evaluate.protocol.run_protocol`).
+    A call with another ``total``, or fewer ``done`` than before, starts a new count (one callback may serve
+    several passes, e.g. loading scans then training on them)."""
     lines = LineProgress(_LogStream(log), every_s, clock=clock)  # type: ignore[arg-type]
     task: list[int] = []
 
     def report(done: int, total: int) -> None:
-        if not task:
+        t = lines.tasks[task[-1]] if task else None
+        if t is None or t["total"] != total or done < t["completed"]:
             task.append(lines.add_task(description, total=total))
-        lines.update(task[0], completed=done)
+        lines.update(task[-1], completed=done)
 
     return report
 

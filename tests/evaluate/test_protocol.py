@@ -104,6 +104,7 @@ def test_model_dir_random_init_and_finetune_specs(tmp_path, tiny_model_dir) -> N
     labels = make_labels(48, seed=4)
     store = MemoryStore(labels)
     arch = {"type": "vit3d", "img_size": 16, "patch_size": 8, "embed_dim": 16, "depth": 1, "num_heads": 2}
+    msgs: list[str] = []
     rep = run_protocol(
         {
             "ssl": str(tiny_model_dir),
@@ -123,7 +124,11 @@ def test_model_dir_random_init_and_finetune_specs(tmp_path, tiny_model_dir) -> N
         tmp_path,
         store=store,
         config={"fractions": [0.5, 1.0], "seeds": [0], "n_boot": 50, "plots": False, "methods": ["linear"]},
+        log=msgs.append,
     )
+    # fine-tuning reports its steps, and each fit its time
+    assert any(m.startswith("scratch fine-tuning 1 seed 0 ") and "(100 %) |" in m for m in msgs), msgs
+    assert any(m.startswith("scratch finetune-full 1 seed 0: ") and m.endswith(" s") for m in msgs), msgs
     assert (tmp_path / "embeddings" / "ssl.parquet").is_file()
     assert (tmp_path / "embeddings" / "random.parquet").is_file()
     models = {(r["model"], r["method"], r["setting"]) for r in rep["results"]}

@@ -625,9 +625,10 @@ def _fit_one(
     tr = [sets.ids["train"][i] for i in rows]
     y_tr = sets.y["train"][rows]
     if ft_spec is not None:
+        steps = log_progress(ctx.log, f"{name} fine-tuning {setting} seed {seed}")
         preds = _finetune_predict(
             name, ft_spec, ctx.store, tr, y_tr, sets.ids["val"], sets.y["val"], sets.tests, sets.findings, seed,
-            ctx.out_dir, ctx.cube_fn, ctx.cfg.device,
+            ctx.out_dir, ctx.cube_fn, ctx.cfg.device, steps,
         )  # fmt: skip
     else:
         preds = fit_predict_probe(
@@ -640,9 +641,10 @@ def _fit_one(
         ctx.fits.per_seed.setdefault((name, method, setting, tname), []).append(reps)
         if setting == ctx.headline and first:
             ctx.fits.scores[(name, method, tname)] = s
+    seconds = time.time() - tsec
     ctx.fits.runs.append({"model": name, "method": method, "setting": setting, "seed": int(seed),
-                          "n_train": len(tr), "seconds": round(time.time() - tsec, 3)})  # fmt: skip
-    ctx.log(f"{name} {method} {setting} seed {seed}: {len(tr)} training scans")
+                          "n_train": len(tr), "seconds": round(seconds, 3)})  # fmt: skip
+    ctx.log(f"{name} {method} {setting} seed {seed}: {len(tr)} training scans, {seconds:.0f} s")
 
 
 def _results(
@@ -783,7 +785,10 @@ def _finetune_predict(
     out_dir: Path,
     cubes: Callable[..., CubeCache] | None = None,
     device: Any = None,
+    progress: bool | Callable[[int, int], None] = False,
 ) -> dict[str, np.ndarray]:
+    """Fine-tune model spec ``name`` on the training scans ``tr`` (early stopping on ``va``) and predict each
+    test set: ``{test set: (n, F) probabilities}``; ``progress``: a ``(done, total)`` callback of the steps."""
     if store is None:
         raise ValueError(f"model {name!r}: fine-tuning needs a store")
     spec = dict(spec)
@@ -807,6 +812,7 @@ def _finetune_predict(
         out_dir=(out_dir / "models" / f"{name}_seed{seed}_n{len(tr)}") if save else None,
         cache=None if cache is None else {"train": cache.subset(tr), "val": cache.subset(va)},
         device=device,
+        progress=progress,
     )
     if cache is not None:
         return {
