@@ -46,38 +46,3 @@ def test_pool_workers_die_with_a_killed_parent(tmp_path):
         assert not _alive(worker)
     finally:
         parent.kill()
-
-
-_REUSE = """
-import resource, sys
-import numpy as np
-from fmct.procpool import reuse_freed_memory
-
-def faults_of_a_scan():  # the large arrays of one scan (source, resampled, crop, buffer) held together
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    arrays = [np.ones(n << 20, np.uint8) for n in (15, 17, 8, 3)]
-    del arrays
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-
-default = [faults_of_a_scan() for _ in range(3)]
-applied = reuse_freed_memory()
-assert reuse_freed_memory() == applied  # once per process
-faults_of_a_scan()  # the first scan after it still takes its pages from the system
-kept = [faults_of_a_scan() for _ in range(3)]
-print(applied, min(default), max(kept))
-"""
-
-
-def test_reuse_freed_memory_keeps_large_blocks_for_the_next_scan():
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]))
-    env.pop("MALLOC_MMAP_THRESHOLD_", None)
-    env.pop("MALLOC_TRIM_THRESHOLD_", None)
-    out = subprocess.run([sys.executable, "-c", _REUSE], env=env, capture_output=True, text=True, check=True)
-    applied, default, kept = out.stdout.split()
-    if not sys.platform.startswith("linux"):
-        assert applied == "False"
-        return
-    assert applied == "True"
-    # by default glibc hands the freed 43 MB back and every scan faults fresh zeroed pages in (one per 4 KiB,
-    # or per 2 MiB with transparent huge pages); kept, the next scan reuses them
-    assert int(default) >= 10 and int(kept) <= 4, out.stdout

@@ -5,7 +5,6 @@ is killed with SIGKILL) and use one compute thread each. Used by discovery's hea
 from __future__ import annotations
 
 import ctypes
-import functools
 import multiprocessing
 import os
 import signal
@@ -33,31 +32,6 @@ def die_with_parent(parent_pid: int, poll_s: float = 1.0) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="fmct-parent-watch", daemon=True).start()
-
-
-#: glibc ``mallopt`` parameters (malloc.h): M_TRIM_THRESHOLD, M_MMAP_THRESHOLD.
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-
-
-@functools.cache
-def reuse_freed_memory(mmap_below: int = 32 << 20, keep: int = 64 << 20) -> bool:
-    """Have malloc (glibc) serve blocks under ``mmap_below`` bytes from its heap and keep up to ``keep`` bytes
-    of freed heap instead of handing them back to the system; once per process, ``True`` when applied.
-
-    An ingest worker allocates the same large arrays for every scan (the source stack, the resampled volume,
-    the stored crop: tens of MB). By default glibc maps each afresh and unmaps it when freed, so every scan
-    pays the kernel zeroing new pages (about 6 ms of ~50 ms on a 28 x 512² series); kept, they are reused.
-    Peak RSS is unchanged; between scans up to ``keep`` bytes stay resident. A no-op elsewhere than glibc.
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(None)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # pragma: no cover - not glibc (e.g. musl has no mallopt)
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, int(mmap_below)) and mallopt(_M_TRIM_THRESHOLD, int(keep)))
 
 
 def init_worker(parent_pid: int) -> None:

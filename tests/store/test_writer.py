@@ -25,6 +25,12 @@ def _vol() -> Volume:
     return Volume(arr, np.diag([1.0, 1.0, 1.0, 1.0]), {"source_kind": "dicom"})
 
 
+def _is_npy(fd: int) -> bool:
+    """Whether ``fd`` is the scan's ``.npy``: its temporary file, or the file already moved into place (the
+    fsync thread may run after the move)."""
+    return Path(os.readlink(f"/proc/self/fd/{fd}")).name.startswith("s-1.npy")
+
+
 def test_the_sidecar_records_the_npy_files_size_and_crc(tmp_path):
     npy, side = write_scan(tmp_path, "s-1", _vol(), {"spacing": 1.0})
     meta = json.loads(side.read_text())
@@ -42,9 +48,7 @@ def test_a_failed_fsync_of_the_npy_leaves_nothing(tmp_path, monkeypatch, code):
     real = os.fsync
 
     def fsync(fd):
-        if os.readlink(f"/proc/self/fd/{fd}").endswith(".tmp") and ".npy." in os.readlink(
-            f"/proc/self/fd/{fd}"
-        ):
+        if _is_npy(fd):
             raise OSError(code, os.strerror(code))
         return real(fd)
 
@@ -63,7 +67,7 @@ def test_the_sidecar_is_placed_only_after_the_npy_is_on_disk(tmp_path, monkeypat
     sidecar_synced = threading.Event()
 
     def fsync(fd):
-        is_npy = ".npy." in os.readlink(f"/proc/self/fd/{fd}")
+        is_npy = _is_npy(fd)
         if is_npy:  # a slow disk: the .npy's sync ends only once the sidecar's did (or after 10 s)
             sidecar_synced.wait(10.0)
         real_fsync(fd)

@@ -13,18 +13,22 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
+from fmct.cpu_heap import reuse_freed_memory
 from fmct.diskspace import NoSpaceError
 from fmct.ingest.plan import WorkItem
 from fmct.io.dicom import read_series
 from fmct.io.errors import ScanProblem, SkipScan
 from fmct.io.nifti import read_nifti
 from fmct.preprocess import PreprocessConfig, preprocess
-from fmct.procpool import reuse_freed_memory, spawn_pool
+from fmct.procpool import spawn_pool
 from fmct.store.manifest import make_row, write_record
 from fmct.store.writer import scan_paths, write_scan
 from fmct.timing import stage
 
 _MAX_REASON = 300
+#: glibc heap setting of a worker (:func:`fmct.cpu_heap.reuse_freed_memory`): blocks under 32 MiB from the heap,
+#: up to 64 MiB of freed heap kept for the next scan.
+HEAP_BYTES = (32 << 20, 64 << 20)
 
 
 def _read(item: WorkItem, min_slices: int):
@@ -40,7 +44,7 @@ def _scrub_origin(text: str, item: WorkItem) -> str:
 
 def process_item(item: WorkItem, root: str, cfg_dict: dict[str, Any], min_slices: int) -> dict[str, Any]:
     """Read, preprocess and store one input; write and return its manifest row. Never raises for a bad scan."""
-    reuse_freed_memory()  # the large arrays of one scan are reused by the next (once per process)
+    reuse_freed_memory(*HEAP_BYTES)  # the large arrays of one scan are reused by the next (once per process)
     t0 = time.perf_counter()
     row: dict[str, Any] = item.row_fields()
     try:

@@ -61,16 +61,8 @@ def raw_key(ds: Any, keywords: tuple[str, ...]) -> tuple | None:
 def key_of(meta: dict[int, Any], elements: dict[int, Any], keywords: tuple[str, ...]) -> tuple | None:
     """:func:`raw_key` of the File Meta elements ``meta`` and data set elements ``elements`` (by tag, as
     pydicom holds them: see :class:`fmct.io.dicom_rawhead.RawHead`)."""
-    raw_type = raw_element_type()
     parts = [meta.get(_TRANSFER_SYNTAX), meta.get(_SOP_CLASS), *map(elements.get, _tags(keywords))]
     try:
-        return tuple(
-            None
-            if elem is None
-            else (elem.VR, elem.value, elem.is_implicit_VR, elem.is_little_endian)
-            if type(elem) is raw_type
-            else _part(elem)
-            for elem in parts
-        )
+        return tuple(None if elem is None else _part(elem) for elem in parts)
     except Exception:  # a decoded sequence: no key, the caller decodes
         return None
