@@ -13,8 +13,9 @@ as on the GPU) to check that the script runs; prints the result instead of writi
 ``--compile``: also ``torch.compile`` the backbone; compile time, steady step, and a short run
 (``--short-steps`` steps, compile time included) against eager, in the same run.
 The ``contention`` section (CPU) times the backbone step in worker processes with libgomp's default wait
-policy and with ``OMP_WAIT_POLICY=PASSIVE`` (fmct's default, :mod:`fmct.omp_policy`), on the machine as it
-is and next to one busy process, round by round interleaved.
+policy, with ``OMP_WAIT_POLICY=PASSIVE`` (fmct's default, :mod:`fmct.omp_policy`) and with the shorter spins
+of ``--spin-counts``, on the machine as it is and next to one busy process, round by round interleaved.
+The ``ssl_step_rest`` section times the SSL step's parts beyond its backbone (heads, losses, AdamW, EMA).
 CPU mode also times the inference of the 16 mm-token backbone (``configs/mae-p4-cpu.yaml``: 192/4/3, patch 4,
 ``voxel_mlp`` 8) on batches of 8 48³ inputs under ``torch.inference_mode`` (the ``fmct embed`` path), s/scan.
 On a shared machine wall-clock FLOP/s track the load more than the code, so every CPU figure is also given
@@ -43,6 +44,7 @@ from pathlib import Path
 
 import torch
 from _mae_step import mae_step_section
+from _ssl_rest import build_dino, ssl_rest_section
 
 from fmct.atomic import write_text_atomic
 
@@ -203,13 +205,16 @@ for _ in sys.stdin:
 """
 
 
-def contention(cfg: dict, batch: int, size: int, rounds: int) -> dict:
-    """Backbone fwd+bwd (ms/sample) in workers with libgomp's default wait policy vs PASSIVE, on the machine
-    as it is and next to one busy process; per-round ratios default/passive, interleaved."""
+def contention(cfg: dict, batch: int, size: int, rounds: int, spins: tuple[int, ...] = ()) -> dict:
+    """Backbone fwd+bwd (ms/sample) in workers with libgomp's default wait policy (idle threads spin ~3 ms,
+    then sleep) vs PASSIVE (they sleep at once), and with each of ``spins`` as ``GOMP_SPINCOUNT`` (~100 spins
+    a µs: the short spins in between), on the machine as it is and next to one busy process; per-round
+    ratios to PASSIVE, interleaved."""
     src = str(Path(fmct.__file__).resolve().parents[1])
-    base = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    base = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     base["PYTHONPATH"] = os.pathsep.join(filter(None, [src, base.get("PYTHONPATH")]))
     envs = {"gomp_default": base, "passive": {**base, "OMP_WAIT_POLICY": "PASSIVE"}}
+    envs.update({f"spin{n}": {**base, "GOMP_SPINCOUNT": str(n)} for n in spins})
     args = [sys.executable, "-c", WORKER, json.dumps(cfg), str(batch), str(size)]
     procs = {k: subprocess.Popen(args, env=e, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
              for k, e in envs.items()}  # fmt: skip
@@ -224,6 +229,7 @@ def contention(cfg: dict, batch: int, size: int, rounds: int) -> dict:
                 times: dict[str, list[float]] = {k: [] for k in procs}
                 for r in range(rounds + 1):  # round 0 warms up next to the new competitor
                     for k, p in procs.items():
+                        time.sleep(0.01)  # the last worker's spinning threads (≤ ~3 ms) have gone to sleep
                         p.stdin.write("go\n")
                         p.stdin.flush()
                         t = float(p.stdout.readline())
@@ -233,16 +239,22 @@ def contention(cfg: dict, batch: int, size: int, rounds: int) -> dict:
                 for h in hogs:
                     h.kill()
                     h.wait()
-            ratios = [a / b for a, b in zip(times["gomp_default"], times["passive"], strict=True)]
             cond = {k: {"ms_per_sample_median": 1e3 * statistics.median(v) / batch,
                         "ms_per_sample_rounds": [round(1e3 * t / batch, 1) for t in v]}
                     for k, v in times.items()}  # fmt: skip
-            cond["default_over_passive_median_ratio"] = statistics.median(ratios)
+            for k in times:
+                if k != "passive":
+                    name = "default" if k == "gomp_default" else k
+                    cond[f"{name}_over_passive_median_ratio"] = statistics.median(
+                        [a / b for a, b in zip(times[k], times["passive"], strict=True)]
+                    )
             out["one_busy_process" if busy else "machine_as_is"] = cond
             print(f"contention ({'1 busy process' if busy else 'machine as is'}): libgomp default "
                   f"{cond['gomp_default']['ms_per_sample_median']:.1f} ms/sample, PASSIVE "
                   f"{cond['passive']['ms_per_sample_median']:.1f} ms/sample, default/passive "
-                  f"x{cond['default_over_passive_median_ratio']:.2f} (median of {rounds} rounds)")  # fmt: skip
+                  f"x{cond['default_over_passive_median_ratio']:.2f}"
+                  + "".join(f", GOMP_SPINCOUNT={n} x{cond[f'spin{n}_over_passive_median_ratio']:.2f}" for n in spins)
+                  + f" (median of {rounds} rounds)")  # fmt: skip
     finally:
         for p in procs.values():
             p.stdin.close()
@@ -380,6 +392,8 @@ def main() -> int:
     )
     ap.add_argument("--short-steps", type=int, default=50, help="steps of the --compile short-run figure")
     ap.add_argument("--no-contention", action="store_true", help="skip the OpenMP wait-policy section")
+    ap.add_argument("--spin-counts", default="1000,10000",
+                    help="GOMP_SPINCOUNT values the wait-policy section also times (comma-separated; '' for none)")  # fmt: skip
     args = ap.parse_args()
 
     from fmct.cpu_heap import reuse_freed_memory
@@ -513,13 +527,26 @@ def main() -> int:
             res["ssl_step"]["beyond_the_backbone"] = beyond_the_backbone(
                 res["ssl_backbone_parts"], statistics.median(times["ssl"]), ssl_head_flops
             )
+        arch, opt, _ = build_dino(ViT3D(cfg), z, batch, device)
+        res["ssl_step_rest"] = ssl_rest_section(
+            arch,
+            opt,
+            z,
+            batch,
+            max(reps, 5),
+            res["ssl_backbone_parts"]["bare_fwd_bwd"]["gflops"],
+            ssl_head_flops,
+            res["ssl_step"].get("beyond_the_backbone", {}).get("ms"),
+        )
+        arch = opt = None
     res["mae_step"] = mae_step_section(gpu, args.dry, reps, peak, None if cuda else peak_cpu)
     if not cuda:
         res["inference_p4"] = inference_section(reps, torch.get_num_threads(), args.dry)
     if args.compile and not cuda:
         res["compile"] = compile_section(ours, x, device, max(3, reps), args.short_steps)
     if not cuda and not args.no_contention:
-        res["contention"] = contention(cfg.to_dict(), batch, size, 1 if args.dry else reps)
+        spins = tuple(int(n) for n in args.spin_counts.split(",") if n.strip())
+        res["contention"] = contention(cfg.to_dict(), batch, size, 1 if args.dry else reps, spins)
     res["load_avg_1min_end"] = os.getloadavg()[0]
     print(f"matmul peak ({res['precision']}): {peak / 1e12:.3f} TFLOP/s; fmct/monai speed-up "
           f"x{res['speedup_vs_monai']:.2f} (median of per-round ratios)")  # fmt: skip
@@ -560,27 +587,7 @@ def make_ssl_step(
     """The full SSL step (student + teacher + heads + losses + AdamW + EMA) on random views, its backbone
     FLOPs (each global view: 1 teacher forward + 3 student forward/backward; each local: 3) and its head
     FLOPs (:func:`head_flops`)."""
-    from fmct.ssl.meta_arch import DINOMetaArch
-    from fmct.train.optim import build_optimizer, param_groups
-
-    dim, depth, patch, size, local, n_local = (
-        z["dim"],
-        z["depth"],
-        z["patch"],
-        z["size"],
-        z["local"],
-        z["n_local"],
-    )
-    dino = {
-        "out_dim": z["k"],
-        "ibot_out_dim": z["k"],
-        "head_hidden_dim": z["hidden"],
-        "head_bottleneck_dim": 256,
-    }
-    arch = DINOMetaArch(backbone, dino).to(device)
-    opt = build_optimizer(param_groups(arch.student, "backbone.", 0.9, arch.last_layer_names()))
-    b = {"global": torch.rand(2 * batch, 3, size, size, size, device=device),
-         "local": torch.rand(n_local * batch, 3, local, local, local, device=device), "n_global": 2}  # fmt: skip
+    arch, opt, b = build_dino(backbone, z, batch, device)
 
     def ssl_step() -> None:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=gpu):
@@ -590,6 +597,9 @@ def make_ssl_step(
         opt.step()
         arch.update_teacher(0.996)
 
+    dim, depth, patch, size, local, n_local = (
+        z[k] for k in ("dim", "depth", "patch", "size", "local", "n_local")
+    )
     tokens, ltok = (size // patch) ** 3 + 1, (local // patch) ** 3 + 1
     flops = batch * (2 * 4 * vit_flops(tokens, dim, depth, 4, patch**3, 3)
                      + 3 * n_local * vit_flops(ltok, dim, depth, 4, patch**3, 3))  # fmt: skip
