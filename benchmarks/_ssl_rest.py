@@ -91,7 +91,8 @@ def _parts(arch, opt, z: dict, batch: int) -> dict[str, Callable[[], None]]:
         dino = arch.dino_loss(list(s_dino.split(batch)), list(t_dino_p.split(batch)))
         ibot = arch.ibot_loss(s_ibot, t_ibot_p, masks)
         koleo = sum(arch.koleo_loss(x) for x in cls_global.split(batch))
-        (dino + ibot + 0.1 * koleo).backward()
+        c = arch.cfg
+        (c["dino_weight"] * dino + c["ibot_weight"] * ibot + c["koleo_weight"] * koleo).backward()
         arch.dino_loss.update_center(t_dino)
         arch.ibot_loss.update_center(t_ibot)
 

@@ -95,6 +95,22 @@ def fed_rate(ds, ssl_step, start: int, steps: int, bsz: int, workers: int, warmu
             "first_step_minor_faults": first_faults, "minor_faults_per_step": (minor_faults() - f) / steps}  # fmt: skip
 
 
+def start_up_costs(fed_runs: list[dict], step_rates: list[float], step_faults: list[float], bsz: int) -> dict:
+    """The first fed step after the fork (seconds, and over a step alone of the same round) and the minor
+    page faults per step: a step alone, the first fed step, a fed step in steady state (medians of rounds)."""
+    return {
+        "first_fed_step_s": statistics.median([f["first_step_s"] for f in fed_runs]),
+        "first_fed_step_over_step_only": statistics.median(
+            [f["first_step_s"] * rate / bsz for f, rate in zip(fed_runs, step_rates, strict=True)]
+        ),
+        "minor_faults_per_step": {
+            "step_only": statistics.median(step_faults),
+            "first_fed_step": statistics.median([f["first_step_minor_faults"] for f in fed_runs]),
+            "fed_steady": statistics.median([f["minor_faults_per_step"] for f in fed_runs]),
+        },
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--store", type=Path, default=None, help="an ingested store (default: make a small one)")
@@ -183,15 +199,7 @@ def main() -> int:
                 [a / b for a, b in zip(rates["ssl_step_fed_by_loader"], rates["ssl_step"], strict=True)]
             ),
             "fed_warmup_steps": args.fed_warmup,
-            "first_fed_step_s": statistics.median([f["first_step_s"] for f in fed_runs]),
-            "first_fed_step_over_step_only": statistics.median(
-                [f["first_step_s"] * rate / bsz for f, rate in zip(fed_runs, rates["ssl_step"], strict=True)]
-            ),
-            "minor_faults_per_step": {
-                "step_only": statistics.median(step_faults),
-                "first_fed_step": statistics.median([f["first_step_minor_faults"] for f in fed_runs]),
-                "fed_steady": statistics.median([f["minor_faults_per_step"] for f in fed_runs]),
-            },
+            **start_up_costs(fed_runs, rates["ssl_step"], step_faults, bsz),
             "rounds": {k: [round(v, 2) for v in vs] for k, vs in rates.items()},
             "load_avg_1min_end": os.getloadavg()[0],
         }

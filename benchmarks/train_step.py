@@ -368,6 +368,23 @@ def beyond_the_backbone(parts: dict, step_s: float, head_flops: float) -> dict:
     return res
 
 
+def ssl_breakdown(
+    res: dict, bare_model, fresh_backbone, z: dict, batch: int, reps: int, step_s, heads: float
+) -> None:
+    """CPU: the SSL step's backbone passes timed alone (``ssl_backbone_parts``), its time beyond them
+    (``ssl_step.beyond_the_backbone``, when the step ran: ``step_s`` its median seconds) and that time's parts
+    (``ssl_step_rest``, on a DINO model around ``fresh_backbone``); ``heads``: the step's head FLOPs."""
+    device = torch.device("cpu")
+    res["ssl_backbone_parts"] = ssl_backbone_parts(bare_model, z, batch, device, reps)
+    if step_s is not None:
+        res["ssl_step"]["beyond_the_backbone"] = beyond_the_backbone(res["ssl_backbone_parts"], step_s, heads)
+    arch, opt, _ = build_dino(fresh_backbone, z, batch, device)
+    beyond = res["ssl_step"].get("beyond_the_backbone", {}).get("ms")
+    res["ssl_step_rest"] = ssl_rest_section(
+        arch, opt, z, batch, max(reps, 5), res["ssl_backbone_parts"]["bare_fwd_bwd"]["gflops"], heads, beyond
+    )
+
+
 def sizes(gpu: bool, dry: bool) -> dict:
     """Model and batch sizes of each mode."""
     if dry:
@@ -522,23 +539,8 @@ def main() -> int:
     else:
         res["ssl_step"] = {"error": "out of memory at this batch"}
     if not cuda:
-        res["ssl_backbone_parts"] = ssl_backbone_parts(ours, z, batch, device, reps)
-        if times["ssl"]:
-            res["ssl_step"]["beyond_the_backbone"] = beyond_the_backbone(
-                res["ssl_backbone_parts"], statistics.median(times["ssl"]), ssl_head_flops
-            )
-        arch, opt, _ = build_dino(ViT3D(cfg), z, batch, device)
-        res["ssl_step_rest"] = ssl_rest_section(
-            arch,
-            opt,
-            z,
-            batch,
-            max(reps, 5),
-            res["ssl_backbone_parts"]["bare_fwd_bwd"]["gflops"],
-            ssl_head_flops,
-            res["ssl_step"].get("beyond_the_backbone", {}).get("ms"),
-        )
-        arch = opt = None
+        ssl_breakdown(res, ours, ViT3D(cfg), z, batch, reps, statistics.median(times["ssl"]) if times["ssl"] else None,
+                      ssl_head_flops)  # fmt: skip
     res["mae_step"] = mae_step_section(gpu, args.dry, reps, peak, None if cuda else peak_cpu)
     if not cuda:
         res["inference_p4"] = inference_section(reps, torch.get_num_threads(), args.dry)
