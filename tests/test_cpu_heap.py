@@ -102,3 +102,14 @@ def test_an_ingest_workers_setting_keeps_large_blocks_for_the_next_scan():
     # by default glibc hands the freed 43 MB back and every scan faults fresh zeroed pages in (one per 4 KiB,
     # or per 2 MiB with transparent huge pages); kept, the next scan reuses them
     assert int(default) >= 10 and int(kept) <= 4, out.stdout
+
+
+def test_a_different_setting_is_applied_again(monkeypatch) -> None:
+    """malloc holds one setting: asking for another, then the first again, applies each anew."""
+    calls = []
+    monkeypatch.setattr(cpu_heap, "_apply", lambda *key: calls.append(key) or True)
+    monkeypatch.setattr(cpu_heap, "_last", None)
+    small, big = (32 << 20, 64 << 20), (256 << 20, 256 << 20)
+    for key in (small, small, big, small):
+        assert cpu_heap.reuse_freed_memory(*key) is True
+    assert calls == [small, big, small]

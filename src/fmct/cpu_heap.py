@@ -30,21 +30,24 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 #: Environment variables through which a user already tunes glibc's malloc.
 USER_SETTINGS = ("GLIBC_TUNABLES", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_")
 
-_applied: dict[tuple[int, int], bool] = {}
+#: The setting last asked for, and whether it took effect (malloc holds one setting at a time).
+_last: tuple[tuple[int, int], bool] | None = None
 
 
 def reuse_freed_memory(mmap_below: int = THRESHOLD_BYTES, keep: int = THRESHOLD_BYTES) -> bool:
     """Have glibc's malloc serve blocks under ``mmap_below`` bytes from its heap and keep up to ``keep`` bytes
-    of freed heap (its mmap and trim thresholds), once per process and setting.
+    of freed heap (its mmap and trim thresholds); ``mallopt`` is called only when the setting differs from the
+    one asked for last.
 
     Returns True when the setting is in effect (now or from an earlier call); False on a C library other than
     glibc, when the user tunes malloc through the environment (:data:`USER_SETTINGS`), or when ``mallopt``
     refuses.
     """
+    global _last
     key = (int(mmap_below), int(keep))
-    if key not in _applied:
-        _applied[key] = _apply(*key)
-    return _applied[key]
+    if _last is None or _last[0] != key:
+        _last = (key, _apply(*key))
+    return _last[1]
 
 
 def _apply(mmap_below: int, keep: int) -> bool:

@@ -184,29 +184,6 @@ def test_facts_are_made_from_the_shared_attributes_and_the_position_only(factory
     assert recorder.seen - {"ImagePositionPatient", "file_meta"} <= set(SHARED_KEYWORDS)
 
 
-def test_remembered_facts_equal_parsed_ones(factory):
-    """Slices sharing every attribute but the position (and, every other slice, the rescale): the facts
-    taken from the memo equal those parsed from each header."""
-    from fmct.io.dicom_slice import read_with_facts
-
-    series = factory.ct(n=6, rescale=[(1.0, -1024.0), (0.5, -1000.0)])
-    memo: dict = {}
-    for path in sorted(series.files):
-        remembered, parsed = read_with_facts(path, memo)[1], read_with_facts(path)[1]
-        assert remembered is not None and parsed is not None
-        np.testing.assert_array_equal(remembered.frame.position, parsed.frame.position)
-        np.testing.assert_array_equal(remembered.frame.orientation, parsed.frame.orientation)
-        assert replace(remembered.frame, position=None, orientation=None) == replace(
-            parsed.frame, position=None, orientation=None
-        )
-        assert (remembered.offset, remembered.layout, remembered.stamp) == (
-            parsed.offset,
-            parsed.layout,
-            parsed.stamp,
-        )
-    assert len(memo) == 2  # one entry per rescale
-
-
 @pytest.mark.parametrize("head_bytes", [64 * 1024, 700, 200])
 def test_read_head_gives_what_a_parse_of_the_file_gives(factory, monkeypatch, head_bytes):
     """The header parsed from the file's first bytes, or from the file where it runs past them."""
@@ -215,7 +192,8 @@ def test_read_head_gives_what_a_parse_of_the_file_gives(factory, monkeypatch, he
     monkeypatch.setattr(dicom_slice, "HEAD_BYTES", head_bytes)
     for big_endian in (False, True):
         path = factory.ct(n=2, big_endian=big_endian).files[0]
-        ds, offset, has_pixels, stamp = dicom_slice.read_head(path)
+        head, stamp = dicom_slice.read_start(path)
+        ds, offset, has_pixels = dicom_slice.header_of(path, head, stamp[0])
         with open(path, "rb") as fh:
             ds_file, offset_file, has_pixels_file = dicom_slice.header_at(fh)
         assert (offset, has_pixels) == (offset_file, has_pixels_file) and has_pixels

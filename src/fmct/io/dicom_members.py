@@ -7,7 +7,7 @@ grouping needs (:class:`Member`), or the reason it is not a DICOM image (:class:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from fmct.io.dicom_rawhead import raw_head
 from fmct.io.dicom_rawkey import key_of, raw_key
 from fmct.io.dicom_slice import (
     LONG_HEAD_BYTES,
+    POSITION_TAG,
     SHARED_KEYWORDS,
     SliceFacts,
     facts_like,
@@ -120,7 +121,6 @@ def _identity(ds: Any) -> tuple[str, str, str | None, str, str, str, int | None]
 #: Every attribute that a file's memo key is made of: what its identity, cleaned description and slice facts
 #: (but its position) are made from.
 MEMO_KEYWORDS = tuple(dict.fromkeys((*SHARED_KEYWORDS, *_IDENTITY_KEYWORDS, *DESCRIPTION_KEYWORDS)))
-_POSITION = 0x00200032  # ImagePositionPatient
 #: At most this many memo entries are kept (emptied when full): a series shares one or a few keys, but files
 #: whose remembered attributes all differ (per-slice rescale, say) would each add one (~3 kB).
 MEMO_ENTRIES = 4096
@@ -173,7 +173,7 @@ def read_member(path: Path, memo: dict | None = None) -> Member | Rejected:
         key = None if raw is None else key_of(raw.meta, raw.elements, MEMO_KEYWORDS)
         shared = memo.get(key) if key is not None else None
         if shared is not None:
-            position = raw_position(raw.elements.get(_POSITION))
+            position = raw_position(raw.elements.get(POSITION_TAG))
             if position is not None or shared.facts is None:
                 facts = _shared_facts(shared, position, raw.offset, True, stamp)
                 if facts is not _UNKNOWN:
@@ -209,7 +209,7 @@ def _read_member(path: Path, memo: dict | None, head: bytes | None, stamp, key: 
     except Exception as exc:  # a SOP class that cannot be decoded
         return Rejected(path, f"unreadable DICOM header: {type(exc).__name__}")
     description = _safe_description(ds)
-    facts = None if offset is None else slice_facts(ds, offset, has_pixels, stamp)
+    facts = slice_facts(ds, offset, has_pixels, stamp)
     if memo is not None and key is not None:
         if len(memo) >= MEMO_ENTRIES:
             memo.clear()
@@ -240,7 +240,15 @@ def _member(
     return Member(path, uid, modality, patient_id, study_uid, number, description, facts)
 
 
-def read_chunk(paths: Sequence[Path]) -> list[Member | Rejected]:
-    """:func:`read_member` of each of ``paths``, in order (the work of one worker task)."""
+def read_chunk(
+    paths: Sequence[Path], progress: Callable[[int, int], None] | None = None
+) -> list[Member | Rejected]:
+    """:func:`read_member` of each of ``paths``, in order, with one memo for all (the work of one worker task,
+    or of discovery in one process); ``progress(read, total)`` every 64 files and at the end."""
     memo: dict = {}
-    return [read_member(p, memo) for p in paths]
+    out: list[Member | Rejected] = []
+    for i, p in enumerate(paths, 1):
+        out.append(read_member(p, memo))
+        if progress is not None and (i % 64 == 0 or i == len(paths)):
+            progress(i, len(paths))
+    return out

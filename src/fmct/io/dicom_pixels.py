@@ -85,8 +85,18 @@ def _native16_array(data, layout: Native16, rows: int, cols: int, in_place: bool
     return arr
 
 
-_PIXEL_TAGS = {0x7FE00010, 0x7FE00008, 0x7FE00009}  # PixelData, FloatPixelData, DoubleFloatPixelData
+#: PixelData, FloatPixelData, DoubleFloatPixelData: the tags `dcmread(stop_before_pixels=True)` stops at.
+PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
 _LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"SQ", b"UT", b"UC", b"UR"}
+
+
+def is_pixel_tag(four: bytes, little: bool) -> bool:
+    """Whether the 4 bytes ``four`` are the tag of a pixel data element (in the byte order ``little`` says);
+    fewer bytes are not."""
+    if len(four) < 4:
+        return False
+    order = "little" if little else "big"
+    return (int.from_bytes(four[:2], order) << 16 | int.from_bytes(four[2:4], order)) in PIXEL_TAGS
 
 
 def pixel_tag_at(fh, ds) -> bool:
@@ -95,12 +105,7 @@ def pixel_tag_at(fh, ds) -> bool:
     pos = fh.tell()
     head = fh.read(4)
     fh.seek(pos)
-    if len(head) < 4:
-        return False
-    little = _transfer_syntax(ds).is_little_endian
-    group = int.from_bytes(head[:2], "little" if little else "big")
-    elem = int.from_bytes(head[2:], "little" if little else "big")
-    return (group << 16 | elem) in _PIXEL_TAGS
+    return is_pixel_tag(head, _transfer_syntax(ds).is_little_endian)
 
 
 def read_native16(

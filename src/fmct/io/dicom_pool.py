@@ -12,7 +12,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import fields
 from pathlib import Path
 
-from fmct.io.dicom_members import Member, Rejected, read_chunk, read_member
+from fmct.io.dicom_members import Member, Rejected, read_chunk
 
 #: The worker pool pays off when the reading time it saves, about ``files * (1 - 1/workers)`` header reads,
 #: exceeds its start-up (spawning interpreters that import pydicom and numpy, ~0.4 s) and the records' way
@@ -29,15 +29,8 @@ def read_members(
     """:func:`fmct.io.dicom_members.read_member` of each of ``paths``, in order: in ``workers`` worker
     processes (chunks of files) when that pays (:func:`worth_a_pool`), else in this process (one memo for all
     files). ``progress(read, total)`` is called as files are read."""
-    total = len(paths)
-    if not worth_a_pool(total, workers):
-        out: list[Member | Rejected] = []
-        memo: dict = {}
-        for i, p in enumerate(paths):
-            out.append(read_member(p, memo))
-            if progress is not None and ((i + 1) % 64 == 0 or i + 1 == total):
-                progress(i + 1, total)
-        return out
+    if not worth_a_pool(len(paths), workers):
+        return read_chunk(paths, progress)
     return _read_parallel(paths, workers, progress)
 
 

@@ -18,10 +18,11 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
+from fmct.io.dicom_pixels import PIXEL_TAGS, is_pixel_tag
+from fmct.io.dicom_rawkey import TRANSFER_SYNTAX_TAG
+
 _IMPLICIT_LE, _EXPLICIT_LE, _EXPLICIT_BE = "1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"
 _DEFLATED = "1.2.840.10008.1.2.1.99"
-_TRANSFER_SYNTAX = 0x00020010
-_PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})  # what stop_before_pixels stops at
 
 
 @dataclass(frozen=True)
@@ -33,13 +34,11 @@ class RawHead:
         meta: File Meta (group 0002) elements.
         elements: data set elements before the pixel data.
         offset: byte offset of the pixel data element in the file.
-        little_endian: the byte order of the data set.
     """
 
     meta: dict[int, Any]
     elements: dict[int, Any]
     offset: int
-    little_endian: bool
 
 
 def _not_meta(tag: int, vr: str | None, length: int) -> bool:
@@ -47,7 +46,7 @@ def _not_meta(tag: int, vr: str | None, length: int) -> bool:
 
 
 def _at_pixels(tag: int, vr: str | None, length: int) -> bool:
-    return tag in _PIXEL_TAGS
+    return tag in PIXEL_TAGS
 
 
 def _uppercase_vr(two: bytes) -> bool:
@@ -70,7 +69,7 @@ def _encoding(meta: dict[int, Any]) -> tuple[bool, bool] | None:
     private, missing or unusual transfer syntax)."""
     from pydicom.uid import UID, PrivateTransferSyntaxes
 
-    elem = meta.get(_TRANSFER_SYNTAX)
+    elem = meta.get(TRANSFER_SYNTAX_TAG)
     raw = getattr(elem, "value", None)
     if not isinstance(raw, bytes) or getattr(elem, "VR", None) != "UI":
         return None
@@ -115,14 +114,9 @@ def raw_head(head: bytes) -> RawHead | None:
                 return None
             elements = {e.tag: e for e in data_element_generator(fp, implicit, little, stop_when=_at_pixels)}
             offset = fp.tell()
-        tag = head[offset : offset + 4]
-        order = "little" if little else "big"
-        at_pixels = (
-            len(tag) == 4
-            and (int.from_bytes(tag[:2], order) << 16 | int.from_bytes(tag[2:], order)) in _PIXEL_TAGS
-        )
+        at_pixels = is_pixel_tag(head[offset : offset + 4], little)
     except Exception:  # dcmread decides, and words, what is wrong
         return None
     if shown or not at_pixels:
         return None
-    return RawHead(meta=meta, elements=elements, offset=offset, little_endian=little)
+    return RawHead(meta=meta, elements=elements, offset=offset)

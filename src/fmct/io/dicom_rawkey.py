@@ -11,7 +11,10 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-_TRANSFER_SYNTAX, _SOP_CLASS = 0x00020010, 0x00020002  # File Meta: TransferSyntaxUID, MediaStorageSOPClassUID
+TRANSFER_SYNTAX_TAG, _SOP_CLASS = (
+    0x00020010,
+    0x00020002,
+)  # File Meta: TransferSyntaxUID, MediaStorageSOPClassUID
 
 
 @cache
@@ -61,7 +64,7 @@ def raw_key(ds: Any, keywords: tuple[str, ...]) -> tuple | None:
 def key_of(meta: dict[int, Any], elements: dict[int, Any], keywords: tuple[str, ...]) -> tuple | None:
     """:func:`raw_key` of the File Meta elements ``meta`` and data set elements ``elements`` (by tag, as
     pydicom holds them: see :class:`fmct.io.dicom_rawhead.RawHead`)."""
-    parts = [meta.get(_TRANSFER_SYNTAX), meta.get(_SOP_CLASS), *map(elements.get, _tags(keywords))]
+    parts = [meta.get(TRANSFER_SYNTAX_TAG), meta.get(_SOP_CLASS), *map(elements.get, _tags(keywords))]
     try:
         return tuple(None if elem is None else _part(elem) for elem in parts)
     except Exception:  # a decoded sequence: no key, the caller decodes

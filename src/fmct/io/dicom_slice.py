@@ -21,7 +21,7 @@ import numpy as np
 from fmct.io.dicom_file import read_dicom
 from fmct.io.dicom_frames import Frame, floats, frames_of, skip_reason
 from fmct.io.dicom_pixels import Native16, native16_layout, pixel_tag_at
-from fmct.io.dicom_rawkey import raw_element_type, raw_key
+from fmct.io.dicom_rawkey import raw_element_type
 
 
 @dataclass(frozen=True)
@@ -93,14 +93,6 @@ def header_of(path, head: bytes, size: int) -> tuple[Any, int | None, bool]:
     return found
 
 
-def read_head(path) -> tuple[Any, int | None, bool, tuple[int, int]]:
-    """``(dataset, pixel data offset or None, has pixel data, (size in bytes, mtime in ns))`` of the Part 10
-    file ``path``, the header parsed from the file's first :data:`HEAD_BYTES` read at once: exactly what
-    :func:`header_at` on the file gives. Raises what :func:`header_at` raises."""
-    head, stamp = read_start(path)
-    return (*header_of(path, head, stamp[0]), stamp)
-
-
 def _header_in(head: bytes) -> tuple[Any, int, bool] | None:
     """:func:`header_at` of the first bytes ``head`` of a longer file when the whole header, up to its pixel
     data element, lies in them (pydicom's warnings then shown as a parse of the file shows them); ``None``
@@ -120,14 +112,6 @@ def _header_in(head: bytes) -> tuple[Any, int, bool] | None:
     for w in shown:
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return ds, offset, has_pixels
-
-
-def read_with_facts(path, memo: dict | None = None) -> tuple[Any, SliceFacts | None]:
-    """The header of the Part 10 file ``path`` and its :class:`SliceFacts` (``None`` when it is not a plain
-    CT slice the reader can take from the facts alone). Raises what :func:`header_at` raises. ``memo``: see
-    :func:`slice_facts`."""
-    ds, offset, has_pixels, stamp = read_head(path)
-    return ds, slice_facts(ds, offset, has_pixels, stamp, memo=memo)
 
 
 #: Every attribute besides ImagePositionPatient that a plain slice's facts are made from (by
@@ -154,57 +138,33 @@ SHARED_KEYWORDS = (
 
 
 def slice_facts(
-    ds: Any,
-    offset: int | None,
-    has_pixels: bool,
-    stamp: tuple[int, int],
-    file_index: int = 0,
-    memo: dict | None = None,
-    key: tuple | None = None,
+    ds: Any, offset: int | None, has_pixels: bool, stamp: tuple[int, int], file_index: int = 0
 ) -> SliceFacts | None:
     """:class:`SliceFacts` of a header read by :func:`header_at`, or ``None`` when the file needs the
     reader's own parse (no pixel data, not a CT image, multi-frame, compressed or not 16-bit, or a header
-    the reader's checks refuse: those are then reported by the reader, naming the file).
-
-    ``memo`` (a dict the caller keeps while reading many files): facts are remembered by the undecoded bytes
-    of :data:`SHARED_KEYWORDS` (:func:`fmct.io.dicom_rawkey.raw_key`; ``key``: such a key the caller made
-    already, of these keywords and maybe more), so that a file whose bytes match an earlier one's only has
-    its position decoded (the same facts; about 0.2 ms of the ~1 ms a header costs discovery)."""
+    the reader's checks refuse: those are then reported by the reader, naming the file)."""
     if offset is None or not has_pixels:
         return None
-    if memo is not None and key is None:
-        key = raw_key(ds, SHARED_KEYWORDS)
-    known = memo.get(key) if memo is not None and key is not None else None
-    if known is not None:
-        try:
-            position = position_of(ds)
-        except Exception:  # the reader reports it
-            return None
-        return facts_like(known, position, offset, stamp, file_index)
-    facts = _parse_facts(ds, offset, has_pixels, stamp, file_index)
-    if facts is not None and key is not None:
-        memo[key] = facts
-    return facts
+    return _parse_facts(ds, offset, has_pixels, stamp, file_index)
 
 
-def facts_like(
-    known: SliceFacts, position: np.ndarray, offset: int, stamp: tuple[int, int], file_index: int = 0
-) -> SliceFacts:
+def facts_like(known: SliceFacts, position: np.ndarray, offset: int, stamp: tuple[int, int]) -> SliceFacts:
     """The facts of a file whose :data:`SHARED_KEYWORDS` hold the same bytes as those of the file ``known``
-    was parsed from (so everything but its position, pixel data offset and stamp is ``known``'s)."""
-    frame = replace(known.frame, file_index=file_index, position=position,
+    was parsed from (so everything but its position, pixel data offset and stamp is ``known``'s; its
+    ``file_index`` is 0, as :func:`slice_facts` gives by default)."""
+    frame = replace(known.frame, file_index=0, position=position,
                     orientation=known.frame.orientation.copy())  # fmt: skip
     return SliceFacts(frame=frame, offset=offset, layout=known.layout, stamp=stamp)
 
 
-_POSITION_TAG = 0x00200032  # ImagePositionPatient
+POSITION_TAG = 0x00200032  # ImagePositionPatient
 
 
 def position_of(ds: Any) -> np.ndarray:
     """ImagePositionPatient of ``ds`` as ``(3,)`` finite float64 LPS mm, exactly what
     :func:`fmct.io.dicom_frames.floats` of pydicom's value gives (raises what it raises); an undecoded
     value is read by :func:`raw_position` where it can be."""
-    elem = ds.get_item(_POSITION_TAG) if hasattr(ds, "get_item") else None
+    elem = ds.get_item(POSITION_TAG) if hasattr(ds, "get_item") else None
     position = raw_position(elem)
     if position is not None:
         return position
