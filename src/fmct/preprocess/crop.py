@@ -1,19 +1,19 @@
 """Head crop: keep the largest connected body above a HU threshold, drop the table and the air.
 
 Works on a coarse copy (every ``stride``-th voxel, ~2 mm) for speed: threshold, 6-connected components
-(:func:`label_6`), largest component = the head. Other components (table, head holder, cables) are set to air where they
-come near the head's bounding box, then the volume is cut to the head's bounding box plus a margin.
+(:func:`fmct.preprocess.morphology.label_6`), largest component = the head. Other components (table, head
+holder, cables) are set to air where they come near the head's bounding box, then the volume is cut to the
+head's bounding box plus a margin.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 from fmct.io.errors import SkipScan
 from fmct.io.volume import AIR_HU, Volume
 from fmct.preprocess.geometry import memory_order
-from fmct.preprocess.morphology import dilate_cross
+from fmct.preprocess.morphology import bounding_box, dilate_cross, label_6, largest_label
 
 #: Voxels per block when copying the crop out (bounds temporaries; blocks a transposed read).
 _COPY_BLOCK = 65_536
@@ -21,18 +21,6 @@ _COPY_BLOCK = 65_536
 
 def _coarse_stride(spacing: tuple[float, float, float], target_mm: float = 2.0) -> tuple[int, int, int]:
     return tuple(max(1, int(round(target_mm / s))) for s in spacing)  # type: ignore[return-value]
-
-
-def label_6(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    """``ndimage.label(mask)`` (6-connected components of a 3D bool ``mask``, ``1..n`` by first voxel in C
-    order): ``(labels, n)``, by ``connected-components-3d`` (a dependency: the same components, ~4x faster),
-    or by scipy where that is not installed. Callers rely on the components, not on their numbering."""
-    try:
-        import cc3d
-    except ImportError:
-        return ndimage.label(mask)
-    labels, n = cc3d.connected_components(mask, connectivity=6, return_N=True)
-    return labels, int(n)
 
 
 def _above(values: np.ndarray, threshold: float) -> np.ndarray:
@@ -45,19 +33,6 @@ def _above(values: np.ndarray, threshold: float) -> np.ndarray:
     return values > threshold
 
 
-def _largest_label(labels: np.ndarray, sizes: np.ndarray) -> int:
-    """The label of the largest component of ``labels`` (``sizes[i]``: voxels labelled ``i``, ``sizes[0]``
-    ignored); on a tie the one whose first voxel comes first in C order of ``labels``' logical axes: the
-    component that ``np.argmax`` of the sizes picks when ``ndimage.label`` runs over the array in that order
-    (it numbers components by their first voxel)."""
-    sizes = sizes.copy()
-    sizes[0] = 0
-    tied = np.flatnonzero(sizes == sizes.max())
-    if len(tied) == 1:
-        return int(tied[0])
-    return int(min(tied, key=lambda lab: int(np.argmax(labels == lab))))
-
-
 def head_mask_coarse(
     array: np.ndarray, threshold_hu: float, stride: tuple[int, int, int]
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -65,7 +40,7 @@ def head_mask_coarse(
 
     The components are labelled over the mask's memory order (a C-contiguous view: ``ndimage.label`` is 2-3x
     faster there than on a strided mask); which component is the head is the same as labelling in C order
-    of ``array``'s axes (ties on size resolved as that labelling would, see :func:`_largest_label`).
+    of ``array``'s axes (ties on size resolved as that labelling would, see :func:`fmct.preprocess.morphology.largest_label`).
 
     Returns:
         ``(head, others)``: bool arrays of shape ``ceil(shape / stride)``.
@@ -83,7 +58,7 @@ def head_mask_coarse(
         return coarse, np.zeros_like(coarse)
     sizes = np.bincount(labels[in_memory], minlength=n + 1)
     labels = labels.transpose(np.argsort(order))
-    head = labels == _largest_label(labels, sizes)
+    head = labels == largest_label(labels, sizes)
     return head, coarse & ~head
 
 
@@ -129,8 +104,10 @@ def _copy_c(src: np.ndarray, to_int16: bool, saturate: bool = True) -> np.ndarra
     saturated to int16 (``np.rint`` then clip, as :func:`fmct.preprocess.pipeline.preprocess` stores).
     Copied in blocks of ``16 x n x Z`` voxels, so a transposed source is read a cache line at a time and
     temporaries stay in the CPU cache. Without ``saturate`` (the values are known to round into int16) each
-    ``(X, Z)`` plane is rounded straight into the output, one pass (~1.5x faster)."""
-    if to_int16 and not saturate:
+    ``(X, Z)`` plane is rounded straight into the output, one pass (~1.5x faster), unless Y is the source's
+    fastest axis in memory (a plane would then be read across cache lines: the blocks, without the clip)."""
+    y_fastest = abs(src.strides[1]) == min(abs(s) for s in src.strides)
+    if to_int16 and not saturate and not y_fastest:
         out = np.empty(src.shape, dtype=np.int16)
         for y in range(src.shape[1]):
             np.rint(src[:, y], out=out[:, y], casting="unsafe")
@@ -146,7 +123,8 @@ def _copy_c(src: np.ndarray, to_int16: bool, saturate: bool = True) -> np.ndarra
             if to_int16:
                 tmp = block[: part.shape[0], : part.shape[1]]
                 np.rint(part, out=tmp)
-                np.clip(tmp, -32768, 32767, out=tmp)
+                if saturate:
+                    np.clip(tmp, -32768, 32767, out=tmp)
                 part = tmp
             out[x0 : x0 + bx, y0 : y0 + by] = part
     return out
@@ -158,12 +136,9 @@ def _removal_window(others: np.ndarray, head: np.ndarray) -> tuple[tuple[slice, 
     head; ``None`` when there are no other bodies. The same voxels as dilating over the whole grid: the
     window is the other bodies' box grown by the dilations' reach (one voxel for them, two more for the
     head), clipped to the grid."""
-    nz = [np.flatnonzero(others.any(axis=tuple(b for b in range(3) if b != a))) for a in range(3)]
-    if len(nz[0]) == 0:
+    win = bounding_box(others, grow=1)
+    if win is None:
         return None
-    win = tuple(
-        slice(max(int(n[0]) - 1, 0), min(int(n[-1]) + 2, s)) for n, s in zip(nz, others.shape, strict=True)
-    )
     ctx = tuple(
         slice(max(w.start - 2, 0), min(w.stop + 2, s)) for w, s in zip(win, others.shape, strict=True)
     )

@@ -15,7 +15,6 @@ Works on an RAS volume (``+Y`` anterior, ``+Z`` superior), at ~2 mm for the morp
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 from fmct.io.errors import InvalidScan
 from fmct.io.volume import AIR_HU, Volume
@@ -24,6 +23,8 @@ from fmct.preprocess.morphology import (
     close_cross,
     fill_holes,
     fill_holes_axial,
+    label_6,
+    largest_label,
     within_distance,
 )
 
@@ -39,10 +40,8 @@ def brain_mask(
     box = bounding_box(soft)  # labelled over soft tissue's box: the same labels, numbered in the same order
     if box is None:
         return brain
-    labels, _ = ndimage.label(soft[box])
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    brain[box] = fill_holes(labels == int(np.argmax(sizes)))
+    labels, _ = label_6(soft[box])
+    brain[box] = fill_holes(labels == largest_label(labels, np.bincount(labels.ravel())))
     return brain
 
 

@@ -6,8 +6,10 @@ on the ~2 mm head volumes defacing works on (``tests/preprocess/test_morphology.
 - :func:`close_cross`: ``ndimage.binary_closing(mask)`` (6-connected cross, one iteration) as shifted
   ORs/ANDs, :func:`dilate_cross`: ``ndimage.binary_dilation(mask, iterations=n)`` as shifted ORs;
 - :func:`fill_holes` / :func:`fill_holes_axial`: ``ndimage.binary_fill_holes`` of the volume / of every axial
-  slice, as one ``ndimage.label`` of the background (only its components that touch the border are outside)
+  slice, as one labelling of the background (only its components that touch the border are outside)
   instead of scipy's iterated dilation, per slice;
+- :func:`label_6`: ``ndimage.label`` (6-connected) by ``connected-components-3d``, and :func:`largest_label`:
+  the largest component, ties broken as ``np.argmax`` over ``ndimage.label``'s numbering breaks them;
 - :func:`within_distance`: ``ndimage.distance_transform_edt(~mask, sampling=s) <= radius`` as an exact
   squared-distance test (three separable min-plus passes over the mask's box grown by the radius) instead
   of a feature transform and float64 distances over the whole grid.
@@ -15,6 +17,7 @@ on the ~2 mm head volumes defacing works on (``tests/preprocess/test_morphology.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from math import isqrt
 
 import numpy as np
@@ -73,15 +76,40 @@ def bounding_box(mask: np.ndarray, grow: int = 0) -> tuple[slice, ...] | None:
     return tuple(box)
 
 
-def _fill(mask: np.ndarray, structure: np.ndarray, border_axes: tuple[int, ...]) -> np.ndarray:
-    """``mask`` plus the components (connected by ``structure``) of its background that touch no face of
-    the array across ``border_axes``; labelled over the mask's bounding box only (outside it all is
+def label_6(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """``ndimage.label(mask)`` (6-connected components of a 3D bool ``mask``, ``1..n`` by first voxel in C
+    order): ``(labels, n)``, by ``connected-components-3d`` (a dependency: the same components, ~4x faster),
+    or by scipy where that is not installed. Callers rely on the components, not on their numbering."""
+    try:
+        import cc3d
+    except ImportError:
+        return ndimage.label(mask)
+    labels, n = cc3d.connected_components(mask, connectivity=6, return_N=True)
+    return labels, int(n)
+
+
+def largest_label(labels: np.ndarray, sizes: np.ndarray) -> int:
+    """The label of the largest component of ``labels`` (``sizes[i]``: voxels labelled ``i``, ``sizes[0]``
+    ignored); on a tie the one whose first voxel comes first in C order of ``labels``' logical axes: the
+    component that ``np.argmax`` of the sizes picks when ``ndimage.label`` runs over the array in that order
+    (it numbers components by their first voxel)."""
+    sizes = sizes.copy()
+    sizes[0] = 0
+    tied = np.flatnonzero(sizes == sizes.max())
+    if len(tied) == 1:
+        return int(tied[0])
+    return int(min(tied, key=lambda lab: int(np.argmax(labels == lab))))
+
+
+def _fill(mask: np.ndarray, label: Callable, border_axes: tuple[int, ...]) -> np.ndarray:
+    """``mask`` plus the components (``label(background) -> (labels, n)``) of its background that touch no
+    face of the array across ``border_axes``; labelled over the mask's bounding box only (outside it all is
     background, so every background voxel on the box's faces reaches the array's faces)."""
     out = np.zeros(mask.shape, dtype=bool)
     box = bounding_box(mask)
     if box is None:
         return out
-    labels, n = ndimage.label(~mask[box], structure)
+    labels, n = label(~mask[box])
     outside = np.zeros(n + 1, dtype=bool)
     for axis in border_axes:
         outside[np.take(labels, [0, -1], axis=axis)] = True
@@ -92,13 +120,13 @@ def _fill(mask: np.ndarray, structure: np.ndarray, border_axes: tuple[int, ...])
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
     """``ndimage.binary_fill_holes(mask)`` of a 3D bool mask (6-connected background)."""
-    return _fill(mask, ndimage.generate_binary_structure(3, 1), (0, 1, 2))
+    return _fill(mask, label_6, (0, 1, 2))
 
 
 def fill_holes_axial(mask: np.ndarray) -> np.ndarray:
     """``ndimage.binary_fill_holes`` of every axial ``(X, Y)`` slice of a ``(X, Y, Z)`` bool mask (4-connected
     background within the slice), all slices in one labelling."""
-    return _fill(mask, _AXIAL_CROSS, (0, 1))
+    return _fill(mask, lambda background: ndimage.label(background, _AXIAL_CROSS), (0, 1))
 
 
 def _squared_radius(spacing: float, radius: float) -> int | None:

@@ -84,7 +84,7 @@ def build_model(
     input_size: int = 64,
     preprocessing: dict[str, Any] | None = None,
     pooling: str = "cls",
-    seed: int | None = 0,
+    seed: int = 0,
 ) -> Any:
     """A :class:`ClassifierModel` with a fresh linear head on the given or a new backbone.
 
@@ -96,24 +96,18 @@ def build_model(
         preprocessing: the preprocessing dict (store's config); ``input_size`` is added.
         seed: torch seed of the random initialisation (the head, and a new or ``scratch`` backbone), so the
             same call builds the same weights in every process (torch seeds each process differently);
-            the global torch RNG is left as it was. None: draw from the global RNG.
+            the global torch RNG is left as it was.
     """
-    if seed is None:
-        return _build_model(model, findings, scratch, arch, input_size, preprocessing, pooling)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        return _build_model(model, findings, scratch, arch, input_size, preprocessing, pooling)
+        bb = _backbone(model, scratch, arch, input_size, preprocessing)
+        return ClassifierModel.from_backbone(bb, list(findings), head_type="linear", pooling=pooling)
 
 
-def _build_model(
-    model: Any,
-    findings: Sequence[str],
-    scratch: bool,
-    arch: str | dict[str, Any] | None,
-    input_size: int,
-    preprocessing: dict[str, Any] | None,
-    pooling: str,
+def _backbone(
+    model: Any, scratch: bool, arch: str | dict[str, Any] | None, input_size: int, preprocessing: dict | None
 ) -> Any:
+    """The backbone of :func:`build_model` (drawn from the global torch RNG where it is new)."""
     if model is not None:
         if isinstance(model, str | Path):
             model = load_model(model)
@@ -134,7 +128,7 @@ def _build_model(
         prep = dict(preprocessing or {"windows": [list(w) for w in DEFAULT_WINDOWS]})
         prep["input_size"] = int(input_size)
         bb = BackboneModel(build_backbone(arch_d), prep, architecture=arch_d)
-    return ClassifierModel.from_backbone(bb, list(findings), head_type="linear", pooling=pooling)
+    return bb
 
 
 def frozen_backbone(model: Any, random_init: bool = False, seed: int = 0) -> Any:
